@@ -1,0 +1,237 @@
+"""The in-memory index of an unlocked workspace: the opened records, the lists the screens need
+(recent contacts, persons by last contact, follow-ups due) and text search that ignores case and
+accents and knows Danish spelling (`å`/`aa`, `æ`/`ae`, `ø`/`oe`). It lives only while the vault is
+unlocked and is dropped on lock; it never writes anything anywhere.
+
+Search keeps one long string of normalised texts per kind and scans it with `str.find` (C speed),
+plus a small set of records changed since that string was built, scanned one by one; the string is
+rebuilt when that set grows.
+"""
+
+from __future__ import annotations
+
+import bisect
+import unicodedata
+from collections.abc import Iterable
+from typing import Any
+
+from .vocab import RecordType
+
+__all__ = ["fold", "query_forms", "TextIndex", "Index"]
+
+_DANISH = str.maketrans({"æ": "ae", "ø": "oe", "å": "aa", "ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
+_PLAIN = str.maketrans({"æ": "ae", "ø": "o", "ß": "ss", "đ": "d", "ł": "l"})
+_SEP = "\x1e"
+
+
+def _strip_marks(text: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def fold(text: str) -> str:
+    """Both searchable forms of a text: Danish transcription (Søren -> soeren, Åse -> aase) and
+    accents dropped (Søren -> soren, Åse -> ase), separated so that no match spans the two."""
+    low = " ".join(text.casefold().split())
+    return _strip_marks(low.translate(_DANISH)) + _SEP + _strip_marks(low.translate(_PLAIN))
+
+
+def query_forms(query: str) -> list[str]:
+    """The forms of one query word to look for in `fold`ed texts."""
+    low = query.casefold().strip()
+    forms = {_strip_marks(low.translate(_DANISH)), _strip_marks(low.translate(_PLAIN))}
+    return sorted(f for f in forms if f)
+
+
+class TextIndex:
+    """Ids with folded texts; `search` returns ids whose text contains every query word."""
+
+    REBUILD_AT = 2000
+
+    def __init__(self) -> None:
+        self._texts: dict[str, str] = {}
+        self._blob = ""
+        self._blob_ids: list[str] = []
+        self._offsets: list[int] = []
+        self._dirty: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def load(self, items: Iterable[tuple[str, str]]) -> None:
+        self._texts = {rid: fold(text) for rid, text in items}
+        self._rebuild()
+
+    def set(self, rid: str, text: str) -> None:
+        self._texts[rid] = fold(text)
+        self._touch(rid)
+
+    def remove(self, rid: str) -> None:
+        if self._texts.pop(rid, None) is not None:
+            self._touch(rid)
+
+    def _touch(self, rid: str) -> None:
+        self._dirty.add(rid)
+        if len(self._dirty) > self.REBUILD_AT:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        ids = list(self._texts)
+        offsets: list[int] = []
+        pos = 0
+        for rid in ids:
+            offsets.append(pos)
+            pos += len(self._texts[rid]) + 1
+        self._blob = "\n".join(self._texts[r] for r in ids)
+        self._blob_ids = ids
+        self._offsets = offsets
+        self._dirty = set()
+
+    def search(self, words: list[str], limit: int) -> list[str]:
+        """Ids whose text contains every word (each in one of its forms), at most `limit`."""
+        if not words:
+            return []
+        forms = [query_forms(w) for w in words]
+        forms = [f for f in forms if f]
+        if not forms:
+            return []
+        first, rest = forms[0], forms[1:]
+        found: list[str] = []
+        seen: set[str] = set()
+
+        def accept(rid: str) -> bool:
+            text = self._texts.get(rid)
+            if text is None or rid in seen:
+                return False
+            if all(any(f in text for f in alts) for alts in rest):
+                seen.add(rid)
+                found.append(rid)
+            return len(found) >= limit
+
+        for rid in self._dirty:
+            if any(f in self._texts.get(rid, "") for f in first) and accept(rid):
+                return found
+        blob, offsets, ids = self._blob, self._offsets, self._blob_ids
+        hits: set[int] = set()
+        for f in first:
+            start = 0
+            while True:
+                pos = blob.find(f, start)
+                if pos < 0:
+                    break
+                i = bisect.bisect_right(offsets, pos) - 1
+                hits.add(i)
+                start = offsets[i + 1] if i + 1 < len(offsets) else len(blob)
+                if len(hits) > limit * 4 + 64:
+                    break
+        for i in sorted(hits):
+            rid = ids[i]
+            if rid in self._dirty:
+                continue
+            if accept(rid):
+                break
+        return found
+
+
+class Index:
+    """Opened records by type, and the derived lists."""
+
+    def __init__(self) -> None:
+        self.records: dict[RecordType, dict[str, dict[str, Any]]] = {t: {} for t in RecordType}
+        self.text: dict[RecordType, TextIndex] = {
+            RecordType.PERSON: TextIndex(), RecordType.CONTACT: TextIndex(), RecordType.PLACE: TextIndex(),
+        }
+        self._by_time: list[tuple[str, str]] = []  # (at iso, contact id), ascending
+        self.contacts_of: dict[str, set[str]] = {}
+        self.last_contact: dict[str, str] = {}  # person id -> latest contact `at`
+
+    # ----------------------------------------------------------------------- texts
+    def _person_text(self, p: dict[str, Any]) -> str:
+        place = self.records[RecordType.PLACE].get(p.get("usual_place") or "", {})
+        return " ".join(str(p.get(k) or "") for k in ("alias", "full_name", "description")) + " " + str(
+            place.get("name") or ""
+        )
+
+    def _contact_text(self, c: dict[str, Any]) -> str:
+        return str(c.get("note") or "")
+
+    @staticmethod
+    def _place_text(pl: dict[str, Any]) -> str:
+        return f"{pl.get('name') or ''} {pl.get('zone') or ''}"
+
+    # ---------------------------------------------------------------------- loading
+    def load(self, rows: dict[RecordType, dict[str, dict[str, Any]]]) -> None:
+        self.records = {t: dict(rows.get(t, {})) for t in RecordType}
+        persons = self.records[RecordType.PERSON]
+        contacts = self.records[RecordType.CONTACT]
+        places = self.records[RecordType.PLACE]
+        self.text[RecordType.PLACE].load((i, self._place_text(r)) for i, r in places.items())
+        self.text[RecordType.PERSON].load((i, self._person_text(r)) for i, r in persons.items())
+        self.text[RecordType.CONTACT].load((i, self._contact_text(r)) for i, r in contacts.items() if r.get("note"))
+        self._by_time = sorted((str(c.get("at") or ""), i) for i, c in contacts.items())
+        self.contacts_of = {}
+        self.last_contact = {}
+        for at, cid in self._by_time:
+            pid = contacts[cid].get("person_id")
+            if pid:
+                self.contacts_of.setdefault(pid, set()).add(cid)
+                self.last_contact[pid] = at
+
+    # ---------------------------------------------------------------------- updates
+    def put(self, rtype: RecordType, rid: str, values: dict[str, Any] | None) -> None:
+        """Replace one record's values (None: it is gone: deleted, erased)."""
+        table = self.records[rtype]
+        old = table.pop(rid, None)
+        if rtype is RecordType.CONTACT and old is not None:
+            self._unlink_contact(rid, old)
+        if values is None:
+            if rtype in self.text:
+                self.text[rtype].remove(rid)
+            return
+        table[rid] = values
+        if rtype is RecordType.PERSON:
+            self.text[rtype].set(rid, self._person_text(values))
+        elif rtype is RecordType.PLACE:
+            self.text[rtype].set(rid, self._place_text(values))
+        elif rtype is RecordType.CONTACT:
+            if values.get("note"):
+                self.text[rtype].set(rid, self._contact_text(values))
+            else:
+                self.text[rtype].remove(rid)
+            self._link_contact(rid, values)
+
+    def _link_contact(self, cid: str, c: dict[str, Any]) -> None:
+        at = str(c.get("at") or "")
+        bisect.insort(self._by_time, (at, cid))
+        pid = c.get("person_id")
+        if pid:
+            self.contacts_of.setdefault(pid, set()).add(cid)
+            if at > self.last_contact.get(pid, ""):
+                self.last_contact[pid] = at
+
+    def _unlink_contact(self, cid: str, c: dict[str, Any]) -> None:
+        key = (str(c.get("at") or ""), cid)
+        i = bisect.bisect_left(self._by_time, key)
+        if i < len(self._by_time) and self._by_time[i] == key:
+            del self._by_time[i]
+        pid = c.get("person_id")
+        if pid and pid in self.contacts_of:
+            self.contacts_of[pid].discard(cid)
+            contacts = self.records[RecordType.CONTACT]
+            ats = [str(contacts[x].get("at") or "") for x in self.contacts_of[pid] if x in contacts]
+            if ats:
+                self.last_contact[pid] = max(ats)
+            else:
+                self.last_contact.pop(pid, None)
+
+    # ------------------------------------------------------------------------ lists
+    def recent_contacts(self, limit: int, person_id: str | None = None) -> list[str]:
+        if person_id is not None:
+            contacts = self.records[RecordType.CONTACT]
+            ids = sorted(self.contacts_of.get(person_id, ()), key=lambda c: (str(contacts[c].get("at")), c),
+                         reverse=True)
+            return ids[:limit]
+        return [cid for _, cid in reversed(self._by_time[-limit:])] if limit else []
+
+    def contacts_since(self, at_iso: str) -> list[str]:
+        i = bisect.bisect_left(self._by_time, (at_iso, ""))
+        return [cid for _, cid in reversed(self._by_time[i:])]

@@ -1,0 +1,92 @@
+"""Named, recorded schema migrations of the local SQLite file (sqlite-utils over the store's own
+connection). Each step runs once, in order, inside one transaction with its record in `_migrations`;
+a file from a newer version is refused rather than guessed at. Steps are never edited once shipped:
+a change is a new step. `tests/test_migrations.py` builds a file at every older step, fills it and
+migrates it up, and checks that the result matches `models.tables`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+import sqlite_utils
+
+from .errors import MigrationError
+
+__all__ = ["MIGRATIONS", "migrate", "applied"]
+
+Step = Callable[[sqlite_utils.Database], None]
+
+
+def _m0001_initial(db: sqlite_utils.Database) -> None:
+    for name in ("person", "contact", "place", "followup", "auditevent"):
+        db[name].create({"id": str, "key_epoch": int, "sealed": bytes}, pk="id", not_null={"key_epoch", "sealed"})
+    db["keyring"].create({"name": str, "wrapped": bytes, "kdf": str}, pk="name", not_null={"wrapped"})
+    db["meta"].create({"key": str, "value": str}, pk="key", not_null={"value"})
+    db["outbox"].create(
+        {"device_seq": int, "op_id": str, "record_id": str, "key_epoch": int, "payload": bytes},
+        pk="device_seq", not_null={"op_id", "record_id", "key_epoch", "payload"},
+    )
+    db["outbox"].create_index(["op_id"], unique=True, index_name="ix_outbox_op_id")
+    db["syncstate"].create({"key": str, "value": str}, pk="key", not_null={"value"})
+    db["reviewconflict"].create(
+        {"record_id": str, "field": str, "record_type": str}, pk=("record_id", "field"), not_null={"record_type"}
+    )
+
+
+def _m0002_sync(db: sqlite_utils.Database) -> None:
+    """Sync arrived: ops set aside with their error, erased record ids, outbox by record."""
+    db["setaside"].create(
+        {"op_id": str, "record_id": str, "device_id": str, "device_seq": int, "key_epoch": int,
+         "payload": bytes, "error": str, "at": float},
+        pk="op_id", not_null={"record_id", "device_id", "device_seq", "key_epoch", "payload", "error", "at"},
+    )
+    db["erased"].create({"record_id": str, "at": float}, pk="record_id", not_null={"at"})
+    db["outbox"].create_index(["record_id"], index_name="ix_outbox_record_id")
+
+
+MIGRATIONS: list[tuple[str, Step]] = [
+    ("0001_initial", _m0001_initial),
+    ("0002_sync", _m0002_sync),
+]
+
+
+def applied(conn: sqlite3.Connection) -> list[str]:
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='_migrations'").fetchone()
+    if not exists:
+        return []
+    return [r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY name")]
+
+
+def migrate(conn: sqlite3.Connection, *, upto: str | None = None) -> list[str]:
+    """Apply the missing steps (up to and including `upto`); returns the names applied now."""
+    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+    done = set(applied(conn))
+    known = {name for name, _ in MIGRATIONS}
+    unknown = done - known
+    if unknown:
+        raise MigrationError(
+            "This data file was written by a newer version of Outreach "
+            f"(unknown schema steps: {', '.join(sorted(unknown))}). Update the app."
+        )
+    ran: list[str] = []
+    db = sqlite_utils.Database(conn)
+    for name, step in MIGRATIONS:
+        if name in done:
+            if name == upto:
+                break
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            step(db)
+            conn.execute("INSERT INTO _migrations (name, applied_at) VALUES (?, ?)", (name, time.time()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        ran.append(name)
+        if name == upto:
+            break
+    return ran

@@ -1,0 +1,224 @@
+"""The local store: the only SQL on the client. One SQLite file per device, one write connection,
+WAL with full fsync, explicit transactions (`atomic()`), schema by `migrations`.
+
+It owns rows of ids, key epochs and sealed blobs, the outbox, the keyring, device meta and sync
+state. It never sees a key or a plaintext personal value: callers hand it sealed bytes. Every local
+change is written as its sealed row plus its outbox op inside one `atomic()` block by `workspace`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import MigrationError
+from .migrations import migrate
+from .tables import SEALED_TABLES
+from .vocab import RecordType
+
+__all__ = ["Store", "OutboxRow", "SetAsideRow", "DB_NAME", "data_files"]
+
+DB_NAME = "outreach.db"
+
+OutboxRow = tuple[int, str, str, int, bytes]  # device_seq, op_id, record_id, key_epoch, payload
+SetAsideRow = tuple[str, str, str, int, int, bytes, str, float]
+
+
+def data_files(data_dir: Path) -> list[Path]:
+    """Every file the store may leave in `data_dir` (the database and its WAL and SHM)."""
+    base = data_dir / DB_NAME
+    return [base, base.with_name(DB_NAME + "-wal"), base.with_name(DB_NAME + "-shm"),
+            base.with_name(DB_NAME + "-journal")]
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")  # a saved contact survives a power cut
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.execute("PRAGMA secure_delete=ON")  # erased blobs are overwritten, not left in free pages
+            self.conn.execute("PRAGMA busy_timeout=5000")
+            migrate(self.conn)
+        except sqlite3.DatabaseError as exc:
+            raise MigrationError(f"The data file {path.name} cannot be opened: {exc}") from exc
+        self._lock = threading.RLock()
+        self._depth = 0
+        try:
+            os.chmod(path, 0o600)
+        except OSError:
+            pass  # not every platform has POSIX modes (Android storage does; Windows ignores them)
+
+    def close(self) -> None:
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self.conn.close()
+
+    @contextmanager
+    def atomic(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; nested calls join the outer one. Everything or nothing."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self.conn
+                finally:
+                    self._depth -= 1
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self.conn
+            except BaseException:
+                self._depth = 0
+                self.conn.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self.conn.execute("COMMIT")
+
+    # --------------------------------------------------------------------------- meta
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str | int | float) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+
+    def del_meta(self, key: str) -> None:
+        self.conn.execute("DELETE FROM meta WHERE key=?", (key,))
+
+    def sync_state(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM syncstate WHERE key=?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_sync_state(self, key: str, value: str | int | float) -> None:
+        self.conn.execute("INSERT OR REPLACE INTO syncstate (key, value) VALUES (?, ?)", (key, str(value)))
+
+    # ------------------------------------------------------------------------ keyring
+    def keyring(self) -> dict[str, bytes]:
+        return {name: blob for name, blob in self.conn.execute("SELECT name, wrapped FROM keyring")}
+
+    def kdf_params(self) -> str | None:
+        row = self.conn.execute("SELECT kdf FROM keyring WHERE name='master'").fetchone()
+        return row[0] if row else None
+
+    def put_key(self, name: str, wrapped: bytes, kdf: str | None = None) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO keyring (name, wrapped, kdf) VALUES (?, ?, ?)", (name, wrapped, kdf)
+        )
+
+    # ---------------------------------------------------------------------- sealed rows
+    def get_row(self, record_type: RecordType, record_id: str) -> tuple[int, bytes] | None:
+        row = self.conn.execute(
+            f"SELECT key_epoch, sealed FROM {SEALED_TABLES[record_type]} WHERE id=?", (record_id,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def find_row(self, record_id: str) -> tuple[RecordType, int, bytes] | None:
+        """Look a record id up in every sealed table (a remote op does not say its type)."""
+        for rtype, table in SEALED_TABLES.items():
+            row = self.conn.execute(f"SELECT key_epoch, sealed FROM {table} WHERE id=?", (record_id,)).fetchone()
+            if row:
+                return rtype, row[0], row[1]
+        return None
+
+    def put_rows(self, record_type: RecordType, rows: Iterable[tuple[str, int, bytes]]) -> None:
+        self.conn.executemany(
+            f"INSERT OR REPLACE INTO {SEALED_TABLES[record_type]} (id, key_epoch, sealed) VALUES (?, ?, ?)", rows
+        )
+
+    def delete_row(self, record_type: RecordType, record_id: str) -> None:
+        self.conn.execute(f"DELETE FROM {SEALED_TABLES[record_type]} WHERE id=?", (record_id,))
+
+    def iter_rows(self, record_type: RecordType) -> Iterator[tuple[str, int, bytes]]:
+        yield from self.conn.execute(f"SELECT id, key_epoch, sealed FROM {SEALED_TABLES[record_type]}")
+
+    def count_rows(self, record_type: RecordType) -> int:
+        return int(self.conn.execute(f"SELECT count(*) FROM {SEALED_TABLES[record_type]}").fetchone()[0])
+
+    # --------------------------------------------------------------------------- outbox
+    def append_outbox(self, rows: Iterable[OutboxRow]) -> None:
+        self.conn.executemany(
+            "INSERT INTO outbox (device_seq, op_id, record_id, key_epoch, payload) VALUES (?, ?, ?, ?, ?)", rows
+        )
+
+    def outbox_batch(self, max_ops: int, max_bytes: int) -> list[OutboxRow]:
+        """The oldest ops, at most `max_ops` and `max_bytes` of payload (at least one op)."""
+        out: list[OutboxRow] = []
+        size = 0
+        for row in self.conn.execute(
+            "SELECT device_seq, op_id, record_id, key_epoch, payload FROM outbox ORDER BY device_seq LIMIT ?",
+            (max_ops,),
+        ):
+            size += len(row[4])
+            if out and size > max_bytes:
+                break
+            out.append(row)
+        return out
+
+    def outbox_all(self) -> list[OutboxRow]:
+        return list(self.conn.execute(
+            "SELECT device_seq, op_id, record_id, key_epoch, payload FROM outbox ORDER BY device_seq"
+        ))
+
+    def replace_outbox_payload(self, device_seq: int, key_epoch: int, payload: bytes) -> None:
+        self.conn.execute(
+            "UPDATE outbox SET key_epoch=?, payload=? WHERE device_seq=?", (key_epoch, payload, device_seq)
+        )
+
+    def ack_outbox(self, through_seq: int) -> int:
+        return self.conn.execute("DELETE FROM outbox WHERE device_seq <= ?", (through_seq,)).rowcount
+
+    def drop_outbox_for(self, record_ids: Iterable[str]) -> None:
+        self.conn.executemany("DELETE FROM outbox WHERE record_id=?", ((r,) for r in record_ids))
+
+    def outbox_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+    # ------------------------------------------------------------------------ conflicts
+    def set_conflicts(self, record_type: RecordType, record_id: str, fields: Iterable[str]) -> None:
+        self.conn.execute("DELETE FROM reviewconflict WHERE record_id=?", (record_id,))
+        self.conn.executemany(
+            "INSERT INTO reviewconflict (record_id, field, record_type) VALUES (?, ?, ?)",
+            ((record_id, f, record_type.value) for f in fields),
+        )
+
+    def conflicts(self) -> list[tuple[str, str, str]]:
+        return list(self.conn.execute(
+            "SELECT record_type, record_id, field FROM reviewconflict ORDER BY record_id, field"
+        ))
+
+    # ----------------------------------------------------------------- set aside, erased
+    def set_aside(self, row: SetAsideRow) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO setaside (op_id, record_id, device_id, device_seq, key_epoch, payload, error, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row,
+        )
+
+    def set_aside_rows(self) -> list[SetAsideRow]:
+        return list(self.conn.execute(
+            "SELECT op_id, record_id, device_id, device_seq, key_epoch, payload, error, at FROM setaside ORDER BY at"
+        ))
+
+    def remove_set_aside(self, op_id: str) -> None:
+        self.conn.execute("DELETE FROM setaside WHERE op_id=?", (op_id,))
+
+    def mark_erased(self, record_ids: Iterable[str], at: float) -> None:
+        ids = list(record_ids)
+        self.conn.executemany("INSERT OR IGNORE INTO erased (record_id, at) VALUES (?, ?)", ((r, at) for r in ids))
+        for table in SEALED_TABLES.values():
+            self.conn.executemany(f"DELETE FROM {table} WHERE id=?", ((r,) for r in ids))
+        self.conn.executemany("DELETE FROM reviewconflict WHERE record_id=?", ((r,) for r in ids))
+        self.conn.executemany("DELETE FROM setaside WHERE record_id=?", ((r,) for r in ids))
+        self.drop_outbox_for(ids)
+
+    def erased_ids(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT record_id FROM erased")}

@@ -1,0 +1,402 @@
+"""The data model: one SQLModel family per entity (Base / Create / Update / Public, and the table).
+
+The `table=True` classes are what the SQLite file holds: ids, key epochs and sealed blobs, never a
+personal field in the clear. The Base families say what a record means once opened: they validate
+every value that comes from a form, a CLI flag or a remote op before it is sealed. Fields listed in
+`REVIEWED_FIELDS` are the ones whose concurrent edits are kept for a person to review.
+This module must never open a database or hold a key; `store` and `vault` do that.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import field_validator
+from sqlmodel import Field, SQLModel
+
+from .vocab import (
+    AuditAction,
+    Consent,
+    ContactKind,
+    Ethos,
+    Gender,
+    HomelessCategory,
+    Living,
+    Need,
+    RecordType,
+    Referral,
+    Service,
+    Status,
+)
+
+__all__ = [
+    "PersonBase", "PersonCreate", "PersonUpdate", "PersonPublic", "Person",
+    "ContactBase", "ContactCreate", "ContactUpdate", "ContactPublic", "Contact",
+    "PlaceBase", "PlaceCreate", "PlaceUpdate", "PlacePublic", "Place",
+    "FollowUpBase", "FollowUpCreate", "FollowUpUpdate", "FollowUpPublic", "FollowUp",
+    "AuditEventBase", "AuditEventCreate", "AuditEventPublic", "AuditEvent",
+    "Keyring", "Meta", "Outbox", "SyncState", "ReviewConflict", "SetAside", "Erased",
+    "SEALED_TABLES", "FAMILIES", "REVIEWED_FIELDS", "LOCAL_TABLES",
+]
+
+_CPR = re.compile(r"^\d{6}-?\d{4}$")
+_Short = Field(default=None, max_length=120)
+_Text = Field(default=None, max_length=4000)
+
+
+def _strip(v: Any) -> Any:
+    if isinstance(v, str):
+        v = v.strip()
+        return v or None
+    return v
+
+
+def _check_cpr(v: str | None) -> str | None:
+    if v is None:
+        return v
+    if not _CPR.match(v):
+        raise ValueError("a CPR number is 10 digits, DDMMYY-XXXX")
+    digits = v.replace("-", "")
+    try:
+        date(2000, int(digits[2:4]), int(digits[0:2]))
+    except ValueError as exc:
+        raise ValueError("a CPR number starts with a valid date DDMMYY") from exc
+    return f"{digits[:6]}-{digits[6:]}"
+
+
+# --------------------------------------------------------------------------------------- Person
+class PersonBase(SQLModel):
+    alias: str = Field(min_length=1, max_length=80)  # street name or what the team calls them
+    full_name: str | None = _Short
+    cpr: str | None = Field(default=None, max_length=11)
+    birth_year: int | None = Field(default=None, ge=1900, le=2100)
+    gender: Gender | None = None
+    nationality: str | None = Field(default=None, max_length=60)
+    languages: list[str] = Field(default_factory=list, max_length=10)
+    description: str | None = _Text  # for recognition on the street
+    category: HomelessCategory | None = None
+    ethos: Ethos | None = None
+    consent: Consent = Consent.NONE
+    consent_date: date | None = None
+    consent_scope: str | None = Field(default=None, max_length=400)
+    status: Status = Status.ACTIVE
+    status_date: date | None = None
+    icm_worker: str | None = Field(default=None, max_length=80)
+    needs: list[Need] = Field(default_factory=list)
+    safety_note: str | None = Field(default=None, max_length=1000)  # for worker safety
+    usual_place: str | None = Field(default=None, max_length=32)  # a Place id
+
+    @field_validator("alias", mode="before")
+    @classmethod
+    def _alias(cls, v: Any) -> Any:
+        return v.strip() if isinstance(v, str) else v
+
+    @field_validator(
+        "full_name", "cpr", "nationality", "description", "consent_scope", "icm_worker",
+        "safety_note", "usual_place", mode="before",
+    )
+    @classmethod
+    def _blank_is_none(cls, v: Any) -> Any:
+        return _strip(v)
+
+    @field_validator("cpr")
+    @classmethod
+    def _cpr(cls, v: str | None) -> str | None:
+        return _check_cpr(v)
+
+
+class PersonCreate(PersonBase):
+    pass
+
+
+class PersonUpdate(SQLModel):
+    alias: str | None = Field(default=None, min_length=1, max_length=80)
+    full_name: str | None = _Short
+    cpr: str | None = Field(default=None, max_length=11)
+    birth_year: int | None = Field(default=None, ge=1900, le=2100)
+    gender: Gender | None = None
+    nationality: str | None = Field(default=None, max_length=60)
+    languages: list[str] | None = None
+    description: str | None = _Text
+    category: HomelessCategory | None = None
+    ethos: Ethos | None = None
+    consent: Consent | None = None
+    consent_date: date | None = None
+    consent_scope: str | None = Field(default=None, max_length=400)
+    status: Status | None = None
+    status_date: date | None = None
+    icm_worker: str | None = Field(default=None, max_length=80)
+    needs: list[Need] | None = None
+    safety_note: str | None = Field(default=None, max_length=1000)
+    usual_place: str | None = Field(default=None, max_length=32)
+
+    @field_validator("cpr", mode="before")
+    @classmethod
+    def _cpr(cls, v: Any) -> Any:
+        return _check_cpr(_strip(v))
+
+
+class PersonPublic(PersonBase):
+    id: str
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class Person(SQLModel, table=True):
+    __tablename__ = "person"
+    id: str = Field(primary_key=True, max_length=32)
+    key_epoch: int
+    sealed: bytes
+
+
+# -------------------------------------------------------------------------------------- Contact
+class ContactBase(SQLModel):
+    at: datetime  # when the meeting happened (local time of the worker)
+    person_id: str | None = Field(default=None, max_length=32)  # None: anonymous contact
+    place_id: str | None = Field(default=None, max_length=32)
+    lat: float | None = Field(default=None, ge=-90, le=90)  # coarse, only when asked for
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    workers: list[str] = Field(default_factory=list, max_length=10)
+    kind: ContactKind = ContactKind.STREET
+    living: Living | None = None  # where the person sleeps tonight
+    services: list[Service] = Field(default_factory=list)
+    referrals: list[Referral] = Field(default_factory=list)
+    note: str | None = _Text
+    follow_up: date | None = None
+
+    @field_validator("note", "person_id", "place_id", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: Any) -> Any:
+        return _strip(v)
+
+    @field_validator("lat", "lon")
+    @classmethod
+    def _coarse(cls, v: float | None) -> float | None:
+        # about 100 m: enough to find the spot again, not enough to follow anybody
+        return None if v is None else round(v, 3)
+
+
+class ContactCreate(ContactBase):
+    pass
+
+
+class ContactUpdate(SQLModel):
+    at: datetime | None = None
+    person_id: str | None = None
+    place_id: str | None = None
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    workers: list[str] | None = None
+    kind: ContactKind | None = None
+    living: Living | None = None
+    services: list[Service] | None = None
+    referrals: list[Referral] | None = None
+    note: str | None = _Text
+    follow_up: date | None = None
+
+
+class ContactPublic(ContactBase):
+    id: str
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contact"
+    id: str = Field(primary_key=True, max_length=32)
+    key_epoch: int
+    sealed: bytes
+
+
+# ---------------------------------------------------------------------------------------- Place
+class PlaceBase(SQLModel):
+    name: str = Field(min_length=1, max_length=80)
+    zone: str | None = Field(default=None, max_length=60)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, v: Any) -> Any:
+        return v.strip() if isinstance(v, str) else v
+
+    @field_validator("lat", "lon")
+    @classmethod
+    def _coarse(cls, v: float | None) -> float | None:
+        return None if v is None else round(v, 3)
+
+
+class PlaceCreate(PlaceBase):
+    pass
+
+
+class PlaceUpdate(SQLModel):
+    name: str | None = Field(default=None, min_length=1, max_length=80)
+    zone: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+
+
+class PlacePublic(PlaceBase):
+    id: str
+
+
+class Place(SQLModel, table=True):
+    __tablename__ = "place"
+    id: str = Field(primary_key=True, max_length=32)
+    key_epoch: int
+    sealed: bytes
+
+
+# ------------------------------------------------------------------------------------- FollowUp
+class FollowUpBase(SQLModel):
+    due: date
+    person_id: str | None = Field(default=None, max_length=32)
+    contact_id: str | None = Field(default=None, max_length=32)
+    assignee: str | None = Field(default=None, max_length=80)
+    note: str | None = Field(default=None, max_length=1000)
+    done: bool = False
+
+
+class FollowUpCreate(FollowUpBase):
+    pass
+
+
+class FollowUpUpdate(SQLModel):
+    due: date | None = None
+    assignee: str | None = None
+    note: str | None = None
+    done: bool | None = None
+
+
+class FollowUpPublic(FollowUpBase):
+    id: str
+
+
+class FollowUp(SQLModel, table=True):
+    __tablename__ = "followup"
+    id: str = Field(primary_key=True, max_length=32)
+    key_epoch: int
+    sealed: bytes
+
+
+# ----------------------------------------------------------------------------------- AuditEvent
+class AuditEventBase(SQLModel):
+    at: datetime
+    actor: str = Field(max_length=80)  # the worker's name on the acting device
+    device_id: str = Field(max_length=32)
+    action: AuditAction
+    target_type: RecordType | None = None
+    target_id: str | None = Field(default=None, max_length=32)
+    detail: str | None = Field(default=None, max_length=400)  # never personal data: counts, kinds
+
+
+class AuditEventCreate(AuditEventBase):
+    pass
+
+
+class AuditEventPublic(AuditEventBase):
+    id: str
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "auditevent"
+    id: str = Field(primary_key=True, max_length=32)
+    key_epoch: int
+    sealed: bytes
+
+
+# ------------------------------------------------------------------------------ local machinery
+class Keyring(SQLModel, table=True):
+    """Keys wrapped by the master key (itself wrapped by the passphrase key; `kdf` holds the
+    parameters beside it). Names: `master`, `device`, `team:<epoch>`, `secret:<name>`."""
+
+    __tablename__ = "keyring"
+    name: str = Field(primary_key=True)
+    wrapped: bytes
+    kdf: str | None = None  # JSON parameters of the passphrase KDF, on `master` only
+
+
+class Meta(SQLModel, table=True):
+    """Non-personal device state: device id, clock, sequence, throttle counters, team epoch."""
+
+    __tablename__ = "meta"
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class Outbox(SQLModel, table=True):
+    """Local ops not yet acknowledged by the server, in device sequence order."""
+
+    __tablename__ = "outbox"
+    device_seq: int = Field(primary_key=True)
+    op_id: str = Field(max_length=32, unique=True)
+    record_id: str = Field(max_length=32, index=True)
+    key_epoch: int
+    payload: bytes  # sealed {type, changed fields, HLC, base HLC}
+
+
+class SyncState(SQLModel, table=True):
+    """Pull cursor, last success, last error: written in the same transaction as a pulled page."""
+
+    __tablename__ = "syncstate"
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class ReviewConflict(SQLModel, table=True):
+    """An open conflict on a reviewed field; both values are inside the sealed record."""
+
+    __tablename__ = "reviewconflict"
+    record_id: str = Field(primary_key=True, max_length=32)
+    field: str = Field(primary_key=True, max_length=40)
+    record_type: str
+
+
+class SetAside(SQLModel, table=True):
+    """A remote op that could not be applied, kept with its error so the queue goes on."""
+
+    __tablename__ = "setaside"
+    op_id: str = Field(primary_key=True, max_length=32)
+    record_id: str = Field(max_length=32)
+    device_id: str = Field(max_length=32)
+    device_seq: int
+    key_epoch: int
+    payload: bytes
+    error: str
+    at: float
+
+
+class Erased(SQLModel, table=True):
+    """Record ids purged under GDPR art. 17: every later op of them is dropped."""
+
+    __tablename__ = "erased"
+    record_id: str = Field(primary_key=True, max_length=32)
+    at: float
+
+
+SEALED_TABLES: dict[RecordType, str] = {
+    RecordType.PERSON: "person",
+    RecordType.CONTACT: "contact",
+    RecordType.PLACE: "place",
+    RecordType.FOLLOWUP: "followup",
+    RecordType.AUDIT: "auditevent",
+}
+
+LOCAL_TABLES = ("keyring", "meta", "outbox", "syncstate", "reviewconflict", "setaside", "erased")
+
+# type -> (Create, Update, Public)
+FAMILIES: dict[RecordType, tuple[type[SQLModel], type[SQLModel] | None, type[SQLModel]]] = {
+    RecordType.PERSON: (PersonCreate, PersonUpdate, PersonPublic),
+    RecordType.CONTACT: (ContactCreate, ContactUpdate, ContactPublic),
+    RecordType.PLACE: (PlaceCreate, PlaceUpdate, PlacePublic),
+    RecordType.FOLLOWUP: (FollowUpCreate, FollowUpUpdate, FollowUpPublic),
+    RecordType.AUDIT: (AuditEventCreate, None, AuditEventPublic),
+}
+
+# Concurrent edits of these fields are kept for review (status, consent, identity, housing).
+REVIEWED_FIELDS: dict[RecordType, frozenset[str]] = {
+    RecordType.PERSON: frozenset(
+        {"alias", "full_name", "cpr", "birth_year", "status", "consent", "category", "ethos"}
+    ),
+}

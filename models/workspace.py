@@ -1,0 +1,799 @@
+"""The workspace: the service layer that the CLI, the Flet UI and the sync engine share. It owns
+the life of one device's data directory: create, unlock (with throttling and wipe), lock, and every
+change of a record, each written as the sealed row plus its outbox op in one transaction; it
+applies remote ops through the merge rules and keeps the in-memory index for lists and search.
+
+It must never print, log or raise personal data: errors name fields and ids only. It holds no SQL
+(that is `store`) and no cipher code (that is `vault`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .clock import HLC, hlc_ms
+from .errors import (
+    InvalidInput,
+    NotFound,
+    StoreError,
+    TamperedRecord,
+    Throttled,
+    VaultExists,
+    VaultLocked,
+    VaultMissing,
+    VaultWiped,
+    WeakPassphrase,
+    WrongPassphrase,
+)
+from .index import Index
+from .merge import ZERO, Op, RecordState, apply_op, new_state
+from .store import DB_NAME, Store
+from .tables import (
+    FAMILIES,
+    REVIEWED_FIELDS,
+    AuditEventCreate,
+    AuditEventPublic,
+    ContactCreate,
+    ContactPublic,
+    ContactUpdate,
+    FollowUpCreate,
+    FollowUpPublic,
+    FollowUpUpdate,
+    PersonCreate,
+    PersonPublic,
+    PersonUpdate,
+    PlaceCreate,
+    PlacePublic,
+    PlaceUpdate,
+)
+from .vault import KdfParams, SealError, Vault
+from .vocab import AuditAction, RecordType
+
+__all__ = [
+    "Workspace",
+    "RemoteOp",
+    "ApplyResult",
+    "ConflictView",
+    "SearchResult",
+    "validation_error",
+    "MIN_PASSPHRASE",
+]
+
+log = logging.getLogger("outreach.workspace")
+
+MIN_PASSPHRASE = 6
+_EMPTY: frozenset[str] = frozenset()
+M = TypeVar("M", bound=BaseModel)
+
+
+def validation_error(exc: ValidationError) -> InvalidInput:
+    """The first problem of a pydantic error, as InvalidInput naming the field (never the value)."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "input"
+    return InvalidInput(where, first["msg"])
+
+
+def _validate(model: type[M], data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+@dataclass(frozen=True)
+class RemoteOp:
+    """An op as pulled from the server: metadata in the clear, payload sealed."""
+
+    op_id: str
+    device_id: str
+    device_seq: int
+    record_id: str
+    key_epoch: int
+    payload: bytes
+
+
+@dataclass
+class ApplyResult:
+    applied: int = 0
+    skipped: int = 0  # own ops, erased records, no change
+    set_aside: list[tuple[str, str]] = field(default_factory=list)  # (op id, error)
+
+
+@dataclass(frozen=True)
+class ConflictView:
+    record_type: RecordType
+    record_id: str
+    field: str
+    value_a: Any
+    device_a: str
+    at_a: datetime
+    value_b: Any  # the value shown meanwhile
+    device_b: str
+    at_b: datetime
+
+
+@dataclass
+class SearchResult:
+    persons: list[PersonPublic]
+    contacts: list[ContactPublic]
+    places: list[PlacePublic]
+
+
+@dataclass(frozen=True)
+class ThrottlePolicy:
+    """Wrong passphrases: no wait for the first `free` failures, then `base` seconds doubling
+    with each failure (capped), and the data is wiped at `max_failures`."""
+
+    max_failures: int = 10
+    free: int = 2
+    base: float = 1.0
+    cap: float = 300.0
+
+    def delay(self, failures: int) -> float:
+        if failures <= self.free:
+            return 0.0
+        return min(self.cap, self.base * 2 ** (failures - self.free - 1))
+
+
+def _ms_to_dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000).replace(microsecond=(ms % 1000) * 1000)
+
+
+class Workspace:
+    """One device's data directory. Create with `init`, open with `unlock`."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        fast_kdf: bool = False,
+        now: Callable[[], float] = time.time,
+        pepper: bytes = b"",
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self._fast_kdf = fast_kdf
+        self._now = now
+        self._pepper = pepper
+        self._store: Store | None = None
+        self.vault: Vault | None = None
+        self.index = Index()
+        self.clock = HLC()
+        self.on_change: list[Callable[[], None]] = []  # e.g. the UI's debounced sync trigger
+
+    # ============================================================== lifecycle
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / DB_NAME
+
+    def exists(self) -> bool:
+        return self.db_path.exists()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            if not self.exists():
+                raise VaultMissing(
+                    f"No Outreach data in {self.data_dir}. Run 'outreach init' (or set up this device in the app)."
+                )
+            self._store = Store(self.db_path)
+        return self._store
+
+    @property
+    def unlocked(self) -> bool:
+        return self.vault is not None and self.vault.unlocked
+
+    def _vault(self) -> Vault:
+        if self.vault is None or not self.vault.unlocked:
+            raise VaultLocked("The data is locked: unlock it with your PIN or passphrase first.")
+        return self.vault
+
+    @property
+    def device_id(self) -> str:
+        value = self.store.meta("device_id")
+        assert value is not None
+        return value
+
+    def policy(self) -> ThrottlePolicy:
+        s = self.store
+        return ThrottlePolicy(
+            max_failures=int(s.meta("max_failures", "10") or 10),
+            base=float(s.meta("delay_base", "1.0") or 1.0),
+        )
+
+    def init(
+        self,
+        passphrase: str,
+        *,
+        worker_name: str = "",
+        max_failures: int = 10,
+        delay_base: float = 1.0,
+    ) -> str:
+        """Create the vault: device key pair and a team key of epoch 1. Returns the device id."""
+        if self.exists():
+            raise VaultExists(f"There is already Outreach data in {self.data_dir}.")
+        check_passphrase(passphrase)
+        if not 1 <= max_failures <= 100:
+            raise InvalidInput("max_failures", "must be between 1 and 100")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        device_id = uuid.uuid4().hex
+        params = KdfParams.default(fast=self._fast_kdf, pepper=bool(self._pepper))
+        vault = Vault(device_id)
+        entries = vault.create(passphrase, params, self._pepper)
+        tmp = self.data_dir / (DB_NAME + ".creating")
+        for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+            p.unlink(missing_ok=True)
+        store = Store(tmp)
+        with store.atomic():
+            for name, blob in entries.items():
+                store.put_key(name, blob, params.to_json() if name == "master" else None)
+            store.set_meta("device_id", device_id)
+            store.set_meta("epoch", 1)
+            store.set_meta("device_seq", 0)
+            store.set_meta("hlc", 0)
+            store.set_meta("failures", 0)
+            store.set_meta("max_failures", max_failures)
+            store.set_meta("delay_base", delay_base)
+            store.set_meta("created_at", self._now())
+            if worker_name:
+                store.put_key("secret:worker_name", vault.wrap_secret("secret:worker_name", worker_name.encode()))
+        store.close()
+        os.replace(tmp, self.db_path)  # the vault appears whole or not at all
+        self.vault = vault
+        self._load()
+        return device_id
+
+    def throttle_wait(self) -> float:
+        """Seconds before the next unlock attempt is allowed (0 when it is allowed now)."""
+        retry_at = float(self.store.meta("retry_at", "0") or 0)
+        return max(0.0, retry_at - self._now())
+
+    def failures(self) -> int:
+        return int(self.store.meta("failures", "0") or 0)
+
+    def unlock(self, passphrase: str) -> None:
+        store = self.store
+        wait = self.throttle_wait()
+        if wait > 0:
+            raise Throttled(wait)
+        params_json = store.kdf_params()
+        if params_json is None:
+            raise VaultMissing("This data file has no keys; it is damaged.")
+        vault = Vault(self.device_id)
+        try:
+            vault.unlock(passphrase, KdfParams.from_json(params_json), store.keyring(), self._pepper)
+        except SealError:
+            failures = self.failures() + 1
+            policy = self.policy()
+            if failures >= policy.max_failures:
+                log.warning("unlock failed %d times: wiping local data", failures)
+                self.wipe()
+                raise VaultWiped() from None
+            delay = policy.delay(failures)
+            with store.atomic():
+                store.set_meta("failures", failures)
+                store.set_meta("retry_at", self._now() + delay)
+            raise WrongPassphrase(policy.max_failures - failures, delay) from None
+        with store.atomic():
+            store.set_meta("failures", 0)
+            store.del_meta("retry_at")
+        self.vault = vault
+        self._load()
+
+    def lock(self) -> None:
+        if self.vault is not None:
+            self.vault.lock()
+        self.vault = None
+        self.index = Index()
+
+    def close(self) -> None:
+        self.lock()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def wipe(self) -> None:
+        """Erase this device's data directory contents (the store's files and anything beside)."""
+        self.lock()
+        if self._store is not None:
+            try:
+                self._store.conn.close()
+            finally:
+                self._store = None
+        for p in self.data_dir.iterdir() if self.data_dir.exists() else []:
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+    def change_passphrase(self, old: str, new: str) -> None:
+        """Re-wraps the master key only; no record is re-encrypted."""
+        check_passphrase(new)
+        vault = self._vault()
+        store = self.store
+        old_params = KdfParams.from_json(store.kdf_params() or "")
+        new_params = KdfParams.default(fast=self._fast_kdf, pepper=bool(self._pepper))
+        try:
+            wrapped = vault.rewrap_master(old, new, old_params, new_params, store.keyring()["master"], self._pepper)
+        except SealError:
+            raise WrongPassphrase(self.policy().max_failures - self.failures()) from None
+        with store.atomic():
+            store.put_key("master", wrapped, new_params.to_json())
+
+    def worker_name(self) -> str:
+        blob = self.store.keyring().get("secret:worker_name")
+        return self._vault().unwrap_secret("secret:worker_name", blob).decode() if blob else ""
+
+    def set_worker_name(self, name: str) -> None:
+        name = name.strip()
+        if len(name) > 80:
+            raise InvalidInput("worker_name", "at most 80 characters")
+        with self.store.atomic():
+            self.store.put_key("secret:worker_name", self._vault().wrap_secret("secret:worker_name", name.encode()))
+
+    # ============================================================== loading
+    def _open_state(self, rtype: RecordType, rid: str, epoch: int, blob: bytes) -> RecordState:
+        try:
+            return RecordState.from_json(self._vault().open_row(rtype.value, rid, epoch, blob))
+        except SealError:
+            raise TamperedRecord(rtype.value, rid) from None
+
+    def _load(self) -> None:
+        """Open every sealed row into the index. A damaged row is reported, not fatal."""
+        store = self.store
+        self.clock = HLC(int(store.meta("hlc", "0") or 0))
+        rows: dict[RecordType, dict[str, dict[str, Any]]] = {}
+        self.damaged: list[TamperedRecord] = []
+        for rtype in RecordType:
+            table: dict[str, dict[str, Any]] = {}
+            for rid, epoch, blob in store.iter_rows(rtype):
+                try:
+                    state = self._open_state(rtype, rid, epoch, blob)
+                except TamperedRecord as exc:
+                    self.damaged.append(exc)
+                    log.error("%s", exc)
+                    continue
+                if state.deleted is None:
+                    table[rid] = self._plain(rid, state)
+            rows[rtype] = table
+        self.index = Index()
+        self.index.load(rows)
+
+    @staticmethod
+    def _plain(rid: str, state: RecordState) -> dict[str, Any]:
+        values = state.plain()
+        values["id"] = rid
+        values["created_at"] = _ms_to_dt(hlc_ms(state.created[0])) if state.created else None
+        values["updated_at"] = _ms_to_dt(hlc_ms(state.updated[0])) if state.updated != ZERO else None
+        return values
+
+    # ============================================================== writing
+    @property
+    def epoch(self) -> int:
+        return int(self.store.meta("epoch", "1") or 1)
+
+    def _state(self, rtype: RecordType, rid: str) -> RecordState | None:
+        row = self.store.get_row(rtype, rid)
+        return self._open_state(rtype, rid, row[0], row[1]) if row else None
+
+    def _write(self, rtype: RecordType, rid: str, fields: dict[str, Any], *, delete: bool = False,
+               must_exist: bool = False) -> dict[str, Any] | None:
+        vault = self._vault()
+        store = self.store
+        reviewed = REVIEWED_FIELDS.get(rtype, _EMPTY)
+        with store.atomic():
+            state = self._state(rtype, rid)
+            if state is None:
+                if must_exist:
+                    raise NotFound(rtype.value, rid)
+                state = new_state(rtype.value)
+            elif state.deleted is not None:
+                raise NotFound(rtype.value, rid)
+            hlc = self.clock.now()
+            device_id = vault.device_id
+            bases = {f: state.stamp_of(f) for f in fields if f in reviewed}
+            op = Op(rtype.value, rid, device_id, hlc, fields, bases, delete)
+            apply_op(state, op, reviewed)
+            seq = int(store.meta("device_seq", "0") or 0) + 1
+            op_id = uuid.uuid4().hex
+            epoch = self.epoch
+            payload = vault.seal_op(rid, epoch, device_id, seq, op_id, encode_op(op))
+            store.put_rows(rtype, [(rid, epoch, vault.seal_row(rtype.value, rid, epoch, state.to_json()))])
+            store.append_outbox([(seq, op_id, rid, epoch, payload)])
+            store.set_meta("device_seq", seq)
+            store.set_meta("hlc", self.clock.last)
+            if reviewed:
+                store.set_conflicts(rtype, rid, sorted({c.field for c in state.conflicts()}))
+        values = None if state.deleted else self._plain(rid, state)
+        self.index.put(rtype, rid, values)
+        for hook in self.on_change:
+            hook()
+        return values
+
+    @staticmethod
+    def _fields(model: BaseModel, *, only_set: bool) -> dict[str, Any]:
+        return model.model_dump(mode="json", exclude_unset=only_set)
+
+    # -------------------------------------------------------------------- persons
+    def add_person(self, data: PersonCreate | dict[str, Any]) -> PersonPublic:
+        person = data if isinstance(data, PersonCreate) else _validate(PersonCreate, data)
+        if person.usual_place:
+            self._require(RecordType.PLACE, person.usual_place, "usual_place")
+        rid = uuid.uuid4().hex
+        values = self._write(RecordType.PERSON, rid, self._fields(person, only_set=False))
+        return PersonPublic.model_validate(values)
+
+    def edit_person(self, person_id: str, data: PersonUpdate | dict[str, Any]) -> PersonPublic:
+        update = data if isinstance(data, PersonUpdate) else _validate(PersonUpdate, data)
+        fields = self._fields(update, only_set=True)
+        if fields.get("alias", "") is None:
+            raise InvalidInput("alias", "a person needs an alias")
+        if fields.get("usual_place"):
+            self._require(RecordType.PLACE, fields["usual_place"], "usual_place")
+        current = self.get_person(person_id)
+        if "status" in fields and fields["status"] != current.status.value and "status_date" not in fields:
+            fields["status_date"] = date.today().isoformat()
+        if not fields:
+            return current
+        # validate the merged result, so that an edit cannot make an invalid person
+        _validate(PersonCreate, {**current.model_dump(mode="json"), **fields})
+        values = self._write(RecordType.PERSON, person_id, fields, must_exist=True)
+        return PersonPublic.model_validate(values)
+
+    def delete_record(self, rtype: RecordType, rid: str) -> None:
+        self._write(rtype, rid, {}, delete=True, must_exist=True)
+
+    def get_person(self, person_id: str) -> PersonPublic:
+        values = self.index.records[RecordType.PERSON].get(person_id)
+        if values is None:
+            self._vault()
+            raise NotFound("person", person_id)
+        return PersonPublic.model_validate(values)
+
+    def resolve_person_id(self, prefix: str) -> str:
+        """A full id from a unique prefix of at least 6 characters (for the CLI)."""
+        return self._resolve(RecordType.PERSON, prefix)
+
+    def _resolve(self, rtype: RecordType, prefix: str) -> str:
+        prefix = prefix.strip().lower()
+        table = self.index.records[rtype]
+        if prefix in table:
+            return prefix
+        if len(prefix) >= 6:
+            found = [rid for rid in table if rid.startswith(prefix)]
+            if len(found) == 1:
+                return found[0]
+        raise NotFound(rtype.value, prefix)
+
+    def _require(self, rtype: RecordType, rid: str, field_name: str) -> None:
+        if rid not in self.index.records[rtype]:
+            raise InvalidInput(field_name, f"no {rtype.value} with id {rid}")
+
+    def persons(
+        self,
+        *,
+        status: str | None = None,
+        category: str | None = None,
+        not_seen_days: int | None = None,
+    ) -> list[PersonPublic]:
+        """Persons, most recently met first (never met: by alias, last)."""
+        self._vault()
+        last = self.index.last_contact
+        out = []
+        cutoff = None
+        if not_seen_days is not None:
+            cutoff = datetime.now().timestamp() - not_seen_days * 86400
+        for rid, values in self.index.records[RecordType.PERSON].items():
+            if status and values.get("status") != status:
+                continue
+            if category and values.get("category") != category:
+                continue
+            if cutoff is not None:
+                seen = last.get(rid)
+                if seen and datetime.fromisoformat(seen).timestamp() >= cutoff:
+                    continue
+            out.append(values)
+        out.sort(key=lambda v: (last.get(v["id"], ""), v.get("alias", "").casefold()), reverse=True)
+        return [PersonPublic.model_validate(v) for v in out]
+
+    def last_contact_at(self, person_id: str) -> datetime | None:
+        at = self.index.last_contact.get(person_id)
+        return datetime.fromisoformat(at) if at else None
+
+    # ------------------------------------------------------------------- contacts
+    def add_contact(self, data: ContactCreate | dict[str, Any]) -> ContactPublic:
+        contact = data if isinstance(data, ContactCreate) else _validate(ContactCreate, data)
+        if contact.person_id:
+            self._require(RecordType.PERSON, contact.person_id, "person_id")
+        if contact.place_id:
+            self._require(RecordType.PLACE, contact.place_id, "place_id")
+        rid = uuid.uuid4().hex
+        with self.store.atomic():  # the contact and its follow-up land together or not at all
+            values = self._write(RecordType.CONTACT, rid, self._fields(contact, only_set=False))
+            if contact.follow_up:
+                self._write(RecordType.FOLLOWUP, uuid.uuid4().hex, FollowUpCreate(
+                    due=contact.follow_up, person_id=contact.person_id, contact_id=rid,
+                ).model_dump(mode="json"))
+        return ContactPublic.model_validate(values)
+
+    def edit_contact(self, contact_id: str, data: ContactUpdate | dict[str, Any]) -> ContactPublic:
+        update = data if isinstance(data, ContactUpdate) else _validate(ContactUpdate, data)
+        fields = self._fields(update, only_set=True)
+        current = self.get_contact(contact_id)
+        _validate(ContactCreate, {**current.model_dump(mode="json"), **fields})
+        values = self._write(RecordType.CONTACT, contact_id, fields, must_exist=True)
+        return ContactPublic.model_validate(values)
+
+    def get_contact(self, contact_id: str) -> ContactPublic:
+        values = self.index.records[RecordType.CONTACT].get(contact_id)
+        if values is None:
+            self._vault()
+            raise NotFound("contact", contact_id)
+        return ContactPublic.model_validate(values)
+
+    def contacts(self, *, person_id: str | None = None, limit: int = 50) -> list[ContactPublic]:
+        """Most recent first."""
+        self._vault()
+        table = self.index.records[RecordType.CONTACT]
+        return [ContactPublic.model_validate(table[c]) for c in self.index.recent_contacts(limit, person_id)]
+
+    def contacts_on(self, day: date) -> list[ContactPublic]:
+        self._vault()
+        table = self.index.records[RecordType.CONTACT]
+        start = day.isoformat()
+        out = []
+        for cid in self.index.contacts_since(start):
+            values = table[cid]
+            if str(values["at"])[:10] == start:
+                out.append(ContactPublic.model_validate(values))
+        return out
+
+    # --------------------------------------------------------------------- places
+    def add_place(self, data: PlaceCreate | dict[str, Any]) -> PlacePublic:
+        place = data if isinstance(data, PlaceCreate) else _validate(PlaceCreate, data)
+        values = self._write(RecordType.PLACE, uuid.uuid4().hex, self._fields(place, only_set=False))
+        return PlacePublic.model_validate(values)
+
+    def edit_place(self, place_id: str, data: PlaceUpdate | dict[str, Any]) -> PlacePublic:
+        update = data if isinstance(data, PlaceUpdate) else _validate(PlaceUpdate, data)
+        values = self._write(RecordType.PLACE, place_id, self._fields(update, only_set=True), must_exist=True)
+        return PlacePublic.model_validate(values)
+
+    def places(self) -> list[PlacePublic]:
+        """Places, most recently used first."""
+        self._vault()
+        used: dict[str, str] = {}
+        for cid in self.index.recent_contacts(2000):
+            pid = self.index.records[RecordType.CONTACT][cid].get("place_id")
+            if pid and pid not in used:
+                used[pid] = cid
+        table = self.index.records[RecordType.PLACE]
+        order = [p for p in used if p in table] + sorted(
+            (p for p in table if p not in used), key=lambda p: str(table[p].get("name", "")).casefold()
+        )
+        return [PlacePublic.model_validate(table[p]) for p in order]
+
+    def find_place(self, name_or_id: str) -> PlacePublic | None:
+        table = self.index.records[RecordType.PLACE]
+        if name_or_id in table:
+            return PlacePublic.model_validate(table[name_or_id])
+        want = name_or_id.strip().casefold()
+        for values in table.values():
+            if str(values.get("name", "")).casefold() == want:
+                return PlacePublic.model_validate(values)
+        return None
+
+    # ------------------------------------------------------------------ follow-ups
+    def add_follow_up(self, data: FollowUpCreate | dict[str, Any]) -> FollowUpPublic:
+        fu = data if isinstance(data, FollowUpCreate) else _validate(FollowUpCreate, data)
+        if fu.person_id:
+            self._require(RecordType.PERSON, fu.person_id, "person_id")
+        values = self._write(RecordType.FOLLOWUP, uuid.uuid4().hex, self._fields(fu, only_set=False))
+        return FollowUpPublic.model_validate(values)
+
+    def edit_follow_up(self, fu_id: str, data: FollowUpUpdate | dict[str, Any]) -> FollowUpPublic:
+        update = data if isinstance(data, FollowUpUpdate) else _validate(FollowUpUpdate, data)
+        values = self._write(RecordType.FOLLOWUP, fu_id, self._fields(update, only_set=True), must_exist=True)
+        return FollowUpPublic.model_validate(values)
+
+    def follow_ups(self, *, due_by: date | None = None, include_done: bool = False,
+                   person_id: str | None = None) -> list[FollowUpPublic]:
+        """Follow-ups by due date (oldest first); `due_by` keeps those due on or before it."""
+        self._vault()
+        out = []
+        for values in self.index.records[RecordType.FOLLOWUP].values():
+            if not include_done and values.get("done"):
+                continue
+            if person_id and values.get("person_id") != person_id:
+                continue
+            if due_by and str(values["due"]) > due_by.isoformat():
+                continue
+            out.append(values)
+        out.sort(key=lambda v: (str(v["due"]), v["id"]))
+        return [FollowUpPublic.model_validate(v) for v in out]
+
+    # ----------------------------------------------------------------------- audit
+    def audit(self, action: AuditAction, target_type: RecordType | None = None, target_id: str | None = None,
+              detail: str | None = None) -> None:
+        event = AuditEventCreate(
+            at=datetime.now().replace(microsecond=0), actor=self.worker_name() or "?", device_id=self.device_id,
+            action=action, target_type=target_type, target_id=target_id, detail=detail,
+        )
+        self._write(RecordType.AUDIT, uuid.uuid4().hex, self._fields(event, only_set=False))
+
+    def audit_events(self) -> list[AuditEventPublic]:
+        self._vault()
+        table = self.index.records[RecordType.AUDIT]
+        return sorted((AuditEventPublic.model_validate(v) for v in table.values()), key=lambda e: e.at, reverse=True)
+
+    # ---------------------------------------------------------------------- search
+    def search(self, text: str, *, limit: int = 50) -> SearchResult:
+        """Persons (by alias, name, description, usual place, or a note of one of their contacts),
+        contacts by note, places by name or zone."""
+        self._vault()
+        words = text.split()
+        recs = self.index.records
+        contact_ids = self.index.text[RecordType.CONTACT].search(words, limit)
+        place_ids = self.index.text[RecordType.PLACE].search(words, limit)
+        person_ids = self.index.text[RecordType.PERSON].search(words, limit)
+        for cid in contact_ids:
+            pid = recs[RecordType.CONTACT][cid].get("person_id")
+            if pid and pid in recs[RecordType.PERSON] and pid not in person_ids and len(person_ids) < limit:
+                person_ids.append(pid)
+        first = words[0].casefold() if words else ""
+        last = self.index.last_contact
+        person_ids.sort(key=lambda p: (
+            not str(recs[RecordType.PERSON][p].get("alias", "")).casefold().startswith(first),
+            "~" if p not in last else "", last.get(p, ""),
+        ))
+        return SearchResult(
+            persons=[PersonPublic.model_validate(recs[RecordType.PERSON][p]) for p in person_ids],
+            contacts=sorted((ContactPublic.model_validate(recs[RecordType.CONTACT][c]) for c in contact_ids),
+                            key=lambda c: c.at, reverse=True),
+            places=[PlacePublic.model_validate(recs[RecordType.PLACE][p]) for p in place_ids],
+        )
+
+    # ------------------------------------------------------------------- conflicts
+    def conflicts(self) -> list[ConflictView]:
+        out = []
+        for rtype_s, rid, _field in self.store.conflicts():
+            rtype = RecordType(rtype_s)
+            state = self._state(rtype, rid)
+            if state is None:
+                continue
+            for c in state.conflicts():
+                if c.field != _field:
+                    continue
+                out.append(ConflictView(rtype, rid, c.field, c.a.value, c.a.stamp[1], _ms_to_dt(hlc_ms(c.a.stamp[0])),
+                                        c.b.value, c.b.stamp[1], _ms_to_dt(hlc_ms(c.b.stamp[0]))))
+        return out
+
+    def resolve_conflict(self, record_type: RecordType, record_id: str, field_name: str, value: Any) -> None:
+        """Settle a conflict with a chosen or new value: a normal change whose base covers both."""
+        _cls, update_cls, _pub = FAMILIES[record_type]
+        assert update_cls is not None
+        checked = _validate(update_cls, {field_name: value})
+        fields = checked.model_dump(mode="json", include={field_name})
+        self._write(record_type, record_id, fields, must_exist=True)
+
+    # ======================================================================= sync
+    def outbox_batch(self, max_ops: int, max_bytes: int) -> list[tuple[int, str, str, int, bytes]]:
+        return self.store.outbox_batch(max_ops, max_bytes)
+
+    def outbox_count(self) -> int:
+        return self.store.outbox_count()
+
+    def ack(self, through_seq: int) -> None:
+        with self.store.atomic():
+            self.store.ack_outbox(through_seq)
+
+    def apply_remote(self, ops: Iterable[RemoteOp], *, purges: Iterable[str] = (),
+                     cursor: tuple[str, int] | None = None) -> ApplyResult:
+        """Apply a pulled page: ops through the merge, purges, and the new cursor, in one transaction.
+        An op that cannot be opened or makes no sense is set aside with its error; the rest goes on."""
+        vault = self._vault()
+        store = self.store
+        result = ApplyResult()
+        me = vault.device_id
+        with store.atomic():
+            erased = store.erased_ids()
+            purge_ids = [p for p in purges]
+            if purge_ids:
+                store.mark_erased(purge_ids, self._now())
+                erased.update(purge_ids)
+            states: dict[str, tuple[RecordType, RecordState]] = {}
+            for rop in ops:
+                if rop.device_id == me or rop.record_id in erased:
+                    result.skipped += 1
+                    continue
+                try:
+                    op = self._open_remote(rop)
+                    rtype = RecordType(op.record_type)
+                    if rop.record_id in states:
+                        have_type, state = states[rop.record_id]
+                    else:
+                        found = store.find_row(rop.record_id)
+                        if found:
+                            have_type = found[0]
+                            state = self._open_state(found[0], rop.record_id, found[1], found[2])
+                        else:
+                            have_type, state = rtype, new_state(rtype.value)
+                    if have_type is not rtype:
+                        raise TamperedRecord(rtype.value, rop.record_id)
+                except (StoreError, SealError, ValueError, KeyError, TypeError) as exc:
+                    error = str(exc) if isinstance(exc, StoreError) else f"cannot apply op: {type(exc).__name__}"
+                    store.set_aside((rop.op_id, rop.record_id, rop.device_id, rop.device_seq, rop.key_epoch,
+                                     rop.payload, error, self._now()))
+                    result.set_aside.append((rop.op_id, error))
+                    continue
+                self.clock.observe(op.hlc)
+                if apply_op(state, op, REVIEWED_FIELDS.get(rtype, _EMPTY)):
+                    result.applied += 1
+                else:
+                    result.skipped += 1
+                states[rop.record_id] = (rtype, state)
+            epoch = self.epoch
+            by_type: dict[RecordType, list[tuple[str, int, bytes]]] = {}
+            for rid, (rtype, state) in states.items():
+                by_type.setdefault(rtype, []).append((rid, epoch, vault.seal_row(rtype.value, rid, epoch, state.to_json())))
+                if rtype in REVIEWED_FIELDS:
+                    store.set_conflicts(rtype, rid, sorted({c.field for c in state.conflicts()}))
+            for rtype, rows in by_type.items():
+                store.put_rows(rtype, rows)
+            store.set_meta("hlc", self.clock.last)
+            if cursor is not None:
+                store.set_sync_state(cursor[0], cursor[1])
+        for rid in purge_ids:
+            for rtype in RecordType:
+                if rid in self.index.records[rtype]:
+                    self.index.put(rtype, rid, None)
+        # places first: persons' texts include their usual place's name
+        for rid, (rtype, state) in sorted(states.items(), key=lambda kv: kv[1][0] is not RecordType.PLACE):
+            self.index.put(rtype, rid, None if state.deleted else self._plain(rid, state))
+        return result
+
+    def _open_remote(self, rop: RemoteOp) -> Op:
+        vault = self._vault()
+        try:
+            data = vault.open_op(rop.record_id, rop.key_epoch, rop.device_id, rop.device_seq, rop.op_id, rop.payload)
+        except SealError:
+            raise TamperedRecord("op", rop.op_id) from None
+        op = decode_op(data, rop.record_id, rop.device_id)
+        create_cls, update_cls, _ = FAMILIES[RecordType(op.record_type)]
+        if op.fields:
+            _validate(update_cls or create_cls, op.fields)
+        return op
+
+
+def encode_op(op: Op) -> dict[str, Any]:
+    """The sealed body of an op: {type, changed fields, HLC, base HLC per reviewed field}."""
+    body: dict[str, Any] = {"t": op.record_type, "f": op.fields, "c": op.hlc}
+    if op.bases:
+        body["b"] = {k: [s[0], s[1]] for k, s in op.bases.items()}
+    if op.delete:
+        body["d"] = True
+    return body
+
+
+def decode_op(body: dict[str, Any], record_id: str, device_id: str) -> Op:
+    if not isinstance(body, dict) or not isinstance(body.get("f"), dict) or not isinstance(body.get("c"), int):
+        raise ValueError("malformed op body")
+    bases = {k: (int(v[0]), str(v[1])) for k, v in (body.get("b") or {}).items()}
+    return Op(str(body["t"]), record_id, device_id, body["c"], body["f"], bases, bool(body.get("d")))
+
+
+def check_passphrase(passphrase: str) -> None:
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise WeakPassphrase(f"A PIN or passphrase needs at least {MIN_PASSPHRASE} characters.")
+    if len(set(passphrase)) < 3:
+        raise WeakPassphrase("That PIN or passphrase is too easy to guess (too few different characters).")

@@ -1,0 +1,379 @@
+"""The wire protocol between an Outreach device and the central server: one module for both ends.
+
+It owns the versioned request and response schemas, the stable error codes and the small encoding
+helpers (base64 for sealed bytes, the enrollment code format). It must never hold keys, open sealed
+payloads or import anything from the client or the server: both import it, never each other.
+The human-readable specification is `sync/PROTOCOL.md`; a test keeps the two in step.
+
+Every request carries the header ``Outreach-Protocol: <major>.<minor>``. A server answers an unknown
+major version with 400 and the error code ``unsupported_protocol`` listing what it supports.
+Errors always have the body ``{"error": {"code": ..., "message": ..., "detail": ...}}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "PROTOCOL_HEADER",
+    "PROTOCOL_VERSION",
+    "SUPPORTED_MAJORS",
+    "MAX_BODY_BYTES",
+    "MAX_PUSH_OPS",
+    "MAX_PUSH_BYTES",
+    "MAX_PULL_LIMIT",
+    "MAX_WAIT_SECONDS",
+    "MAX_PAYLOAD_BYTES",
+    "ErrorCode",
+    "ErrorBody",
+    "ErrorResponse",
+    "Role",
+    "DeviceStatus",
+    "EnrollmentCode",
+    "b64e",
+    "b64d",
+    "parse_protocol_header",
+    "HealthResponse",
+    "JoinRequest",
+    "JoinResponse",
+    "RecoverRequest",
+    "RecoverResponse",
+    "InviteRequest",
+    "InviteResponse",
+    "DevicePublic",
+    "DeviceList",
+    "WrappedKey",
+    "KeysUpload",
+    "KeysResponse",
+    "RecoveryUpload",
+    "MeResponse",
+    "OpIn",
+    "PushRequest",
+    "PushResponse",
+    "OpOut",
+    "PurgeOut",
+    "PullResponse",
+    "PurgeRequest",
+    "PurgeResponse",
+    "RevokeResponse",
+]
+
+PROTOCOL_HEADER = "Outreach-Protocol"
+PROTOCOL_VERSION = "1.0"
+SUPPORTED_MAJORS = (1,)
+
+MAX_BODY_BYTES = 2 * 1024 * 1024  # a push of 256 KB sealed payloads, base64 and JSON, fits well
+MAX_PUSH_OPS = 500
+MAX_PUSH_BYTES = 256 * 1024  # sum of sealed payload bytes in one push
+MAX_PULL_LIMIT = 5000
+MAX_WAIT_SECONDS = 30.0
+MAX_PAYLOAD_BYTES = 64 * 1024  # one sealed op
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes. Clients switch on these, never on messages."""
+
+    UNSUPPORTED_PROTOCOL = "unsupported_protocol"  # 400
+    MALFORMED = "malformed"  # 422: body or query failed validation; detail names the field
+    TOO_LARGE = "too_large"  # 413
+    UNAUTHENTICATED = "unauthenticated"  # 401: no or unknown token
+    DEVICE_REVOKED = "device_revoked"  # 403: wipe local data
+    DEVICE_PENDING = "device_pending"  # 403: the coordinator has not let this device in yet
+    FORBIDDEN = "forbidden"  # 403: the role may not do this
+    NOT_FOUND = "not_found"  # 404
+    CODE_INVALID = "code_invalid"  # 400: unknown, used or expired enrollment code
+    THROTTLED = "throttled"  # 429: too many failed attempts; detail.retry_after seconds
+    STALE_EPOCH = "stale_epoch"  # 409: ops sealed under an old key epoch; detail.current_epoch
+    UNKNOWN_EPOCH = "unknown_epoch"  # 409: an epoch the team never had
+    CONFLICT = "conflict"  # 409: e.g. device id taken, epoch already uploaded
+    INTERNAL = "internal"  # 500
+
+
+class ErrorBody(BaseModel):
+    code: ErrorCode
+    message: str
+    detail: dict[str, object] = Field(default_factory=dict)
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class Role(StrEnum):
+    COORDINATOR = "coordinator"
+    WORKER = "worker"
+
+
+class DeviceStatus(StrEnum):
+    PENDING = "pending"  # joined with a code; waits for the coordinator to check its proof
+    ACTIVE = "active"  # has a wrapped team key
+    REVOKED = "revoked"
+    REJECTED = "rejected"  # the coordinator found its proof invalid
+
+
+def b64e(data: bytes) -> str:
+    """URL-safe base64 without padding: the encoding of every byte string on the wire."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64d(text: str) -> bytes:
+    """Inverse of `b64e`; raises ValueError on anything that is not such base64."""
+    if not isinstance(text, str):
+        raise ValueError("expected a base64 string")
+    pad = "=" * (-len(text) % 4)
+    try:
+        return base64.urlsafe_b64decode(text + pad)
+    except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError
+        raise ValueError("not valid base64") from exc
+
+
+def parse_protocol_header(value: str | None) -> tuple[int, int] | None:
+    """``"1.0"`` -> ``(1, 0)``; None when absent or unreadable."""
+    if not value:
+        return None
+    major, _, minor = value.strip().partition(".")
+    try:
+        return int(major), int(minor or 0)
+    except ValueError:
+        return None
+
+
+_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud over a phone
+
+
+class EnrollmentCode:
+    """A one-time code ``LOOKUP-SECRET``. The lookup half is sent to the server; the secret half is
+    never sent: it keys the joining device's proof ``HMAC-SHA256(secret, public key | device id)``.
+
+    The lookup is 8 characters (~39 bits, guessing is throttled server-side); the secret is
+    26 characters (~128 bits). Both are upper case without look-alike characters; parsing is
+    forgiving about case, spaces and dashes inside the secret.
+    """
+
+    LOOKUP_LEN = 8
+    SECRET_LEN = 26
+
+    def __init__(self, lookup: str, secret: str) -> None:
+        self.lookup = lookup
+        self.secret = secret
+
+    @classmethod
+    def generate(cls) -> EnrollmentCode:
+        pick = lambda n: "".join(secrets.choice(_CODE_ALPHABET) for _ in range(n))  # noqa: E731
+        return cls(pick(cls.LOOKUP_LEN), pick(cls.SECRET_LEN))
+
+    @classmethod
+    def parse(cls, text: str) -> EnrollmentCode:
+        cleaned = "".join(text.split()).upper()
+        lookup, sep, rest = cleaned.partition("-")
+        secret = rest.replace("-", "")
+        if (
+            not sep
+            or len(lookup) != cls.LOOKUP_LEN
+            or len(secret) != cls.SECRET_LEN
+            or any(c not in _CODE_ALPHABET for c in lookup + secret)
+        ):
+            raise ValueError("not an enrollment code (expected XXXXXXXX-XXXXXX-XXXXXX-...)")
+        return cls(lookup, secret)
+
+    def __str__(self) -> str:
+        s = self.secret
+        groups = [s[i : i + 6] for i in range(0, len(s), 6)]
+        return "-".join([self.lookup, *groups])
+
+    @property
+    def secret_bytes(self) -> bytes:
+        return self.secret.encode("ascii")
+
+
+# ---------------------------------------------------------------------------------------------
+# Schemas. `extra="forbid"` so that a misspelled field is a 422 naming it, not silently ignored.
+
+_Id = Annotated[str, Field(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")]  # uuid4().hex
+_B64 = Annotated[str, Field(min_length=1, max_length=MAX_PAYLOAD_BYTES * 2, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HealthResponse(_Msg):
+    status: Literal["ok"] = "ok"
+    protocol: str = PROTOCOL_VERSION
+    supported_majors: list[int] = Field(default_factory=lambda: list(SUPPORTED_MAJORS))
+    database: str
+
+
+class JoinRequest(_Msg):
+    lookup: Annotated[str, Field(min_length=1, max_length=64)]
+    device_id: _Id
+    device_name: Annotated[str, Field(min_length=1, max_length=80)]
+    public_key: _B64  # raw X25519 public key, 32 bytes
+    proof: _B64  # HMAC-SHA256(secret half of the code, public key | device id)
+
+    @field_validator("public_key")
+    @classmethod
+    def _pk_len(cls, v: str) -> str:
+        if len(b64d(v)) != 32:
+            raise ValueError("public_key must be 32 bytes")
+        return v
+
+
+class JoinResponse(_Msg):
+    token: str
+    team_id: _Id
+    team_name: str
+    device_id: _Id
+    role: Role
+    status: DeviceStatus
+    # True when this device is the team's first coordinator: it creates the team key itself.
+    founding: bool
+
+
+class RecoverRequest(_Msg):
+    recovery_lookup: _B64  # derived from the recovery code; the code itself never leaves the device
+    device_id: _Id
+    device_name: Annotated[str, Field(min_length=1, max_length=80)]
+    public_key: _B64
+
+
+class RecoverResponse(_Msg):
+    token: str
+    team_id: _Id
+    team_name: str
+    device_id: _Id
+    role: Role
+    # Team keys wrapped under the recovery key, by epoch.
+    recovery_keys: list[WrappedKey]
+
+
+class InviteRequest(_Msg):
+    lookup: Annotated[str, Field(min_length=8, max_length=8)]
+    role: Role = Role.WORKER
+    expires_in_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 24 * 3600
+
+
+class InviteResponse(_Msg):
+    lookup: str
+    role: Role
+    expires_at: float
+
+
+class DevicePublic(_Msg):
+    device_id: _Id
+    name: str
+    role: Role
+    status: DeviceStatus
+    public_key: str
+    proof: str
+    invite_lookup: str | None
+    joined_at: float
+    last_seen: float | None
+    key_epoch: int | None  # the newest epoch wrapped for it
+
+
+class DeviceList(_Msg):
+    devices: list[DevicePublic]
+    current_epoch: int
+    invites_pending: int
+
+
+class WrappedKey(_Msg):
+    epoch: Annotated[int, Field(ge=1)]
+    device_id: _Id | None = None
+    wrapped: _B64
+
+
+class KeysUpload(_Msg):
+    """The coordinator wraps a team key epoch for devices. A new epoch (current + 1) is started
+    by uploading it; an existing epoch may be wrapped for more (newly verified) devices."""
+
+    epoch: Annotated[int, Field(ge=1)]
+    keys: Annotated[list[WrappedKey], Field(max_length=1000)]
+    reject: list[_Id] = Field(default_factory=list)  # devices whose proof failed
+
+
+class KeysResponse(_Msg):
+    current_epoch: int
+    keys: list[WrappedKey]  # the calling device's wrapped keys, every epoch
+
+
+class RecoveryUpload(_Msg):
+    recovery_lookup: _B64
+    keys: Annotated[list[WrappedKey], Field(max_length=1000)]
+
+
+class MeResponse(_Msg):
+    device_id: _Id
+    team_id: _Id
+    team_name: str
+    role: Role
+    status: DeviceStatus
+    current_epoch: int
+
+
+class OpIn(_Msg):
+    op_id: _Id
+    device_seq: Annotated[int, Field(ge=1)]
+    record_id: _Id
+    key_epoch: Annotated[int, Field(ge=1)]
+    payload: _B64
+
+
+class PushRequest(_Msg):
+    ops: Annotated[list[OpIn], Field(min_length=1, max_length=MAX_PUSH_OPS)]
+
+
+class PushResponse(_Msg):
+    # Every op of the request is now stored (or was already, or its record was purged).
+    acked_through: int  # the highest device_seq of the request
+    accepted: int  # newly stored
+    duplicates: int
+    purged: int  # dropped because the record id was erased
+    last_seq: int  # the team log's sequence after this push
+
+
+class OpOut(_Msg):
+    seq: int
+    op_id: _Id
+    device_id: _Id
+    device_seq: int
+    record_id: _Id
+    key_epoch: int
+    payload: str
+
+
+class PurgeOut(_Msg):
+    seq: int
+    record_id: _Id  # erased: drop every local copy and every later op of it
+
+
+class PullResponse(_Msg):
+    ops: list[OpOut]
+    purges: list[PurgeOut] = Field(default_factory=list)
+    next: int  # the cursor to send as `since` next time
+    more: bool
+    current_epoch: int
+
+
+class PurgeRequest(_Msg):
+    record_ids: Annotated[list[_Id], Field(min_length=1, max_length=10000)]
+
+
+class PurgeResponse(_Msg):
+    purged_ops: int
+    last_seq: int
+
+
+class RevokeResponse(_Msg):
+    device_id: _Id
+    status: DeviceStatus
+    current_epoch: int
+
+
+RecoverResponse.model_rebuild()

@@ -1,0 +1,274 @@
+"""The server's database plumbing: engines, transactions and the named, recorded migrations.
+
+It owns how a connection is made (SQLite: WAL, busy timeout, foreign keys, full sync, and
+``BEGIN IMMEDIATE`` for write transactions; PostgreSQL via psycopg 3, repeatable-read snapshots for
+reads) and the schema's history: each migration is a name and frozen DDL, applied once and recorded
+in ``schema_migrations(name, applied_at)``. Several processes may start at once: on PostgreSQL they
+queue on an advisory lock, on SQLite on the write lock. It must never create an engine at import
+time, hold business rules, or build the schema from the current table classes (the DDL of a
+migration never changes once released; `tables.py` is checked against the result by a test).
+
+    MigrationError      the database has migrations this server does not know (it is newer)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, event, inspect, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from sync.server.config import ServerSettings
+
+__all__ = ["Database", "Migration", "MIGRATIONS", "MigrationError", "make_engine", "migrate", "applied_migrations"]
+
+_WRITE = "outreach_write"  # execution option: this transaction will write (SQLite: BEGIN IMMEDIATE)
+_ADVISORY_KEY = 0x6F75747265616368  # "outreach": one lock id for schema changes in a PostgreSQL database
+_SQLITE_BUSY_MS = 30_000
+
+
+class MigrationError(RuntimeError):
+    """The database cannot be brought to this server's schema."""
+
+
+def make_engine(settings: ServerSettings) -> Engine:
+    """An engine for `settings.db_url`. Statement parameters are hidden from error messages so that
+    a failed insert can never put a sealed payload or a hash into a log line."""
+    if settings.dialect == "sqlite":
+        engine = create_engine(
+            settings.db_url,
+            connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_MS / 1000},
+            hide_parameters=True,
+        )
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(
+        settings.db_url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
+    )
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control from the sqlite3 module so that `_sqlite_begin` decides how to begin.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged push survives a power cut
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # A deferred transaction that reads and then writes can fail at once with SQLITE_BUSY when
+    # another writer got in between; a writer that takes the lock first waits its turn instead.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+class Database:
+    """An engine plus the two kinds of transaction the server uses."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect: str = engine.dialect.name
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings) -> Database:
+        return cls(make_engine(settings))
+
+    @contextmanager
+    def transaction(self, *, write: bool = False) -> Iterator[Session]:
+        """A session in one transaction, committed when the block ends, rolled back on an error.
+
+        ``write=True`` takes SQLite's write lock up front. A read transaction is one consistent
+        snapshot on both databases (PostgreSQL: REPEATABLE READ, which never fails a read-only
+        transaction)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            if write:
+                options: dict[str, Any] = {_WRITE: True}
+            elif self.dialect == "postgresql":
+                options = {"isolation_level": "REPEATABLE READ"}
+            else:
+                options = {}
+            session.connection(execution_options=options)
+            try:
+                yield session
+            except BaseException:
+                session.rollback()
+                raise
+            session.commit()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------------
+# Migrations. The DDL is written once per migration with a few type slots filled per dialect.
+
+_TYPES = {
+    "sqlite": {"id": "INTEGER PRIMARY KEY", "int": "INTEGER", "float": "REAL", "blob": "BLOB"},
+    "postgresql": {
+        "id": "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+        "int": "BIGINT",
+        "float": "DOUBLE PRECISION",
+        "blob": "BYTEA",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    statements: tuple[str, ...]
+
+    def apply(self, conn: Connection) -> None:
+        types = _TYPES[conn.dialect.name]
+        for statement in self.statements:
+            conn.exec_driver_sql(statement.format(**types))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "0001_initial",
+        (
+            """CREATE TABLE team (
+                id VARCHAR(32) NOT NULL PRIMARY KEY,
+                name VARCHAR(200) NOT NULL,
+                created_at {float} NOT NULL,
+                next_seq {int} NOT NULL,
+                current_epoch {int} NOT NULL,
+                recovery_lookup_hash VARCHAR(64) UNIQUE
+            )""",
+            """CREATE TABLE device (
+                id VARCHAR(32) NOT NULL PRIMARY KEY,
+                team_id VARCHAR(32) NOT NULL REFERENCES team (id),
+                name VARCHAR(80) NOT NULL,
+                role VARCHAR(16) NOT NULL,
+                status VARCHAR(16) NOT NULL,
+                public_key {blob} NOT NULL,
+                proof {blob},
+                invite_lookup VARCHAR(64),
+                token_hash VARCHAR(64) NOT NULL UNIQUE,
+                joined_at {float} NOT NULL,
+                last_seen {float}
+            )""",
+            "CREATE INDEX ix_device_team_id ON device (team_id)",
+            """CREATE TABLE invite (
+                lookup_hash VARCHAR(64) NOT NULL PRIMARY KEY,
+                team_id VARCHAR(32) NOT NULL REFERENCES team (id),
+                role VARCHAR(16) NOT NULL,
+                founding BOOLEAN NOT NULL,
+                created_at {float} NOT NULL,
+                expires_at {float} NOT NULL,
+                used_at {float},
+                used_by VARCHAR(32)
+            )""",
+            "CREATE INDEX ix_invite_team_id ON invite (team_id)",
+            """CREATE TABLE wrapped_key (
+                id {id},
+                team_id VARCHAR(32) NOT NULL REFERENCES team (id),
+                epoch {int} NOT NULL,
+                device_id VARCHAR(32) REFERENCES device (id),
+                blob {blob} NOT NULL,
+                created_at {float} NOT NULL,
+                CONSTRAINT uq_wrapped_key UNIQUE (team_id, epoch, device_id)
+            )""",
+            "CREATE INDEX ix_wrapped_key_team_id ON wrapped_key (team_id)",
+            """CREATE TABLE op (
+                team_id VARCHAR(32) NOT NULL REFERENCES team (id),
+                seq {int} NOT NULL,
+                op_id VARCHAR(32) NOT NULL UNIQUE,
+                device_id VARCHAR(32) NOT NULL REFERENCES device (id),
+                device_seq {int} NOT NULL,
+                record_id VARCHAR(32) NOT NULL,
+                key_epoch {int} NOT NULL,
+                payload {blob} NOT NULL,
+                size {int} NOT NULL,
+                received_at {float} NOT NULL,
+                PRIMARY KEY (team_id, seq),
+                CONSTRAINT uq_op_device_seq UNIQUE (team_id, device_id, device_seq)
+            )""",
+            """CREATE TABLE purge (
+                team_id VARCHAR(32) NOT NULL REFERENCES team (id),
+                seq {int} NOT NULL,
+                record_id VARCHAR(32) NOT NULL,
+                at {float} NOT NULL,
+                PRIMARY KEY (team_id, seq)
+            )""",
+            "CREATE INDEX ix_purge_team_record ON purge (team_id, record_id)",
+            """CREATE TABLE join_failure (
+                id {id},
+                address VARCHAR(64) NOT NULL,
+                at {float} NOT NULL
+            )""",
+            "CREATE INDEX ix_join_failure_address_at ON join_failure (address, at)",
+        ),
+    ),
+    # A purge deletes every op of a record id: without this it scans the team's whole log.
+    Migration("0002_op_record_index", ("CREATE INDEX ix_op_team_record ON op (team_id, record_id)",)),
+)
+
+
+def applied_migrations(engine: Engine) -> list[str]:
+    """Names of the migrations recorded in the database, in the order applied."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("schema_migrations"):
+            return []
+        rows = conn.execute(text("SELECT name FROM schema_migrations ORDER BY applied_at, name"))
+        return [row[0] for row in rows]
+
+
+def migrate(
+    engine: Engine,
+    *,
+    upto: str | None = None,
+    migrations: tuple[Migration, ...] = MIGRATIONS,
+    clock: Callable[[], float] = time.time,
+) -> list[str]:
+    """Apply the migrations not yet recorded, each in its own transaction with its record; return
+    the names applied now. ``upto`` stops after that migration (tests build old databases)."""
+    known = [m.name for m in migrations]
+    if upto is not None and upto not in known:
+        raise MigrationError(f"no migration named {upto}")
+    wanted = migrations[: known.index(upto) + 1] if upto else migrations
+    applied_now: list[str] = []
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITE: True})
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_ADVISORY_KEY})")
+            conn.commit()
+        try:
+            for migration in wanted:
+                with conn.begin():
+                    if not inspect(conn).has_table("schema_migrations"):
+                        conn.exec_driver_sql(
+                            "CREATE TABLE schema_migrations (name VARCHAR(200) NOT NULL PRIMARY KEY, "
+                            f"applied_at {_TYPES[conn.dialect.name]['float']} NOT NULL)"
+                        )
+                    done = {row[0] for row in conn.execute(text("SELECT name FROM schema_migrations"))}
+                    unknown = done - set(known)
+                    if unknown:
+                        raise MigrationError(
+                            f"the database has migrations this server does not know: {sorted(unknown)}; "
+                            "it was used by a newer server"
+                        )
+                    if migration.name in done:
+                        continue
+                    migration.apply(conn)
+                    conn.execute(
+                        text("INSERT INTO schema_migrations (name, applied_at) VALUES (:name, :at)"),
+                        {"name": migration.name, "at": clock()},
+                    )
+                    applied_now.append(migration.name)
+        finally:
+            if postgres:
+                conn.rollback()
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_ADVISORY_KEY})")
+                conn.commit()
+    return applied_now
