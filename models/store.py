@@ -115,6 +115,9 @@ class Store:
             "INSERT OR REPLACE INTO keyring (name, wrapped, kdf) VALUES (?, ?, ?)", (name, wrapped, kdf)
         )
 
+    def delete_keys(self, prefix: str) -> None:
+        self.conn.execute("DELETE FROM keyring WHERE substr(name, 1, ?) = ?", (len(prefix), prefix))
+
     # ---------------------------------------------------------------------- sealed rows
     def get_row(self, record_type: RecordType, record_id: str) -> tuple[int, bytes] | None:
         row = self.conn.execute(

@@ -317,6 +317,15 @@ class Vault:
         key = AESGCM.generate_key(bit_length=256)
         return key, self.add_team_key(epoch, key)
 
+    def replace_team_keys(self, keys: dict[int, bytes]) -> dict[int, bytes]:
+        """Swap every team key at once (joining a team); returns the old ones."""
+        old = dict(self._team_raw)
+        self._team.clear()
+        self._team_raw.clear()
+        for epoch, key in keys.items():
+            self._set_team_key(epoch, key)
+        return old
+
     def team_key(self, epoch: int) -> bytes:
         self._need()
         return self._team_raw[epoch]

@@ -14,7 +14,8 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -420,6 +421,18 @@ class Workspace:
             hook()
         return values
 
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Many changes in one transaction (one fsync): imports, the demo generator."""
+        hooks, self.on_change = self.on_change, []
+        try:
+            with self.store.atomic():
+                yield
+        finally:
+            self.on_change = hooks
+        for hook in self.on_change:
+            hook()
+
     @staticmethod
     def _fields(model: BaseModel, *, only_set: bool) -> dict[str, Any]:
         return model.model_dump(mode="json", exclude_unset=only_set)
@@ -687,6 +700,96 @@ class Workspace:
         self._write(record_type, record_id, fields, must_exist=True)
 
     # ======================================================================= sync
+    def setting(self, key: str, default: str | None = None) -> str | None:
+        """Non-personal device state (server URL, team id, role, ...)."""
+        return self.store.meta(key, default)
+
+    def set_settings(self, **values: str | int | float | None) -> None:
+        with self.store.atomic():
+            for key, value in values.items():
+                if value is None:
+                    self.store.del_meta(key)
+                else:
+                    self.store.set_meta(key, value)
+
+    def secret(self, name: str) -> bytes | None:
+        """A small secret kept wrapped by the master key (device token, invite secrets, ...)."""
+        blob = self.store.keyring().get(f"secret:{name}")
+        return self._vault().unwrap_secret(f"secret:{name}", blob) if blob else None
+
+    def set_secret(self, name: str, value: bytes | None) -> None:
+        with self.store.atomic():
+            if value is None:
+                self.store.delete_keys(f"secret:{name}")
+            else:
+                self.store.put_key(f"secret:{name}", self._vault().wrap_secret(f"secret:{name}", value))
+
+    def sync_value(self, key: str, default: str | None = None) -> str | None:
+        return self.store.sync_state(key, default)
+
+    def set_sync_values(self, **values: str | int | float) -> None:
+        with self.store.atomic():
+            for key, value in values.items():
+                self.store.set_sync_state(key, value)
+
+    def adopt_team_keys(self, keys: dict[int, bytes], current_epoch: int) -> None:
+        """Join a team: its keys replace this device's own, and everything written before joining
+        (rows and queued ops) is re-sealed under the team key of `current_epoch`. Nothing is lost."""
+        vault = self._vault()
+        store = self.store
+        with store.atomic():
+            states = {rtype: [(rid, self._open_state(rtype, rid, e, b)) for rid, e, b in store.iter_rows(rtype)]
+                      for rtype in RecordType}
+            queued = [(seq, op_id, rid, vault.open_op(rid, e, vault.device_id, seq, op_id, payload))
+                      for seq, op_id, rid, e, payload in store.outbox_all()]
+            old = vault.replace_team_keys(keys)
+            try:
+                store.delete_keys("team:")
+                for epoch, key in keys.items():
+                    store.put_key(f"team:{epoch}", vault.wrap_secret(f"team:{epoch}", key))
+                store.set_meta("epoch", current_epoch)
+                for rtype, items in states.items():
+                    store.put_rows(rtype, [(rid, current_epoch, vault.seal_row(rtype.value, rid, current_epoch,
+                                                                               st.to_json())) for rid, st in items])
+                for seq, op_id, rid, body in queued:
+                    store.replace_outbox_payload(seq, current_epoch, vault.seal_op(
+                        rid, current_epoch, vault.device_id, seq, op_id, body))
+            except BaseException:
+                vault.replace_team_keys(old)
+                raise
+
+    def add_epoch_key(self, epoch: int, key: bytes) -> None:
+        """Keep a team key epoch; a newer epoch becomes current and queued ops move to it."""
+        vault = self._vault()
+        store = self.store
+        with store.atomic():
+            store.put_key(f"team:{epoch}", vault.add_team_key(epoch, key))
+            if epoch > self.epoch:
+                store.set_meta("epoch", epoch)
+                for seq, op_id, rid, e, payload in store.outbox_all():
+                    body = vault.open_op(rid, e, vault.device_id, seq, op_id, payload)
+                    store.replace_outbox_payload(seq, epoch, vault.seal_op(rid, epoch, vault.device_id, seq, op_id, body))
+
+    def has_epoch(self, epoch: int) -> bool:
+        return epoch in self._vault().epochs
+
+    def erase_local(self, record_ids: Iterable[str]) -> None:
+        ids = list(record_ids)
+        with self.store.atomic():
+            self.store.mark_erased(ids, self._now())
+        for rid in ids:
+            for rtype in RecordType:
+                if rid in self.index.records[rtype]:
+                    self.index.put(rtype, rid, None)
+
+    def person_record_ids(self, person_id: str) -> list[str]:
+        """The person and every record that names them (contacts, follow-ups)."""
+        self._vault()
+        recs = self.index.records
+        ids = [person_id, *sorted(self.index.contacts_of.get(person_id, ()))]
+        ids += [fid for fid, f in recs[RecordType.FOLLOWUP].items() if f.get("person_id") == person_id]
+        return ids
+
     def outbox_batch(self, max_ops: int, max_bytes: int) -> list[tuple[int, str, str, int, bytes]]:
         return self.store.outbox_batch(max_ops, max_bytes)
 

@@ -25,7 +25,15 @@ from sqlmodel import Session
 
 from sync.server.config import ServerSettings
 
-__all__ = ["Database", "Migration", "MIGRATIONS", "MigrationError", "make_engine", "migrate", "applied_migrations"]
+__all__ = [
+    "Database",
+    "Migration",
+    "MIGRATIONS",
+    "MigrationError",
+    "make_engine",
+    "migrate",
+    "applied_migrations",
+]
 
 _WRITE = "outreach_write"  # execution option: this transaction will write (SQLite: BEGIN IMMEDIATE)
 _ADVISORY_KEY = 0x6F75747265616368  # "outreach": one lock id for schema changes in a PostgreSQL database

@@ -1,0 +1,155 @@
+"""The team and sync commands of the `outreach` CLI: join, invite, devices, revoke, sync, recover,
+erase, status. Thin: each parses its flags, asks the sync engine, prints. Kept apart from
+`app.cli` so that the data commands load without the network stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from typing import Any
+
+from sync import protocol as p
+from sync.engine import SyncEngine
+
+__all__ = ["add_commands"]
+
+
+def _engine(args: argparse.Namespace) -> SyncEngine:
+    from .cli import open_workspace
+
+    ws = open_workspace(args)
+    return SyncEngine(ws, allow_insecure=getattr(args, "allow_insecure", False))
+
+
+def _progress_bar(phase: str, done: int, total: int) -> None:
+    if total:
+        width = 30
+        filled = int(width * done / max(total, 1))
+        sys.stderr.write(f"\r{phase:<5} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    else:
+        sys.stderr.write(f"\r{phase:<5} {done} ops")
+    sys.stderr.flush()
+
+
+def cmd_join(args: argparse.Namespace, out: Any) -> int:
+    eng = _engine(args)
+    res = eng.join(args.url, args.code, device_name=args.name, allow_insecure=args.allow_insecure)
+    lines = [f"Joined team {res.team_name} as {res.role} ({res.status}).",
+             f"This device's fingerprint: {res.fingerprint}"]
+    if res.recovery_code:
+        lines += ["", "RECOVERY CODE (print it and keep it locked away; it restores the team's keys):",
+                  f"    {res.recovery_code}"]
+    elif res.status == p.DeviceStatus.PENDING.value:
+        lines += ["Waiting for the coordinator's device to check this device's proof. Run 'outreach sync' later."]
+    out.emit({"team": res.team_name, "role": res.role, "status": res.status, "founding": res.founding,
+              "fingerprint": res.fingerprint, "recovery_code": res.recovery_code}, "\n".join(lines))
+    return 0
+
+
+def cmd_recover(args: argparse.Namespace, out: Any) -> int:
+    eng = _engine(args)
+    res = eng.recover(args.url, args.code, allow_insecure=args.allow_insecure)
+    report = eng.sync()
+    out.emit({"team": res.team_name, "role": res.role, "pulled": report.pulled},
+             f"Recovered team {res.team_name}: this device is now a coordinator. Pulled {report.pulled} changes.")
+    return 0
+
+
+def cmd_invite(args: argparse.Namespace, out: Any) -> int:
+    eng = _engine(args)
+    code = eng.invite(p.Role(args.role), expires_in=int(args.hours * 3600))
+    out.emit({"code": code, "role": args.role, "expires_in_hours": args.hours},
+             f"One-time code for a new {args.role} device (valid {args.hours:g} h):\n    {code}")
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace, out: Any) -> int:
+    eng = _engine(args)
+    listing = eng.devices()
+
+    def text() -> str:
+        rows = [f"key epoch {listing.current_epoch}; open invites {listing.invites_pending}"]
+        for d in listing.devices:
+            seen = datetime.fromtimestamp(d.last_seen).strftime("%d-%m-%Y %H:%M") if d.last_seen else "never"
+            rows.append(f"{d.device_id}  {d.role.value:<11} {d.status.value:<8} {d.name:<20.20} last sync {seen}")
+        return "\n".join(rows)
+    out.emit(listing.model_dump(mode="json"), text)
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace, out: Any) -> int:
+    eng = _engine(args)
+    epoch = eng.revoke(args.device_id)
+    out.emit({"revoked": args.device_id, "epoch": epoch},
+             f"Revoked {args.device_id}. New team key epoch {epoch} given to the remaining devices.")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace, out: Any) -> int:
+    eng = _engine(args)
+    report = eng.sync(_progress_bar if args.progress else None)
+    if args.progress:
+        sys.stderr.write("\n")
+    if report.pending:
+        out.emit({"pending": True}, "Waiting for the coordinator to let this device in.")
+        return 0
+    out.emit(report.__dict__, f"Synced: sent {report.pushed}, received {report.pulled}"
+                              + (f", {report.set_aside} set aside" if report.set_aside else "")
+                              + (f", admitted {report.admitted} device(s)" if report.admitted else "")
+                              + (f", refused {report.rejected} device(s) whose proof failed" if report.rejected else ""))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, out: Any) -> int:
+    eng = _engine(args)
+    st = eng.status()
+    when = datetime.fromtimestamp(st.last_success).strftime("%d-%m-%Y %H:%M") if st.last_success else "never"
+    out.emit(st.__dict__, f"team: {eng.ws.setting('team_name') or '-'} ({st.role or 'not joined'}, "
+                          f"{st.device_status or '-'})\nwaiting to send: {st.pending_ops}\nlast sync: {when}"
+             + (f"\nlast error: {st.last_error}" if st.last_error else ""))
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace, out: Any) -> int:
+    eng = _engine(args)
+    pid = eng.ws.resolve_person_id(args.person_id)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            from .cli import CliError
+            raise CliError("erasing needs confirmation: add --yes")
+        if input(f"Erase person {pid} and all their contacts on every device? Type 'erase': ") != "erase":
+            return 1
+    n = eng.erase_person(pid)
+    out.emit({"erased": pid, "records": n}, f"Erased {pid}: {n} records purged everywhere.")
+    return 0
+
+
+def add_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    def add(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_text)
+        sp.set_defaults(handler=handler)
+        return sp
+
+    sp = add("join", cmd_join, "join a team with a server URL and a one-time code")
+    sp.add_argument("url")
+    sp.add_argument("code")
+    sp.add_argument("--name", help="a label for this device, visible to the server (no person's name)")
+    sp.add_argument("--allow-insecure", action="store_true", help="allow plain http:// to a non-loopback host")
+    sp = add("recover", cmd_recover, "restore the team's keys on a new coordinator device")
+    sp.add_argument("url")
+    sp.add_argument("code")
+    sp.add_argument("--allow-insecure", action="store_true")
+    sp = add("invite", cmd_invite, "coordinator: a one-time code for a new device")
+    sp.add_argument("--role", choices=[r.value for r in p.Role], default=p.Role.WORKER.value)
+    sp.add_argument("--hours", type=float, default=24.0)
+    add("devices", cmd_devices, "coordinator: the team's devices")
+    sp = add("revoke", cmd_revoke, "coordinator: revoke a device (new key epoch for the rest)")
+    sp.add_argument("device_id")
+    sp = add("sync", cmd_sync, "send and receive changes now")
+    sp.add_argument("--progress", action="store_true", help="show a progress bar")
+    add("status", cmd_status, "team membership and sync status")
+    sp = add("erase", cmd_erase, "coordinator: erase a person everywhere (GDPR art. 17)")
+    sp.add_argument("person_id")
+    sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")

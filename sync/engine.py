@@ -1,0 +1,437 @@
+"""The sync engine: one workspace + one client -> team membership and sync runs.
+
+It owns the team lifecycle on a device (join, invite, verify and admit devices, revoke with a new
+key epoch, recover, erase) and the sync run: push the outbox in batches, pull pages by cursor and
+apply each page with its cursor in one local transaction, so that a run cut at any point resumes
+where it stopped. It keeps the sync status that the chip in the UI shows. Keys never leave the
+vault except wrapped for a device whose proof this coordinator checked itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import requests
+
+from models.vault import RecoveryCode, SealError, Vault, fingerprint, make_proof, verify_proof
+from models.workspace import ApplyResult, RemoteOp, Workspace
+
+from . import protocol as p
+from .client import SyncClient
+from .errors import DeviceRevoked, NotJoined, Offline, ProofMismatch, StaleEpoch, SyncError
+
+__all__ = ["SyncEngine", "SyncStatus", "SyncReport", "JoinResult", "Progress"]
+
+log = logging.getLogger("outreach.sync.engine")
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total); total 0 when unknown
+
+
+@dataclass
+class SyncStatus:
+    joined: bool
+    role: str | None
+    device_status: str | None
+    pending_ops: int
+    last_success: float | None
+    last_error: str | None
+    server_url: str | None
+
+
+@dataclass
+class SyncReport:
+    pushed: int = 0
+    pulled: int = 0
+    applied: int = 0
+    set_aside: int = 0
+    purged: int = 0
+    admitted: int = 0
+    rejected: int = 0
+    pending: bool = False
+
+
+@dataclass
+class JoinResult:
+    team_name: str
+    role: str
+    status: str
+    founding: bool
+    fingerprint: str
+    recovery_code: str | None = None
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        ws: Workspace,
+        *,
+        session: requests.Session | None = None,
+        allow_insecure: bool = False,
+        client_factory: Callable[..., SyncClient] = SyncClient,
+        push_ops: int = p.MAX_PUSH_OPS,
+        push_bytes: int = p.MAX_PUSH_BYTES,
+        pull_limit: int = 1000,
+    ) -> None:
+        self.ws = ws
+        self._session = session
+        self._allow_insecure = allow_insecure
+        self._factory = client_factory
+        self.push_ops = push_ops
+        self.push_bytes = push_bytes
+        self.pull_limit = pull_limit
+        self._client: SyncClient | None = None
+        self._run_lock = threading.Lock()  # one sync run at a time per device
+
+    # ------------------------------------------------------------------ plumbing
+    def client(self, url: str | None = None, token: str | None = None) -> SyncClient:
+        if url is not None:
+            return self._factory(url, token=token, session=self._session, allow_insecure=self._allow_insecure)
+        if self._client is None:
+            server = self.ws.setting("server_url")
+            secret = self.ws.secret("token")
+            if not server or not secret:
+                raise NotJoined()
+            allow = self._allow_insecure or self.ws.setting("allow_insecure") == "1"
+            self._client = self._factory(server, token=secret.decode(), session=self._session, allow_insecure=allow)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def joined(self) -> bool:
+        return self.ws.setting("team_id") is not None
+
+    @property
+    def is_coordinator(self) -> bool:
+        return self.ws.setting("role") == p.Role.COORDINATOR.value
+
+    def status(self) -> SyncStatus:
+        last = self.ws.sync_value("last_success")
+        return SyncStatus(
+            joined=self.joined, role=self.ws.setting("role"), device_status=self.ws.setting("device_status"),
+            pending_ops=self.ws.outbox_count(), last_success=float(last) if last else None,
+            last_error=self.ws.sync_value("last_error") or None, server_url=self.ws.setting("server_url"),
+        )
+
+    def _team_id(self) -> str:
+        team = self.ws.setting("team_id")
+        if team is None:
+            raise NotJoined()
+        return team
+
+    def _pinned(self) -> dict[str, str]:
+        """Devices this coordinator admitted after checking their proof: id -> public key (b64)."""
+        raw = self.ws.secret("pinned")
+        return json.loads(raw) if raw else {}
+
+    def _pin(self, device_id: str, public_key_b64: str) -> None:
+        pinned = self._pinned()
+        pinned[device_id] = public_key_b64
+        self.ws.set_secret("pinned", json.dumps(pinned).encode())
+
+    # --------------------------------------------------------------- membership
+    def join(self, url: str, code_text: str, *, device_name: str | None = None, allow_insecure: bool = False) -> JoinResult:
+        """Join a team with a one-time code. With the operator's code this device founds the team:
+        its key becomes the team key (epoch 1) and a recovery code is made."""
+        if self.joined:
+            raise SyncError("This device is already in a team.")
+        try:
+            code = p.EnrollmentCode.parse(code_text)
+        except ValueError as exc:
+            raise SyncError(f"That is not a valid code: {exc}.") from None
+        ws = self.ws
+        device_id = ws.device_id
+        public_key = ws.vault.public_key if ws.vault else b""
+        self._allow_insecure = self._allow_insecure or allow_insecure
+        client = self.client(url)
+        resp = client.join(p.JoinRequest(
+            lookup=code.lookup, device_id=device_id,
+            device_name=device_name or f"{platform.system() or 'device'} {device_id[:4]}",
+            public_key=p.b64e(public_key), proof=p.b64e(make_proof(code.secret_bytes, public_key, device_id)),
+        ))
+        ws.set_secret("token", resp.token.encode())
+        ws.set_settings(server_url=client.base_url, team_id=resp.team_id, team_name=resp.team_name,
+                        role=resp.role.value, device_status=resp.status.value,
+                        allow_insecure="1" if self._allow_insecure else None)
+        result = JoinResult(resp.team_name, resp.role.value, resp.status.value, resp.founding, fingerprint(public_key))
+        self.close()
+        if resp.founding:
+            # this device's own key becomes the team's key of epoch 1
+            keys = {e: ws.vault.team_key(e) for e in ws.vault.epochs} if ws.vault else {}
+            current = max(keys)
+            self.client().upload_keys(p.KeysUpload(epoch=current, keys=[
+                p.WrappedKey(epoch=e, device_id=device_id,
+                             wrapped=p.b64e(ws.vault.wrap_for_device(resp.team_id, e, device_id, public_key)))
+                for e in keys
+            ]))
+            self._pin(device_id, p.b64e(public_key))
+            result.recovery_code = self.new_recovery_code()
+            ws.set_settings(device_status=p.DeviceStatus.ACTIVE.value)
+        log.info("joined team %s as %s (%s)", resp.team_id, resp.role.value, resp.status.value)
+        return result
+
+    def new_recovery_code(self) -> str:
+        """Make (or replace) the team's recovery code: the team keys wrapped under it go to the server."""
+        code = RecoveryCode.generate()
+        self.ws.set_secret("recovery", code.secret)
+        self._upload_recovery(code)
+        return str(code)
+
+    def _upload_recovery(self, code: RecoveryCode) -> None:
+        vault = self.ws.vault
+        assert vault is not None
+        team = self._team_id()
+        self.client().upload_recovery(p.RecoveryUpload(
+            recovery_lookup=p.b64e(code.lookup),
+            keys=[p.WrappedKey(epoch=e, wrapped=p.b64e(code.wrap(team, e, vault.team_key(e)))) for e in vault.epochs],
+        ))
+
+    def recover(self, url: str, code_text: str, *, device_name: str | None = None,
+                allow_insecure: bool = False) -> JoinResult:
+        """A new coordinator device gets the team's keys back with the recovery code."""
+        if self.joined:
+            raise SyncError("This device is already in a team.")
+        try:
+            code = RecoveryCode.parse(code_text)
+        except ValueError as exc:
+            raise SyncError(f"That is not a valid recovery code: {exc}.") from None
+        ws = self.ws
+        assert ws.vault is not None
+        self._allow_insecure = self._allow_insecure or allow_insecure
+        client = self.client(url)
+        resp = client.recover(p.RecoverRequest(
+            recovery_lookup=p.b64e(code.lookup), device_id=ws.device_id,
+            device_name=device_name or f"{platform.system() or 'device'} {ws.device_id[:4]}",
+            public_key=p.b64e(ws.vault.public_key),
+        ))
+        try:
+            keys = {k.epoch: code.unwrap(resp.team_id, k.epoch, p.b64d(k.wrapped)) for k in resp.recovery_keys}
+        except (SealError, ValueError) as exc:
+            raise ProofMismatch("The recovery code does not open the team's keys.") from exc
+        ws.set_secret("token", resp.token.encode())
+        ws.set_secret("recovery", code.secret)
+        ws.set_settings(server_url=client.base_url, team_id=resp.team_id, team_name=resp.team_name,
+                        role=resp.role.value, device_status=p.DeviceStatus.ACTIVE.value,
+                        allow_insecure="1" if self._allow_insecure else None)
+        ws.adopt_team_keys(keys, max(keys))
+        self.close()
+        me = ws.device_id
+        pub = ws.vault.public_key
+        for epoch in sorted(keys):
+            self.client().upload_keys(p.KeysUpload(epoch=epoch, keys=[p.WrappedKey(
+                epoch=epoch, device_id=me, wrapped=p.b64e(ws.vault.wrap_for_device(resp.team_id, epoch, me, pub)))]))
+        self._pin(me, p.b64e(pub))
+        return JoinResult(resp.team_name, resp.role.value, "active", False, fingerprint(pub))
+
+    def invite(self, role: p.Role = p.Role.WORKER, expires_in: int = 24 * 3600) -> str:
+        """Coordinator: a one-time code for a new device. Its secret half stays on this device."""
+        code = p.EnrollmentCode.generate()
+        self.ws.set_secret(f"invite:{code.lookup}", code.secret_bytes)
+        self.client().invite(p.InviteRequest(lookup=code.lookup, role=role, expires_in_seconds=expires_in))
+        return str(code)
+
+    def devices(self) -> p.DeviceList:
+        return self.client().devices()
+
+    def admit_pending(self) -> tuple[int, int]:
+        """Coordinator: check each pending device's proof with the code's secret kept here; wrap
+        every team key epoch for those that pass, reject those that fail. (admitted, rejected)"""
+        listing = self.client().devices()
+        vault = self.ws.vault
+        assert vault is not None
+        team = self._team_id()
+        wraps: dict[int, list[p.WrappedKey]] = {}
+        rejected: list[str] = []
+        for dev in listing.devices:
+            if dev.status != p.DeviceStatus.PENDING or not dev.invite_lookup:
+                continue
+            secret = self.ws.secret(f"invite:{dev.invite_lookup}")
+            if secret is None:
+                continue  # invited from another coordinator device: that one admits it
+            public_key = p.b64d(dev.public_key)
+            if not verify_proof(secret, public_key, dev.device_id, p.b64d(dev.proof)):
+                log.warning("device %s: proof does not match its public key; refused", dev.device_id)
+                rejected.append(dev.device_id)
+                continue
+            for epoch in vault.epochs:
+                wraps.setdefault(epoch, []).append(p.WrappedKey(
+                    epoch=epoch, device_id=dev.device_id,
+                    wrapped=p.b64e(vault.wrap_for_device(team, epoch, dev.device_id, public_key))))
+            self._pin(dev.device_id, dev.public_key)
+            self.ws.set_secret(f"invite:{dev.invite_lookup}", None)
+        client = self.client()
+        for n, epoch in enumerate(sorted(wraps)):
+            client.upload_keys(p.KeysUpload(epoch=epoch, keys=wraps[epoch], reject=rejected if n == 0 else []))
+        if rejected and not wraps:
+            client.upload_keys(p.KeysUpload(epoch=max(vault.epochs), keys=[], reject=rejected))
+        admitted = len({k.device_id for ks in wraps.values() for k in ks})
+        return admitted, len(rejected)
+
+    def revoke(self, device_id: str) -> int:
+        """Coordinator: revoke a device and start a new key epoch for the devices that remain.
+        Returns the new epoch."""
+        client = self.client()
+        client.revoke(device_id)
+        vault = self.ws.vault
+        assert vault is not None
+        team = self._team_id()
+        listing = client.devices()
+        pinned = self._pinned()
+        epoch = max(listing.current_epoch, max(vault.epochs)) + 1
+        key, _ = vault.new_team_key(epoch)
+        self.ws.add_epoch_key(epoch, key)
+        wraps = []
+        for dev in listing.devices:
+            if dev.status != p.DeviceStatus.ACTIVE or dev.device_id == device_id:
+                continue
+            known = pinned.get(dev.device_id)
+            if known is None or known != dev.public_key:
+                # never wrap for a key this coordinator did not verify itself
+                log.warning("device %s: public key not verified here; not given the new key", dev.device_id)
+                continue
+            wraps.append(p.WrappedKey(epoch=epoch, device_id=dev.device_id,
+                                      wrapped=p.b64e(vault.wrap_for_device(team, epoch, dev.device_id,
+                                                                           p.b64d(dev.public_key)))))
+        client.upload_keys(p.KeysUpload(epoch=epoch, keys=wraps))
+        recovery = self.ws.secret("recovery")
+        if recovery:
+            self._upload_recovery(RecoveryCode(recovery))
+        pinned.pop(device_id, None)
+        self.ws.set_secret("pinned", json.dumps(pinned).encode())
+        return epoch
+
+    def erase_person(self, person_id: str) -> int:
+        """Coordinator: purge a person and their contacts and follow-ups on the server and here;
+        leaves an audit record of the erasure that holds no personal data. Returns records erased."""
+        from models.vocab import AuditAction, RecordType
+
+        ids = self.ws.person_record_ids(person_id)
+        self.client().purge(ids)
+        self.ws.erase_local(ids)
+        self.ws.audit(AuditAction.ERASE, RecordType.PERSON, person_id, detail=f"{len(ids)} records")
+        return len(ids)
+
+    # ------------------------------------------------------------------ keys
+    def refresh_keys(self) -> bool:
+        """Fetch this device's wrapped keys; adopt the team's keys on first receipt, new epochs
+        later. Returns True when the device is (now) active."""
+        ws = self.ws
+        vault = ws.vault
+        assert vault is not None
+        resp = self.client().keys()
+        mine = [k for k in resp.keys if k.device_id in (None, ws.device_id)]
+        if not mine:
+            return False
+        team = self._team_id()
+        keys = {k.epoch: vault_unwrap(vault, team, k) for k in mine}
+        if ws.setting("device_status") != p.DeviceStatus.ACTIVE.value:
+            ws.adopt_team_keys(keys, max(keys))
+            ws.set_settings(device_status=p.DeviceStatus.ACTIVE.value)
+            log.info("received the team key (epochs %s)", sorted(keys))
+        else:
+            for epoch, key in sorted(keys.items()):
+                if not ws.has_epoch(epoch) or vault.team_key(epoch) != key:
+                    ws.add_epoch_key(epoch, key)
+        return True
+
+    # ------------------------------------------------------------------ sync run
+    def sync(self, progress: Progress | None = None, *, wait: float = 0.0) -> SyncReport:
+        """One sync run: admit pending devices (coordinator), push everything, pull everything.
+        Wipes the local data when the server says this device was revoked."""
+        with self._run_lock:
+            try:
+                report = self._sync(progress, wait)
+            except DeviceRevoked:
+                log.warning("this device was revoked: wiping local data")
+                self.close()
+                self.ws.wipe()
+                raise
+            except SyncError as exc:
+                if self.ws.unlocked:
+                    self.ws.set_sync_values(last_error=str(exc), last_error_at=time.time())
+                raise
+            self.ws.set_sync_values(last_success=time.time(), last_error="")
+            return report
+
+    def _sync(self, progress: Progress | None, wait: float) -> SyncReport:
+        report = SyncReport()
+        ws = self.ws
+        if not self.joined:
+            raise NotJoined()
+        if ws.setting("device_status") != p.DeviceStatus.ACTIVE.value and not self.refresh_keys():
+            report.pending = True
+            return report
+        if self.is_coordinator:
+            report.admitted, report.rejected = self.admit_pending()
+        report.pushed = self.push(progress)
+        pulled = self.pull(progress, wait=wait)
+        report.pulled, report.applied, report.set_aside, report.purged = pulled
+        return report
+
+    def push(self, progress: Progress | None = None) -> int:
+        client = self.client()
+        total = self.ws.outbox_count()
+        done = 0
+        stale_retries = 0
+        while True:
+            batch = self.ws.outbox_batch(self.push_ops, self.push_bytes)
+            if not batch:
+                return done
+            ops = [p.OpIn(op_id=op_id, device_seq=seq, record_id=rid, key_epoch=epoch, payload=p.b64e(payload))
+                   for seq, op_id, rid, epoch, payload in batch]
+            try:
+                resp = client.push(ops)
+            except StaleEpoch:
+                stale_retries += 1
+                if stale_retries > 3:
+                    raise
+                self.refresh_keys()  # moves the queued ops to the new epoch
+                continue
+            if resp.acked_through < batch[-1][0]:
+                raise Offline("The server acknowledged less than was sent; will retry.")
+            self.ws.ack(resp.acked_through)
+            done += len(batch)
+            if progress:
+                progress("push", done, total)
+
+    def pull(self, progress: Progress | None = None, *, wait: float = 0.0) -> tuple[int, int, int, int]:
+        client = self.client()
+        cursor = int(self.ws.sync_value("cursor", "0") or 0)
+        pulled = applied = set_aside = purged = 0
+        first = True
+        while True:
+            page = client.pull(cursor, self.pull_limit, wait=wait if first else 0.0)
+            first = False
+            if page.current_epoch > max(self.ws.vault.epochs if self.ws.vault else [0]):
+                self.refresh_keys()
+            if page.next < cursor:
+                raise Offline("The server's cursor went backwards; not applied.")
+            ops = [RemoteOp(o.op_id, o.device_id, o.device_seq, o.record_id, o.key_epoch, p.b64d(o.payload))
+                   for o in page.ops]
+            result: ApplyResult = self.ws.apply_remote(ops, purges=[x.record_id for x in page.purges],
+                                                       cursor=("cursor", page.next))
+            cursor = page.next
+            pulled += len(ops)
+            applied += result.applied
+            set_aside += len(result.set_aside)
+            purged += len(page.purges)
+            if progress:
+                progress("pull", pulled, 0)
+            if not page.more:
+                return pulled, applied, set_aside, purged
+
+
+def vault_unwrap(vault: Vault, team_id: str, key: p.WrappedKey) -> bytes:
+    try:
+        return vault.unwrap_from_team(team_id, key.epoch, p.b64d(key.wrapped))
+    except (SealError, ValueError) as exc:
+        raise ProofMismatch("A team key sent to this device cannot be opened with its key.") from exc

@@ -1,0 +1,85 @@
+"""The exception tree of the sync side. The UI and the CLI catch only the root, `SyncError`, and
+show `str(exc)`: a sentence a worker understands ("No connection to the server; your changes are
+kept on this device and will be sent later."), never personal data.
+
+    SyncError
+    ├── Offline              no connection, DNS, TLS handshake or timeout, after retries
+    ├── InsecureURL          plain http:// to a host that is not loopback, not allowed
+    ├── ServerFault          5xx after retries, or an answer that breaks the protocol
+    ├── NotJoined            this device is not in a team yet
+    ├── ProofMismatch        a joining device's key does not match its code (server tampering?)
+    └── Rejected             a 4xx with a protocol error code; `.code` is the ErrorCode
+        ├── DeviceRevoked    the team revoked this device: local data must be wiped
+        ├── DevicePending    waiting for the coordinator to let this device in
+        ├── StaleEpoch       the team key changed; `.current_epoch`
+        ├── CodeInvalid      unknown, used or expired enrollment or recovery code
+        └── Throttled        too many attempts; `.retry_after`
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "SyncError", "Offline", "InsecureURL", "ServerFault", "NotJoined", "ProofMismatch", "Rejected",
+    "DeviceRevoked", "DevicePending", "StaleEpoch", "CodeInvalid", "Throttled",
+]
+
+
+class SyncError(Exception):
+    """Root of every error raised by `sync.client` and `sync.engine`."""
+
+
+class Offline(SyncError):
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or "No connection to the server. Your changes are kept on this device "
+                                    "and will be sent when the connection is back.")
+
+
+class InsecureURL(SyncError):
+    pass
+
+
+class ServerFault(SyncError):
+    pass
+
+
+class NotJoined(SyncError):
+    def __init__(self) -> None:
+        super().__init__("This device is not in a team yet: join one with a code from your coordinator.")
+
+
+class ProofMismatch(SyncError):
+    pass
+
+
+class Rejected(SyncError):
+    def __init__(self, code: str, message: str, status: int, detail: dict[str, Any] | None = None) -> None:
+        self.code = code
+        self.status = status
+        self.detail = detail or {}
+        super().__init__(message)
+
+
+class DeviceRevoked(Rejected):
+    pass
+
+
+class DevicePending(Rejected):
+    pass
+
+
+class StaleEpoch(Rejected):
+    @property
+    def current_epoch(self) -> int:
+        return int(self.detail.get("current_epoch", 0))  # type: ignore[call-overload]
+
+
+class CodeInvalid(Rejected):
+    pass
+
+
+class Throttled(Rejected):
+    @property
+    def retry_after(self) -> float:
+        return float(self.detail.get("retry_after", 60))  # type: ignore[arg-type]

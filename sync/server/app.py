@@ -1,0 +1,546 @@
+"""`create_app(settings)`: the FastAPI application of the sync server, route by route as in
+`sync/PROTOCOL.md`.
+
+It owns the wiring: the gate middleware and response gzip, the error shape of every failure,
+authentication by bearer token (only SHA-256 hashes are stored), who may call what (pending devices
+only `/v1/me` and `GET /v1/keys`, revoked devices nowhere, with ``detail.wipe``), and the decoding
+of wire values into plain ones for `crud`. Handlers hold no SQL. It must never import anything but
+`sync.protocol` from the rest of the project, never open a sealed payload, and never log a body, a
+payload, a device name or a token: log lines hold ids and counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.gzip import GZipMiddleware
+
+from sync.protocol import (
+    MAX_PAYLOAD_BYTES,
+    MAX_PULL_LIMIT,
+    MAX_PUSH_BYTES,
+    MAX_WAIT_SECONDS,
+    DeviceList,
+    DevicePublic,
+    DeviceStatus,
+    ErrorCode,
+    HealthResponse,
+    InviteRequest,
+    InviteResponse,
+    JoinRequest,
+    JoinResponse,
+    KeysResponse,
+    KeysUpload,
+    MeResponse,
+    OpOut,
+    PullResponse,
+    PurgeOut,
+    PurgeRequest,
+    PurgeResponse,
+    PushRequest,
+    PushResponse,
+    RecoverRequest,
+    RecoverResponse,
+    RecoveryUpload,
+    RevokeResponse,
+    Role,
+    WrappedKey,
+    b64d,
+    b64e,
+)
+from sync.server import crud
+from sync.server.config import ServerSettings
+from sync.server.db import Database, migrate
+from sync.server.errors import ApiError
+from sync.server.middleware import ProtocolGate
+from sync.server.tables import Device, WrappedKeyRow
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("outreach.server")
+
+MAX_PULL_BYTES = 4 * 1024 * 1024  # payload bytes in one pull page; `more` tells the client to go on
+
+
+def _decode(value: str, field: str, *, size: int | None = None) -> bytes:
+    try:
+        data = b64d(value)
+    except ValueError:
+        raise ApiError(ErrorCode.MALFORMED, f"{field}: not valid base64.", {"field": field}) from None
+    if size is not None and len(data) != size:
+        raise ApiError(ErrorCode.MALFORMED, f"{field}: must be {size} bytes.", {"field": field})
+    return data
+
+
+def _field_path(loc: Sequence[Any]) -> str:
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    if not parts or (len(parts) == 1 and isinstance(parts[0], int)):  # unreadable JSON: loc is a position
+        return "body"
+    return ".".join(str(part) for part in parts)
+
+
+def _wrapped(rows: Sequence[WrappedKeyRow]) -> list[WrappedKey]:
+    return [WrappedKey(epoch=row.epoch, device_id=row.device_id, wrapped=b64e(row.blob)) for row in rows]
+
+
+@dataclass(frozen=True)
+class _Context:
+    settings: ServerSettings
+    db: Database
+    clock: Callable[[], float]
+
+
+def _authenticate(
+    request: Request, authorization: str | None, *, allow_pending: bool, coordinator: bool
+) -> Device:
+    ctx: _Context = request.app.state.ctx
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(ErrorCode.UNAUTHENTICATED, "Send Authorization: Bearer <device token>.")
+    with ctx.db.transaction() as session:
+        device = crud.device_by_token(session, token_hash=crud.sha256_hex(token.strip()))
+    if device is None:
+        raise ApiError(ErrorCode.UNAUTHENTICATED, "Unknown device token.")
+    if device.status == DeviceStatus.REVOKED:
+        raise ApiError(
+            ErrorCode.DEVICE_REVOKED, "This device was revoked: erase its team data.", {"wipe": True}
+        )
+    if device.status != DeviceStatus.ACTIVE and not allow_pending:
+        if device.status == DeviceStatus.PENDING:
+            raise ApiError(ErrorCode.DEVICE_PENDING, "The coordinator has not let this device in yet.")
+        raise ApiError(
+            ErrorCode.FORBIDDEN, "The coordinator rejected this device.", {"status": device.status}
+        )
+    if coordinator and device.role != Role.COORDINATOR:
+        raise ApiError(ErrorCode.FORBIDDEN, "Only a coordinator may do this.")
+    now = ctx.clock()
+    if device.last_seen is None or now - device.last_seen >= ctx.settings.last_seen_resolution_seconds:
+        with ctx.db.transaction(write=True) as session:
+            crud.touch_device(session, device_id=device.id, now=now)
+    return device
+
+
+def _any_device(request: Request, authorization: Annotated[str | None, Header()] = None) -> Device:
+    """Any enrolled device that is not revoked, pending and rejected ones too."""
+    return _authenticate(request, authorization, allow_pending=True, coordinator=False)
+
+
+def _active_device(request: Request, authorization: Annotated[str | None, Header()] = None) -> Device:
+    return _authenticate(request, authorization, allow_pending=False, coordinator=False)
+
+
+def _coordinator(request: Request, authorization: Annotated[str | None, Header()] = None) -> Device:
+    return _authenticate(request, authorization, allow_pending=False, coordinator=True)
+
+
+AnyDevice = Annotated[Device, Depends(_any_device)]
+ActiveDevice = Annotated[Device, Depends(_active_device)]
+Coordinator = Annotated[Device, Depends(_coordinator)]
+
+
+def create_app(
+    settings: ServerSettings,
+    *,
+    database: Database | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """Build the application: open the database (or use `database`), bring its schema up to date,
+    and wire the routes. `clock` is injectable so tests can expire codes and throttles."""
+    db = database or Database.from_settings(settings)
+    migrate(db.engine)
+    owns_db = database is None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_db:
+            db.dispose()
+
+    app = FastAPI(
+        title="Outreach sync server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.ctx = _Context(settings=settings, db=db, clock=clock)
+    app.add_middleware(ProtocolGate, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(GZipMiddleware, minimum_size=1000)
+    _install_error_handlers(app)
+
+    def client_address(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def check_throttle(address: str, now: float) -> None:
+        with db.transaction() as session:
+            retry_after = crud.throttle_retry_after(
+                session,
+                address=address,
+                now=now,
+                limit=settings.throttle_failures,
+                window=settings.throttle_window_seconds,
+            )
+        if retry_after is not None:
+            log.warning("throttled code lookups from one address")
+            raise ApiError(
+                ErrorCode.THROTTLED,
+                "Too many wrong codes from this address: wait and try again.",
+                {"retry_after": int(retry_after + 0.999)},
+            )
+
+    def code_failed(address: str, now: float) -> ApiError:
+        with db.transaction(write=True) as session:
+            crud.record_failure(session, address=address, now=now, window=settings.throttle_window_seconds)
+        return ApiError(ErrorCode.CODE_INVALID, "This code is unknown, used or expired.")
+
+    # --- routes ------------------------------------------------------------------------------
+
+    @app.get("/v1/health")
+    def health() -> HealthResponse:
+        with db.transaction() as session:
+            crud.ping(session)
+        return HealthResponse(database=db.dialect)
+
+    @app.post("/v1/join")
+    def join(body: JoinRequest, request: Request) -> JoinResponse:
+        now, address = clock(), client_address(request)
+        public_key = _decode(body.public_key, "public_key", size=32)
+        proof = _decode(body.proof, "proof")
+        check_throttle(address, now)
+        token = secrets.token_urlsafe(32)
+        with db.transaction(write=True) as session:
+            joined = crud.join_team(
+                session,
+                lookup=body.lookup,
+                device_id=body.device_id,
+                name=body.device_name,
+                public_key=public_key,
+                proof=proof,
+                token_hash=crud.sha256_hex(token),
+                now=now,
+            )
+        if joined is None:
+            raise code_failed(address, now)
+        team, device, founding = joined
+        log.info("join team=%s device=%s status=%s founding=%s", team.id, device.id, device.status, founding)
+        return JoinResponse(
+            token=token,
+            team_id=team.id,
+            team_name=team.name,
+            device_id=device.id,
+            role=Role(device.role),
+            status=DeviceStatus(device.status),
+            founding=founding,
+        )
+
+    @app.post("/v1/recover")
+    def recover(body: RecoverRequest, request: Request) -> RecoverResponse:
+        now, address = clock(), client_address(request)
+        lookup = _decode(body.recovery_lookup, "recovery_lookup")
+        public_key = _decode(body.public_key, "public_key", size=32)
+        check_throttle(address, now)
+        token = secrets.token_urlsafe(32)
+        with db.transaction(write=True) as session:
+            recovered = crud.recover_team(
+                session,
+                recovery_lookup_hash=crud.sha256_hex(lookup),
+                device_id=body.device_id,
+                name=body.device_name,
+                public_key=public_key,
+                token_hash=crud.sha256_hex(token),
+                now=now,
+            )
+        if recovered is None:
+            raise code_failed(address, now)
+        team, device, keys = recovered
+        log.info("recover team=%s device=%s epochs=%d", team.id, device.id, len(keys))
+        return RecoverResponse(
+            token=token,
+            team_id=team.id,
+            team_name=team.name,
+            device_id=device.id,
+            role=Role.COORDINATOR,
+            recovery_keys=_wrapped(keys),
+        )
+
+    @app.get("/v1/me")
+    def me(device: AnyDevice) -> MeResponse:
+        with db.transaction() as session:
+            team = crud.get_team(session, team_id=device.team_id)
+        return MeResponse(
+            device_id=device.id,
+            team_id=team.id,
+            team_name=team.name,
+            role=Role(device.role),
+            status=DeviceStatus(device.status),
+            current_epoch=team.current_epoch,
+        )
+
+    @app.post("/v1/invites")
+    def invite(body: InviteRequest, device: Coordinator) -> InviteResponse:
+        now = clock()
+        expires_at = now + body.expires_in_seconds
+        with db.transaction(write=True) as session:
+            crud.create_invite(
+                session,
+                team_id=device.team_id,
+                lookup=body.lookup,
+                role=body.role,
+                expires_at=expires_at,
+                now=now,
+            )
+        log.info("invite team=%s by=%s role=%s", device.team_id, device.id, body.role.value)
+        return InviteResponse(lookup=body.lookup.strip().upper(), role=body.role, expires_at=expires_at)
+
+    @app.get("/v1/devices")
+    def devices(device: Coordinator) -> DeviceList:
+        with db.transaction() as session:
+            rows = crud.list_devices(session, team_id=device.team_id)
+            team = crud.get_team(session, team_id=device.team_id)
+            pending = crud.count_open_invites(session, team_id=device.team_id, now=clock())
+        return DeviceList(
+            devices=[
+                DevicePublic(
+                    device_id=row.id,
+                    name=row.name,
+                    role=Role(row.role),
+                    status=DeviceStatus(row.status),
+                    public_key=b64e(row.public_key),
+                    proof=b64e(row.proof or b""),
+                    invite_lookup=row.invite_lookup,
+                    joined_at=row.joined_at,
+                    last_seen=row.last_seen,
+                    key_epoch=epoch,
+                )
+                for row, epoch in rows
+            ],
+            current_epoch=team.current_epoch,
+            invites_pending=pending,
+        )
+
+    @app.post("/v1/devices/{device_id}/revoke")
+    def revoke(device_id: str, device: Coordinator) -> RevokeResponse:
+        with db.transaction(write=True) as session:
+            target = crud.revoke_device(
+                session, team_id=device.team_id, device_id=device_id, caller_id=device.id
+            )
+            team = crud.get_team(session, team_id=device.team_id)
+        log.info("revoke team=%s device=%s by=%s", device.team_id, target.id, device.id)
+        return RevokeResponse(
+            device_id=target.id, status=DeviceStatus.REVOKED, current_epoch=team.current_epoch
+        )
+
+    @app.get("/v1/keys")
+    def get_keys(device: AnyDevice) -> KeysResponse:
+        with db.transaction() as session:
+            team = crud.get_team(session, team_id=device.team_id)
+            rows = crud.keys_for_device(session, team_id=device.team_id, device_id=device.id)
+        return KeysResponse(current_epoch=team.current_epoch, keys=_wrapped(rows))
+
+    @app.post("/v1/keys")
+    def post_keys(body: KeysUpload, device: Coordinator) -> KeysResponse:
+        keys: list[tuple[str, bytes]] = []
+        for index, key in enumerate(body.keys):
+            if key.device_id is None:
+                raise ApiError(
+                    ErrorCode.MALFORMED,
+                    "Keys for the recovery key go to /v1/recovery.",
+                    {"field": f"keys.{index}.device_id"},
+                )
+            if key.epoch != body.epoch:
+                raise ApiError(
+                    ErrorCode.MALFORMED,
+                    "A key's epoch differs from the upload's.",
+                    {"field": f"keys.{index}.epoch"},
+                )
+            keys.append((key.device_id, _decode(key.wrapped, f"keys.{index}.wrapped")))
+        with db.transaction(write=True) as session:
+            team = crud.upload_keys(
+                session, team_id=device.team_id, epoch=body.epoch, keys=keys, reject=body.reject, now=clock()
+            )
+            rows = crud.keys_for_device(session, team_id=device.team_id, device_id=device.id)
+        log.info(
+            "keys team=%s by=%s epoch=%d wrapped=%d rejected=%d",
+            device.team_id,
+            device.id,
+            body.epoch,
+            len(keys),
+            len(body.reject),
+        )
+        return KeysResponse(current_epoch=team.current_epoch, keys=_wrapped(rows))
+
+    @app.post("/v1/recovery")
+    def recovery(body: RecoveryUpload, device: Coordinator) -> dict[str, object]:
+        lookup = _decode(body.recovery_lookup, "recovery_lookup")
+        keys = [(key.epoch, _decode(key.wrapped, f"keys.{i}.wrapped")) for i, key in enumerate(body.keys)]
+        with db.transaction(write=True) as session:
+            crud.store_recovery(
+                session, team_id=device.team_id, lookup_hash=crud.sha256_hex(lookup), keys=keys, now=clock()
+            )
+        log.info("recovery team=%s by=%s epochs=%d", device.team_id, device.id, len(keys))
+        return {}
+
+    @app.post("/v1/push")
+    def push(body: PushRequest, device: ActiveDevice) -> PushResponse:
+        ops: list[crud.PushOp] = []
+        total = 0
+        for index, op in enumerate(body.ops):
+            payload = _decode(op.payload, f"ops.{index}.payload")
+            if len(payload) > MAX_PAYLOAD_BYTES:
+                raise ApiError(
+                    ErrorCode.TOO_LARGE,
+                    f"One sealed op may hold at most {MAX_PAYLOAD_BYTES} bytes.",
+                    {"field": f"ops.{index}.payload", "max_bytes": MAX_PAYLOAD_BYTES},
+                )
+            total += len(payload)
+            ops.append(crud.PushOp(op.op_id, op.device_seq, op.record_id, op.key_epoch, payload))
+        if total > MAX_PUSH_BYTES:
+            raise ApiError(
+                ErrorCode.TOO_LARGE,
+                f"A push may hold at most {MAX_PUSH_BYTES} bytes of sealed payload: split it.",
+                {"field": "ops", "max_bytes": MAX_PUSH_BYTES},
+            )
+        with db.transaction(write=True) as session:
+            result = crud.push_ops(session, team_id=device.team_id, device_id=device.id, ops=ops, now=clock())
+        log.info(
+            "push team=%s device=%s ops=%d accepted=%d duplicates=%d purged=%d last_seq=%d",
+            device.team_id,
+            device.id,
+            len(ops),
+            result.accepted,
+            result.duplicates,
+            result.purged,
+            result.last_seq,
+        )
+        return PushResponse(
+            acked_through=result.acked_through,
+            accepted=result.accepted,
+            duplicates=result.duplicates,
+            purged=result.purged,
+            last_seq=result.last_seq,
+        )
+
+    def read_page(device: Device, since: int, limit: int) -> crud.PullPage:
+        with db.transaction() as session:
+            current = crud.get_device(session, team_id=device.team_id, device_id=device.id)
+            if current is None or current.status == DeviceStatus.REVOKED:  # revoked during a long-poll
+                raise ApiError(
+                    ErrorCode.DEVICE_REVOKED, "This device was revoked: erase its team data.", {"wipe": True}
+                )
+            return crud.pull_log(
+                session, team_id=device.team_id, since=since, limit=limit, max_bytes=MAX_PULL_BYTES
+            )
+
+    @app.get("/v1/pull")
+    async def pull(
+        device: ActiveDevice,
+        since: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PULL_LIMIT)] = 1000,
+        wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS)] = 0.0,
+    ) -> PullResponse:
+        # Long-poll by asking the database again and again: it sees pushes of every server process.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            page = await run_in_threadpool(read_page, device, since, limit)
+            remaining = deadline - loop.time()
+            if page.ops or page.purges or remaining <= 0:
+                break
+            await asyncio.sleep(min(settings.poll_interval_seconds, remaining))
+        return PullResponse(
+            ops=[
+                OpOut(
+                    seq=op.seq,
+                    op_id=op.op_id,
+                    device_id=op.device_id,
+                    device_seq=op.device_seq,
+                    record_id=op.record_id,
+                    key_epoch=op.key_epoch,
+                    payload=b64e(op.payload),
+                )
+                for op in page.ops
+            ],
+            purges=[PurgeOut(seq=p.seq, record_id=p.record_id) for p in page.purges],
+            next=page.next,
+            more=page.more,
+            current_epoch=page.current_epoch,
+        )
+
+    @app.post("/v1/purge")
+    def purge(body: PurgeRequest, device: Coordinator) -> PurgeResponse:
+        with db.transaction(write=True) as session:
+            deleted, last_seq = crud.purge_records(
+                session, team_id=device.team_id, record_ids=body.record_ids, now=clock()
+            )
+        log.info(
+            "purge team=%s by=%s records=%d ops_deleted=%d",
+            device.team_id,
+            device.id,
+            len(body.record_ids),
+            deleted,
+        )
+        return PurgeResponse(purged_ops=deleted, last_seq=last_seq)
+
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def answer(error: ApiError) -> JSONResponse:
+        return JSONResponse(error.body(), status_code=error.status)
+
+    @app.exception_handler(ApiError)
+    async def on_api_error(_request: Request, error: ApiError) -> JSONResponse:
+        return answer(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        # Never echo `input`: it may be a sealed payload or a name.
+        errors = [
+            {
+                "field": _field_path(item.get("loc", ())),
+                "message": str(item.get("msg", "")),
+                "type": str(item.get("type", "")),
+            }
+            for item in error.errors()
+        ]
+        first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        return answer(
+            ApiError(
+                ErrorCode.MALFORMED,
+                f"{first['field']}: {first['message']}",
+                {"field": first["field"], "errors": errors},
+            )
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code in (404, 405):
+            return answer(ApiError(ErrorCode.NOT_FOUND, "No such endpoint.", status=error.status_code))
+        code = ErrorCode.INTERNAL if error.status_code >= 500 else ErrorCode.MALFORMED
+        return answer(ApiError(code, str(error.detail), status=error.status_code))
+
+    @app.exception_handler(IntegrityError)
+    async def on_integrity(_request: Request, error: IntegrityError) -> JSONResponse:
+        # A concurrent request got there first (e.g. the same device id joined twice at once).
+        log.warning("integrity conflict: %s", type(error.orig).__name__)
+        return answer(
+            ApiError(
+                ErrorCode.CONFLICT, "A concurrent change conflicts with this request; nothing was stored."
+            )
+        )
+
+    @app.exception_handler(Exception)
+    async def on_fault(_request: Request, error: Exception) -> JSONResponse:
+        log.error("internal error: %s", type(error).__name__)
+        return answer(ApiError(ErrorCode.INTERNAL, "A server fault; the request changed nothing."))

@@ -1,0 +1,596 @@
+"""Every read and write of the server's database: keyword-only functions that take the session.
+
+It owns the SQL and the rules that must hold inside one transaction: claiming a code once,
+assigning a team's log sequence under a lock on the team row, refusing a push as a whole, dropping
+the ops of a purged record. The caller (a route handler) owns the transaction (`Database.transaction`)
+and decodes the wire format; the functions here take plain values. They raise only `ApiError`.
+They must never open a transaction themselves, read sealed bytes as anything but opaque bytes, or
+log anything but ids and counts (never a device name, a hash or a payload).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, insert, literal, update
+from sqlmodel import Session, col, select
+
+from sync.protocol import DeviceStatus, ErrorCode, Role
+from sync.server.errors import ApiError
+from sync.server.tables import Device, Invite, JoinFailure, Op, Purge, Team, WrappedKeyRow
+
+__all__ = [
+    "sha256_hex",
+    "ping",
+    "create_team",
+    "get_team",
+    "throttle_retry_after",
+    "record_failure",
+    "join_team",
+    "recover_team",
+    "device_by_token",
+    "touch_device",
+    "get_device",
+    "list_devices",
+    "count_open_invites",
+    "create_invite",
+    "revoke_device",
+    "keys_for_device",
+    "upload_keys",
+    "store_recovery",
+    "PushOp",
+    "PushResult",
+    "push_ops",
+    "PullPage",
+    "pull_log",
+    "purge_records",
+]
+
+log = logging.getLogger("outreach.server")
+
+_CHUNK = 500  # ids per IN (...) list
+
+
+def sha256_hex(value: str | bytes) -> str:
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    return hashlib.sha256(data).hexdigest()
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def ping(session: Session) -> None:
+    session.exec(select(literal(1))).one()
+
+
+# --- teams ------------------------------------------------------------------------------------
+
+
+def create_team(session: Session, *, name: str, lookup: str, ttl_seconds: float, now: float) -> Team:
+    """A new team and its founding invite (the operator's code): whoever joins with it first
+    becomes the team's coordinator."""
+    team = Team(id=uuid.uuid4().hex, name=name, created_at=now)
+    session.add(team)
+    session.flush()
+    session.add(
+        Invite(
+            lookup_hash=sha256_hex(lookup.upper()),
+            team_id=team.id,
+            role=Role.COORDINATOR.value,
+            founding=True,
+            created_at=now,
+            expires_at=now + ttl_seconds,
+        )
+    )
+    session.flush()
+    return team
+
+
+def get_team(session: Session, *, team_id: str, for_update: bool = False) -> Team:
+    """The team row; ``for_update`` locks it until the transaction ends (PostgreSQL; SQLite's write
+    transaction already holds the database's write lock)."""
+    statement = select(Team).where(Team.id == team_id)
+    if for_update:
+        statement = statement.with_for_update()
+    team = session.exec(statement).first()
+    if team is None:  # a device's team never goes away; this is a server fault
+        raise ApiError(ErrorCode.INTERNAL, "The team of this device is missing.")
+    return team
+
+
+# --- throttling of code lookups ---------------------------------------------------------------
+
+
+def throttle_retry_after(
+    session: Session, *, address: str, now: float, limit: int, window: float
+) -> float | None:
+    """Seconds until `address` may try a code again, or None when it may now."""
+    recent = session.exec(
+        select(JoinFailure.at)
+        .where(JoinFailure.address == address, JoinFailure.at > now - window)
+        .order_by(col(JoinFailure.at).desc())
+        .limit(limit)
+    ).all()
+    if len(recent) < limit:
+        return None
+    return max(recent[-1] + window - now, 1.0)
+
+
+def record_failure(session: Session, *, address: str, now: float, window: float) -> None:
+    session.exec(delete(JoinFailure).where(col(JoinFailure.at) <= now - window))
+    session.add(JoinFailure(address=address, at=now))
+
+
+# --- enrollment -------------------------------------------------------------------------------
+
+
+def _ensure_new_device(session: Session, device_id: str) -> None:
+    if session.get(Device, device_id) is not None:
+        raise ApiError(ErrorCode.CONFLICT, "This device id is taken.", {"field": "device_id"})
+
+
+def join_team(
+    session: Session,
+    *,
+    lookup: str,
+    device_id: str,
+    name: str,
+    public_key: bytes,
+    proof: bytes,
+    token_hash: str,
+    now: float,
+) -> tuple[Team, Device, bool] | None:
+    """Claim the code's invite (once, while unexpired) and enroll the device: pending, or active
+    when the code is the operator's founding code. None when the code is unknown, used or expired."""
+    lookup = lookup.strip().upper()
+    lookup_hash = sha256_hex(lookup)
+    # One atomic claim: of two concurrent joins with the same code, exactly one updates the row.
+    claimed = session.exec(
+        update(Invite)
+        .where(
+            col(Invite.lookup_hash) == lookup_hash,
+            col(Invite.used_at).is_(None),
+            col(Invite.expires_at) > now,
+        )
+        .values(used_at=now, used_by=device_id)
+    )
+    if claimed.rowcount != 1:
+        return None
+    invite = session.get(Invite, lookup_hash)
+    assert invite is not None
+    _ensure_new_device(session, device_id)
+    status = DeviceStatus.ACTIVE if invite.founding else DeviceStatus.PENDING
+    device = Device(
+        id=device_id,
+        team_id=invite.team_id,
+        name=name,
+        role=invite.role,
+        status=status.value,
+        public_key=public_key,
+        proof=proof,
+        invite_lookup=lookup,
+        token_hash=token_hash,
+        joined_at=now,
+        last_seen=now,
+    )
+    session.add(device)
+    session.flush()
+    return get_team(session, team_id=invite.team_id), device, invite.founding
+
+
+def recover_team(
+    session: Session,
+    *,
+    recovery_lookup_hash: str,
+    device_id: str,
+    name: str,
+    public_key: bytes,
+    token_hash: str,
+    now: float,
+) -> tuple[Team, Device, list[WrappedKeyRow]] | None:
+    """Enroll a new active coordinator for the team whose recovery lookup matches, and return the
+    team keys wrapped under the recovery key. None when no team matches."""
+    team = session.exec(select(Team).where(Team.recovery_lookup_hash == recovery_lookup_hash)).first()
+    if team is None:
+        return None
+    _ensure_new_device(session, device_id)
+    device = Device(
+        id=device_id,
+        team_id=team.id,
+        name=name,
+        role=Role.COORDINATOR.value,
+        status=DeviceStatus.ACTIVE.value,
+        public_key=public_key,
+        proof=None,
+        invite_lookup=None,
+        token_hash=token_hash,
+        joined_at=now,
+        last_seen=now,
+    )
+    session.add(device)
+    session.flush()
+    keys = session.exec(
+        select(WrappedKeyRow)
+        .where(WrappedKeyRow.team_id == team.id, col(WrappedKeyRow.device_id).is_(None))
+        .order_by(col(WrappedKeyRow.epoch))
+    ).all()
+    return team, device, list(keys)
+
+
+# --- devices ----------------------------------------------------------------------------------
+
+
+def device_by_token(session: Session, *, token_hash: str) -> Device | None:
+    return session.exec(select(Device).where(Device.token_hash == token_hash)).first()
+
+
+def touch_device(session: Session, *, device_id: str, now: float) -> None:
+    session.exec(update(Device).where(col(Device.id) == device_id).values(last_seen=now))
+
+
+def get_device(session: Session, *, team_id: str, device_id: str) -> Device | None:
+    """The device if it belongs to `team_id`: another team's device is as good as absent."""
+    device = session.get(Device, device_id)
+    return device if device is not None and device.team_id == team_id else None
+
+
+def list_devices(session: Session, *, team_id: str) -> list[tuple[Device, int | None]]:
+    """Every device of the team, oldest first, with the newest epoch wrapped for each."""
+    newest = dict(
+        session.exec(
+            select(WrappedKeyRow.device_id, func.max(WrappedKeyRow.epoch))
+            .where(WrappedKeyRow.team_id == team_id, col(WrappedKeyRow.device_id).is_not(None))
+            .group_by(col(WrappedKeyRow.device_id))
+        ).all()
+    )
+    devices = session.exec(
+        select(Device).where(Device.team_id == team_id).order_by(col(Device.joined_at), col(Device.id))
+    ).all()
+    return [(device, newest.get(device.id)) for device in devices]
+
+
+def count_open_invites(session: Session, *, team_id: str, now: float) -> int:
+    return session.exec(
+        select(func.count())
+        .select_from(Invite)
+        .where(Invite.team_id == team_id, col(Invite.used_at).is_(None), col(Invite.expires_at) > now)
+    ).one()
+
+
+def create_invite(
+    session: Session, *, team_id: str, lookup: str, role: Role, expires_at: float, now: float
+) -> Invite:
+    lookup_hash = sha256_hex(lookup.strip().upper())
+    if session.get(Invite, lookup_hash) is not None:
+        raise ApiError(
+            ErrorCode.CONFLICT, "This code lookup is taken: generate a new code.", {"field": "lookup"}
+        )
+    invite = Invite(
+        lookup_hash=lookup_hash, team_id=team_id, role=role.value, created_at=now, expires_at=expires_at
+    )
+    session.add(invite)
+    session.flush()
+    return invite
+
+
+def revoke_device(session: Session, *, team_id: str, device_id: str, caller_id: str) -> Device:
+    """Mark the device revoked; its token is refused from the next request on."""
+    device = get_device(session, team_id=team_id, device_id=device_id)
+    if device is None:
+        raise ApiError(ErrorCode.NOT_FOUND, "No such device in this team.", {"device_id": device_id})
+    if device.id == caller_id:
+        raise ApiError(ErrorCode.CONFLICT, "A coordinator cannot revoke the device it is using.")
+    device.status = DeviceStatus.REVOKED.value
+    session.add(device)
+    session.flush()
+    return device
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+def keys_for_device(session: Session, *, team_id: str, device_id: str) -> list[WrappedKeyRow]:
+    return list(
+        session.exec(
+            select(WrappedKeyRow)
+            .where(WrappedKeyRow.team_id == team_id, WrappedKeyRow.device_id == device_id)
+            .order_by(col(WrappedKeyRow.epoch))
+        ).all()
+    )
+
+
+def upload_keys(
+    session: Session,
+    *,
+    team_id: str,
+    epoch: int,
+    keys: Sequence[tuple[str, bytes]],
+    reject: Sequence[str],
+    now: float,
+) -> Team:
+    """Store a key epoch wrapped for devices (``keys``: device id, wrapped blob). ``epoch`` is the
+    current epoch or an older one (more devices), or current + 1 (a new epoch, e.g. after a
+    revocation). A pending device with a key for the current epoch becomes active; the ``reject``
+    devices, pending, become rejected."""
+    team = get_team(session, team_id=team_id, for_update=True)
+    if epoch == team.current_epoch + 1:
+        team.current_epoch = epoch
+        session.add(team)
+        log.info("keys team=%s new_epoch=%d", team_id, epoch)
+    elif epoch > team.current_epoch:
+        raise ApiError(
+            ErrorCode.UNKNOWN_EPOCH,
+            "Key epochs go up one at a time.",
+            {"current_epoch": team.current_epoch, "field": "epoch"},
+        )
+    for index, (device_id, blob) in enumerate(keys):
+        device = _key_target(session, team_id=team_id, device_id=device_id, field=f"keys.{index}.device_id")
+        existing = session.exec(
+            select(WrappedKeyRow).where(
+                WrappedKeyRow.team_id == team_id,
+                WrappedKeyRow.epoch == epoch,
+                WrappedKeyRow.device_id == device_id,
+            )
+        ).first()
+        if existing is None:
+            session.add(
+                WrappedKeyRow(team_id=team_id, epoch=epoch, device_id=device_id, blob=blob, created_at=now)
+            )
+        else:  # the coordinator re-wrapped (a retried upload): the newest wins
+            existing.blob = blob
+            session.add(existing)
+        if device.status == DeviceStatus.PENDING.value and epoch == team.current_epoch:
+            device.status = DeviceStatus.ACTIVE.value
+            session.add(device)
+    for index, device_id in enumerate(reject):
+        device = _key_target(session, team_id=team_id, device_id=device_id, field=f"reject.{index}")
+        if device.status == DeviceStatus.ACTIVE.value:
+            raise ApiError(
+                ErrorCode.CONFLICT,
+                "An active device cannot be rejected: revoke it.",
+                {"field": f"reject.{index}", "device_id": device_id},
+            )
+        device.status = DeviceStatus.REJECTED.value
+        session.add(device)
+    session.flush()
+    return team
+
+
+def _key_target(session: Session, *, team_id: str, device_id: str, field: str) -> Device:
+    device = get_device(session, team_id=team_id, device_id=device_id)
+    if device is None:
+        raise ApiError(
+            ErrorCode.NOT_FOUND, "No such device in this team.", {"field": field, "device_id": device_id}
+        )
+    if device.status in (DeviceStatus.REVOKED.value, DeviceStatus.REJECTED.value):
+        raise ApiError(
+            ErrorCode.CONFLICT,
+            f"This device is {device.status}.",
+            {"field": field, "device_id": device_id, "status": device.status},
+        )
+    return device
+
+
+def store_recovery(
+    session: Session, *, team_id: str, lookup_hash: str, keys: Sequence[tuple[int, bytes]], now: float
+) -> None:
+    """Replace the team's recovery lookup and its keys wrapped under the recovery key."""
+    team = get_team(session, team_id=team_id, for_update=True)
+    for index, (epoch, _blob) in enumerate(keys):
+        if epoch > team.current_epoch:
+            raise ApiError(
+                ErrorCode.UNKNOWN_EPOCH,
+                "An epoch the team does not have.",
+                {"current_epoch": team.current_epoch, "field": f"keys.{index}.epoch"},
+            )
+    other = session.exec(
+        select(Team.id).where(Team.recovery_lookup_hash == lookup_hash, Team.id != team_id)
+    ).first()
+    if other is not None:
+        raise ApiError(ErrorCode.CONFLICT, "This recovery lookup is taken.", {"field": "recovery_lookup"})
+    session.exec(
+        delete(WrappedKeyRow).where(
+            col(WrappedKeyRow.team_id) == team_id, col(WrappedKeyRow.device_id).is_(None)
+        )
+    )
+    session.flush()
+    for epoch, blob in keys:
+        session.add(WrappedKeyRow(team_id=team_id, epoch=epoch, device_id=None, blob=blob, created_at=now))
+    team.recovery_lookup_hash = lookup_hash
+    session.add(team)
+    session.flush()
+
+
+# --- the log: push, pull, purge ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushOp:
+    op_id: str
+    device_seq: int
+    record_id: str
+    key_epoch: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class PushResult:
+    acked_through: int
+    accepted: int
+    duplicates: int
+    purged: int
+    last_seq: int
+
+
+def push_ops(
+    session: Session, *, team_id: str, device_id: str, ops: Sequence[PushOp], now: float
+) -> PushResult:
+    """Append a device's ops to the team log, all or nothing. Duplicates (by op id, or by device
+    sequence) and ops of purged records are acknowledged without being stored again."""
+    team = get_team(session, team_id=team_id, for_update=True)  # held until commit: seq order = commit order
+    for index, op in enumerate(ops):
+        if op.key_epoch < team.current_epoch:
+            raise ApiError(
+                ErrorCode.STALE_EPOCH,
+                "Ops sealed under an old key epoch: re-seal them under the current key and push again.",
+                {"current_epoch": team.current_epoch, "field": f"ops.{index}.key_epoch"},
+            )
+        if op.key_epoch > team.current_epoch:
+            raise ApiError(
+                ErrorCode.UNKNOWN_EPOCH,
+                "Ops sealed under an epoch the team does not have.",
+                {"current_epoch": team.current_epoch, "field": f"ops.{index}.key_epoch"},
+            )
+    op_ids = sorted({op.op_id for op in ops})
+    known_ops: dict[str, str] = {}
+    for chunk in _chunks(op_ids):
+        known_ops.update(session.exec(select(Op.op_id, Op.team_id).where(col(Op.op_id).in_(chunk))).all())
+    if any(owner != team_id for owner in known_ops.values()):
+        raise ApiError(ErrorCode.CONFLICT, "An op id of this push is taken.", {"field": "ops"})
+    taken_seqs = dict(
+        session.exec(
+            select(Op.device_seq, Op.op_id).where(
+                Op.team_id == team_id,
+                Op.device_id == device_id,
+                col(Op.device_seq).in_(sorted({op.device_seq for op in ops})),
+            )
+        ).all()
+    )
+    record_ids = sorted({op.record_id for op in ops})
+    purged_ids: set[str] = set()
+    for chunk in _chunks(record_ids):
+        purged_ids.update(
+            session.exec(
+                select(Purge.record_id).where(Purge.team_id == team_id, col(Purge.record_id).in_(chunk))
+            ).all()
+        )
+
+    rows: list[dict[str, object]] = []
+    seen_ops, duplicates, purged = set(known_ops), 0, 0
+    for op in ops:
+        if op.op_id in seen_ops or op.device_seq in taken_seqs:
+            duplicates += 1
+            if op.op_id not in seen_ops:
+                # The spec acknowledges it as a duplicate; a different op at a used device seq is a
+                # client fault worth seeing in the log (ids only).
+                log.warning(
+                    "push team=%s device=%s device_seq=%d holds op=%s, not op=%s: acknowledged as duplicate",
+                    team_id,
+                    device_id,
+                    op.device_seq,
+                    taken_seqs[op.device_seq],
+                    op.op_id,
+                )
+            continue
+        seen_ops.add(op.op_id)
+        taken_seqs[op.device_seq] = op.op_id
+        if op.record_id in purged_ids:
+            purged += 1
+            continue
+        rows.append(
+            {
+                "team_id": team_id,
+                "seq": team.next_seq,
+                "op_id": op.op_id,
+                "device_id": device_id,
+                "device_seq": op.device_seq,
+                "record_id": op.record_id,
+                "key_epoch": op.key_epoch,
+                "payload": op.payload,
+                "size": len(op.payload),
+                "received_at": now,
+            }
+        )
+        team.next_seq += 1
+    if rows:
+        session.exec(insert(Op), params=rows)
+        session.add(team)
+        session.flush()
+    return PushResult(
+        acked_through=max(op.device_seq for op in ops),
+        accepted=len(rows),
+        duplicates=duplicates,
+        purged=purged,
+        last_seq=team.next_seq - 1,
+    )
+
+
+@dataclass(frozen=True)
+class PullPage:
+    ops: list[Op]
+    purges: list[Purge]
+    next: int
+    more: bool
+    current_epoch: int
+
+
+def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_bytes: int) -> PullPage:
+    """The log entries (ops and purges) after `since`, in order: at most `limit` entries and about
+    `max_bytes` of payload (always at least one entry). Run it in one snapshot (a read transaction)."""
+    team = get_team(session, team_id=team_id)
+    op_heads = session.exec(
+        select(Op.seq, Op.size)
+        .where(Op.team_id == team_id, Op.seq > since)
+        .order_by(col(Op.seq))
+        .limit(limit + 1)
+    ).all()
+    purge_seqs = session.exec(
+        select(Purge.seq)
+        .where(Purge.team_id == team_id, Purge.seq > since)
+        .order_by(col(Purge.seq))
+        .limit(limit + 1)
+    ).all()
+    entries = sorted([(seq, size) for seq, size in op_heads] + [(seq, 0) for seq in purge_seqs])
+    taken: list[int] = []
+    total = 0
+    for seq, size in entries[:limit]:
+        if taken and total + size > max_bytes:
+            break
+        taken.append(seq)
+        total += size
+    more = len(taken) < len(entries)
+    if not taken:
+        return PullPage([], [], since, False, team.current_epoch)
+    last = taken[-1]
+    ops = session.exec(
+        select(Op).where(Op.team_id == team_id, Op.seq > since, Op.seq <= last).order_by(col(Op.seq))
+    ).all()
+    purges = session.exec(
+        select(Purge)
+        .where(Purge.team_id == team_id, Purge.seq > since, Purge.seq <= last)
+        .order_by(col(Purge.seq))
+    ).all()
+    return PullPage(list(ops), list(purges), last, more, team.current_epoch)
+
+
+def purge_records(
+    session: Session, *, team_id: str, record_ids: Sequence[str], now: float
+) -> tuple[int, int]:
+    """Delete every op of the record ids and append one purge entry per record id not purged
+    before. Returns (ops deleted, the log's last sequence)."""
+    team = get_team(session, team_id=team_id, for_update=True)
+    unique_ids = list(dict.fromkeys(record_ids))
+    already: set[str] = set()
+    deleted = 0
+    for chunk in _chunks(unique_ids):
+        already.update(
+            session.exec(
+                select(Purge.record_id).where(Purge.team_id == team_id, col(Purge.record_id).in_(chunk))
+            ).all()
+        )
+        result = session.exec(delete(Op).where(col(Op.team_id) == team_id, col(Op.record_id).in_(chunk)))
+        deleted += result.rowcount
+    for record_id in unique_ids:
+        if record_id in already:
+            continue
+        session.add(Purge(team_id=team_id, seq=team.next_seq, record_id=record_id, at=now))
+        team.next_seq += 1
+    session.add(team)
+    session.flush()
+    return deleted, team.next_seq - 1

@@ -1,0 +1,660 @@
+"""The sync server's protocol, endpoint by endpoint, through FastAPI's TestClient.
+
+Every test runs on a fresh SQLite file and, when OUTREACH_TEST_PG_URL is set, again on a fresh
+PostgreSQL schema. The clock is a fake one so codes and throttles expire on demand.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from serverproc import pg_schema
+
+from sync.protocol import PROTOCOL_HEADER, EnrollmentCode, b64e
+from sync.server import ServerSettings, create_app, crud
+from sync.server.tables import Device
+
+PG_URL = os.environ.get("OUTREACH_TEST_PG_URL")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'server.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("OUTREACH_TEST_PG_URL is not set")
+    with pg_schema(PG_URL) as url:
+        yield url
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_750_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Dev:
+    id: str
+    token: str
+    team_id: str
+
+
+def _hex() -> str:
+    return uuid.uuid4().hex
+
+
+def _key() -> str:
+    return b64e(os.urandom(32))
+
+
+def op(
+    device_seq: int, *, record_id: str | None = None, epoch: int = 1, op_id: str | None = None, size: int = 40
+) -> dict[str, Any]:
+    return {
+        "op_id": op_id or _hex(),
+        "device_seq": device_seq,
+        "record_id": record_id or _hex(),
+        "key_epoch": epoch,
+        "payload": b64e(os.urandom(size)),
+    }
+
+
+class Harness:
+    """A TestClient on a fresh app plus the few protocol steps most tests need."""
+
+    def __init__(self, client: TestClient, clock: FakeClock) -> None:
+        self.client = client
+        self.clock = clock
+        self.db = client.app.state.ctx.db  # type: ignore[attr-defined]
+
+    def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> Any:
+        headers = {PROTOCOL_HEADER: "1.0", **kwargs.pop("headers", {})}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.client.request(method, path, headers=headers, **kwargs)
+
+    def new_team(self, name: str = "Unit") -> tuple[str, EnrollmentCode]:
+        code = EnrollmentCode.generate()
+        with self.db.transaction(write=True) as session:
+            team = crud.create_team(
+                session, name=name, lookup=code.lookup, ttl_seconds=24 * 3600, now=self.clock()
+            )
+        return team.id, code
+
+    def join(self, lookup: str, name: str = "Phone", expect: int = 200) -> Any:
+        body = {
+            "lookup": lookup,
+            "device_id": _hex(),
+            "device_name": name,
+            "public_key": _key(),
+            "proof": _key(),
+        }
+        response = self.call("POST", "/v1/join", json=body)
+        assert response.status_code == expect, response.text
+        return response.json()
+
+    def found(self, name: str = "Unit") -> Dev:
+        """A team with its founding coordinator, who has uploaded the epoch-1 key for itself."""
+        _team_id, code = self.new_team(name)
+        answer = self.join(code.lookup, "Coordinator laptop")
+        assert answer["founding"] is True and answer["status"] == "active" and answer["role"] == "coordinator"
+        coord = Dev(answer["device_id"], answer["token"], answer["team_id"])
+        self.upload_keys(coord, 1, [coord.id])
+        return coord
+
+    def upload_keys(
+        self,
+        coord: Dev,
+        epoch: int,
+        device_ids: list[str],
+        reject: list[str] | None = None,
+        expect: int = 200,
+    ) -> Any:
+        body = {
+            "epoch": epoch,
+            "keys": [{"epoch": epoch, "device_id": d, "wrapped": _key()} for d in device_ids],
+        }
+        if reject:
+            body["reject"] = reject
+        response = self.call("POST", "/v1/keys", coord.token, json=body)
+        assert response.status_code == expect, response.text
+        return response.json()
+
+    def invite_and_join(self, coord: Dev, role: str = "worker", name: str = "Worker phone") -> Dev:
+        lookup = EnrollmentCode.generate().lookup
+        response = self.call("POST", "/v1/invites", coord.token, json={"lookup": lookup, "role": role})
+        assert response.status_code == 200, response.text
+        answer = self.join(lookup, name)
+        assert answer["status"] == "pending" and answer["founding"] is False
+        return Dev(answer["device_id"], answer["token"], answer["team_id"])
+
+    def worker(self, coord: Dev) -> Dev:
+        device = self.invite_and_join(coord)
+        me = self.call("GET", "/v1/me", coord.token).json()
+        self.upload_keys(coord, me["current_epoch"], [device.id])
+        return device
+
+    def push(self, device: Dev, ops: list[dict[str, Any]], expect: int = 200) -> Any:
+        response = self.call("POST", "/v1/push", device.token, json={"ops": ops})
+        assert response.status_code == expect, response.text
+        return response.json()
+
+    def pull(self, device: Dev, since: int = 0, limit: int = 1000, wait: float = 0) -> Any:
+        response = self.call(
+            "GET", "/v1/pull", device.token, params={"since": since, "limit": limit, "wait": wait}
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture
+def make_harness(db_url: str) -> Iterator[Any]:
+    clients: list[TestClient] = []
+
+    def make(**overrides: Any) -> Harness:
+        clock = FakeClock()
+        settings = ServerSettings(db_url=db_url, **overrides)
+        client = TestClient(create_app(settings, clock=clock))
+        client.__enter__()
+        clients.append(client)
+        return Harness(client, clock)
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def h(make_harness: Any) -> Harness:
+    return make_harness()
+
+
+def error_of(response: Any) -> dict[str, Any]:
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "detail"}, body
+    return body["error"]
+
+
+# --- health, protocol header, errors -----------------------------------------------------------
+
+
+def test_health_without_header_and_with(h: Harness) -> None:
+    bare = h.client.get("/v1/health")
+    assert bare.status_code == 200
+    assert bare.json()["status"] == "ok" and bare.json()["supported_majors"] == [1]
+    assert bare.json()["database"] in ("sqlite", "postgresql")
+    assert h.call("GET", "/v1/health").status_code == 200
+
+
+@pytest.mark.parametrize("header", ["2.0", "0.9", "banana", None])
+def test_unsupported_protocol(h: Harness, header: str | None) -> None:
+    headers = {PROTOCOL_HEADER: header} if header else {}
+    response = h.client.get("/v1/me", headers=headers)
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "unsupported_protocol" and error["detail"]["supported_majors"] == [1]
+    if header == "2.0":
+        assert h.client.get("/v1/health", headers=headers).status_code == 400
+
+
+def test_minor_versions_are_accepted(h: Harness) -> None:
+    assert h.client.get("/v1/health", headers={PROTOCOL_HEADER: "1.7"}).status_code == 200
+
+
+def test_unknown_path_and_missing_token(h: Harness) -> None:
+    assert error_of(h.call("GET", "/v1/nothing"))["code"] == "not_found"
+    for token in (None, "not-a-token"):
+        response = h.call("GET", "/v1/me", token)
+        assert response.status_code == 401 and error_of(response)["code"] == "unauthenticated"
+
+
+# --- enrollment --------------------------------------------------------------------------------
+
+
+def test_founding_join_and_code_works_once(h: Harness) -> None:
+    team_id, code = h.new_team("Aarhus outreach")
+    answer = h.join(str(code).split("-")[0].lower(), "Laptop")  # the lookup is case-insensitive
+    assert answer["team_id"] == team_id and answer["team_name"] == "Aarhus outreach"
+    assert answer["founding"] is True and answer["status"] == "active" and answer["role"] == "coordinator"
+    assert len(answer["token"]) >= 43  # 256 bits, url-safe base64
+    again = h.join(code.lookup, "Other", expect=400)
+    assert again["error"]["code"] == "code_invalid"
+    me = h.call("GET", "/v1/me", answer["token"]).json()
+    assert me == {
+        "device_id": answer["device_id"],
+        "team_id": team_id,
+        "team_name": "Aarhus outreach",
+        "role": "coordinator",
+        "status": "active",
+        "current_epoch": 1,
+    }
+
+
+def test_tokens_are_stored_hashed_only(h: Harness) -> None:
+    coord = h.found()
+    with h.db.transaction() as session:
+        row = session.get(Device, coord.id)
+    assert row.token_hash == crud.sha256_hex(coord.token) and coord.token not in row.token_hash
+
+
+def test_pending_join_stores_proof_and_is_limited(h: Harness) -> None:
+    coord = h.found()
+    lookup = EnrollmentCode.generate().lookup
+    invited = h.call("POST", "/v1/invites", coord.token, json={"lookup": lookup})
+    assert invited.status_code == 200 and invited.json()["role"] == "worker"
+    public_key, proof, device_id = _key(), _key(), _hex()
+    body = {
+        "lookup": lookup,
+        "device_id": device_id,
+        "device_name": "Worker phone",
+        "public_key": public_key,
+        "proof": proof,
+    }
+    answer = h.call("POST", "/v1/join", json=body).json()
+    assert answer["status"] == "pending" and answer["role"] == "worker" and answer["founding"] is False
+    listed = h.call("GET", "/v1/devices", coord.token).json()
+    assert listed["current_epoch"] == 1 and listed["invites_pending"] == 0
+    mine = {d["device_id"]: d for d in listed["devices"]}
+    assert mine[device_id]["proof"] == proof and mine[device_id]["public_key"] == public_key
+    assert mine[device_id]["invite_lookup"] == lookup and mine[device_id]["status"] == "pending"
+    assert mine[device_id]["key_epoch"] is None and mine[coord.id]["key_epoch"] == 1
+    token = answer["token"]
+    assert h.call("GET", "/v1/me", token).json()["status"] == "pending"
+    assert h.call("GET", "/v1/keys", token).json() == {"current_epoch": 1, "keys": []}
+    for method, path, kwargs in [
+        ("POST", "/v1/push", {"json": {"ops": [op(1)]}}),
+        ("GET", "/v1/pull", {}),
+        ("GET", "/v1/devices", {}),
+    ]:
+        response = h.call(method, path, token, **kwargs)
+        assert response.status_code == 403 and error_of(response)["code"] == "device_pending"
+
+
+def test_keys_upload_activates_pending_device(h: Harness) -> None:
+    coord = h.found()
+    worker = h.invite_and_join(coord)
+    answer = h.upload_keys(coord, 1, [worker.id])
+    assert answer["current_epoch"] == 1 and [k["epoch"] for k in answer["keys"]] == [1]  # the caller's own
+    assert h.call("GET", "/v1/me", worker.token).json()["status"] == "active"
+    keys = h.call("GET", "/v1/keys", worker.token).json()["keys"]
+    assert [(k["epoch"], k["device_id"]) for k in keys] == [(1, worker.id)]
+    h.push(worker, [op(1)])
+
+
+def test_reject_and_role_checks(h: Harness) -> None:
+    coord = h.found()
+    worker = h.worker(coord)
+    suspect = h.invite_and_join(coord, name="Unknown")
+    h.upload_keys(coord, 1, [], reject=[suspect.id])
+    assert h.call("GET", "/v1/me", suspect.token).json()["status"] == "rejected"
+    refused = h.call("POST", "/v1/push", suspect.token, json={"ops": [op(1)]})
+    assert refused.status_code == 403 and error_of(refused)["code"] == "forbidden"
+    late = h.upload_keys(coord, 1, [suspect.id], expect=409)
+    assert late["error"]["code"] == "conflict"
+    for method, path, body in [
+        ("POST", "/v1/invites", {"lookup": "ABCDEFGH"}),
+        ("GET", "/v1/devices", None),
+        ("POST", "/v1/keys", {"epoch": 1, "keys": []}),
+        ("POST", f"/v1/devices/{coord.id}/revoke", None),
+        ("POST", "/v1/purge", {"record_ids": [_hex()]}),
+        ("POST", "/v1/recovery", {"recovery_lookup": _key(), "keys": []}),
+    ]:
+        response = h.call(method, path, worker.token, json=body)
+        assert response.status_code == 403 and error_of(response)["code"] == "forbidden", path
+
+
+def test_coordinator_invite_joins_as_coordinator(h: Harness) -> None:
+    coord = h.found()
+    second = h.invite_and_join(coord, role="coordinator", name="Second laptop")
+    h.upload_keys(coord, 1, [second.id])
+    assert h.call("GET", "/v1/devices", second.token).status_code == 200
+
+
+def test_revoke_refuses_token_at_once_with_wipe(h: Harness) -> None:
+    coord = h.found()
+    worker = h.worker(coord)
+    h.push(worker, [op(1)])
+    response = h.call("POST", f"/v1/devices/{worker.id}/revoke", coord.token)
+    assert response.json() == {"device_id": worker.id, "status": "revoked", "current_epoch": 1}
+    for method, path in [("GET", "/v1/me"), ("GET", "/v1/keys"), ("GET", "/v1/pull"), ("POST", "/v1/push")]:
+        refused = h.call(method, path, worker.token, json={"ops": [op(2)]} if method == "POST" else None)
+        assert refused.status_code == 403
+        assert (
+            error_of(refused)["code"] == "device_revoked"
+            and refused.json()["error"]["detail"]["wipe"] is True
+        )
+    assert error_of(h.call("POST", f"/v1/devices/{coord.id}/revoke", coord.token))["code"] == "conflict"
+    assert error_of(h.call("POST", f"/v1/devices/{_hex()}/revoke", coord.token))["code"] == "not_found"
+    # The coordinator starts a new epoch for the remaining devices; a revoked device gets none.
+    assert h.upload_keys(coord, 2, [coord.id])["current_epoch"] == 2
+    assert (
+        error_of(
+            h.call(
+                "POST",
+                "/v1/keys",
+                coord.token,
+                json={"epoch": 2, "keys": [{"epoch": 2, "device_id": worker.id, "wrapped": _key()}]},
+            )
+        )["code"]
+        == "conflict"
+    )
+
+
+def test_key_epochs_go_up_one_at_a_time(h: Harness) -> None:
+    coord = h.found()
+    assert h.upload_keys(coord, 3, [coord.id], expect=409)["error"]["code"] == "unknown_epoch"
+    h.upload_keys(coord, 2, [coord.id])
+    again = h.upload_keys(coord, 1, [coord.id])  # an older epoch may be re-wrapped
+    assert again["current_epoch"] == 2 and [k["epoch"] for k in again["keys"]] == [1, 2]
+    recovery_key = {"epoch": 2, "device_id": None, "wrapped": _key()}
+    refused = h.call("POST", "/v1/keys", coord.token, json={"epoch": 2, "keys": [recovery_key]})
+    assert refused.status_code == 422 and error_of(refused)["detail"]["field"] == "keys.0.device_id"
+
+
+def test_recovery_enrolls_a_new_coordinator(h: Harness) -> None:
+    coord = h.found()
+    lookup, wrapped = b64e(os.urandom(32)), _key()
+    stored = h.call(
+        "POST",
+        "/v1/recovery",
+        coord.token,
+        json={"recovery_lookup": lookup, "keys": [{"epoch": 1, "wrapped": wrapped}]},
+    )
+    assert stored.status_code == 200 and stored.json() == {}
+    body = {
+        "recovery_lookup": b64e(os.urandom(32)),
+        "device_id": _hex(),
+        "device_name": "New laptop",
+        "public_key": _key(),
+    }
+    wrong = h.call("POST", "/v1/recover", json=body)
+    assert wrong.status_code == 400 and error_of(wrong)["code"] == "code_invalid"
+    body["recovery_lookup"] = lookup
+    answer = h.call("POST", "/v1/recover", json=body).json()
+    assert answer["team_id"] == coord.team_id and answer["role"] == "coordinator"
+    assert answer["recovery_keys"] == [{"epoch": 1, "device_id": None, "wrapped": wrapped}]
+    assert h.call("GET", "/v1/me", answer["token"]).json()["status"] == "active"
+    assert h.call("GET", "/v1/devices", answer["token"]).status_code == 200
+    unknown = h.call(
+        "POST",
+        "/v1/recovery",
+        coord.token,
+        json={"recovery_lookup": lookup, "keys": [{"epoch": 5, "wrapped": wrapped}]},
+    )
+    assert error_of(unknown)["code"] == "unknown_epoch"
+
+
+# --- codes: expiry, reuse, throttling ----------------------------------------------------------
+
+
+def test_expired_codes(h: Harness) -> None:
+    _team_id, code = h.new_team()
+    h.clock.advance(24 * 3600 + 1)
+    assert h.join(code.lookup, expect=400)["error"]["code"] == "code_invalid"
+    coord = h.found()
+    lookup = EnrollmentCode.generate().lookup
+    h.call("POST", "/v1/invites", coord.token, json={"lookup": lookup, "expires_in_seconds": 60})
+    taken = h.call("POST", "/v1/invites", coord.token, json={"lookup": lookup})
+    assert error_of(taken)["code"] == "conflict"
+    assert h.call("GET", "/v1/devices", coord.token).json()["invites_pending"] == 1
+    h.clock.advance(61)
+    assert h.join(lookup, expect=400)["error"]["code"] == "code_invalid"
+
+
+def test_failed_lookups_are_throttled_per_address(make_harness: Any) -> None:
+    h = make_harness(throttle_failures=3, throttle_window_seconds=600)
+    _team_id, code = h.new_team()
+    for _ in range(3):
+        assert h.join("WRONGONE", expect=400)["error"]["code"] == "code_invalid"
+        h.clock.advance(10)
+    throttled = h.join(code.lookup, expect=429)["error"]  # even the right code, for now
+    assert throttled["code"] == "throttled" and 0 < throttled["detail"]["retry_after"] <= 600
+    recover = {"recovery_lookup": _key(), "device_id": _hex(), "device_name": "x", "public_key": _key()}
+    assert error_of(h.call("POST", "/v1/recover", json=recover))["code"] == "throttled"
+    h.clock.advance(throttled["detail"]["retry_after"])
+    assert h.join(code.lookup)["founding"] is True
+
+
+# --- push ---------------------------------------------------------------------------------------
+
+
+def test_push_is_idempotent(h: Harness) -> None:
+    coord = h.found()
+    batch = [op(1), op(2), op(3)]
+    first = h.push(coord, batch)
+    assert first == {"acked_through": 3, "accepted": 3, "duplicates": 0, "purged": 0, "last_seq": 3}
+    replay = h.push(coord, batch)
+    assert replay == {"acked_through": 3, "accepted": 0, "duplicates": 3, "purged": 0, "last_seq": 3}
+    dup_ids = h.push(coord, [batch[0], op(4), {**op(5), "op_id": batch[1]["op_id"]}])
+    assert (dup_ids["accepted"], dup_ids["duplicates"], dup_ids["last_seq"]) == (1, 2, 4)
+    same_seq = h.push(coord, [op(2)])  # a different op at a used device seq is acknowledged, not stored
+    assert (same_seq["accepted"], same_seq["duplicates"]) == (0, 1)
+    in_batch = h.push(coord, [op(6, op_id=batch[2]["op_id"]), (twin := op(7)), twin])
+    assert (in_batch["accepted"], in_batch["duplicates"], in_batch["acked_through"]) == (1, 2, 7)
+    page = h.pull(coord)
+    assert [o["device_seq"] for o in page["ops"]] == [1, 2, 3, 4, 7]
+    assert [o["seq"] for o in page["ops"]] == [1, 2, 3, 4, 5]
+    assert page["ops"][0]["payload"] == batch[0]["payload"] and page["ops"][0]["device_id"] == coord.id
+
+
+def test_stale_epoch_refuses_the_whole_batch(h: Harness) -> None:
+    coord = h.found()
+    worker = h.worker(coord)
+    h.push(worker, [op(1)])
+    h.call("POST", f"/v1/devices/{worker.id}/revoke", coord.token)
+    h.upload_keys(coord, 2, [coord.id])
+    refused = h.push(coord, [op(1, epoch=2), op(2, epoch=1), op(3, epoch=2)], expect=409)["error"]
+    assert refused["code"] == "stale_epoch"
+    assert refused["detail"] == {"current_epoch": 2, "field": "ops.1.key_epoch"}
+    assert len(h.pull(coord)["ops"]) == 1  # only the worker's op from before: nothing applied
+    assert h.push(coord, [op(1, epoch=3)], expect=409)["error"]["code"] == "unknown_epoch"
+    resealed = h.push(coord, [op(1, epoch=2), op(2, epoch=2), op(3, epoch=2)])
+    assert resealed["accepted"] == 3 and h.pull(coord)["current_epoch"] == 2
+
+
+def test_push_limits(h: Harness) -> None:
+    coord = h.found()
+    big = [op(i + 1, size=60 * 1024) for i in range(5)]  # 300 KB of sealed payload
+    too_much = h.call("POST", "/v1/push", coord.token, json={"ops": big})
+    assert too_much.status_code == 413 and error_of(too_much)["code"] == "too_large"
+    one = h.call("POST", "/v1/push", coord.token, json={"ops": [op(1, size=65 * 1024)]})
+    assert one.status_code == 413 and error_of(one)["detail"]["field"] == "ops.0.payload"
+    bad = op(1)
+    bad["payload"] = "A"  # one base64 character is not a byte string
+    response = h.call("POST", "/v1/push", coord.token, json={"ops": [bad]})
+    assert response.status_code == 422 and error_of(response)["detail"]["field"] == "ops.0.payload"
+    assert h.pull(coord)["ops"] == []
+
+
+# --- isolation ----------------------------------------------------------------------------------
+
+
+def test_teams_are_isolated(h: Harness) -> None:
+    coord_a, coord_b = h.found("A"), h.found("B")
+    worker_b = h.worker(coord_b)
+    h.push(coord_a, [op(1)])
+    h.push(worker_b, [op(1), op(2)])
+    assert len(h.pull(coord_a)["ops"]) == 1
+    assert {o["device_id"] for o in h.pull(coord_b)["ops"]} == {worker_b.id}
+    assert h.pull(coord_b)["ops"][0]["seq"] == 1  # each team has its own sequence
+    assert error_of(h.call("POST", f"/v1/devices/{worker_b.id}/revoke", coord_a.token))["code"] == "not_found"
+    assert h.upload_keys(coord_a, 1, [worker_b.id], expect=404)["error"]["code"] == "not_found"
+    assert worker_b.id not in {
+        d["device_id"] for d in h.call("GET", "/v1/devices", coord_a.token).json()["devices"]
+    }
+    stolen = h.pull(coord_b)["ops"][0]
+    clash = h.push(coord_a, [{**op(2), "op_id": stolen["op_id"]}], expect=409)
+    assert clash["error"]["code"] == "conflict"
+    purge = h.call("POST", "/v1/purge", coord_a.token, json={"record_ids": [stolen["record_id"]]})
+    assert purge.json()["purged_ops"] == 0 and len(h.pull(coord_b)["ops"]) == 2
+
+
+# --- purge --------------------------------------------------------------------------------------
+
+
+def test_purge_drops_ops_and_later_pushes(h: Harness) -> None:
+    coord = h.found()
+    worker = h.worker(coord)
+    erased, kept = _hex(), _hex()
+    h.push(worker, [op(1, record_id=erased), op(2, record_id=kept), op(3, record_id=erased)])
+    answer = h.call("POST", "/v1/purge", coord.token, json={"record_ids": [erased, erased]}).json()
+    assert answer == {"purged_ops": 2, "last_seq": 4}
+    page = h.pull(worker)
+    assert [o["record_id"] for o in page["ops"]] == [kept]
+    assert page["purges"] == [{"seq": 4, "record_id": erased}] and page["next"] == 4
+    late = h.push(worker, [op(4, record_id=erased), op(5, record_id=kept)])
+    assert (late["accepted"], late["purged"], late["acked_through"]) == (1, 1, 5)
+    assert h.call("POST", "/v1/purge", coord.token, json={"record_ids": [erased]}).json() == {
+        "purged_ops": 0,
+        "last_seq": 5,
+    }
+    after = h.pull(worker, since=4)
+    assert [o["device_seq"] for o in after["ops"]] == [5] and after["purges"] == []
+
+
+# --- pull ---------------------------------------------------------------------------------------
+
+
+def test_pull_pages_by_cursor(h: Harness) -> None:
+    coord = h.found()
+    h.push(coord, [op(i) for i in range(1, 26)])
+    h.call("POST", "/v1/purge", coord.token, json={"record_ids": [_hex()]})  # seq 26
+    h.push(coord, [op(26)])  # seq 27
+    seen: list[int] = []
+    since, pages = 0, 0
+    while True:
+        page = h.pull(coord, since=since, limit=10)
+        entries = [o["seq"] for o in page["ops"]] + [p["seq"] for p in page["purges"]]
+        assert len(entries) <= 10 and all(s > since for s in entries)
+        seen += sorted(entries)
+        since, pages = page["next"], pages + 1
+        if not page["more"]:
+            break
+    assert seen == list(range(1, 28)) and pages == 3 and since == 27
+    empty = h.pull(coord, since=27)
+    assert empty["ops"] == [] and empty["next"] == 27 and empty["more"] is False
+
+
+def test_pull_is_gzipped(h: Harness) -> None:
+    coord = h.found()
+    h.push(coord, [op(i, size=200) for i in range(1, 30)])
+    response = h.call("GET", "/v1/pull", coord.token, headers={"Accept-Encoding": "gzip"})
+    assert response.headers.get("content-encoding") == "gzip" and len(response.json()["ops"]) == 29
+
+
+def test_long_poll_returns_when_an_op_arrives(h: Harness) -> None:
+    coord = h.found()
+    worker = h.worker(coord)
+    started = time.monotonic()
+    assert h.pull(coord, wait=0.3)["ops"] == []
+    assert time.monotonic() - started >= 0.3
+    result: dict[str, Any] = {}
+
+    def wait_for_op() -> None:
+        result["page"] = h.pull(coord, wait=10)
+        result["at"] = time.monotonic()
+
+    waiter = threading.Thread(target=wait_for_op)
+    waiter.start()
+    time.sleep(0.4)
+    pushed_at = time.monotonic()
+    h.push(worker, [op(1)])
+    waiter.join(timeout=10)
+    assert [o["device_id"] for o in result["page"]["ops"]] == [worker.id]
+    assert result["at"] - pushed_at < 2
+
+
+# --- request limits and validation --------------------------------------------------------------
+
+
+def test_too_large_bodies(make_harness: Any) -> None:
+    h = make_harness(max_body_bytes=4096)
+    coord = h.found()
+    body = json.dumps({"ops": [op(1, size=4000)]}).encode()
+    declared = h.call(
+        "POST", "/v1/push", coord.token, content=body, headers={"Content-Type": "application/json"}
+    )
+    assert declared.status_code == 413 and error_of(declared)["code"] == "too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the server counts what arrives
+        for start in range(0, len(body), 1000):
+            yield body[start : start + 1000]
+
+    streamed = h.call(
+        "POST", "/v1/push", coord.token, content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert streamed.status_code == 413 and error_of(streamed)["code"] == "too_large"
+    bomb = gzip.compress(json.dumps({"ops": [op(1)], "pad": " " * 100_000}).encode())
+    assert len(bomb) < 4096
+    inflated = h.call(
+        "POST",
+        "/v1/push",
+        coord.token,
+        content=bomb,
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+    )
+    assert inflated.status_code == 413 and error_of(inflated)["code"] == "too_large"
+
+
+def test_gzip_request_bodies(h: Harness) -> None:
+    coord = h.found()
+    body = gzip.compress(json.dumps({"ops": [op(1), op(2)]}).encode())
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    response = h.call("POST", "/v1/push", coord.token, content=body, headers=headers)
+    assert response.status_code == 200 and response.json()["accepted"] == 2
+    broken = h.call("POST", "/v1/push", coord.token, content=body[:-8], headers=headers)
+    assert broken.status_code == 422 and error_of(broken)["code"] == "malformed"
+
+
+def test_malformed_requests_name_the_field(h: Harness) -> None:
+    coord = h.found()
+    ops = [op(1), op(2)]
+    ops[1]["record_id"] = "not-a-hex-id"
+    response = h.call("POST", "/v1/push", coord.token, json={"ops": ops})
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["code"] == "malformed" and error["detail"]["field"] == "ops.1.record_id"
+    assert error["detail"]["errors"][0]["field"] == "ops.1.record_id"
+    assert "not-a-hex-id" not in response.text  # inputs are never echoed
+    cases = [
+        ("POST", "/v1/push", {"json": {"ops": [op(1)], "extra": 1}}, "extra"),
+        (
+            "POST",
+            "/v1/push",
+            {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+            "body",
+        ),
+        ("POST", "/v1/push", {"json": {"ops": []}}, "ops"),
+        ("GET", "/v1/pull", {"params": {"limit": 0}}, "limit"),
+        ("GET", "/v1/pull", {"params": {"wait": 31}}, "wait"),
+        ("GET", "/v1/pull", {"params": {"since": -1}}, "since"),
+    ]
+    for method, path, kwargs, field in cases:
+        response = h.call(method, path, coord.token, **kwargs)
+        assert response.status_code == 422, (field, response.text)
+        assert error_of(response)["detail"]["field"] == field
+    short_key = {
+        "lookup": "ABCDEFGH",
+        "device_id": _hex(),
+        "device_name": "x",
+        "public_key": b64e(b"k" * 16),
+        "proof": _key(),
+    }
+    assert error_of(h.call("POST", "/v1/join", json=short_key))["detail"]["field"] == "public_key"
