@@ -106,7 +106,7 @@ def cmd_status(args: argparse.Namespace, out: Any) -> int:
     eng = _engine(args)
     st = eng.status()
     when = datetime.fromtimestamp(st.last_success).strftime("%d-%m-%Y %H:%M") if st.last_success else "never"
-    out.emit(st.__dict__, f"team: {eng.ws.setting('team_name') or '-'} ({st.role or 'not joined'}, "
+    out.emit({**st.__dict__, "device_id": eng.ws.device_id, "team": eng.ws.setting("team_name")}, f"team: {eng.ws.setting('team_name') or '-'} ({st.role or 'not joined'}, "
                           f"{st.device_status or '-'})\nwaiting to send: {st.pending_ops}\nlast sync: {when}"
              + (f"\nlast error: {st.last_error}" if st.last_error else ""))
     return 0

@@ -119,10 +119,11 @@ class TextIndex:
                 if pos < 0:
                     break
                 i = bisect.bisect_right(offsets, pos) - 1
-                hits.add(i)
+                if ids[i] not in self._dirty:  # changed since the rebuild: checked above, on its new text
+                    hits.add(i)
                 start = offsets[i + 1] if i + 1 < len(offsets) else len(blob)
-                if len(hits) > limit * 4 + 64:
-                    break
+                if not rest and len(hits) > limit * 4 + 64:
+                    break  # enough: with one word every hit is a result (other words must be checked)
         for i in sorted(hits):
             rid = ids[i]
             if rid in self._dirty:
@@ -186,18 +187,27 @@ class Index:
         if values is None:
             if rtype in self.text:
                 self.text[rtype].remove(rid)
+            if rtype is RecordType.PLACE:
+                self._refresh_persons_at(rid)
             return
         table[rid] = values
         if rtype is RecordType.PERSON:
             self.text[rtype].set(rid, self._person_text(values))
         elif rtype is RecordType.PLACE:
             self.text[rtype].set(rid, self._place_text(values))
+            self._refresh_persons_at(rid)
         elif rtype is RecordType.CONTACT:
             if values.get("note"):
                 self.text[rtype].set(rid, self._contact_text(values))
             else:
                 self.text[rtype].remove(rid)
             self._link_contact(rid, values)
+
+    def _refresh_persons_at(self, place_id: str) -> None:
+        """Persons' texts include their usual place's name: renew them when that place changes."""
+        for pid, person in self.records[RecordType.PERSON].items():
+            if person.get("usual_place") == place_id:
+                self.text[RecordType.PERSON].set(pid, self._person_text(person))
 
     def _link_contact(self, cid: str, c: dict[str, Any]) -> None:
         at = str(c.get("at") or "")

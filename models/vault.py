@@ -26,7 +26,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -178,7 +178,7 @@ def verify_proof(secret: bytes, public_key: bytes, device_id: str, proof: bytes)
     try:
         h.verify(proof)
         return True
-    except InvalidTag:
+    except InvalidSignature:  # what HMAC.verify raises (not InvalidTag, which is AEAD's)
         return False
 
 

@@ -171,6 +171,7 @@ class Workspace:
         self.index = Index()
         self.clock = HLC()
         self.on_change: list[Callable[[], None]] = []  # e.g. the UI's debounced sync trigger
+        self.damaged: list[TamperedRecord] = []  # rows that failed authentication at unlock
 
     # ============================================================== lifecycle
     @property
@@ -466,11 +467,18 @@ class Workspace:
     def delete_record(self, rtype: RecordType, rid: str) -> None:
         self._write(rtype, rid, {}, delete=True, must_exist=True)
 
+    def _missing(self, rtype: RecordType, rid: str) -> StoreError:
+        """NotFound, or the TamperedRecord of a row that is there but failed its check at unlock."""
+        for exc in self.damaged:
+            if exc.kind == rtype.value and exc.record_id == rid:
+                return TamperedRecord(exc.kind, exc.record_id)
+        return NotFound(rtype.value, rid)
+
     def get_person(self, person_id: str) -> PersonPublic:
         values = self.index.records[RecordType.PERSON].get(person_id)
         if values is None:
             self._vault()
-            raise NotFound("person", person_id)
+            raise self._missing(RecordType.PERSON, person_id)
         return PersonPublic.model_validate(values)
 
     def resolve_person_id(self, prefix: str) -> str:
@@ -516,7 +524,8 @@ class Workspace:
                 if seen and datetime.fromisoformat(seen).timestamp() >= cutoff:
                     continue
             out.append(values)
-        out.sort(key=lambda v: (last.get(v["id"], ""), v.get("alias", "").casefold()), reverse=True)
+        out.sort(key=lambda v: v.get("alias", "").casefold())
+        out.sort(key=lambda v: last.get(v["id"], ""), reverse=True)  # stable: ties keep the alias order
         return [PersonPublic.model_validate(v) for v in out]
 
     def last_contact_at(self, person_id: str) -> datetime | None:
@@ -530,13 +539,19 @@ class Workspace:
             self._require(RecordType.PERSON, contact.person_id, "person_id")
         if contact.place_id:
             self._require(RecordType.PLACE, contact.place_id, "place_id")
-        rid = uuid.uuid4().hex
-        with self.store.atomic():  # the contact and its follow-up land together or not at all
-            values = self._write(RecordType.CONTACT, rid, self._fields(contact, only_set=False))
-            if contact.follow_up:
-                self._write(RecordType.FOLLOWUP, uuid.uuid4().hex, FollowUpCreate(
-                    due=contact.follow_up, person_id=contact.person_id, contact_id=rid,
-                ).model_dump(mode="json"))
+        rid, fu_id = uuid.uuid4().hex, uuid.uuid4().hex
+        try:
+            with self.store.atomic():  # the contact and its follow-up land together or not at all
+                values = self._write(RecordType.CONTACT, rid, self._fields(contact, only_set=False))
+                if contact.follow_up:
+                    self._write(RecordType.FOLLOWUP, fu_id, FollowUpCreate(
+                        due=contact.follow_up, person_id=contact.person_id, contact_id=rid,
+                    ).model_dump(mode="json"))
+        except BaseException:
+            # each inner _write put its record in the index; the rollback took them out of the file
+            self.index.put(RecordType.CONTACT, rid, None)
+            self.index.put(RecordType.FOLLOWUP, fu_id, None)
+            raise
         return ContactPublic.model_validate(values)
 
     def edit_contact(self, contact_id: str, data: ContactUpdate | dict[str, Any]) -> ContactPublic:
@@ -551,7 +566,7 @@ class Workspace:
         values = self.index.records[RecordType.CONTACT].get(contact_id)
         if values is None:
             self._vault()
-            raise NotFound("contact", contact_id)
+            raise self._missing(RecordType.CONTACT, contact_id)
         return ContactPublic.model_validate(values)
 
     def contacts(self, *, person_id: str | None = None, limit: int = 50) -> list[ContactPublic]:

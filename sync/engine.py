@@ -330,6 +330,11 @@ class SyncEngine:
         resp = self.client().keys()
         mine = [k for k in resp.keys if k.device_id in (None, ws.device_id)]
         if not mine:
+            me = self.client().me()
+            ws.set_settings(device_status=me.status.value)
+            if me.status == p.DeviceStatus.REJECTED:
+                raise ProofMismatch("The coordinator's device refused this device: its key did not match the "
+                                    "code it joined with. Ask the coordinator for a new code.")
             return False
         team = self._team_id()
         keys = {k.epoch: vault_unwrap(vault, team, k) for k in mine}

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, find, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from models.merge import ZERO, FieldWrite, Op, RecordState, Stamp, apply_op, new_state
@@ -168,21 +168,22 @@ def test_conflicts_are_exactly_those_of_the_rule(data: st.DataObject) -> None:
 
 
 def test_generated_op_sets_do_produce_open_and_closed_conflicts() -> None:
-    """Guard against a generator that never exercises the rule: it must reach several open
-    conflicts, and sets whose bases (a write that saw another, a resolution) are what keeps every
-    pair of different values from different devices out of the conflicts."""
-    many = find(op_sets(deletes=False), lambda ops: len(reference_conflicts(ops)) >= 3,
-                settings=settings(max_examples=2000, database=None))
-    assert len(actual_conflicts(run(many))) >= 3
+    """Guard against a generator that never exercises the rule: among its op sets there must be
+    many with open conflicts, and many whose bases (a write that saw another, a resolution) are
+    what keeps pairs of different values from different devices out of the conflicts."""
+    seen = {"open": 0, "several": 0, "bases_matter": 0}
 
-    def bases_matter(ops: list[Op]) -> bool:
-        loose = RecordState("person")
-        for op in ops:  # the same writes without their later bases: the pair would be open
-            apply_op(loose, Op(op.record_type, op.record_id, op.device_id, op.hlc, op.fields, {}), REVIEWED)
-        return not reference_conflicts(ops) and bool(loose.conflicts())
+    @settings(max_examples=300, phases=[Phase.generate], database=None, deadline=None)
+    @given(op_sets(deletes=False))
+    def collect(ops: list[Op]) -> None:
+        found = reference_conflicts(ops)
+        seen["open"] += bool(found)
+        seen["several"] += len(found) >= 2
+        blind = [Op(op.record_type, op.record_id, op.device_id, op.hlc, op.fields, {}) for op in ops]
+        seen["bases_matter"] += len(reference_conflicts(blind)) > len(found)
 
-    closed = find(op_sets(deletes=False), bases_matter, settings=settings(max_examples=2000, database=None))
-    assert run(closed).conflicts() == []
+    collect()
+    assert seen["open"] >= 50 and seen["several"] >= 20 and seen["bases_matter"] >= 30, seen
 
 
 # -------------------------------------------------------------------------------- examples
@@ -236,9 +237,10 @@ def test_resolution_closes_the_conflict_only_when_its_base_covers_both() -> None
     created = _write("dev-a", 10, status="active")
     a = _write("dev-a", 20, base=created.stamp, status="housed")
     b = _write("dev-b", 21, base=created.stamp, status="closed")
-    # a write that saw only the older side leaves the pair open
+    # a write that saw only the older side leaves the pair open (and is itself concurrent with b)
     partial = _write("dev-c", 30, base=a.stamp, status="housed")
-    assert [(c.a.stamp, c.b.stamp) for c in run([created, a, b, partial]).conflicts()] == [(a.stamp, b.stamp)]
+    pairs = [(c.a.stamp, c.b.stamp) for c in run([created, a, b, partial]).conflicts()]
+    assert pairs == [(a.stamp, b.stamp), (b.stamp, partial.stamp)]
     # choosing the losing value, from a device that saw both, closes it and shows that value
     resolved = _write("dev-a", 30, base=b.stamp, status="housed")
     for order in itertools.permutations([created, a, b, resolved]):

@@ -363,6 +363,13 @@ def test_key_epochs_go_up_one_at_a_time(h: Harness) -> None:
     h.upload_keys(coord, 2, [coord.id])
     again = h.upload_keys(coord, 1, [coord.id])  # an older epoch may be re-wrapped
     assert again["current_epoch"] == 2 and [k["epoch"] for k in again["keys"]] == [1, 2]
+    worker = h.invite_and_join(coord)
+    both = [{"epoch": e, "device_id": worker.id, "wrapped": _key()} for e in (1, 2)]
+    assert h.call("POST", "/v1/keys", coord.token, json={"epoch": 2, "keys": both}).status_code == 200
+    assert [k["epoch"] for k in h.call("GET", "/v1/keys", worker.token).json()["keys"]] == [1, 2]
+    ahead = [{"epoch": 3, "device_id": worker.id, "wrapped": _key()}]
+    refused = h.call("POST", "/v1/keys", coord.token, json={"epoch": 2, "keys": ahead})
+    assert error_of(refused)["code"] == "unknown_epoch" and error_of(refused)["detail"]["field"] == "keys.0.epoch"
     recovery_key = {"epoch": 2, "device_id": None, "wrapped": _key()}
     refused = h.call("POST", "/v1/keys", coord.token, json={"epoch": 2, "keys": [recovery_key]})
     assert refused.status_code == 422 and error_of(refused)["detail"]["field"] == "keys.0.device_id"
@@ -633,7 +640,7 @@ def test_malformed_requests_name_the_field(h: Harness) -> None:
     assert error["code"] == "malformed" and error["detail"]["field"] == "ops.1.record_id"
     assert error["detail"]["errors"][0]["field"] == "ops.1.record_id"
     assert "not-a-hex-id" not in response.text  # inputs are never echoed
-    cases = [
+    cases: list[tuple[str, str, dict[str, Any], str]] = [
         ("POST", "/v1/push", {"json": {"ops": [op(1)], "extra": 1}}, "extra"),
         (
             "POST",

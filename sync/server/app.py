@@ -350,7 +350,7 @@ def create_app(
 
     @app.post("/v1/keys")
     def post_keys(body: KeysUpload, device: Coordinator) -> KeysResponse:
-        keys: list[tuple[str, bytes]] = []
+        keys: list[tuple[str, int, bytes]] = []
         for index, key in enumerate(body.keys):
             if key.device_id is None:
                 raise ApiError(
@@ -358,13 +358,7 @@ def create_app(
                     "Keys for the recovery key go to /v1/recovery.",
                     {"field": f"keys.{index}.device_id"},
                 )
-            if key.epoch != body.epoch:
-                raise ApiError(
-                    ErrorCode.MALFORMED,
-                    "A key's epoch differs from the upload's.",
-                    {"field": f"keys.{index}.epoch"},
-                )
-            keys.append((key.device_id, _decode(key.wrapped, f"keys.{index}.wrapped")))
+            keys.append((key.device_id, key.epoch, _decode(key.wrapped, f"keys.{index}.wrapped")))
         with db.transaction(write=True) as session:
             team = crud.upload_keys(
                 session, team_id=device.team_id, epoch=body.epoch, keys=keys, reject=body.reject, now=clock()

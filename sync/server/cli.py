@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _create_team(settings, args.name, as_json=args.json)
         return _serve(settings)
     except (SQLAlchemyError, MigrationError, OSError) as exc:
-        reason = exc.orig if isinstance(exc, SQLAlchemyError) and getattr(exc, "orig", None) else exc
+        reason: BaseException = getattr(exc, "orig", None) or exc  # the driver's words, not the SQL
         message = " ".join(str(reason).split())
         print(f"{PROG}: error: {type(reason).__name__}: {message}", file=sys.stderr)
         return 1

@@ -24,7 +24,7 @@ _DIALECTS = {"sqlite": "sqlite", "sqlite+pysqlite": "sqlite", "postgresql+psycop
 class ServerSettings(BaseModel):
     """Everything the server needs to run. Relative SQLite paths are made absolute when built."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
     db_url: str = "sqlite:///outreach-server.db"
     host: str = "127.0.0.1"
@@ -51,7 +51,7 @@ class ServerSettings(BaseModel):
             raise ValueError("use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB")
         if _DIALECTS[url.drivername] == "sqlite":
             if not url.database or url.database == ":memory:":
-                raise ValueError("SQLite needs a file path (sqlite:///PATH): several connections share it")
+                return "sqlite://"  # in memory: for tests and trials, gone when the process ends
             path = Path(url.database).expanduser()
             if not path.is_absolute():
                 path = Path.cwd() / path
@@ -81,6 +81,10 @@ class ServerSettings(BaseModel):
     @property
     def dialect(self) -> Literal["sqlite", "postgresql"]:
         return "sqlite" if _DIALECTS[make_url(self.db_url).drivername] == "sqlite" else "postgresql"
+
+    @property
+    def in_memory(self) -> bool:
+        return self.db_url == "sqlite://"
 
     @property
     def tls(self) -> bool:

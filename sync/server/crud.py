@@ -310,14 +310,15 @@ def upload_keys(
     *,
     team_id: str,
     epoch: int,
-    keys: Sequence[tuple[str, bytes]],
+    keys: Sequence[tuple[str, int, bytes]],
     reject: Sequence[str],
     now: float,
 ) -> Team:
-    """Store a key epoch wrapped for devices (``keys``: device id, wrapped blob). ``epoch`` is the
-    current epoch or an older one (more devices), or current + 1 (a new epoch, e.g. after a
-    revocation). A pending device with a key for the current epoch becomes active; the ``reject``
-    devices, pending, become rejected."""
+    """Store team keys wrapped for devices (``keys``: device id, epoch, wrapped blob). ``epoch`` is
+    the current epoch or an older one (more devices), or current + 1 to start a new epoch (e.g.
+    after a revocation); each key may be of any epoch the team has once that is done. A pending
+    device with a key for the current epoch becomes active; the ``reject`` devices, pending, become
+    rejected."""
     team = get_team(session, team_id=team_id, for_update=True)
     if epoch == team.current_epoch + 1:
         team.current_epoch = epoch
@@ -329,23 +330,31 @@ def upload_keys(
             "Key epochs go up one at a time.",
             {"current_epoch": team.current_epoch, "field": "epoch"},
         )
-    for index, (device_id, blob) in enumerate(keys):
+    for index, (device_id, key_epoch, blob) in enumerate(keys):
+        if key_epoch > team.current_epoch:
+            raise ApiError(
+                ErrorCode.UNKNOWN_EPOCH,
+                "An epoch the team does not have.",
+                {"current_epoch": team.current_epoch, "field": f"keys.{index}.epoch"},
+            )
         device = _key_target(session, team_id=team_id, device_id=device_id, field=f"keys.{index}.device_id")
         existing = session.exec(
             select(WrappedKeyRow).where(
                 WrappedKeyRow.team_id == team_id,
-                WrappedKeyRow.epoch == epoch,
+                WrappedKeyRow.epoch == key_epoch,
                 WrappedKeyRow.device_id == device_id,
             )
         ).first()
         if existing is None:
             session.add(
-                WrappedKeyRow(team_id=team_id, epoch=epoch, device_id=device_id, blob=blob, created_at=now)
+                WrappedKeyRow(
+                    team_id=team_id, epoch=key_epoch, device_id=device_id, blob=blob, created_at=now
+                )
             )
         else:  # the coordinator re-wrapped (a retried upload): the newest wins
             existing.blob = blob
             session.add(existing)
-        if device.status == DeviceStatus.PENDING.value and epoch == team.current_epoch:
+        if device.status == DeviceStatus.PENDING.value and key_epoch == team.current_epoch:
             device.status = DeviceStatus.ACTIVE.value
             session.add(device)
     for index, device_id in enumerate(reject):

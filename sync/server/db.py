@@ -13,6 +13,7 @@ migration never changes once released; `tables.py` is checked against the result
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
 from sync.server.config import ServerSettings
@@ -52,6 +54,8 @@ def make_engine(settings: ServerSettings) -> Engine:
             settings.db_url,
             connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_MS / 1000},
             hide_parameters=True,
+            # In memory the database lives in its one connection: every session shares it.
+            poolclass=StaticPool if settings.in_memory else None,
         )
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
@@ -84,6 +88,8 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect: str = engine.dialect.name
+        # One shared in-memory connection cannot hold two transactions: take turns.
+        self._turns = threading.Lock() if isinstance(engine.pool, StaticPool) else None
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> Database:
@@ -96,7 +102,7 @@ class Database:
         ``write=True`` takes SQLite's write lock up front. A read transaction is one consistent
         snapshot on both databases (PostgreSQL: REPEATABLE READ, which never fails a read-only
         transaction)."""
-        with Session(self.engine, expire_on_commit=False) as session:
+        with self._turn(), Session(self.engine, expire_on_commit=False) as session:
             if write:
                 options: dict[str, Any] = {_WRITE: True}
             elif self.dialect == "postgresql":
@@ -110,6 +116,14 @@ class Database:
                 session.rollback()
                 raise
             session.commit()
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        if self._turns is None:
+            yield
+            return
+        with self._turns:
+            yield
 
     def dispose(self) -> None:
         self.engine.dispose()

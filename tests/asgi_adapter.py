@@ -1,0 +1,190 @@
+"""`requests` transport adapters for tests: the sync server's FastAPI app in-process, and a wrapper
+that injects network faults on a plan the test controls.
+
+    app = create_app(ServerSettings(db_url=...))
+    faults = FaultyAdapter(ASGIAdapter(app))
+    session = asgi_session(faults)                 # mounted for http:// and https://
+    client = SyncClient("http://127.0.0.1:8700", session=session)
+    faults.schedule(Fault.DROP_RESPONSE, path="/v1/push")   # the next push is stored, its answer lost
+
+`ASGIAdapter` hands each `requests.PreparedRequest` to the app through Starlette's `TestClient`
+(httpx) exactly as sent: method, URL with query, headers (gzip `Content-Encoding` included) and the
+raw body bytes. The answer becomes a `requests.Response` with status, headers and content. httpx
+already decompressed a gzip answer, so `Content-Encoding` and the (compressed) `Content-Length`
+are dropped; `wire_bytes` keeps the compressed size as sent by the server.
+
+`FaultyAdapter` applies scheduled faults to the requests that match them, in order:
+- `DROP_REQUEST`: the request never reaches the server; `requests.ConnectionError` is raised.
+- `DROP_RESPONSE`: the server handles the request (and commits), then the connection breaks:
+  `requests.ConnectionError`. The client cannot know whether the server acted.
+- `DUPLICATE`: the request is delivered twice (a retransmission the client did not make); the
+  second answer is returned.
+Every request (and what happened to it) is recorded in `log`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from fastapi.testclient import TestClient
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+__all__ = ["ASGIAdapter", "FaultyAdapter", "Fault", "Delivery", "asgi_session"]
+
+_HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding"}
+_DROPPED_ANSWER_HEADERS = {"content-encoding", "content-length", "transfer-encoding"}
+
+
+class ASGIAdapter(BaseAdapter):
+    """Forward each request to an ASGI app in-process (no sockets, no threads of our own)."""
+
+    def __init__(self, app: Any, *, client_host: str = "testclient") -> None:
+        super().__init__()
+        self.app = app
+        # raise_server_exceptions=False: an unhandled server error is a 500 answer, as over a socket
+        self._client = TestClient(app, raise_server_exceptions=False, follow_redirects=False)
+        self.requests_sent = 0
+
+    def send(  # type: ignore[override]
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> requests.Response:
+        body = request.body
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        elif body is not None and not isinstance(body, bytes | bytearray):
+            body = b"".join(body)  # a generator or file-like body: send what it yields
+        headers = {k: v for k, v in (request.headers or {}).items() if k.lower() not in _HOP_HEADERS}
+        assert request.method is not None and request.url is not None
+        self.requests_sent += 1
+        answer = self._client.request(request.method, request.url, content=body, headers=headers)
+        return self._response(request, answer)
+
+    @staticmethod
+    def _response(request: requests.PreparedRequest, answer: Any) -> requests.Response:
+        resp = requests.Response()
+        resp.status_code = answer.status_code
+        resp.reason = answer.reason_phrase
+        resp.headers = CaseInsensitiveDict(
+            {k: v for k, v in answer.headers.items() if k.lower() not in _DROPPED_ANSWER_HEADERS}
+        )
+        content = answer.content  # httpx decoded gzip already
+        resp.headers["Content-Length"] = str(len(content))
+        resp._content = content
+        resp._content_consumed = True
+        resp.raw = io.BytesIO(content)  # tell() is 0: SyncClient counts len(content) as received
+        resp.url = request.url or ""
+        resp.request = request
+        resp.encoding = answer.encoding
+        resp.wire_bytes = int(answer.headers.get("content-length", len(content)))  # type: ignore[attr-defined]
+        return resp
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class Fault(Enum):
+    DROP_REQUEST = "drop_request"
+    DROP_RESPONSE = "drop_response"
+    DUPLICATE = "duplicate"
+
+
+@dataclass
+class _Planned:
+    fault: Fault
+    path: str | None  # match requests whose path starts with this; None: any request
+    skip: int  # let this many matching requests through first
+
+
+@dataclass(frozen=True)
+class Delivery:
+    method: str
+    path: str
+    fault: Fault | None
+    status: int | None  # the answer the client got (None when it got an error)
+    delivered: int  # how many times the server saw this request
+
+
+@dataclass
+class FaultyAdapter(BaseAdapter):
+    """Wrap an adapter and break requests on a plan. Unplanned requests pass through untouched."""
+
+    inner: BaseAdapter
+    plan: deque[_Planned] = field(default_factory=deque)
+    log: list[Delivery] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+    def schedule(self, fault: Fault, *, path: str | None = None, skip: int = 0) -> None:
+        """Break the (skip+1)-th next request whose path starts with `path` (any when None).
+        Faults are matched in the order scheduled; each fires once."""
+        self.plan.append(_Planned(fault, path, skip))
+
+    def clear(self) -> None:
+        self.plan.clear()
+
+    @property
+    def pending(self) -> int:
+        return len(self.plan)
+
+    def _take(self, path: str) -> Fault | None:
+        for planned in self.plan:
+            if planned.path is None or path.startswith(planned.path):
+                if planned.skip > 0:
+                    planned.skip -= 1
+                    return None
+                self.plan.remove(planned)
+                return planned.fault
+        return None
+
+    def send(  # type: ignore[override]
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Any = None,
+        verify: Any = True,
+        cert: Any = None,
+        proxies: Any = None,
+    ) -> requests.Response:
+        path = urlsplit(request.url or "").path
+        method = request.method or "?"
+        fault = self._take(path)
+        kwargs = {"stream": stream, "timeout": timeout, "verify": verify, "cert": cert, "proxies": proxies}
+        if fault is Fault.DROP_REQUEST:
+            self.log.append(Delivery(method, path, fault, None, 0))
+            raise requests.ConnectionError(f"injected: {method} {path} lost on the way to the server",
+                                           request=request)
+        resp = self.inner.send(request, **kwargs)
+        if fault is Fault.DROP_RESPONSE:
+            self.log.append(Delivery(method, path, fault, None, 1))
+            raise requests.ConnectionError(f"injected: the answer to {method} {path} was lost", request=request)
+        if fault is Fault.DUPLICATE:
+            resp = self.inner.send(request, **kwargs)
+            self.log.append(Delivery(method, path, fault, resp.status_code, 2))
+            return resp
+        self.log.append(Delivery(method, path, None, resp.status_code, 1))
+        return resp
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def asgi_session(adapter: BaseAdapter) -> requests.Session:
+    """A `requests.Session` that sends every http:// and https:// request through `adapter`."""
+    session = requests.Session()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session

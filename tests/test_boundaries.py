@@ -1,0 +1,80 @@
+"""The house rules of STYLE.md, checked: imports flow one way, and each package keeps its public
+surface in `__all__`."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def _files(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def _top(names: set[str]) -> set[str]:
+    return {n.split(".")[0] for n in names}
+
+
+@pytest.mark.parametrize("path", _files("app"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_app_has_no_sql_no_crypto_no_http(path: Path) -> None:
+    assert not _top(_imports(path)) & {"sqlmodel", "sqlalchemy", "cryptography", "requests", "sqlite3", "sqlite_utils"}
+
+
+@pytest.mark.parametrize("path", _files("models"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_models_import_nothing_from_app_or_sync(path: Path) -> None:
+    assert not _top(_imports(path)) & {"app", "sync", "requests", "flet"}
+
+
+@pytest.mark.parametrize("path", _files("sync/server"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_server_never_imports_the_vault_or_client(path: Path) -> None:
+    names = _imports(path)
+    assert not {n for n in names if n.startswith(("models", "app", "sync.client", "sync.engine"))}
+    assert "cryptography" not in _top(names)
+
+
+def test_client_and_server_share_only_the_protocol() -> None:
+    for path in (ROOT / "sync/client.py", ROOT / "sync/protocol.py"):
+        assert not {n for n in _imports(path) if n.startswith(("sync.server", "models", "app"))}
+
+
+def test_only_the_vault_imports_cryptography_on_the_client() -> None:
+    users = [p.name for p in _files("models") if "cryptography" in _top(_imports(p))]
+    assert users == ["vault.py"]
+
+
+def test_only_the_store_and_migrations_speak_sql_on_the_client() -> None:
+    users = sorted(p.name for p in _files("models") if _top(_imports(p)) & {"sqlite3", "sqlite_utils"})
+    assert users == ["migrations.py", "store.py"]
+
+
+MODULES = [m.name for pkg in ("models", "sync") for m in pkgutil.walk_packages(
+    [str(ROOT / pkg)], prefix=f"{pkg}.") if not m.ispkg]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_public_surface_is_declared(name: str) -> None:
+    """Every module of models/ and sync/ declares `__all__`, and each name in it exists."""
+    mod = importlib.import_module(name)
+    if name.endswith(("__main__",)):
+        return
+    exported = getattr(mod, "__all__", None)
+    assert exported is not None, f"{name} has no __all__"
+    missing = [n for n in exported if not hasattr(mod, n)]
+    assert not missing, f"{name}.__all__ names missing attributes: {missing}"

@@ -1,0 +1,161 @@
+"""The server's settings, engines and migrations, on SQLite and (when OUTREACH_TEST_PG_URL is set)
+PostgreSQL: old databases migrate up, the result matches `tables.py`, concurrent starts are safe."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from serverproc import pg_schema
+from sqlalchemy import inspect, text
+
+from sync.server import ServerSettings, crud
+from sync.server.db import (
+    MIGRATIONS,
+    Database,
+    Migration,
+    MigrationError,
+    applied_migrations,
+    make_engine,
+    migrate,
+)
+from sync.server.tables import ServerTable
+
+PG_URL = os.environ.get("OUTREACH_TEST_PG_URL")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        db = Database(make_engine(ServerSettings(db_url=f"sqlite:///{tmp_path / 'server.db'}")))
+        yield db
+        db.dispose()
+        return
+    if not PG_URL:
+        pytest.skip("OUTREACH_TEST_PG_URL is not set")
+    with pg_schema(PG_URL) as url:
+        db = Database(make_engine(ServerSettings(db_url=url)))
+        yield db
+        db.dispose()
+
+
+def test_old_database_migrates_to_latest(database: Database) -> None:
+    assert migrate(database.engine, upto="0001_initial") == ["0001_initial"]
+    assert applied_migrations(database.engine) == ["0001_initial"]
+    with database.transaction(write=True) as session:
+        team = crud.create_team(session, name="Unit", lookup="ABCDEFGH", ttl_seconds=60, now=1.0)
+    assert "ix_op_team_record" not in {ix["name"] for ix in inspect(database.engine).get_indexes("op")}
+    assert migrate(database.engine) == [m.name for m in MIGRATIONS[1:]]
+    assert applied_migrations(database.engine) == [m.name for m in MIGRATIONS]
+    assert "ix_op_team_record" in {ix["name"] for ix in inspect(database.engine).get_indexes("op")}
+    with database.transaction() as session:  # data from before the migration is still there
+        assert crud.get_team(session, team_id=team.id).name == "Unit"
+    assert migrate(database.engine) == []  # idempotent
+
+
+def test_migrated_schema_matches_the_table_classes(database: Database) -> None:
+    migrate(database.engine)
+    inspector = inspect(database.engine)
+    for table in ServerTable.metadata.sorted_tables:
+        columns = {column["name"]: column for column in inspector.get_columns(table.name)}
+        assert set(columns) == {c.name for c in table.columns}, table.name
+        for column in table.columns:
+            if not column.primary_key:
+                assert columns[column.name]["nullable"] == column.nullable, (table.name, column.name)
+        indexes = {ix["name"] for ix in inspector.get_indexes(table.name)}
+        assert {ix.name for ix in table.indexes} <= indexes, table.name
+
+
+def test_concurrent_starts_migrate_once(database: Database) -> None:
+    errors: list[BaseException] = []
+    applied: list[list[str]] = []
+
+    def start() -> None:
+        try:
+            applied.append(migrate(database.engine))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(name for names in applied for name in names) == sorted(m.name for m in MIGRATIONS)
+    with database.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM schema_migrations")).scalar_one() == len(MIGRATIONS)
+
+
+def test_a_newer_database_is_refused(database: Database) -> None:
+    future = (*MIGRATIONS, Migration("9999_future", ("CREATE TABLE future_thing (id INTEGER)",)))
+    migrate(database.engine, migrations=future)
+    with pytest.raises(MigrationError, match="9999_future"):
+        migrate(database.engine)
+    with pytest.raises(MigrationError):
+        migrate(database.engine, upto="0042_nothing")
+
+
+def test_sqlite_engine_settings(tmp_path: Path) -> None:
+    db = Database(make_engine(ServerSettings(db_url=f"sqlite:///{tmp_path / 's.db'}")))
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 5000
+    db.dispose()
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+def test_settings_defaults_and_relative_paths(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = ServerSettings()
+    assert (settings.host, settings.port, settings.code_ttl_seconds) == ("127.0.0.1", 8700, 24 * 3600)
+    assert settings.db_url == f"sqlite:///{tmp_path / 'outreach-server.db'}" and settings.dialect == "sqlite"
+    assert ServerSettings(db_url="postgresql+psycopg://u:p@h/db").dialect == "postgresql"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"db_url": "mysql://u:p@h/db"},
+        {"db_url": "not a url"},
+        {"db_url": "sqlite:////no/such/dir/x.db"},
+        {"db_url": "postgresql+psycopg://u:p@h"},
+        {"port": 0},
+        {"ssl_certfile": "/etc/hostname"},
+        {"ssl_certfile": "/no/cert.pem", "ssl_keyfile": "/no/key.pem"},
+        {"max_body_bytes": 10},
+        {"throttle_failures": 0},
+        {"unknown_setting": 1},
+    ],
+)
+def test_settings_refuse_bad_values(overrides: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        ServerSettings(**overrides)
+
+
+def test_in_memory_sqlite_for_tests_and_trials() -> None:
+    from fastapi.testclient import TestClient
+
+    from sync.server import create_app
+
+    assert ServerSettings(db_url="sqlite:///:memory:").db_url == "sqlite://"
+    with TestClient(create_app(ServerSettings(db_url="sqlite://"))) as client:
+        assert client.get("/v1/health").json()["database"] == "sqlite"
+        db = client.app.state.ctx.db  # type: ignore[attr-defined]
+        with db.transaction(write=True) as session:
+            crud.create_team(session, name="Unit", lookup="ABCDEFGH", ttl_seconds=60, now=1.0)
+        assert applied_migrations(db.engine) == [m.name for m in MIGRATIONS]
+
+
+def test_settings_are_frozen() -> None:
+    settings = ServerSettings(db_url="postgresql+psycopg://u:p@h/db")
+    with pytest.raises(ValidationError):
+        settings.port = 1  # type: ignore[misc]
