@@ -180,6 +180,9 @@ class Store:
     def ack_outbox(self, through_seq: int) -> int:
         return self.conn.execute("DELETE FROM outbox WHERE device_seq <= ?", (through_seq,)).rowcount
 
+    def drop_outbox_seq(self, device_seq: int) -> None:
+        self.conn.execute("DELETE FROM outbox WHERE device_seq=?", (device_seq,))
+
     def drop_outbox_for(self, record_ids: Iterable[str]) -> None:
         self.conn.executemany("DELETE FROM outbox WHERE record_id=?", ((r,) for r in record_ids))
 

@@ -811,6 +811,21 @@ class Workspace:
     def outbox_count(self) -> int:
         return self.store.outbox_count()
 
+    def set_aside_outgoing(self, device_seq: int, error: str) -> None:
+        """An op of ours that the server will never take: keep it aside with the error (it stays
+        applied here) so that the rest of the queue goes on."""
+        store = self.store
+        with store.atomic():
+            for seq, op_id, rid, epoch, payload in store.outbox_all():
+                if seq == device_seq:
+                    store.set_aside((op_id, rid, self.device_id, seq, epoch, payload, error, self._now()))
+                    store.drop_outbox_seq(seq)
+                    return
+
+    def set_aside_ops(self) -> list[tuple[str, str, str]]:
+        """(op id, record id, error) of every op set aside, oldest first."""
+        return [(r[0], r[1], r[6]) for r in self.store.set_aside_rows()]
+
     def ack(self, through_seq: int) -> None:
         with self.store.atomic():
             self.store.ack_outbox(through_seq)

@@ -24,7 +24,7 @@ from models.workspace import ApplyResult, RemoteOp, Workspace
 
 from . import protocol as p
 from .client import SyncClient
-from .errors import DeviceRevoked, NotJoined, Offline, ProofMismatch, StaleEpoch, SyncError
+from .errors import DeviceRevoked, NotJoined, Offline, ProofMismatch, Rejected, StaleEpoch, SyncError
 
 __all__ = ["SyncEngine", "SyncStatus", "SyncReport", "JoinResult", "Progress"]
 
@@ -401,6 +401,13 @@ class SyncEngine:
                     raise
                 self.refresh_keys()  # moves the queued ops to the new epoch
                 continue
+            except Rejected as exc:
+                bad = _bad_op_index(exc, len(batch))
+                if bad is None:
+                    raise
+                log.warning("op %s refused by the server (%s); set aside", batch[bad][1], exc.code)
+                self.ws.set_aside_outgoing(batch[bad][0], f"refused by the server: {exc}")
+                continue
             if resp.acked_through < batch[-1][0]:
                 raise Offline("The server acknowledged less than was sent; will retry.")
             self.ws.ack(resp.acked_through)
@@ -433,6 +440,16 @@ class SyncEngine:
                 progress("pull", pulled, 0)
             if not page.more:
                 return pulled, applied, set_aside, purged
+
+
+def _bad_op_index(exc: Rejected, size: int) -> int | None:
+    """The index of the one op a 422/413 names (`ops.N...`), if it names one."""
+    if exc.code not in (p.ErrorCode.MALFORMED, p.ErrorCode.TOO_LARGE):
+        return None
+    parts = str(exc.detail.get("field", "")).split(".")
+    if len(parts) >= 2 and parts[0] == "ops" and parts[1].isdigit() and int(parts[1]) < size:
+        return int(parts[1])
+    return None
 
 
 def vault_unwrap(vault: Vault, team_id: str, key: p.WrappedKey) -> bytes:

@@ -43,13 +43,21 @@ _DROPPED_ANSWER_HEADERS = {"content-encoding", "content-length", "transfer-encod
 
 
 class ASGIAdapter(BaseAdapter):
-    """Forward each request to an ASGI app in-process (no sockets, no threads of our own)."""
+    """Forward each request to an ASGI app in-process, through one `TestClient`.
 
-    def __init__(self, app: Any, *, client_host: str = "testclient") -> None:
+    The TestClient's event-loop thread (its "portal") is started once and kept until `shutdown()`:
+    without it every request starts and stops a thread, several times slower. `close()`, which
+    `requests.Session.close()` calls on every mounted adapter (and `SyncEngine` closes its client
+    during `join`), keeps the adapter usable: one adapter may serve many sessions.
+    """
+
+    def __init__(self, app: Any) -> None:
         super().__init__()
         self.app = app
         # raise_server_exceptions=False: an unhandled server error is a 500 answer, as over a socket
         self._client = TestClient(app, raise_server_exceptions=False, follow_redirects=False)
+        self._client.__enter__()  # runs the app's lifespan start and keeps the portal open
+        self._open = True
         self.requests_sent = 0
 
     def send(  # type: ignore[override]
@@ -92,7 +100,13 @@ class ASGIAdapter(BaseAdapter):
         return resp
 
     def close(self) -> None:
-        self._client.close()
+        """Nothing to release per session; see `shutdown`."""
+
+    def shutdown(self) -> None:
+        """Stop the portal and run the app's lifespan end. Idempotent."""
+        if self._open:
+            self._open = False
+            self._client.__exit__(None, None, None)
 
 
 class Fault(Enum):
@@ -115,6 +129,7 @@ class Delivery:
     fault: Fault | None
     status: int | None  # the answer the client got (None when it got an error)
     delivered: int  # how many times the server saw this request
+    response: requests.Response | None = None  # the answer the server gave last (also when dropped)
 
 
 @dataclass
@@ -169,13 +184,13 @@ class FaultyAdapter(BaseAdapter):
                                            request=request)
         resp = self.inner.send(request, **kwargs)
         if fault is Fault.DROP_RESPONSE:
-            self.log.append(Delivery(method, path, fault, None, 1))
+            self.log.append(Delivery(method, path, fault, None, 1, resp))
             raise requests.ConnectionError(f"injected: the answer to {method} {path} was lost", request=request)
         if fault is Fault.DUPLICATE:
             resp = self.inner.send(request, **kwargs)
-            self.log.append(Delivery(method, path, fault, resp.status_code, 2))
+            self.log.append(Delivery(method, path, fault, resp.status_code, 2, resp))
             return resp
-        self.log.append(Delivery(method, path, None, resp.status_code, 1))
+        self.log.append(Delivery(method, path, None, resp.status_code, 1, resp))
         return resp
 
     def close(self) -> None:
@@ -183,8 +198,10 @@ class FaultyAdapter(BaseAdapter):
 
 
 def asgi_session(adapter: BaseAdapter) -> requests.Session:
-    """A `requests.Session` that sends every http:// and https:// request through `adapter`."""
+    """A `requests.Session` that sends every http:// and https:// request through `adapter`.
+    It ignores proxy variables of the environment (`trust_env`): nothing here leaves the process."""
     session = requests.Session()
+    session.trust_env = False
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
