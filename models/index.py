@@ -24,7 +24,25 @@ _PLAIN = str.maketrans({"æ": "ae", "ø": "o", "ß": "ss", "đ": "d", "ł": "l"}
 _SEP = "\x1e"
 
 
+def _mark_free_table() -> dict[int, str]:
+    """Latin letters with diacritics (U+00C0..U+024F) -> their base letters, for str.translate."""
+    table: dict[int, str] = {}
+    for code in range(0xC0, 0x250):
+        base = "".join(c for c in unicodedata.normalize("NFKD", chr(code)) if not unicodedata.combining(c))
+        if base != chr(code):
+            table[code] = base
+    return table
+
+
+_MARKS = _mark_free_table()
+
+
 def _strip_marks(text: str) -> str:
+    if text.isascii():
+        return text
+    text = text.translate(_MARKS)
+    if text.isascii():
+        return text
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 

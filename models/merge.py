@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Stamp", "ZERO", "FieldWrite", "Op", "RecordState", "Conflict", "apply_op", "new_state"]
+__all__ = ["Stamp", "ZERO", "FieldWrite", "Op", "RecordState", "Conflict", "apply_op", "new_state", "plain_of"]
 
 Stamp = tuple[int, str]  # (HLC, device id)
 ZERO: Stamp = (0, "")
@@ -98,30 +98,42 @@ class RecordState:
         return found
 
     # ------------------------------------------------------------------------ encoding
+    # Stamps are kept once in a table and referenced by index: most records have one or two, and
+    # every field repeating a 32-character device id would double what is sealed and opened.
     def to_json(self) -> dict[str, Any]:
-        return {
-            "t": self.record_type,
-            "v": {k: [v, s[0], s[1]] for k, (v, s) in self.values.items()},
-            "h": {
-                k: [[w.stamp[0], w.stamp[1], w.base[0], w.base[1], w.value] for w in ws]
-                for k, ws in self.history.items()
-            },
-            "d": list(self.deleted) if self.deleted else None,
-            "c": list(self.created) if self.created else None,
-        }
+        used = {st for _, st in self.values.values()} | {w.stamp for ws in self.history.values() for w in ws}
+        used |= {st for st in (self.deleted, self.created) if st}
+        table = {st: i for i, st in enumerate(sorted(used))}  # canonical: same state, same encoding
+        ref = table.__getitem__
+        values = {k: [self.values[k][0], ref(self.values[k][1])] for k in sorted(self.values)}
+        history = {k: [[ref(w.stamp), w.base[0], w.base[1], w.value] for w in self.history[k]]
+                   for k in sorted(self.history)}
+        deleted = ref(self.deleted) if self.deleted else None
+        created = ref(self.created) if self.created else None
+        return {"t": self.record_type, "s": [list(st) for st in table], "v": values, "h": history,
+                "d": deleted, "c": created}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RecordState:
+        stamps: list[Stamp] = [(int(st[0]), str(st[1])) for st in data["s"]]
         return cls(
             record_type=data["t"],
-            values={k: (e[0], (e[1], e[2])) for k, e in data["v"].items()},
-            history={
-                k: [FieldWrite((w[0], w[1]), (w[2], w[3]), w[4]) for w in ws]
-                for k, ws in data["h"].items()
-            },
-            deleted=tuple(data["d"]) if data["d"] else None,  # type: ignore[arg-type]
-            created=tuple(data["c"]) if data.get("c") else None,  # type: ignore[arg-type]
+            values={k: (e[0], stamps[e[1]]) for k, e in data["v"].items()},
+            history={k: [FieldWrite(stamps[w[0]], (w[1], w[2]), w[3]) for w in ws] for k, ws in data["h"].items()},
+            deleted=stamps[data["d"]] if data["d"] is not None else None,
+            created=stamps[data["c"]] if data["c"] is not None else None,
         )
+
+
+def plain_of(data: dict[str, Any]) -> tuple[dict[str, Any], int, int] | None:
+    """The values of an encoded state, its created and updated HLC, without building the state:
+    what loading needs. None for a tombstone."""
+    if data["d"] is not None:
+        return None
+    stamps = data["s"]
+    created = stamps[data["c"]][0] if data["c"] is not None else 0
+    updated = max((st[0] for st in stamps), default=0)
+    return {k: e[0] for k, e in data["v"].items()}, created, updated
 
 
 def new_state(record_type: str) -> RecordState:

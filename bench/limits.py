@@ -1,0 +1,127 @@
+"""The machine's limits, measured in the same run as the figures so that a ratio holds on a noisy
+machine:
+
+- SQLite insert: the same number of plaintext rows (the records' JSON, unsealed) into a fresh file
+  with the store's pragmas (WAL, synchronous=FULL), in one transaction: rows/s.
+- SQLite commit: one small row per transaction with the same pragmas (the fsync a save must pay).
+- HTTP transfer: the same sequence of requests and body sizes as a push or a pull, replayed against
+  a bare uvicorn app that does no processing (`bench.blobserver`), with the same client library
+  (`requests`, keep-alive): seconds.
+- HTTP round trip: a tiny GET against the same blob server.
+- HTTP capacity: tiny GETs from as many threads as simulated devices, closed loop: requests/s.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import requests
+
+from .stats import percentile
+from .wire import Exchange
+
+__all__ = ["sqlite_insert", "sqlite_commit", "http_replay", "http_rtt", "http_capacity"]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE IF NOT EXISTS plain (id TEXT PRIMARY KEY, epoch INTEGER NOT NULL, body BLOB NOT NULL)")
+    return conn
+
+
+def sqlite_insert(rows: Sequence[bytes], workdir: Path) -> float:
+    """Seconds to insert `rows` (plaintext bodies, with a 32-hex id each) in one transaction."""
+    path = workdir / f"limit-insert-{os.getpid()}-{time.monotonic_ns()}.db"
+    conn = _connect(path)
+    data = [(os.urandom(16).hex(), 1, body) for body in rows]
+    start = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany("INSERT INTO plain (id, epoch, body) VALUES (?, ?, ?)", data)
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    return elapsed
+
+
+def sqlite_commit(count: int, body: bytes, workdir: Path) -> list[float]:
+    """Seconds of each of `count` one-row write transactions (BEGIN IMMEDIATE ... COMMIT)."""
+    path = workdir / f"limit-commit-{os.getpid()}-{time.monotonic_ns()}.db"
+    conn = _connect(path)
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO plain (id, epoch, body) VALUES (?, ?, ?)", (os.urandom(16).hex(), 1, body))
+        conn.execute("COMMIT")
+        times.append(time.perf_counter() - start)
+    conn.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    return times
+
+
+def http_replay(url: str, exchanges: Sequence[Exchange]) -> float:
+    """Seconds to replay the body sizes of `exchanges` (POST: upload that many bytes; GET: download
+    that many) against the blob server, one after the other on one keep-alive session."""
+    session = requests.Session()
+    session.get(url + "/health").raise_for_status()
+    blob = os.urandom(max([e.body_up for e in exchanges] + [1]))
+    start = time.perf_counter()
+    for e in exchanges:
+        if e.method == "POST":
+            session.post(url + "/sink", data=blob[: e.body_up]).raise_for_status()
+        else:
+            resp = session.get(url + "/blob", params={"n": e.body_down})
+            resp.raise_for_status()
+            assert len(resp.content) == e.body_down
+    elapsed = time.perf_counter() - start
+    session.close()
+    return elapsed
+
+
+def http_rtt(url: str, count: int = 200) -> list[float]:
+    session = requests.Session()
+    session.get(url + "/health").raise_for_status()
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        session.get(url + "/blob", params={"n": 200}).raise_for_status()
+        times.append(time.perf_counter() - start)
+    session.close()
+    return times
+
+
+def http_capacity(url: str, threads: int, seconds: float) -> tuple[float, float]:
+    """Closed loop from `threads` threads (one keep-alive session each): (requests/s, p99 seconds)."""
+    stop = time.monotonic() + seconds
+    counts: list[list[float]] = [[] for _ in range(threads)]
+
+    def run(i: int) -> None:
+        session = requests.Session()
+        while time.monotonic() < stop:
+            t = time.perf_counter()
+            try:
+                session.get(url + "/blob", params={"n": 200}, timeout=10).raise_for_status()
+            except requests.RequestException:
+                continue
+            counts[i].append(time.perf_counter() - t)
+        session.close()
+
+    start = time.monotonic()
+    pool = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    elapsed = time.monotonic() - start
+    lat = [x for c in counts for x in c]
+    return len(lat) / elapsed, percentile(lat, 99)
