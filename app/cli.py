@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -53,7 +54,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"outreach: {message} (see 'outreach --help')\n")
 
 
-def _values(enum: type) -> str:
+def _values(enum: type[StrEnum]) -> str:
     return ", ".join(e.value for e in enum)
 
 

@@ -22,29 +22,29 @@ Step = Callable[[sqlite_utils.Database], None]
 
 def _m0001_initial(db: sqlite_utils.Database) -> None:
     for name in ("person", "contact", "place", "followup", "auditevent"):
-        db[name].create({"id": str, "key_epoch": int, "sealed": bytes}, pk="id", not_null={"key_epoch", "sealed"})
-    db["keyring"].create({"name": str, "wrapped": bytes, "kdf": str}, pk="name", not_null={"wrapped"})
-    db["meta"].create({"key": str, "value": str}, pk="key", not_null={"value"})
-    db["outbox"].create(
+        db.table(name).create({"id": str, "key_epoch": int, "sealed": bytes}, pk="id", not_null={"key_epoch", "sealed"})
+    db.table("keyring").create({"name": str, "wrapped": bytes, "kdf": str}, pk="name", not_null={"wrapped"})
+    db.table("meta").create({"key": str, "value": str}, pk="key", not_null={"value"})
+    db.table("outbox").create(
         {"device_seq": int, "op_id": str, "record_id": str, "key_epoch": int, "payload": bytes},
         pk="device_seq", not_null={"op_id", "record_id", "key_epoch", "payload"},
     )
-    db["outbox"].create_index(["op_id"], unique=True, index_name="ix_outbox_op_id")
-    db["syncstate"].create({"key": str, "value": str}, pk="key", not_null={"value"})
-    db["reviewconflict"].create(
+    db.table("outbox").create_index(["op_id"], unique=True, index_name="ix_outbox_op_id")
+    db.table("syncstate").create({"key": str, "value": str}, pk="key", not_null={"value"})
+    db.table("reviewconflict").create(
         {"record_id": str, "field": str, "record_type": str}, pk=("record_id", "field"), not_null={"record_type"}
     )
 
 
 def _m0002_sync(db: sqlite_utils.Database) -> None:
     """Sync arrived: ops set aside with their error, erased record ids, outbox by record."""
-    db["setaside"].create(
+    db.table("setaside").create(
         {"op_id": str, "record_id": str, "device_id": str, "device_seq": int, "key_epoch": int,
          "payload": bytes, "error": str, "at": float},
         pk="op_id", not_null={"record_id", "device_id", "device_seq", "key_epoch", "payload", "error", "at"},
     )
-    db["erased"].create({"record_id": str, "at": float}, pk="record_id", not_null={"at"})
-    db["outbox"].create_index(["record_id"], index_name="ix_outbox_record_id")
+    db.table("erased").create({"record_id": str, "at": float}, pk="record_id", not_null={"at"})
+    db.table("outbox").create_index(["record_id"], index_name="ix_outbox_record_id")
 
 
 MIGRATIONS: list[tuple[str, Step]] = [

@@ -360,7 +360,7 @@ class Workspace:
         store = self.store
         self.clock = HLC(int(store.meta("hlc", "0") or 0))
         rows: dict[RecordType, dict[str, dict[str, Any]]] = {}
-        self.damaged: list[TamperedRecord] = []
+        self.damaged = []
         for rtype in RecordType:
             table: dict[str, dict[str, Any]] = {}
             open_row = self._vault().open_row

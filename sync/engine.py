@@ -166,12 +166,12 @@ class SyncEngine:
         self.close()
         if resp.founding:
             # this device's own key becomes the team's key of epoch 1
-            keys = {e: ws.vault.team_key(e) for e in ws.vault.epochs} if ws.vault else {}
-            current = max(keys)
-            self.client().upload_keys(p.KeysUpload(epoch=current, keys=[
+            vault = ws.vault
+            assert vault is not None
+            self.client().upload_keys(p.KeysUpload(epoch=max(vault.epochs), keys=[
                 p.WrappedKey(epoch=e, device_id=device_id,
-                             wrapped=p.b64e(ws.vault.wrap_for_device(resp.team_id, e, device_id, public_key)))
-                for e in keys
+                             wrapped=p.b64e(vault.wrap_for_device(resp.team_id, e, device_id, public_key)))
+                for e in vault.epochs
             ]))
             self._pin(device_id, p.b64e(public_key))
             result.recovery_code = self.new_recovery_code()

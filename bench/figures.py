@@ -1,0 +1,309 @@
+"""The device figures, on real parts: devices are real `Workspace`s (SQLite files in a temp dir, the
+production KDF) with real `SyncEngine`s talking HTTP to a real `outreach-server` process.
+
+The data set is generated once per run: device A fills itself through the service layer
+(`models.demo.populate`, every record sealed and queued like a real one) and pushes its outbox;
+device B joins with an invite (the real enrollment flow: code, proof, admission by A) and pulls
+everything. That generation cost is reported on its own (`generate.*`).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from models.demo import DemoGenerator, populate
+from models.errors import NotFound
+from models.vault import KdfParams
+from models.workspace import Workspace
+from sync.engine import SyncEngine
+
+from .profiling import Profiles
+from .stats import Results, percentile
+from .wire import CountingSession, Exchange
+
+__all__ = ["Device", "DeviceRun", "PASS"]
+
+PASS = "correct horse 42"  # the benchmark's passphrase; the KDF parameters are the production ones
+
+
+class Device:
+    """One device: a data dir, its workspace and its sync engine on a byte-counting session."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path = path
+        self.name = name
+        self.session = CountingSession()
+        self.ws = Workspace(path)  # fast_kdf=False: the production KDF parameters
+        self.engine = SyncEngine(self.ws, session=self.session)
+
+    def reopen(self) -> None:
+        """A new workspace object on the same files (locked), and a new engine for it."""
+        self.engine.close()
+        self.ws.close()
+        self.session = CountingSession()
+        self.ws = Workspace(self.path)
+        self.engine = SyncEngine(self.ws, session=self.session)
+
+
+@dataclass
+class DeviceRun:
+    """Everything the device figures share within one run."""
+
+    results: Results
+    workdir: Path
+    server_url: str
+    server_pid: int
+    profiles: Profiles
+    persons: int
+    contacts: int
+    quick: bool
+    a: Device | None = None
+    b: Device | None = None
+    sealed_sizes: list[int] = field(default_factory=list)
+    push_log: list[Exchange] = field(default_factory=list)
+    pull_log: list[Exchange] = field(default_factory=list)
+    push_seconds: float = 0.0
+    pull_seconds: float = 0.0
+    ops: int = 0
+    plain_rows: list[bytes] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ generation and push
+    def generate(self, code: str) -> None:
+        r = self.results
+        a = self.a = Device(self.workdir / "device-a", "A")
+        start = time.perf_counter()
+        a.ws.init(PASS, worker_name="Bench A")
+        init_s = time.perf_counter() - start
+        a.engine.join(self.server_url, code, device_name="bench A")
+        r.add("device.init", init_s * 1000, "ms", note="create a vault with the production KDF")
+        with self.profiles.phase("generate"):
+            start = time.perf_counter()
+            made = populate(a.ws, persons=self.persons, contacts=self.contacts)
+            gen_s = time.perf_counter() - start
+        records = sum(made.values())
+        r.add("generate.populate", gen_s, "s", note=f"{records} records through the service layer "
+              "(populate, 5,000 per transaction)", records=records)
+        r.add("generate.rate", records / gen_s, "records/s")
+        outbox = a.ws.store.outbox_all()
+        self.sealed_sizes = [len(row[4]) for row in outbox]
+        self.ops = len(outbox)
+
+    def push(self) -> None:
+        a = self.a
+        assert a is not None
+        r = self.results
+        a.session.reset()
+        with self.profiles.phase("push", self.server_pid):
+            start = time.perf_counter()
+            pushed = a.engine.push()
+            self.push_seconds = time.perf_counter() - start
+        assert pushed == self.ops, (pushed, self.ops)
+        self.push_log = list(a.session.log)
+        n, up, down = a.session.totals()
+        sealed = sum(self.sealed_sizes) / max(1, self.ops)
+        r.add("push.rate", pushed / self.push_seconds, "ops/s", target=">= 20000",
+              note=f"whole outbox, {n} requests", ops=pushed, seconds=self.push_seconds)
+        r.add("push.wire_per_op", (up + down) / pushed, "B/op", note="request + response bytes per op",
+              sealed_bytes_per_op=sealed)
+        r.add("push.wire_vs_sealed", (up + down) / pushed / sealed, "x", target="<= 1.3",
+              note=f"wire bytes / sealed payload bytes (sealed avg {sealed:.0f} B)")
+
+    # ------------------------------------------------------------------ a fresh device pulls
+    def join_b(self) -> None:
+        a = self.a
+        assert a is not None
+        b = self.b = Device(self.workdir / "device-b", "B")
+        b.ws.init(PASS, worker_name="Bench B")
+        code = a.engine.invite()
+        b.engine.join(self.server_url, code, device_name="bench B")
+        admitted, _ = a.engine.admit_pending()
+        assert admitted == 1
+        assert b.engine.refresh_keys()
+
+    def pull(self) -> None:
+        b = self.b
+        assert b is not None
+        r = self.results
+        b.session.reset()
+        with self.profiles.phase("pull", self.server_pid):
+            start = time.perf_counter()
+            pulled, applied, set_aside, _ = b.engine.pull()
+            self.pull_seconds = time.perf_counter() - start
+        assert set_aside == 0 and pulled >= self.ops, (pulled, applied, set_aside)
+        self.pull_log = list(b.session.log)
+        n, up, down = b.session.totals()
+        sealed = sum(self.sealed_sizes) / max(1, self.ops)
+        r.add("pull.rate", pulled / self.pull_seconds, "ops/s", target=">= 20000",
+              note=f"initial pull into a fresh device, {n} pages", ops=pulled, seconds=self.pull_seconds)
+        r.add("pull.wire_per_op", (up + down) / pulled, "B/op", sealed_bytes_per_op=sealed)
+        r.add("pull.wire_vs_sealed", (up + down) / pulled / sealed, "x", target="<= 1.3",
+              note="gzip response: wire bytes / sealed payload bytes")
+
+    # ------------------------------------------------------------------ unlock and load
+    def unlock(self, repeats: int) -> None:
+        b = self.b
+        assert b is not None
+        r = self.results
+        times: list[float] = []
+        kdf: list[float] = []
+        count = 0
+        for i in range(repeats):
+            b.reopen()
+            params = KdfParams.from_json(b.ws.store.kdf_params() or "")
+            start = time.perf_counter()
+            params.derive(PASS)
+            kdf.append(time.perf_counter() - start)
+            with self.profiles.phase("unlock") if i == 0 else _nothing():
+                start = time.perf_counter()
+                b.ws.unlock(PASS)
+                persons = b.ws.persons()
+                recent = b.ws.contacts(limit=50)
+                times.append(time.perf_counter() - start)
+            count = len(b.ws.index.records[next(iter(b.ws.index.records))]) if persons and recent else 0
+        med = percentile(times, 50)
+        r.add("unlock_load", med, "s", target="<= 1.5",
+              note=f"unlock (production KDF) + open every row + person list + 50 recent contacts; median of "
+                   f"{repeats}", runs=times, kdf_s=percentile(kdf, 50), params=params.algorithm,
+              rows=count)
+        r.add("unlock_load.kdf_only", percentile(kdf, 50), "s",
+              note=f"{params.algorithm} m={params.memory_kib} KiB t={params.iterations} p={params.lanes}")
+
+    # ------------------------------------------------------------------ save one contact
+    def save(self, count: int) -> None:
+        a = self.a
+        assert a is not None
+        r = self.results
+        persons = [p.id for p in a.ws.persons()]
+        places = [p.id for p in a.ws.places()]
+        gen = DemoGenerator(seed=4242)
+        now = datetime.now().replace(second=0, microsecond=0)
+        times: list[float] = []
+        with self.profiles.phase("save"):
+            for i in range(count + 5):
+                data: dict[str, Any] = gen.contact(now - timedelta(minutes=i), persons, places)
+                if i % 10 == 0:
+                    data["follow_up"] = (now + timedelta(days=7)).date().isoformat()
+                start = time.perf_counter()
+                a.ws.add_contact(data)
+                elapsed = time.perf_counter() - start
+                if i >= 5:  # warm-up
+                    times.append(elapsed)
+        r.add("save.p50", percentile(times, 50) * 1000, "ms", note=f"add_contact on the full data set, n={count}")
+        r.add("save.p95", percentile(times, 95) * 1000, "ms", target="<= 10", max_ms=max(times) * 1000)
+        self.save_times = times
+
+    # ------------------------------------------------------------------ search
+    def search(self, rounds: int) -> None:
+        a = self.a
+        assert a is not None
+        r = self.results
+        rng = random.Random(7)
+        aliases = [p.alias for p in a.ws.persons()]
+        queries: list[str] = []
+        for alias in rng.sample(aliases, min(20, len(aliases))):
+            words = alias.split()  # "Demo Lille Søren 17"
+            queries += [words[2][:3], " ".join(words[1:3]), f"{words[2]} {words[3]}", alias[:7]]
+        queries += ["sovepose", "varmestue", "bolig", "jobcenter", "kontanthjælp", "herberg", "grøn jakke",
+                    "Hovedbanegården", "hovedbaneg", "Halmtorvet", "istedgade", "soeren", "bjørn", "Aase",
+                    "Jensen", "Sørensen (demo)", "rød hue", "xyzzy", "Demo", "hund"]
+        times: list[float] = []
+        hits = 0
+        with self.profiles.phase("search"):
+            for _ in range(rounds):
+                rng.shuffle(queries)
+                for q in queries:
+                    start = time.perf_counter()
+                    res = a.ws.search(q)
+                    times.append(time.perf_counter() - start)
+                    hits += len(res.persons)
+        r.add("search.p50", percentile(times, 50) * 1000, "ms", note=f"{len(queries)} typical queries x {rounds}")
+        r.add("search.p95", percentile(times, 95) * 1000, "ms", target="<= 20", max_ms=max(times) * 1000,
+              queries=len(times))
+
+    # ------------------------------------------------------------------ round trip
+    def round_trip(self, trials: int, wait: float = 10.0) -> None:
+        """A saves a contact and pushes at once (a UI would debounce first: add its delay); B is
+        online with a long-poll (`engine.pull(wait=...)`) as a running app would be, applies the
+        page and finds the contact. Time from the save's start to B finding it."""
+        a, b = self.a, self.b
+        assert a is not None and b is not None
+        r = self.results
+        if not b.ws.unlocked:
+            b.ws.unlock(PASS)
+        persons = [p.id for p in a.ws.persons()]
+        places = [p.id for p in a.ws.places()]
+        gen = DemoGenerator(seed=99)
+        want: dict[str, float] = {}
+        seen: dict[str, float] = {}
+        lock = threading.Lock()
+        got = threading.Event()
+        stop = threading.Event()
+        errors: list[str] = []
+
+        def follower() -> None:
+            while not stop.is_set():
+                try:
+                    b.engine.pull(wait=wait)
+                except Exception as exc:  # noqa: BLE001 - counted and reported
+                    errors.append(type(exc).__name__)
+                    time.sleep(0.1)
+                with lock:
+                    pending = [rid for rid in want if rid not in seen]
+                for rid in pending:
+                    try:
+                        b.ws.get_contact(rid)
+                    except NotFound:
+                        continue
+                    with lock:
+                        seen[rid] = time.perf_counter()
+                    got.set()
+
+        thread = threading.Thread(target=follower, name="device-b-longpoll", daemon=True)
+        thread.start()
+        time.sleep(0.3)
+        rtts: list[float] = []
+        local: list[float] = []
+        rng = random.Random(3)
+        with self.profiles.phase("round_trip", self.server_pid):
+            for i in range(trials):
+                time.sleep(rng.uniform(0.05, 0.35))  # a random phase against the server's poll interval
+                got.clear()
+                start = time.perf_counter()
+                contact = a.ws.add_contact(gen.contact(datetime.now().replace(second=0, microsecond=0),
+                                                       persons, places))
+                with lock:
+                    want[contact.id] = start
+                a.engine.push()
+                local.append(time.perf_counter() - start)
+                deadline = time.monotonic() + 15
+                while contact.id not in seen and time.monotonic() < deadline:
+                    got.wait(0.5)
+                    got.clear()
+                if contact.id in seen:
+                    rtts.append(seen[contact.id] - start)
+                else:
+                    errors.append(f"trial {i}: not seen in 15 s")
+        stop.set()
+        a.ws.add_contact(gen.contact(datetime.now(), persons, places))  # wakes the long-poll
+        a.engine.push()
+        thread.join(timeout=wait + 5)
+        rtt_limit = getattr(self, "rtt_limit", None)
+        r.add("round_trip.p50", percentile(rtts, 50) * 1000, "ms",
+              note=f"A save+push -> B long-poll (wait={wait:g} s) applies it, n={len(rtts)}",
+              limit=rtt_limit, save_push_p50_ms=percentile(local, 50) * 1000)
+        r.add("round_trip.p95", percentile(rtts, 95) * 1000, "ms", target="<= 1000", errors=errors,
+              limit=rtt_limit)
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
