@@ -209,6 +209,12 @@ class HealthResponse(_Msg):
     database: str
 
 
+def _x25519_key(v: str) -> str:
+    if len(b64d(v)) != 32:
+        raise ValueError("public_key must be 32 bytes")
+    return v
+
+
 class JoinRequest(_Msg):
     lookup: Annotated[str, Field(min_length=1, max_length=64)]
     device_id: _Id
@@ -216,12 +222,7 @@ class JoinRequest(_Msg):
     public_key: _B64  # raw X25519 public key, 32 bytes
     proof: _B64  # HMAC-SHA256(secret half of the code, public key | device id)
 
-    @field_validator("public_key")
-    @classmethod
-    def _pk_len(cls, v: str) -> str:
-        if len(b64d(v)) != 32:
-            raise ValueError("public_key must be 32 bytes")
-        return v
+    _pk = field_validator("public_key")(_x25519_key)
 
 
 class JoinResponse(_Msg):
@@ -240,6 +241,8 @@ class RecoverRequest(_Msg):
     device_id: _Id
     device_name: Annotated[str, Field(min_length=1, max_length=80)]
     public_key: _B64
+
+    _pk = field_validator("public_key")(_x25519_key)
 
 
 class RecoverResponse(_Msg):

@@ -38,7 +38,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -249,10 +248,6 @@ FAULT_PLAN = st.lists(
     max_size=3,
 )
 KILL_POINTS = ("apply_start", "apply_rows", "apply_cursor", "ack")
-
-
-def _ms_to_dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000).replace(microsecond=(ms % 1000) * 1000)
 
 
 class SyncMachine(RuleBasedStateMachine):
@@ -576,8 +571,7 @@ class SyncMachine(RuleBasedStateMachine):
                     fields[name] = (value, op.stamp)
         model = {
             rid: {name: value for name, (value, _s) in fields.items()}
-            | {"id": rid, "created_at": _ms_to_dt(hlc_ms(min(stamps[rid])[0])),
-               "updated_at": _ms_to_dt(hlc_ms(max(stamps[rid])[0]))}
+            | {"id": rid, "created_at": hlc_ms(min(stamps[rid])[0]), "updated_at": hlc_ms(max(stamps[rid])[0])}
             for rid, fields in best.items()
             if rid not in deleted
         }
