@@ -33,7 +33,10 @@ unit: $(STAMP)
 test: $(STAMP)
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory typecheck
-	$(PY) -m pytest -q
+	@url=$$(scripts/test-services.sh); \
+	if [ -z "$$url" ] && [ -n "$$CI_REQUIRE_SERVICES" ]; then echo "PostgreSQL is required here"; exit 1; fi; \
+	if [ -z "$$url" ]; then echo "note: no PostgreSQL; its tests will be skipped"; fi; \
+	OUTREACH_TEST_PG_URL="$$url" $(PY) -m pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
 	$(PY) -m bench

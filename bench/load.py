@@ -171,9 +171,8 @@ def run_load(teams: list[list[RawDevice]], *, seconds: float, think: float, payl
     measure_from = begin + warmup
     end = begin + seconds
     sizes = payload_sizes or [300]
-    for dev in devices:  # start caught up: the figure is steady-state cycles, not a first pull
-        status, page = dev.call("GET", "/v1/pull", params={"since": 0, "limit": 1})
-        dev.cursor = 0
+    for dev in devices:  # open each keep-alive connection before the clock starts
+        dev.call("GET", "/v1/me")
 
     def record(kind: str, started: float, elapsed: float, error: str | None) -> None:
         if started < measure_from:
@@ -225,8 +224,6 @@ def run_load(teams: list[list[RawDevice]], *, seconds: float, think: float, payl
 
     threads = [threading.Thread(target=device_loop, args=(d, random.Random(seed * 100003 + i)), daemon=True)
                for i, d in enumerate(devices)]
-    cpu_server0 = cpu_seconds(server_pid)
-    cpu_client0 = time.process_time()
     for t in threads:
         t.start()
     time.sleep(max(0.0, measure_from - time.monotonic()))
@@ -237,7 +234,6 @@ def run_load(teams: list[list[RawDevice]], *, seconds: float, think: float, payl
     cpu_client1 = time.process_time()
     for t in threads:
         t.join(timeout=60)
-    del cpu_server0, cpu_client0
     result.server_cpu = (cpu_server1 - cpu_server_m) / result.seconds
     result.client_cpu = (cpu_client1 - cpu_client_m) / result.seconds
     for dev in devices:
