@@ -426,6 +426,15 @@ class Services:
             return [self._person_row(p) for p in self.ws.persons()[:limit]]
         return [self._person_row(p) for p in self.ws.search(text, limit=limit).persons[:limit]]
 
+    async def person_row(self, person_id: str) -> PersonRow | None:
+        def row() -> PersonRow | None:
+            try:
+                return self._person_row(self.ws.get_person(person_id))
+            except NotFound:
+                return None
+
+        return await self.call(row)
+
     async def place_hint(self, person_id: str) -> str | None:
         """Where a person is usually met: their usual place, else where they were last met."""
         return await self.call(self._place_hint, person_id)

@@ -87,6 +87,7 @@ class PersonBase(SQLModel):
     needs: list[Need] = Field(default_factory=list)
     safety_note: str | None = Field(default=None, max_length=1000)  # for worker safety
     usual_place: str | None = Field(default=None, max_length=32)  # a Place id
+    retention_note: str | None = Field(default=None, max_length=1000)  # why kept past the retention time
 
     @field_validator("alias", mode="before")
     @classmethod
@@ -95,7 +96,7 @@ class PersonBase(SQLModel):
 
     @field_validator(
         "full_name", "cpr", "nationality", "description", "consent_scope", "icm_worker",
-        "safety_note", "usual_place", mode="before",
+        "safety_note", "usual_place", "retention_note", mode="before",
     )
     @classmethod
     def _blank_is_none(cls, v: Any) -> Any:
@@ -131,6 +132,7 @@ class PersonUpdate(SQLModel):
     needs: list[Need] | None = None
     safety_note: str | None = Field(default=None, max_length=1000)
     usual_place: str | None = Field(default=None, max_length=32)
+    retention_note: str | None = Field(default=None, max_length=1000)
 
     @field_validator("cpr", mode="before")
     @classmethod
@@ -264,6 +266,7 @@ class FollowUpCreate(FollowUpBase):
 
 class FollowUpUpdate(SQLModel):
     due: date | None = None
+    person_id: str | None = Field(default=None, max_length=32)  # re-pointed when two persons are merged
     assignee: str | None = None
     note: str | None = None
     done: bool | None = None

@@ -27,9 +27,10 @@ from models.errors import (
     WeakPassphrase,
     WrongPassphrase,
 )
+from models.merge import Op
 from models.store import DB_NAME
 from models.vocab import RecordType
-from models.workspace import RemoteOp, Workspace
+from models.workspace import RemoteOp, Workspace, encode_op
 
 MakeWorkspace = Callable[..., Workspace]
 MakeTeam = Callable[..., list[Workspace]]
@@ -320,10 +321,14 @@ def test_edits(make_workspace: MakeWorkspace, person_data: Data, contact_data: D
     assert ws.edit_place(place.id, {"zone": "Indre By"}).zone == "Indre By"
     assert ws.find_place("nørreport st.").id == place.id
 
+    last = ws.get_person(p.id)
     ws.close()
     again = make_workspace(init=False)
     again.unlock(passphrase)
-    assert again.get_person(p.id).status_date == date(2024, 12, 1)
+    reloaded = again.get_person(p.id)
+    assert reloaded.status_date == date(2024, 12, 1)
+    assert (reloaded.created_at, reloaded.updated_at) == (p.created_at, last.updated_at)
+    assert reloaded == last
     assert again.get_contact(c.id).note == "fik sovepose"
 
 
@@ -550,6 +555,45 @@ def test_a_tampered_op_is_set_aside_and_the_rest_applied(make_team: MakeTeam, re
     assert b.get_person(first).alias == "First"
 
 
+def test_own_ops_coming_back_are_skipped_unopened(make_workspace: MakeWorkspace, remote_ops: RemoteOps,
+                                                  person_data: Data) -> None:
+    a = make_workspace()
+    pid = a.add_person(person_data()).id
+    [op] = remote_ops(a)
+    damaged = RemoteOp(op.op_id, op.device_id, op.device_seq, op.record_id, op.key_epoch, _flip(op.payload))
+    result = a.apply_remote([op, damaged])
+    assert (result.applied, result.skipped, result.set_aside) == (0, 2, [])
+    assert a.store.set_aside_rows() == [] and a.get_person(pid).alias == "Lange Peter"
+
+
+def _crafted_op(ws: Workspace, record_id: str, record_type: str, fields: dict[str, Any]) -> RemoteOp:
+    """An op sealed with the team key by `ws` but never written through its checks."""
+    assert ws.vault is not None
+    seq, op_id = 1000 + ws.outbox_count(), secrets.token_hex(16)
+    body = encode_op(Op(record_type, record_id, ws.device_id, ws.clock.now(), fields, {}))
+    return RemoteOp(op_id, ws.device_id, seq, record_id, 1, ws.vault.seal_op(record_id, 1, ws.device_id, seq, op_id, body))
+
+
+def test_ops_that_make_no_sense_are_set_aside(make_team: MakeTeam, remote_ops: RemoteOps, person_data: Data) -> None:
+    a, b = make_team(2)
+    pid = a.add_person(person_data()).id
+    b.apply_remote(remote_ops(a))
+    snapshot = _state_json(b, RecordType.PERSON, pid)
+    bad = [
+        _crafted_op(a, pid, "place", {"name": "now a place"}),  # a record does not change its type
+        _crafted_op(a, pid, "person", {"status": "asleep"}),  # not a status
+        _crafted_op(a, pid, "person", {"birth_year": 1492}),
+        _crafted_op(a, secrets.token_hex(16), "spaceship", {"name": "x"}),
+    ]
+    good = _crafted_op(a, pid, "person", {"description": "rød hue"})
+    result = b.apply_remote([*bad, good])
+    assert [op_id for op_id, _ in result.set_aside] == [op.op_id for op in bad]
+    assert result.applied == 1
+    assert b.get_person(pid).description == "rød hue" and b.get_person(pid).status.value == "active"
+    assert {r[0] for r in b.store.set_aside_rows()} == {op.op_id for op in bad}
+    assert _state_json(b, RecordType.PERSON, pid) != snapshot
+
+
 def test_an_op_from_a_key_this_device_lacks_is_set_aside(make_workspace: MakeWorkspace, remote_ops: RemoteOps,
                                                          person_data: Data) -> None:
     a = make_workspace("a")
@@ -605,34 +649,53 @@ def test_local_delete_is_a_tombstone_that_syncs(make_team: MakeTeam, remote_ops:
 
 
 # ================================================================================ canary
-def test_canary_never_reaches_the_disk_or_the_log(make_workspace: MakeWorkspace, passphrase: str,
+def test_canary_never_reaches_the_disk_or_the_log(make_team: MakeTeam, remote_ops: RemoteOps, passphrase: str,
                                                   caplog: pytest.LogCaptureFixture, tmp_path: Any) -> None:
     canary = "Kanarie" + secrets.token_hex(8) + "Ærø"
+    token = canary[7:23]  # the random part, in every case and encoding
     caplog.set_level(logging.DEBUG)
-    ws = make_workspace(worker_name="Worker " + canary)
-    place = ws.add_place({"name": "Place " + canary, "zone": canary})
-    pid = ws.add_person({"alias": "Alias " + canary, "full_name": "Name " + canary, "description": canary,
-                         "safety_note": canary, "consent_scope": canary, "usual_place": place.id}).id
-    cid = ws.add_contact({"at": "2025-01-15T21:30:00", "person_id": pid, "place_id": place.id,
-                          "note": "Note " + canary, "follow_up": "2025-01-20"}).id
-    ws.edit_person(pid, {"description": "edited " + canary})
-    ws.edit_contact(cid, {"note": canary.lower()})
-    assert ws.search(canary).persons[0].id == pid  # it is really there, readable when unlocked
+    a, b = make_team(2, worker_name="Worker " + canary)
+    place = a.add_place({"name": "Place " + canary, "zone": canary})
+    pid = a.add_person({"alias": "Alias " + canary, "full_name": "Name " + canary, "description": canary,
+                        "safety_note": canary, "consent_scope": canary, "usual_place": place.id}).id
+    cid = a.add_contact({"at": "2025-01-15T21:30:00", "person_id": pid, "place_id": place.id,
+                         "note": "Note " + canary, "follow_up": "2025-01-20"}).id
+    a.edit_person(pid, {"description": "edited " + canary})
+    a.edit_contact(cid, {"note": canary.lower()})
+    with pytest.raises(InvalidInput):
+        a.add_person({"alias": canary, "category": canary})
+    with pytest.raises(InvalidInput):
+        a.edit_person(pid, {"cpr": canary})
+    # the other device gets it all through the sync path, one op set aside on the way
+    ops = remote_ops(a)
+    bad = ops[-1]
+    ops[-1] = RemoteOp(bad.op_id, bad.device_id, bad.device_seq, bad.record_id, bad.key_epoch, _flip(bad.payload))
+    assert len(b.apply_remote(ops).set_aside) == 1
+    for ws in (a, b):
+        assert ws.search(canary).persons[0].id == pid  # it is really there, readable when unlocked
     # things that log: a failed unlock, a damaged row
-    ws.lock()
+    a.lock()
     with pytest.raises(WrongPassphrase):
-        ws.unlock(canary)
-    ws.unlock(passphrase)
-    ws.close()
+        a.unlock(canary)
+    a.unlock(passphrase)
+    with b.store.atomic():
+        blob = b.store.get_row(RecordType.PERSON, pid)[1]
+        b.store.put_rows(RecordType.PERSON, [(pid, 1, _flip(blob))])
+    b.lock()
+    b.unlock(passphrase)
+    assert b.damaged
+    a.close()
+    b.close()
 
-    data_dir = tmp_path / "device"
-    files = [p for p in data_dir.rglob("*") if p.is_file()]
-    assert any(p.name == DB_NAME for p in files)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {DB_NAME}
+    assert len({p.parent for p in files}) == 2
     needles = {canary.encode("utf-8"), canary.lower().encode("utf-8"), canary.upper().encode("utf-8"),
-               canary.encode("utf-16-le"), canary[7:23].encode("ascii")}
+               canary.encode("utf-16-le"), token.encode("ascii"), token.upper().encode("ascii")}
     for path in files:
         content = path.read_bytes()
         for needle in needles:
             assert needle not in content, f"{needle!r} found in {path.name}"
-    log_text = caplog.text + "".join(str(r.args) for r in caplog.records)
-    assert canary[7:23] not in log_text and canary.lower()[7:23] not in log_text
+    logged = caplog.text + "".join(f"{r.msg} {r.args} {r.exc_text}" for r in caplog.records)
+    assert caplog.records  # the failed unlock and the damaged row were logged...
+    assert token not in logged.lower() and token.upper() not in logged  # ...without the canary

@@ -37,7 +37,9 @@ Handler = Callable[..., Any] | None
 def tid(control: ft.Control, identifier: str, label: str | None = None, *, button: bool | None = None) -> ft.Semantics:
     """Give a control a stable identifier for tests (the web's `flt-semantics-identifier`) and,
     when it has no words of its own, a label for screen readers."""
-    return ft.Semantics(content=control, identifier=identifier, label=label, button=button)
+    # an `expand` must sit on the Row's or Column's direct child: the wrapper takes it over
+    return ft.Semantics(content=control, identifier=identifier, label=label, button=button,
+                        expand=getattr(control, "expand", None))
 
 
 def _style(height: int) -> ft.ButtonStyle:
@@ -139,15 +141,17 @@ def labelled(label: str, value: str, identifier: str | None = None) -> ft.Contro
     return tid(column, identifier) if identifier else column
 
 
-def page_body(controls: list[ft.Control], *, max_width: int | None = 720, scroll: bool = True,
+def page_body(controls: list[ft.Control], *, wide: bool, max_width: int = 720, scroll: bool = True,
               padding: int = 16) -> ft.Control:
+    """A screen's scrolling column: full width on a phone, centred and at most `max_width` wide
+    on a wider window."""
     column = ft.Column(controls, spacing=8, scroll=ft.ScrollMode.AUTO if scroll else None, expand=True,
                        horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
-    inner = ft.Container(column, padding=padding, width=max_width, expand=max_width is None)
-    if max_width is None:
-        return inner
-    return ft.Row([inner], alignment=ft.MainAxisAlignment.CENTER, vertical_alignment=ft.CrossAxisAlignment.START,
-                  expand=True)
+    if not wide:
+        return ft.Container(column, padding=padding, expand=True)
+    # in a centred column a fixed width is only a maximum: it shrinks to what is there
+    inner = ft.Container(column, padding=padding, width=max_width, expand=True)
+    return ft.Column([inner], horizontal_alignment=ft.CrossAxisAlignment.CENTER, expand=True)
 
 
 def banner(text: str, *, tone: str = "info", identifier: str | None = None, actions: list[ft.Control] | None = None,

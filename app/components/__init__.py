@@ -1,0 +1,1 @@
+"""Reusable controls of the Flet app: no services, words passed in."""

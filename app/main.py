@@ -1,0 +1,82 @@
+"""The Flet app's entry: `build_main(config)` returns the `main(page)` that Flet calls once per UI
+session (one window, or one browser tab in web mode). It only wires: the session's `Services`
+(its own workspace: in web mode every browser session unlocks on its own), the context, the
+router, connectivity and the session's end. `flet build` runs this module directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import flet as ft
+
+from .config import resolve_data_dir
+from .router import Router
+from .services import AppConfig, Services, keystore_pepper
+from .views.base import Ctx
+
+__all__ = ["build_main", "theme"]
+
+log = logging.getLogger("outreach.app")
+
+
+def theme() -> ft.Theme:
+    return ft.Theme(color_scheme_seed=ft.Colors.TEAL, visual_density=ft.VisualDensity.STANDARD)
+
+
+async def _pepper(page: ft.Page) -> bytes:
+    """On a phone, the keystore's secret is mixed into the PIN's KDF (see DESIGN.md)."""
+    if page.web or page.platform not in (ft.PagePlatform.ANDROID, ft.PagePlatform.IOS):
+        return b""
+    from flet_secure_storage import SecureStorage
+
+    return await keystore_pepper(SecureStorage())
+
+
+async def _watch_connectivity(services: Services) -> None:
+    def online_of(kinds: list[Any]) -> bool:
+        return any(getattr(k, "value", k) != "none" for k in kinds)
+
+    def changed(e: Any) -> None:
+        services.sync.set_online(online_of(e.connectivity))
+
+    try:
+        conn = ft.Connectivity(on_change=changed)
+        kinds = await asyncio.wait_for(conn.get_connectivity(), timeout=5)
+        services.sync.set_online(online_of(kinds))
+    except Exception:  # no connectivity service on this platform: assume online, sync will tell
+        log.info("connectivity service not available")
+
+
+def build_main(config: AppConfig) -> Callable[[ft.Page], Awaitable[None]]:
+    async def main(page: ft.Page) -> None:
+        page.title = "Outreach"
+        page.theme = theme()
+        page.theme_mode = ft.ThemeMode.LIGHT
+        page.padding = 0
+        services = Services(config, pepper=await _pepper(page))
+        await services.preferences()
+        ctx = Ctx(page, services, config)
+        router = Router(ctx)
+
+        async def ended(e: Any = None) -> None:
+            await router.stop()
+            await services.close()
+
+        async def disconnected(e: Any = None) -> None:
+            # a dropped browser tab must not leave an unlocked session to reconnect to
+            await router.lock()
+
+        page.on_close = ended
+        page.on_disconnect = disconnected
+        await router.start()
+        page.run_task(_watch_connectivity, services)
+
+    return main
+
+
+if __name__ == "__main__":
+    ft.run(build_main(AppConfig(data_dir=resolve_data_dir())))

@@ -1,0 +1,137 @@
+"""What every screen shares: the session context (`Ctx`: page, services, translator, layout,
+navigation, messages) and the `Screen` base class the router builds, shows, loads and disposes.
+
+A screen builds its controls in `build()`, fills them in `load()` (data comes from `Services`,
+off the UI loop), and redraws itself on `on_data_changed()` when a sync brought news. Screens
+never call the database or the network themselves and never hold a `Workspace`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import flet as ft
+
+from models.errors import StoreError
+from sync.errors import SyncError
+
+from ..i18n import Translator
+from ..services import AppConfig, Problem, Services, explain
+from ..state import SyncView, is_wide
+
+if TYPE_CHECKING:
+    from ..router import Router
+
+__all__ = ["Ctx", "Screen"]
+
+log = logging.getLogger("outreach.app")
+T = TypeVar("T")
+
+
+class Ctx:
+    """One UI session: what a screen may use."""
+
+    def __init__(self, page: ft.Page, services: Services, config: AppConfig) -> None:
+        self.page = page
+        self.services = services
+        self.config = config
+        self.t = Translator(services.prefs.language)
+        self.wide = is_wide(page.width)
+        self.router: Router | None = None
+        self._clipboard: ft.Clipboard | None = None
+        self.notice: Problem | None = None  # a message to show on the next screen (e.g. wiped)
+        self.memory: dict[str, Any] = {}  # what a screen keeps across a redraw (filters, typed text)
+
+    # -------------------------------------------------------------- navigation
+    def navigate(self, route: str) -> None:
+        self.page.navigate(route)
+
+    def set_language(self, lang: str) -> None:
+        self.t = Translator(lang)
+
+    # -------------------------------------------------------------- messages
+    def toast(self, text: str, *, error: bool = False) -> None:
+        bar = ft.SnackBar(
+            content=ft.Semantics(content=ft.Text(text, size=15), identifier="toast", live_region=True),
+            bgcolor=ft.Colors.ERROR if error else None, duration=ft.Duration(seconds=4),
+        )
+        self.page.show_dialog(bar)
+
+    def words(self, problem: Problem) -> str:
+        return self.t(problem.key, **problem.params)
+
+    async def attempt(self, work: Awaitable[T]) -> tuple[T | None, Problem | None]:
+        """Await a service call; errors of either tree come back as a Problem, never raised."""
+        try:
+            return await work, None
+        except (StoreError, SyncError) as exc:
+            log.info("action failed: %s", type(exc).__name__)
+            return None, explain(exc)
+
+    # -------------------------------------------------------------- services
+    @property
+    def clipboard(self) -> ft.Clipboard:
+        if self._clipboard is None:
+            self._clipboard = ft.Clipboard()
+        return self._clipboard
+
+    def touch(self) -> None:
+        for hook in self.services.on_activity:
+            hook()
+
+
+class Screen:
+    """A screen of the app. Subclasses set `title_key`, `nav` (which destination is selected) and
+    `back` (the route of the back arrow, when there is one)."""
+
+    title_key = "app.name"
+    nav: str | None = None
+    back: str | None = None
+    shell = True  # False: a full-screen page without navigation (first run, lock)
+
+    def __init__(self, ctx: Ctx, params: dict[str, str]) -> None:
+        self.ctx = ctx
+        self.t = ctx.t
+        self.params = params
+        self.disposed = False
+
+    @property
+    def services(self) -> Services:
+        return self.ctx.services
+
+    def title(self) -> str:
+        return self.t(self.title_key)
+
+    def build(self) -> ft.Control:
+        raise NotImplementedError
+
+    def fab(self) -> ft.Control | None:
+        return None
+
+    async def load(self) -> None:
+        """Fetch what the screen shows (off the loop) and fill the controls."""
+
+    async def on_data_changed(self) -> None:
+        await self.load()
+
+    def on_sync(self, view: SyncView) -> None:
+        """The sync status changed (the chip is drawn by the shell)."""
+
+    def dispose(self) -> None:
+        self.disposed = True
+
+    # helpers ------------------------------------------------------------
+    def update(self) -> None:
+        if not self.disposed:
+            self.ctx.page.update()
+
+    def spawn(self, fn: Callable[[], Awaitable[Any]]) -> None:
+        """Run a coroutine of this screen on the loop (e.g. a search after a keystroke)."""
+        self.ctx.page.run_task(fn)
+
+    def later(self, seconds: float, fn: Callable[[], Awaitable[Any]]) -> asyncio.TimerHandle:
+        loop = asyncio.get_running_loop()
+        return loop.call_later(seconds, lambda: self.ctx.page.run_task(fn))

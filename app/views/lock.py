@@ -1,0 +1,123 @@
+"""The lock screen: unlock with the PIN or passphrase. After wrong tries the wait before the next
+try is shown as a countdown (the wait is kept on disk, so it survives a restart); after too many
+the device's data is erased and the app starts over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import flet as ft
+
+from ..components.ui import muted, page_body, primary_button, text_field, tid
+from .base import Ctx, Screen
+
+__all__ = ["LockScreen"]
+
+
+class LockScreen(Screen):
+    title_key = "lock.title"
+    shell = False
+
+    def __init__(self, ctx: Ctx, params: dict[str, str]) -> None:
+        super().__init__(ctx, params)
+        t = self.t
+        self.pin_box, self.pin = text_field(t("lock.pin"), "lock-pin", password=True, autofocus=True,
+                                            on_submit=self._unlock, prefix_icon=ft.Icons.PIN_OUTLINED)
+        self.message = ft.Text("", color=ft.Colors.ERROR, size=16)
+        self.countdown = ft.Text("", size=18, weight=ft.FontWeight.BOLD, color=ft.Colors.ERROR)
+        self.button = primary_button(t("lock.unlock"), self._unlock, "lock-unlock", icon=ft.Icons.LOCK_OPEN,
+                                     expand=True)
+        self.busy = ft.ProgressRing(visible=False, width=28, height=28)
+        self._ticker: asyncio.Task[None] | None = None
+
+    def build(self) -> ft.Control:
+        t = self.t
+        notice = self.ctx.notice
+        top: list[ft.Control] = []
+        if notice is not None:
+            top.append(ft.Text(self.ctx.words(notice), color=ft.Colors.ERROR, size=16))
+            self.ctx.notice = None
+        body = [
+            ft.Container(height=40),
+            ft.Icon(ft.Icons.LOCK, size=64, color=ft.Colors.PRIMARY),
+            ft.Semantics(content=ft.Text(t("lock.title"), size=26, weight=ft.FontWeight.BOLD,
+                                         text_align=ft.TextAlign.CENTER), header=True),
+            muted(t("lock.intro"), size=15),
+            *top,
+            self.pin_box,
+            tid(self.message, "lock-message"),
+            tid(self.countdown, "lock-countdown"),
+            ft.Row([self.button, self.busy], spacing=12),
+        ]
+        return ft.SafeArea(page_body(body, wide=self.ctx.wide, max_width=440), expand=True)
+
+    async def load(self) -> None:
+        wait = await self.services.throttle_wait()
+        if wait > 0:
+            self._start_countdown(wait)
+
+    def _enable(self, on: bool) -> None:
+        self.button.content.disabled = not on  # type: ignore[union-attr]
+        self.pin.disabled = not on
+
+    def _start_countdown(self, seconds: float) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self._ticker = asyncio.get_running_loop().create_task(self._tick(seconds))
+
+    async def _tick(self, seconds: float) -> None:
+        remaining = int(seconds + 0.999)
+        self._enable(False)
+        while remaining > 0 and not self.disposed:
+            self.countdown.value = self.t("lock.wait", seconds=remaining)
+            self.update()
+            await asyncio.sleep(1)
+            remaining -= 1
+        if self.disposed:
+            return
+        self.countdown.value = ""
+        self._enable(True)
+        self.update()
+
+    async def _unlock(self, e: Any = None) -> None:
+        pin = self.pin.value or ""
+        if not pin or (self.button.content.disabled):  # type: ignore[union-attr]
+            return
+        self.message.value = ""
+        self.busy.visible = True
+        self._enable(False)
+        self.update()
+        _ok, problem = await self.ctx.attempt(self.services.unlock(pin))
+        self.busy.visible = False
+        if problem is None:
+            await self._unlocked()
+            return
+        self.pin.value = ""
+        self._enable(True)
+        if problem.key == "errors.wiped":
+            self.ctx.notice = problem
+            self.ctx.navigate("/setup")
+            return
+        self.message.value = self.ctx.words(problem)
+        if problem.retry_after > 0:
+            self._start_countdown(problem.retry_after)
+        self.update()
+
+    async def _unlocked(self) -> None:
+        services = self.services
+        prefs = await services.preferences()
+        if prefs.language != self.t.lang:
+            self.ctx.set_language(prefs.language)
+        services.sync.start()
+        await services.sync.refresh()
+        services.sync.request()
+        router = self.ctx.router
+        target = router.after_unlock if router else "/today"
+        self.ctx.navigate(target if target not in ("/lock", "/setup", "") else "/today")
+
+    def dispose(self) -> None:
+        super().dispose()
+        if self._ticker is not None:
+            self._ticker.cancel()

@@ -1,0 +1,299 @@
+"""Helpers of the browser tests (a helper module, not a test file): the app as a web-mode
+subprocess, a headless Chromium (Debian's, never a downloaded one) and a small driver that speaks
+in the app's identifiers and translations.
+
+    from uihelpers import AppProcess, UI, browser, seed_workspace   # `browser` is a fixture
+
+    with AppProcess(tmp_path / "dev", server_url=server.url) as app:   # free port, fast KDF
+        ui = UI(browser, app.url, size=PHONE)                          # opens and waits for Flutter
+        ui.fill("setup-pin", "246810"); ui.click("setup-join")
+        ui.expect("new-contact"); ui.text("sync-chip"); ui.shot("today-phone")
+
+Run as a script, this module is the test launcher: it starts the app like `python -m app.run
+--no-server --web` but with the weak KDF of tests (`AppConfig(fast_kdf=True)`), which nothing
+outside the tests can switch on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+CHROMIUM = os.environ.get("OUTREACH_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-dev-shm-usage"]
+PHONE = (412, 915)
+LAPTOP = (1280, 800)
+PIN = "246810"
+
+__all__ = ["AppProcess", "UI", "browser", "seed_workspace", "free_port", "T", "PHONE", "LAPTOP", "PIN",
+           "SCREENSHOTS"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def T(key: str, lang: str = "da", **params: Any) -> str:
+    """The words the app shows for `key` (Danish unless told)."""
+    catalog = json.loads((REPO_ROOT / "assets" / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
+    text = catalog[key]
+    return text.format(**params) if params else text
+
+
+# ================================================================================ the app process
+class AppProcess:
+    """The app in Flet web mode on a free loopback port, data in `data_dir`."""
+
+    def __init__(self, data_dir: Path, *, server_url: str | None = None, join_code: str | None = None,
+                 port: int | None = None, debounce: float = 1.0, startup_timeout: float = 60.0) -> None:
+        self.data_dir = Path(data_dir)
+        self.server_url = server_url
+        self.join_code = join_code
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.debounce = debounce
+        self.startup_timeout = startup_timeout
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-app.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> AppProcess:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        env.update({"FLET_WEB_NO_CDN": "1", "FLET_SERVER_IP": "127.0.0.1", "PYTHONUNBUFFERED": "1"})
+        args = [sys.executable, str(Path(__file__).resolve()), "--data-dir", str(self.data_dir),
+                "--port", str(self.port), "--debounce", str(self.debounce)]
+        if self.server_url:
+            args += ["--server-url", self.server_url]
+        if self.join_code:
+            args += ["--join-code", self.join_code]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            self._process = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"the app exited with {self._process.returncode}:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(self.url, timeout=1) as resp:  # noqa: S310 (loopback)
+                    if resp.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the app did not answer on {self.url}:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "".join(self.log_path.read_text(errors="replace").splitlines(keepends=True)[-lines:])
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+    def __enter__(self) -> AppProcess:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def seed_workspace(data_dir: Path, *, pin: str = PIN, demo: tuple[int, int] | None = None,
+                   delay_base: float = 1.0, worker_name: str = "Kim") -> None:
+    """A device that already has its PIN (fast KDF), optionally with demo data, before the app
+    starts. Not in a team."""
+    from models.demo import populate
+    from models.workspace import Workspace
+
+    ws = Workspace(data_dir, fast_kdf=True)
+    ws.init(pin, worker_name=worker_name, delay_base=delay_base)
+    if demo:
+        populate(ws, persons=demo[0], contacts=demo[1])
+    ws.close()
+
+
+# ================================================================================== the browser
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium through Playwright. Skips when it is not installed: Playwright
+    must never download a browser here."""
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
+                                      args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+class UI:
+    """One browser tab (its own context, so its own Flet session) on the app."""
+
+    def __init__(self, browser: Any, url: str, *, size: tuple[int, int] = PHONE, timeout: float = 20.0) -> None:
+        self.context = browser.new_context(viewport={"width": size[0], "height": size[1]})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(timeout * 1000)
+        self.url = url
+        self.open()
+
+    def open(self, path: str = "") -> None:
+        self.page.goto(self.url + path.lstrip("/"))
+        self.page.wait_for_selector("#loading", state="detached", timeout=60_000)
+        self.page.locator("flt-semantics-placeholder").dispatch_event("click")  # turn on the a11y tree
+        self.page.wait_for_selector("flt-semantics", state="attached")
+
+    def close(self) -> None:
+        self.context.close()
+
+    def resize(self, size: tuple[int, int]) -> None:
+        self.page.set_viewport_size({"width": size[0], "height": size[1]})
+
+    # ------------------------------------------------------------------ finding
+    def node(self, identifier: str) -> Any:
+        return self.page.locator(f'[flt-semantics-identifier="{identifier}"]').first
+
+    def expect(self, identifier: str, timeout: float | None = None) -> Any:
+        node = self.node(identifier)
+        node.wait_for(state="attached", timeout=None if timeout is None else timeout * 1000)
+        return node
+
+    def gone(self, identifier: str, timeout: float | None = None) -> None:
+        self.node(identifier).wait_for(state="detached", timeout=None if timeout is None else timeout * 1000)
+
+    def has(self, identifier: str) -> bool:
+        return self.page.locator(f'[flt-semantics-identifier="{identifier}"]').count() > 0
+
+    def text(self, identifier: str) -> str:
+        node = self.expect(identifier)
+        return " ".join(filter(None, [node.inner_text().strip(), node.get_attribute("aria-label") or ""])).strip()
+
+    def all_text(self) -> str:
+        return str(self.page.locator("flt-semantics-host").inner_text())
+
+    def wait_text(self, words: str, timeout: float = 20.0) -> None:
+        """Wait until `words` are somewhere on the screen (text or a label)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if words in self.all_text() or self.page.get_by_label(words, exact=False).count():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{words!r} did not appear; the screen says:\n{self.all_text()[:3000]}")
+
+    def wait_id_text(self, identifier: str, words: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        seen = ""
+        while time.monotonic() < deadline:
+            if self.has(identifier):
+                seen = self.text(identifier)
+                if words in seen:
+                    return seen
+            time.sleep(0.2)
+        raise AssertionError(f"{identifier} never said {words!r}; last: {seen!r}")
+
+    # ------------------------------------------------------------------ acting
+    def click(self, identifier: str) -> None:
+        node = self.expect(identifier)
+        inner = node.locator("[flt-tappable], [role=button], [role=checkbox], input").first
+        target = inner if inner.count() else node
+        target.click()
+
+    def tap_label(self, words: str, role: str | None = None) -> None:
+        loc = self.page.get_by_role(role, name=words) if role else self.page.get_by_text(words, exact=True)
+        loc.first.click()
+
+    def nav(self, key: str, lang: str = "da") -> None:
+        """A destination of the bottom bar or the rail."""
+        words = T(key, lang)
+        tab = self.page.get_by_role("tab", name=words)
+        if tab.count():
+            tab.first.click()
+        else:
+            self.page.get_by_text(words, exact=True).first.click()
+
+    def fill(self, identifier: str, value: str) -> None:
+        field = self.expect(identifier).locator("input, textarea").first
+        if field.evaluate("e => e.tagName") == "TEXTAREA":
+            field.click()
+            self.page.keyboard.press("Control+A")
+            self.page.keyboard.type(value)
+        else:
+            field.fill(value)
+
+    def type(self, identifier: str, value: str) -> None:
+        """Type key by key (search as you type)."""
+        field = self.expect(identifier).locator("input, textarea").first
+        field.click()
+        self.page.keyboard.type(value, delay=30)
+
+    def scroll_to(self, identifier: str, *, step: int = 400, tries: int = 15) -> Any:
+        for _ in range(tries):
+            if self.has(identifier):
+                node = self.node(identifier)
+                box = node.bounding_box()
+                viewport = self.page.viewport_size
+                if box and viewport and 0 <= box["y"] and box["y"] + box["height"] <= viewport["height"] - 90:
+                    return node
+            self.page.mouse.move(self.page.viewport_size["width"] / 2, self.page.viewport_size["height"] / 2)
+            self.page.mouse.wheel(0, step)
+            time.sleep(0.3)
+        return self.expect(identifier)
+
+    def shot(self, name: str) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
+        time.sleep(0.6)  # let animations settle
+        self.page.screenshot(path=str(path))
+        return path
+
+
+# ================================================================================ the launcher
+def _serve(argv: list[str]) -> None:
+    sys.path.insert(0, str(REPO_ROOT))
+    from app.run import serve
+    from app.services import AppConfig
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--server-url")
+    parser.add_argument("--join-code")
+    parser.add_argument("--debounce", type=float, default=1.0)
+    args = parser.parse_args(argv)
+    config = AppConfig(data_dir=Path(args.data_dir).resolve(), server_url=args.server_url, join_code=args.join_code,
+                       fast_kdf=True, sync_debounce=args.debounce, web=True)
+    serve(config, web=True, port=args.port)
+
+
+if __name__ == "__main__":
+    _serve(sys.argv[1:])
