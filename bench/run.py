@@ -13,6 +13,7 @@ from pathlib import Path
 from . import limits
 from .figures import DeviceRun
 from .load import enroll, run_load
+from .machine import Noise, git_revision
 from .procs import REPO_ROOT, blob_server, create_team_cli, pg_schema, server_process, temp_dir
 from .profiling import Profiles
 from .stats import Results, percentile
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=None, help="seconds of each load run (default 20; quick 6)")
     parser.add_argument("--pg", metavar="URL", default=os.environ.get("OUTREACH_TEST_PG_URL"),
                         help="also load-test on PostgreSQL (default: $OUTREACH_TEST_PG_URL)")
-    parser.add_argument("--skip-load", action="store_true", help="device figures only")
+    parser.add_argument("--only", choices=("devices", "load"), default=None,
+                        help="only the device figures, or only the server under many devices")
     parser.add_argument("--profile", metavar="DIR", type=Path, default=None,
                         help="write pyinstrument (device) and py-spy (server) profiles of each phase to DIR")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results.json")
@@ -57,62 +59,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = Results(scale, "quick" if quick else "full")
     results.info.update({"devices": devices, "team_size": args.team_size, "think_s": args.think,
                          "load_seconds": duration, "postgres": bool(args.pg), "profiled": args.profile is not None})
+    results.info["revision"] = git_revision()
     profiles = Profiles(args.profile)
     started = time.perf_counter()
+    noise = Noise()
     print(f"Outreach benchmark ({results.mode}): {persons:,} persons, {contacts:,} contacts; "
-          f"{devices} devices in teams of {args.team_size}", flush=True)
+          f"{devices} devices in teams of {args.team_size}; revision {results.info['revision']}", flush=True)
+    if noise.load_start[0] > 0.5:
+        print(f"  warning: the machine is busy before we start (load average {noise.load_start[0]:.2f})")
 
     with temp_dir(args.keep) as tmp, blob_server(tmp) as blob:
         if args.keep:
             print(f"  work dir: {tmp}")
+        sizes = [300]
         # --- the device figures, on one server with one team -------------------------------------
-        with server_process(None, tmp / "server") as server:
-            rtt = limits.http_rtt(blob.url)
-            rtt_p50 = percentile(rtt, 50)
-            results.add("limit.http_rtt.p50", rtt_p50 * 1000, "ms", note="tiny GET, bare uvicorn app, loopback")
-            run = DeviceRun(results, tmp, server.url, server.pid, profiles, persons, contacts, quick)
-            run.rtt_limit = 2 * rtt_p50 * 1000
-            run.generate(create_team_cli(server.db_url, "Bench"))  # type: ignore[attr-defined]
-            run.push()
-            run.join_b()
-            run.pull()
-            device_limits(run, blob.url, tmp)
-            run.unlock(repeats=3)
-            commit = limits.sqlite_commit(60 if quick else 200, b"x" * 400, tmp)
-            run.save_limit = percentile(commit, 95) * 1000
-            results.add("limit.sqlite_commit.p95", percentile(commit, 95) * 1000, "ms",
-                        note="one-row write transaction, WAL + synchronous=FULL (the fsync)",
-                        p50_ms=percentile(commit, 50) * 1000)
-            run.save(100 if quick else 300)
-            run.search(2 if quick else 5)
-            run.round_trip(12 if quick else 40)
-            server_log = (tmp / "server").glob("server-*.log")
-            results.info["server_log_lines"] = sum(len(p.read_text(errors="replace").splitlines()) for p in server_log)
-            for dev in (run.a, run.b):
-                if dev is not None:
-                    dev.engine.close()
-                    dev.ws.close()
-
+        if args.only != "load":
+            sizes = device_figures(results, tmp, blob.url, profiles, persons, contacts, quick)
         # --- the server under many devices --------------------------------------------------------
-        if not args.skip_load:
-            sizes = run.sealed_sizes or [300]
+        if args.only != "devices":
             load_figures(results, "sqlite", None, tmp / "load-sqlite", devices, args, duration, sizes, profiles,
-                         blob.url, quick)
+                         blob.url)
             if args.pg:
                 with pg_schema(args.pg) as url:
                     load_figures(results, "postgres", url, tmp / "load-pg", devices, args, duration, sizes,
-                                 profiles, blob.url, quick)
+                                 profiles, blob.url)
 
     elapsed = time.perf_counter() - started
+    results.info["machine_noise"] = noise.report()
     out: Path = args.out
     results.write(out, elapsed)
     print()
     print(results.table())
     print(f"\n{len(results.figures)} figures in {elapsed:.1f} s; written to {out}")
+    other = results.info["machine_noise"].get("other_cpu_share", 0.0)
+    if other > 0.1:
+        print(f"warning: other processes used {other:.0%} of the machine's CPU during the run: figures are noisy")
     missed = [f.name for f in results.figures if f.met is False]
     if missed:
         print("targets missed: " + ", ".join(missed))
     return 0
+
+
+def device_figures(results: Results, tmp: Path, blob_url: str, profiles: Profiles, persons: int, contacts: int,
+                   quick: bool) -> list[int]:
+    """Generation, push, pull, unlock, save, search, round trip. Returns the sealed op sizes."""
+    with server_process(None, tmp / "server") as server:
+        rtt = limits.http_rtt(blob_url)
+        rtt_p50 = percentile(rtt, 50)
+        results.add("limit.http_rtt.p50", rtt_p50 * 1000, "ms", note="tiny GET, bare uvicorn app, loopback")
+        run = DeviceRun(results, tmp, server.url, server.pid, profiles, persons, contacts, quick)
+        run.rtt_limit = 2 * rtt_p50 * 1000
+        run.generate(create_team_cli(server.db_url, "Bench"))  # type: ignore[attr-defined]
+        run.push()
+        run.join_b()
+        run.pull()
+        device_limits(run, blob_url, tmp)
+        run.unlock(repeats=3)
+        commit = limits.sqlite_commit(60 if quick else 200, b"x" * 400, tmp)
+        run.save_limit = percentile(commit, 95) * 1000
+        results.add("limit.sqlite_commit.p95", percentile(commit, 95) * 1000, "ms",
+                    note="one-row write transaction, WAL + synchronous=FULL (the fsync)",
+                    p50_ms=percentile(commit, 50) * 1000)
+        run.save(100 if quick else 300)
+        run.search(2 if quick else 5)
+        run.round_trip(12 if quick else 40)
+        server_log = (tmp / "server").glob("server-*.log")
+        results.info["server_log_lines"] = sum(len(p.read_text(errors="replace").splitlines()) for p in server_log)
+        for dev in (run.a, run.b):
+            if dev is not None:
+                dev.engine.close()
+                dev.ws.close()
+    return run.sealed_sizes or [300]
 
 
 def device_limits(run: DeviceRun, blob_url: str, tmp: Path) -> None:
@@ -158,8 +175,8 @@ def _set_limit(fig, limit: float, *, rate: bool, target_ratio: float | None = No
 
 
 def load_figures(results: Results, label: str, db_url: str | None, workdir: Path, devices: int,
-                 args: argparse.Namespace, duration: float, sizes: list[int], profiles: Profiles, blob_url: str,
-                 quick: bool) -> None:
+                 args: argparse.Namespace, duration: float, sizes: list[int], profiles: Profiles,
+                 blob_url: str) -> None:
     with server_process(db_url, workdir) as server:
         start = time.perf_counter()
         teams = enroll(server.url, server.db_url, devices, args.team_size)  # type: ignore[attr-defined]
@@ -196,7 +213,6 @@ def load_figures(results: Results, label: str, db_url: str | None, workdir: Path
                     note="same devices, no think time (closed loop); limit: tiny GETs to a bare uvicorn app",
                     p50_ms=cap.p(50) * 1000, p99_ms=cap.p(99) * 1000, errors=cap.errors,
                     server_cpu=cap.server_cpu, client_cpu=cap.client_cpu)
-    del quick
 
 
 if __name__ == "__main__":

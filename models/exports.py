@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidInput
 from .reports import (
     CATEGORIES,
+    CATEGORY_NONE,
     ContactFact,
     Facts,
     Goal,
@@ -79,6 +80,13 @@ __all__ = [
     "COUNT_UNKNOWN",
     "national_count",
     "count_csv",
+    "initials",
+    "birth_date_of",
+    "PERSON_COLUMNS",
+    "CONTACT_COLUMNS",
+    "FOLLOW_UP_COLUMNS",
+    "COUNT_COLUMNS",
+    "TEXT_KEYS",
 ]
 
 Translate = Callable[[str], str]
@@ -207,10 +215,7 @@ class ExportWarning:
 
 def _person_rows(ws: Workspace, f: Facts, req: ExportRequest, t: Translate) -> list[list[str]]:
     places = ws.index.records[RecordType.PLACE]
-    header = ["id", "alias", "full_name", "cpr", "birth_year", "gender", "nationality", "languages",
-              "description", "category", "ethos", "consent", "consent_date", "consent_scope", "status",
-              "status_date", "icm_worker", "needs", "safety_note", "usual_place", "retention_note",
-              "first_seen", "last_contact", "created_at"]
+    header = PERSON_COLUMNS
     last_at: dict[str, datetime] = {}
     for c in f.contacts:
         if c.person_id:
@@ -243,8 +248,7 @@ def _in_period(day: date | None, req: ExportRequest) -> bool:
 
 def _contact_rows(ws: Workspace, f: Facts, req: ExportRequest, t: Translate) -> list[list[str]]:
     recs = ws.index.records
-    header = ["id", "at", "person_id", "alias", "place", "zone", "lat", "lon", "workers", "kind", "living",
-              "services", "referrals", "note", "follow_up"]
+    header = CONTACT_COLUMNS
     rows = [[t(f"export.{h}") for h in header]]
     for fact in f.contacts:
         c = recs[RecordType.CONTACT][fact.id]
@@ -265,7 +269,7 @@ def _contact_rows(ws: Workspace, f: Facts, req: ExportRequest, t: Translate) -> 
 
 
 def _follow_up_rows(ws: Workspace, f: Facts, req: ExportRequest, t: Translate) -> list[list[str]]:
-    header = ["id", "due", "done", "person_id", "alias", "contact_id", "assignee", "note"]
+    header = FOLLOW_UP_COLUMNS
     rows = [[t(f"export.{h}") for h in header]]
     items = sorted(ws.index.records[RecordType.FOLLOWUP].values(), key=lambda v: (str(v.get("due")), v["id"]))
     for fu in items:
@@ -285,9 +289,7 @@ def _count_rows(ws: Workspace, f: Facts, req: ExportRequest, t: Translate) -> li
     if req.year is None:
         raise InvalidInput("year", "the count week needs a year")
     count = _national_count(f, req.year, req.week)
-    header = ["dedup_key", "person_ids", "alias", "full_name", "initials", "cpr", "birth_date", "birth_year",
-              "gender", "nationality", "category", "person_category", "living", "ethos", "needs", "consent",
-              "contacts_in_week", "last_contact"]
+    header = COUNT_COLUMNS
     rows = [[t(f"export.{h}") for h in header]]
     for cp in count.persons:
         if req.person_id and req.person_id not in cp.person_ids:
@@ -304,6 +306,16 @@ def _count_rows(ws: Workspace, f: Facts, req: ExportRequest, t: Translate) -> li
     return rows
 
 
+PERSON_COLUMNS = ("id", "alias", "full_name", "cpr", "birth_year", "gender", "nationality", "languages",
+                  "description", "category", "ethos", "consent", "consent_date", "consent_scope", "status",
+                  "status_date", "icm_worker", "needs", "safety_note", "usual_place", "retention_note",
+                  "first_seen", "last_contact", "created_at")
+CONTACT_COLUMNS = ("id", "at", "person_id", "alias", "place", "zone", "lat", "lon", "workers", "kind", "living",
+                   "services", "referrals", "note", "follow_up")
+FOLLOW_UP_COLUMNS = ("id", "due", "done", "person_id", "alias", "contact_id", "assignee", "note")
+COUNT_COLUMNS = ("dedup_key", "person_ids", "alias", "full_name", "initials", "cpr", "birth_date", "birth_year",
+                 "gender", "nationality", "category", "person_category", "living", "ethos", "needs", "consent",
+                 "contacts_in_week", "last_contact")
 _ROWS = {
     ExportKind.PERSONS: _person_rows, ExportKind.CONTACTS: _contact_rows,
     ExportKind.FOLLOW_UPS: _follow_up_rows, ExportKind.COUNT_FORMS: _count_rows,
@@ -626,7 +638,7 @@ def birth_date_of(cpr: str | None) -> date | None:
 
 def _dedup_key(p: dict[str, Any]) -> tuple[str, str]:
     if p.get("cpr"):
-        return "cpr", str(p["id"])
+        return "cpr", str(p["cpr"]).replace("-", "")
     ini = initials(p.get("full_name"))
     if ini and p.get("birth_year"):
         return "initials", f"{ini}|{p['birth_year']}"
@@ -694,3 +706,18 @@ def count_csv(count: NationalCount, *, translate: Translate | None = None) -> by
     rows.append([t("report.total"), str(count.total)])
     return _csv_bytes(rows)
 
+
+_REPORT_LABELS = (
+    "title", "summary", "figure", "value", "period", "period_start", "period_end", "made_on", "worker", "contacts",
+    "persons_met", "new_persons", "housed", "median_days_to_housed", "persons_known", "homeless_now", "target",
+    "baseline", "status", "by_status", "category", "by_category", "active_now", "month", "by_month",
+    "homeless_month_end", "goal", "goal_chart", "count_title", "persons", "total", "unknown",
+)
+
+# Every key this module asks `translate` for besides the vocabularies' `<name>.<value>`: what the
+# UI's translation files need (a test checks that nothing else is asked for).
+TEXT_KEYS: tuple[str, ...] = tuple(sorted({
+    *(f"export.{c}" for c in (*PERSON_COLUMNS, *CONTACT_COLUMNS, *FOLLOW_UP_COLUMNS, *COUNT_COLUMNS)),
+    "export.yes", "export.no", "export.dedup_cpr", "export.dedup_initials", "export.dedup_id",
+    *(f"report.{label}" for label in _REPORT_LABELS), f"category.{CATEGORY_NONE}",
+}))

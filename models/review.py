@@ -53,6 +53,7 @@ __all__ = [
     "access_html",
     "audit_log",
     "audit_actors",
+    "TEXT_KEYS",
 ]
 
 DEFAULT_RETENTION_MONTHS = 24
@@ -684,3 +685,18 @@ def audit_actors(ws: Workspace) -> list[str]:
     return sorted({str(e.get("actor") or "") for e in ws.index.records[RecordType.AUDIT].values()} - {""},
                   key=str.casefold)
 
+
+_REASONS = ("same_cpr", "same_alias", "similar_alias", "same_full_name", "similar_full_name", "same_birth_year",
+            "near_birth_year", "similar_description", "same_usual_place", "shared_places")
+
+# Every key this module asks `translate` for besides the vocabularies' `<name>.<value>` (the
+# access document's field labels reuse `export.<field>`), and the duplicate reasons' keys.
+TEXT_KEYS: tuple[str, ...] = tuple(sorted({
+    *(f"access.{k}" for k in ("title", "made_at", "none", "person", "contacts", "follow_ups", "audit_events",
+                              "conflicts", "places")),
+    "export.yes", "export.no",
+    *(f"export.{name}" for family in FAMILIES.values() for name in family[2].model_fields),
+    "export.created_at", "export.updated_at",
+    *(f"export.{name}" for name in ConflictItem.__dataclass_fields__),
+    *(f"duplicate.{r}" for r in _REASONS),
+}))

@@ -75,6 +75,11 @@ __all__ = [
 log = logging.getLogger("outreach.workspace")
 
 MIN_PASSPHRASE = 6
+# a record without these is not shown (yet): e.g. an edit whose creating op was set aside
+_REQUIRED: dict[RecordType, tuple[str, ...]] = {
+    RecordType.PERSON: ("alias",), RecordType.CONTACT: ("at",), RecordType.PLACE: ("name",),
+    RecordType.FOLLOWUP: ("due",), RecordType.AUDIT: ("at", "action"),
+}
 _EMPTY: frozenset[str] = frozenset()
 M = TypeVar("M", bound=BaseModel)
 
@@ -88,7 +93,7 @@ def validation_error(exc: ValidationError) -> InvalidInput:
 
 def _validate(model: type[M], data: Any) -> M:
     try:
-        return model.model_validate(data)
+        return model.__pydantic_validator__.validate_python(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise validation_error(exc) from None
 
@@ -173,6 +178,8 @@ class Workspace:
         self.clock = HLC()
         self.on_change: list[Callable[[], None]] = []  # e.g. the UI's debounced sync trigger
         self.damaged: list[TamperedRecord] = []  # rows that failed authentication at unlock
+        self._types: dict[str, RecordType] = {}  # every record id in the file, tombstones too
+        self._touched: set[tuple[RecordType, str]] | None = None
 
     # ============================================================== lifecycle
     @property
@@ -361,6 +368,7 @@ class Workspace:
         self.clock = HLC(int(store.meta("hlc", "0") or 0))
         rows: dict[RecordType, dict[str, dict[str, Any]]] = {}
         self.damaged = []
+        self._types = {}
         for rtype in RecordType:
             table: dict[str, dict[str, Any]] = {}
             open_row = self._vault().open_row
@@ -372,8 +380,11 @@ class Workspace:
                     self.damaged.append(exc)
                     log.error("%s", exc)
                     continue
+                self._types[rid] = rtype
                 if found is not None:
                     values, created, updated = found
+                    if any(values.get(f) is None for f in _REQUIRED[rtype]):
+                        continue
                     values["id"] = rid
                     values["created_at"] = created >> 16 or None
                     values["updated_at"] = updated >> 16 or None
@@ -405,7 +416,9 @@ class Workspace:
         vault = self._vault()
         store = self.store
         reviewed = REVIEWED_FIELDS.get(rtype, _EMPTY)
-        with store.atomic():
+        with self._transaction():
+            assert self._touched is not None
+            self._touched.add((rtype, rid))
             state = self._state(rtype, rid)
             if state is None:
                 if must_exist:
@@ -428,18 +441,53 @@ class Workspace:
             store.set_meta("hlc", self.clock.last)
             if reviewed:
                 store.set_conflicts(rtype, rid, sorted({c.field for c in state.conflicts()}))
-        values = None if state.deleted else self._plain(rid, state)
-        self.index.put(rtype, rid, values)
+        self._index_put(rtype, rid, state)
         for hook in self.on_change:
             hook()
-        return values
+        return None if state.deleted else self._plain(rid, state)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """A store transaction that also keeps the in-memory index true: when the outermost one
+        rolls back, every record written inside it is read back from the file into the index."""
+        outer = self._touched is None
+        if outer:
+            self._touched = set()
+        try:
+            with self.store.atomic():
+                yield
+        except BaseException:
+            if outer and self._touched:
+                self._reindex(self._touched)
+            raise
+        finally:
+            if outer:
+                self._touched = None
+
+    def _reindex(self, records: Iterable[tuple[RecordType, str]]) -> None:
+        for rtype, rid in records:
+            state = self._state(rtype, rid)
+            self._index_put(rtype, rid, state)
+
+    def _index_put(self, rtype: RecordType, rid: str, state: RecordState | None) -> None:
+        """Show a record on the screens, unless it is gone or incomplete (its creating op may have
+        been set aside: an edit alone does not make a person)."""
+        self._types[rid] = rtype
+        if state is None or state.deleted is not None:
+            self.index.put(rtype, rid, None)
+            return
+        values = self._plain(rid, state)
+        if any(values.get(f) is None for f in _REQUIRED[rtype]):
+            self.index.put(rtype, rid, None)
+        else:
+            self.index.put(rtype, rid, values)
 
     @contextmanager
     def bulk(self) -> Iterator[None]:
         """Many changes in one transaction (one fsync): imports, the demo generator."""
         hooks, self.on_change = self.on_change, []
         try:
-            with self.store.atomic():
+            with self._transaction():
                 yield
         finally:
             self.on_change = hooks
@@ -552,18 +600,12 @@ class Workspace:
         if contact.place_id:
             self._require(RecordType.PLACE, contact.place_id, "place_id")
         rid, fu_id = uuid.uuid4().hex, uuid.uuid4().hex
-        try:
-            with self.store.atomic():  # the contact and its follow-up land together or not at all
-                values = self._write(RecordType.CONTACT, rid, self._fields(contact, only_set=False))
-                if contact.follow_up:
-                    self._write(RecordType.FOLLOWUP, fu_id, FollowUpCreate(
-                        due=contact.follow_up, person_id=contact.person_id, contact_id=rid,
-                    ).model_dump(mode="json"))
-        except BaseException:
-            # each inner _write put its record in the index; the rollback took them out of the file
-            self.index.put(RecordType.CONTACT, rid, None)
-            self.index.put(RecordType.FOLLOWUP, fu_id, None)
-            raise
+        with self._transaction():  # the contact and its follow-up land together or not at all
+            values = self._write(RecordType.CONTACT, rid, self._fields(contact, only_set=False))
+            if contact.follow_up:
+                self._write(RecordType.FOLLOWUP, fu_id, FollowUpCreate(
+                    due=contact.follow_up, person_id=contact.person_id, contact_id=rid,
+                ).model_dump(mode="json"))
         return ContactPublic.model_validate(values)
 
     def edit_contact(self, contact_id: str, data: ContactUpdate | dict[str, Any]) -> ContactPublic:
@@ -692,10 +734,9 @@ class Workspace:
                 person_ids.append(pid)
         first = words[0].casefold() if words else ""
         last = self.index.last_contact
-        person_ids.sort(key=lambda p: (
-            not str(recs[RecordType.PERSON][p].get("alias", "")).casefold().startswith(first),
-            "~" if p not in last else "", last.get(p, ""),
-        ))
+        # alias prefix matches first, then most recently met, then never met
+        person_ids.sort(key=lambda p: last.get(p, ""), reverse=True)
+        person_ids.sort(key=lambda p: not str(recs[RecordType.PERSON][p].get("alias", "")).casefold().startswith(first))
         return SearchResult(
             persons=[PersonPublic.model_validate(recs[RecordType.PERSON][p]) for p in person_ids],
             contacts=sorted((ContactPublic.model_validate(recs[RecordType.CONTACT][c]) for c in contact_ids),
@@ -866,13 +907,11 @@ class Workspace:
                     rtype = RecordType(op.record_type)
                     if rop.record_id in states:
                         have_type, state = states[rop.record_id]
+                    elif rop.record_id in self._types:
+                        have_type = self._types[rop.record_id]
+                        state = self._state(have_type, rop.record_id) or new_state(have_type.value)
                     else:
-                        found = store.find_row(rop.record_id)
-                        if found:
-                            have_type = found[0]
-                            state = self._open_state(found[0], rop.record_id, found[1], found[2])
-                        else:
-                            have_type, state = rtype, new_state(rtype.value)
+                        have_type, state = rtype, new_state(rtype.value)
                     if have_type is not rtype:
                         raise TamperedRecord(rtype.value, rop.record_id)
                 except (StoreError, SealError, ValueError, KeyError, TypeError) as exc:
@@ -904,7 +943,7 @@ class Workspace:
                     self.index.put(rtype, rid, None)
         # places first: persons' texts include their usual place's name
         for rid, (rtype, state) in sorted(states.items(), key=lambda kv: kv[1][0] is not RecordType.PLACE):
-            self.index.put(rtype, rid, None if state.deleted else self._plain(rid, state))
+            self._index_put(rtype, rid, state)
         return result
 
     def _open_remote(self, rop: RemoteOp) -> Op:

@@ -308,3 +308,29 @@ def test_count_category_from_the_weeks_last_living_situation(ws: Workspace) -> N
     assert by_alias["A"][16:] == ["2", "06-02-2025 10:00"]
     with pytest.raises(InvalidInput):
         export_csv(ws, ExportRequest(ExportKind.COUNT_FORMS))  # no year
+
+
+def test_every_text_key_asked_for_is_listed_for_the_translations(ws: Workspace) -> None:
+    from models.exports import TEXT_KEYS
+    from models.vocab import VOCABULARIES
+
+    asked: set[str] = set()
+
+    def t(key: str) -> str:
+        asked.add(key)
+        return key
+
+    place = ws.add_place({"name": "P"}).id
+    pid = ws.add_person({"alias": "A", "category": "street", "needs": ["alcohol"], "gender": "male",
+                         "usual_place": place, "cpr": "0101801234"}).id
+    ws.add_contact({"at": "2025-02-04T10:00:00", "person_id": pid, "services": ["food"], "referrals": ["housing"],
+                    "living": "street", "follow_up": "2025-02-10"})
+    for kind in ExportKind:
+        export_csv(ws, ExportRequest(kind, year=2025, week=6), translate=t)
+    report = aggregate_report(ws, worker="Mette", today=date(2025, 3, 1))
+    aggregate_csv(report, translate=t)
+    aggregate_html(report, translate=t)
+    count_csv(national_count(ws, year=2025, week=6), translate=t)
+    vocab = {f"{name}.{member.value}" for name, enum in VOCABULARIES.items() for member in enum}
+    assert sorted(asked - vocab - set(TEXT_KEYS)) == []
+    assert {"report.title", "export.alias", "category.none", "export.dedup_cpr"} <= asked

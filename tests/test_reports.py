@@ -76,7 +76,7 @@ def test_persons_met_this_week_month_year_counted_once(ws: Workspace) -> None:
     contact(ws, a, "2025-03-10T08:00:00")
     contact(ws, a, "2025-03-11T22:00:00")
     contact(ws, a, "2025-03-16T23:59:00")  # Sunday: still this week
-    contact(ws, b, "2025-03-03T10:00:00")  # last week, this month
+    contact(ws, b, "2025-03-09T10:00:00")  # the Sunday before: last ISO week, this month
     contact(ws, c, "2025-01-05T10:00:00")  # this year
     contact(ws, d, "2024-12-31T23:00:00")  # last year
     contact(ws, e, "2025-03-11T10:00:00", kind="not_found")  # looked for, not met

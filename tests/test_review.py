@@ -356,3 +356,30 @@ def test_audit_log_filters_by_person_worker_action_and_day(ws: Workspace) -> Non
     assert audit_log(ws, end=date(2020, 1, 1)) == []
     assert len(audit_log(ws, limit=2)) == 2
     assert audit_actors(ws) == ["Mette", "Ole"]
+
+
+def test_every_text_key_asked_for_is_listed_for_the_translations(ws: Workspace) -> None:
+    from models.review import TEXT_KEYS
+    from models.vocab import VOCABULARIES
+
+    asked: set[str] = set()
+
+    def t(key: str) -> str:
+        asked.add(key)
+        return key
+
+    place = ws.add_place({"name": "P"}).id
+    pid = person(ws, "Lange Peter", birth_year=1971, usual_place=place, description="rød hue", cpr="0101801234",
+                 needs=["alcohol"], consent="verbal")
+    twin = person(ws, "Lange Petr", birth_year=1971, usual_place=place, description="rød hue")
+    contact(ws, pid, "2025-01-01T10:00:00", place_id=place, services=["food"], follow_up="2025-01-02", lat=55.1,
+            lon=12.2)
+    ws.audit(AuditAction.READ, RecordType.PERSON, pid)
+    report = access_request(ws, pid)
+    access_text(report, translate=t)
+    access_html(report, translate=t)
+    vocab = {f"{name}.{member.value}" for name, enum in VOCABULARIES.items() for member in enum}
+    assert sorted(asked - vocab - set(TEXT_KEYS)) == []
+    reasons = {f"duplicate.{r}" for s in duplicate_suggestions(ws) for r in s.reasons}
+    assert reasons and reasons <= set(TEXT_KEYS)
+    assert twin

@@ -27,12 +27,15 @@ _TONES: dict[str, tuple[Any, Any]] = {
 class SyncChip:
     """`chip.control` goes into the page; `chip.show(model, words)` redraws it."""
 
-    def __init__(self, on_tap: Callable[..., Any], *, identifier: str = "sync-chip", hint: str = "") -> None:
+    def __init__(self, on_tap: Callable[..., Any], *, identifier: str = "sync-chip", hint: str = "",
+                 compact: bool = False) -> None:
+        self.compact = compact  # a narrow top bar: the icon and a count; the words go to the label
         self._icon = ft.Icon(ft.Icons.CLOUD_QUEUE, size=20)
         self._text = ft.Text("", size=14, weight=ft.FontWeight.W_500, no_wrap=True, overflow=ft.TextOverflow.ELLIPSIS)
         self._box = ft.Container(
             ft.Row([self._icon, self._text], spacing=6, tight=True),
-            padding=ft.Padding.symmetric(horizontal=12, vertical=6), border_radius=24, height=48,
+            padding=ft.Padding.symmetric(horizontal=8 if compact else 12, vertical=6), border_radius=24, height=48,
+            width=None if not compact else 72,
             alignment=ft.Alignment.CENTER_LEFT, on_click=on_tap, ink=True,
         )
         self.control = ft.Semantics(content=self._box, identifier=identifier, button=True, hint_text=hint)
@@ -40,8 +43,14 @@ class SyncChip:
     def show(self, model: ChipModel, words: str) -> None:
         bg, fg = _TONES.get(model.tone, _TONES["idle"])
         self._box.bgcolor = bg
-        self._text.value = words
         self._text.color = fg
         self._icon.color = fg
         self._icon.icon = getattr(ft.Icons, model.icon, ft.Icons.CLOUD_QUEUE)
-        self.control.label = None
+        if self.compact:
+            n = model.params.get("n")
+            self._text.value = str(n) if n else ""
+            self.control.label = words
+            self.control.tooltip = words
+        else:
+            self._text.value = words
+            self.control.label = None

@@ -28,6 +28,7 @@ __all__ = [
     "labelled",
     "page_body",
     "banner",
+    "ErrorLine",
 ]
 
 MIN_TOUCH = 48
@@ -117,7 +118,8 @@ def text_field(label: str, identifier: str, *, value: str = "", hint: str | None
     field = ft.TextField(
         label=label, value=value, hint_text=hint, password=password, can_reveal_password=password,
         multiline=multiline, min_lines=3 if multiline else None, max_lines=8 if multiline else 1,
-        on_change=on_change, on_submit=on_submit, autofocus=autofocus, keyboard_type=keyboard,
+        on_change=on_change, on_submit=on_submit, autofocus=autofocus,
+        keyboard_type=keyboard or (ft.KeyboardType.MULTILINE if multiline else ft.KeyboardType.TEXT),
         width=width, expand=expand, max_length=max_length, prefix_icon=prefix_icon, suffix=suffix,
         border_radius=12, text_size=16,
     )
@@ -165,3 +167,16 @@ def banner(text: str, *, tone: str = "info", identifier: str | None = None, acti
     box = ft.Container(ft.Column(body, spacing=8), bgcolor=colors.get(tone, colors["info"]), padding=12,
                        border_radius=12)
     return tid(box, identifier) if identifier else box
+
+
+class ErrorLine:
+    """A problem shown under a form or a group of choices; hidden while there is none."""
+
+    def __init__(self, identifier: str) -> None:
+        self.text = ft.Text("", color=ft.Colors.ERROR, size=15)
+        self.control = tid(self.text, identifier)
+        self.control.visible = False
+
+    def show(self, words: str) -> None:
+        self.text.value = words
+        self.control.visible = bool(words)

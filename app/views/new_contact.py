@@ -16,6 +16,7 @@ import flet as ft
 from models.vocab import ContactKind, Living, Referral, Service
 
 from ..components.ui import (
+    ErrorLine,
     choice_chip,
     dropdown,
     muted,
@@ -47,14 +48,14 @@ class NewContactScreen(Screen):
         self._search_task: asyncio.TimerHandle | None = None
         self._saving = False
 
-        self.person_error = ft.Text("", color=ft.Colors.ERROR, visible=False)
+        self.person_error = ErrorLine("nc-person-error")
         self.person_chosen = ft.Row(wrap=True)
         self.search_box, self.search = text_field(
             t("contact.search_person"), "nc-person-search", hint=t("contact.search_hint"),
             on_change=self._on_search, prefix_icon=ft.Icons.SEARCH, autofocus=True)
         self.results = ft.Column(spacing=0, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
         self.person_actions = ft.Row(wrap=True, spacing=8)
-        self.place_error = ft.Text("", color=ft.Colors.ERROR, visible=False)
+        self.place_error = ErrorLine("nc-place-error")
         self.place_chips = ft.Row(wrap=True, spacing=8, run_spacing=8)
         self.new_place_box, self.new_place = text_field(t("contact.new_place"), "nc-new-place",
                                                         hint=t("contact.new_place_hint"), on_change=self._on_new_place,
@@ -75,7 +76,7 @@ class NewContactScreen(Screen):
         self.when_box, self.when = text_field(t("contact.when"), "nc-when", value=self.draft.when_text,
                                               hint=t("common.datetime_hint"), on_change=self._on_when,
                                               prefix_icon=ft.Icons.SCHEDULE)
-        self.save_error = ft.Text("", color=ft.Colors.ERROR, visible=False)
+        self.save_error = ErrorLine("nc-save-error")
 
     # ------------------------------------------------------------------ build
     def build(self) -> ft.Control:
@@ -97,12 +98,13 @@ class NewContactScreen(Screen):
         ], wrap=True, spacing=8)
         return page_body([
             section_title(t("contact.who")),
-            self.person_chosen, self.search_box, self.results, self.person_actions, tid(self.person_error, "nc-person-error"),
+            self.person_chosen, self.search_box, self.results, self.person_actions,
+            self.person_error.control,
             section_title(t("contact.where")),
             self.place_chips, self.new_place_box,
             ft.Row([text_button(t("contact.use_position"), self._locate, "nc-locate", icon=ft.Icons.MY_LOCATION),
                     self.position], wrap=True),
-            tid(self.place_error, "nc-place-error"),
+            self.place_error.control,
             section_title(t("contact.note")), self.note_box,
             section_title(t("contact.services")), self.service_chips,
             section_title(t("contact.kind")), self.kind_chips,
@@ -110,7 +112,7 @@ class NewContactScreen(Screen):
             section_title(t("contact.referrals")), self.referral_chips,
             section_title(t("contact.living")), self.living_box,
             section_title(t("contact.when")), self.when_box,
-            tid(self.save_error, "nc-save-error"),
+            self.save_error.control,
             ft.Container(height=88),  # room above the save button
         ], wide=self.ctx.wide)
 
@@ -187,7 +189,7 @@ class NewContactScreen(Screen):
 
     async def _pick(self, row: PersonRow) -> None:
         self.draft.choose_person(row.id, row.alias)
-        self.person_error.visible = False
+        self.person_error.show("")
         self._draw_person()
         if self.draft.place_id is None and not self.draft.new_place_name:
             hint = await self.services.place_hint(row.id)
@@ -197,12 +199,12 @@ class NewContactScreen(Screen):
 
     def _anonymous(self, e: Any) -> None:
         self.draft.choose_person(None, anonymous=True)
-        self.person_error.visible = False
+        self.person_error.show("")
         self._draw_person()
 
     def _new_person(self, e: Any) -> None:
         self.draft.choose_person(None, new_alias=(self.search.value or "").strip())
-        self.person_error.visible = False
+        self.person_error.show("")
         self._draw_person()
 
     def _clear_person(self, e: Any) -> None:
@@ -353,15 +355,12 @@ class NewContactScreen(Screen):
     # ------------------------------------------------------------------ save
     def _show_errors(self, errors: dict[str, str]) -> None:
         t = self.t
-        self.person_error.value = t(errors["person"]) if "person" in errors else ""
-        self.person_error.visible = "person" in errors
-        self.place_error.value = t(errors["place"]) if "place" in errors else ""
-        self.place_error.visible = "place" in errors
+        self.person_error.show(t(errors["person"]) if "person" in errors else "")
+        self.place_error.show(t(errors["place"]) if "place" in errors else "")
         self.follow.error = t(errors["follow_up"]) if "follow_up" in errors else None
         self.when.error = t(errors["when"]) if "when" in errors else None
         self.note.error = t(errors["note"]) if "note" in errors else None
-        self.save_error.value = t("errors.form_has_problems") if errors else ""
-        self.save_error.visible = bool(errors)
+        self.save_error.show(t("errors.form_has_problems") if errors else "")
 
     async def _save(self, e: Any = None) -> None:
         if self._saving:
@@ -383,8 +382,7 @@ class NewContactScreen(Screen):
             field = {"person_id": "person", "place_id": "place", "at": "when"}.get(problem.field or "", problem.field)
             self._show_errors({field or "save": "errors.invalid"} if field in ("person", "place", "follow_up", "when", "note")
                               else {})
-            self.save_error.value = self.ctx.words(problem)
-            self.save_error.visible = True
+            self.save_error.show(self.ctx.words(problem))
             self.update()
             return
         self.ctx.toast(self.t("contact.saved"))

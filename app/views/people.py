@@ -16,6 +16,7 @@ from models.vocab import Consent, Ethos, Gender, HomelessCategory, Need, Status
 
 from ..components.rows import contact_tile, follow_up_tile, person_tile
 from ..components.ui import (
+    ErrorLine,
     banner,
     choice_chip,
     dropdown,
@@ -298,7 +299,7 @@ class PersonEditScreen(Screen):
         self.places: list[PlaceRow] = []
         self.form = ft.Column(spacing=12, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
         self.fields: dict[str, ft.TextField] = {}
-        self.message = ft.Text("", color=ft.Colors.ERROR, visible=False)
+        self.message = ErrorLine("pf-message")
         self._saving = False
 
     def title(self) -> str:
@@ -380,7 +381,7 @@ class PersonEditScreen(Screen):
             section_title(t("person.needs")), needs,
             self._text("safety_note", "person.safety_note", multiline=True),
             usual_box,
-            tid(self.message, "pf-message"),
+            self.message.control,
             ft.Row([
                 primary_button(t("common.save"), self._save, "pf-save", icon=ft.Icons.CHECK),
                 secondary_button(t("common.cancel"), lambda e: self.ctx.navigate(self.back or "/people"), "pf-cancel"),
@@ -398,8 +399,7 @@ class PersonEditScreen(Screen):
         for name, key in errors.items():
             if name in self.fields:
                 self.fields[name].error = t(key)
-        self.message.value = t("errors.form_has_problems") if errors else ""
-        self.message.visible = bool(errors)
+        self.message.show(t("errors.form_has_problems") if errors else "")
         if errors:
             self.update()
             return
@@ -414,8 +414,7 @@ class PersonEditScreen(Screen):
         if problem:
             if problem.field and problem.field in self.fields:
                 self.fields[problem.field].error = t("errors.invalid")
-            self.message.value = self.ctx.words(problem)
-            self.message.visible = True
+            self.message.show(self.ctx.words(problem))
             self.update()
             return
         self.ctx.toast(t("person.saved"))

@@ -10,7 +10,16 @@ from typing import Any
 import flet as ft
 
 from ..components.rows import contact_tile, place_tile
-from ..components.ui import empty_state, muted, page_body, primary_button, section_title, text_field, tid
+from ..components.ui import (
+    ErrorLine,
+    empty_state,
+    muted,
+    page_body,
+    primary_button,
+    section_title,
+    text_field,
+    tid,
+)
 from ..state import PlaceDetail, PlaceDraft, PlaceRow
 from .base import Ctx, Screen
 
@@ -33,7 +42,7 @@ class PlacesScreen(Screen):
                                 horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
         self.name_box, self.name = text_field(t("places.name"), "places-name", expand=True)
         self.zone_box, self.zone = text_field(t("places.zone"), "places-zone", expand=True)
-        self.message = ft.Text("", color=ft.Colors.ERROR, visible=False)
+        self.message = ErrorLine("places-message")
 
     def build(self) -> ft.Control:
         t = self.t
@@ -43,7 +52,7 @@ class PlacesScreen(Screen):
             section_title(t("places.new")),
             ft.ResponsiveRow([ft.Container(self.name_box, col={"xs": 12, "sm": 7}),
                               ft.Container(self.zone_box, col={"xs": 12, "sm": 5})], spacing=8, run_spacing=8),
-            tid(self.message, "places-message"),
+            self.message.control,
             primary_button(t("places.add"), self._add, "places-add", icon=ft.Icons.ADD_LOCATION_ALT),
         ], spacing=8, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
         controls = [tid(self.list, "places-list"), add, ft.Container(height=24)]
@@ -104,13 +113,12 @@ class PlacesScreen(Screen):
             return
         new_id, problem = await self.ctx.attempt(self.services.add_place(draft))
         if problem:
-            self.message.value = self.ctx.words(problem)
-            self.message.visible = True
+            self.message.show(self.ctx.words(problem))
             self.update()
             return
         self.name.value = ""
         self.zone.value = ""
-        self.message.visible = False
+        self.message.show("")
         self.ctx.toast(t("places.added"))
         rows, _p = await self.ctx.attempt(self.services.places())
         if rows is not None:

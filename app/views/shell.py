@@ -33,7 +33,9 @@ class Shell:
         self.screen = screen
         self.route = route
         t = ctx.t
-        self.chip = SyncChip(on_sync_tap, hint=t("sync.tap_hint"))
+        # a phone's top bar has room for the chip's words only on Today, where they matter most
+        self.chip_in_title = not ctx.wide and screen.nav == "today" and not screen.back
+        self.chip = SyncChip(on_sync_tap, hint=t("sync.tap_hint"), compact=not ctx.wide and not self.chip_in_title)
         self.progress = ft.ProgressBar(value=None, visible=False, semantics_label=t("sync.progress"), bar_height=4)
         self.progress_text = ft.Text("", size=12, visible=False)
         self._on_lock = on_lock
@@ -55,14 +57,16 @@ class Shell:
         if screen.back and not (wide and screen.nav in ("people", "places") and screen.back in ("/people", "/places")):
             leading = icon_button(ft.Icons.ARROW_BACK, t("common.back"), lambda e: ctx.navigate(screen.back or "/today"),
                                   "back")
-        chip_box = ft.Container(self.chip.control, width=None if wide else 210, padding=ft.Padding.only(right=4))
-        appbar = ft.AppBar(
-            leading=leading, automatically_imply_leading=False,
-            title=ft.Semantics(content=ft.Text(screen.title(), weight=ft.FontWeight.BOLD), header=True,
-                               identifier="screen-title"),
-            actions=[chip_box, icon_button(ft.Icons.LOCK_OUTLINE, t("settings.lock_now"), self._on_lock, "lock-now")],
-            bgcolor=ft.Colors.SURFACE_CONTAINER,
-        )
+        title: ft.Control = ft.Semantics(content=ft.Text(screen.title(), weight=ft.FontWeight.BOLD), header=True,
+                                         identifier="screen-title")
+        actions: list[ft.Control] = []
+        if self.chip_in_title:
+            title = ft.Row([self.chip.control], spacing=0)
+        else:
+            actions.append(ft.Container(self.chip.control, padding=ft.Padding.only(right=4)))
+        actions.append(icon_button(ft.Icons.LOCK_OUTLINE, t("settings.lock_now"), self._on_lock, "lock-now"))
+        appbar = ft.AppBar(leading=leading, automatically_imply_leading=False, title=title, actions=actions,
+                           bgcolor=ft.Colors.SURFACE_CONTAINER)
         body = screen.build()
         content = ft.Column([self.progress, self.progress_text, ft.Container(body, expand=True)], spacing=0, expand=True,
                             horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
@@ -74,7 +78,7 @@ class Shell:
                               for _n, _r, icon, sel, key in DESTINATIONS],
                 on_change=self._go, bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
             )
-            controls: list[ft.Control] = [ft.Row([rail, ft.VerticalDivider(width=1), content], expand=True, spacing=0)]
+            controls: list[ft.BaseControl] = [ft.Row([rail, ft.VerticalDivider(width=1), content], expand=True, spacing=0)]
             nav_bar = None
         else:
             controls = [content]
@@ -85,7 +89,8 @@ class Shell:
                 on_change=self._go,
             )
         return ft.View(route=self.route, controls=controls, appbar=appbar, navigation_bar=nav_bar,
-                       floating_action_button=screen.fab(), padding=0, spacing=0,
+                       floating_action_button=screen.fab(),  # type: ignore[arg-type]  # any control works
+                       padding=0, spacing=0,
                        horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
 
     def show_sync(self, view: SyncView) -> None:
