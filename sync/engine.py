@@ -15,6 +15,7 @@ import platform
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import requests
@@ -391,7 +392,9 @@ class SyncEngine:
             batch = self.ws.outbox_batch(self.push_ops, self.push_bytes)
             if not batch:
                 return done
-            ops = [p.OpIn(op_id=op_id, device_seq=seq, record_id=rid, key_epoch=epoch, payload=p.b64e(payload))
+            # our own outbox, written by the store: no need to re-validate each op on the way out
+            ops = [p.OpIn.model_construct(op_id=op_id, device_seq=seq, record_id=rid, key_epoch=epoch,
+                                          payload=p.b64e(payload))
                    for seq, op_id, rid, epoch, payload in batch]
             try:
                 resp = client.push(ops)
@@ -416,30 +419,35 @@ class SyncEngine:
                 progress("push", done, total)
 
     def pull(self, progress: Progress | None = None, *, wait: float = 0.0) -> tuple[int, int, int, int]:
+        """Pull every page after the stored cursor. The next page is fetched while this one is
+        applied (the server works while we decrypt); each page lands with its cursor in one local
+        transaction, so a run cut anywhere resumes at the last applied page."""
         client = self.client()
         cursor = int(self.ws.sync_value("cursor", "0") or 0)
         pulled = applied = set_aside = purged = 0
-        first = True
-        while True:
-            page = client.pull(cursor, self.pull_limit, wait=wait if first else 0.0)
-            first = False
-            if page.current_epoch > max(self.ws.vault.epochs if self.ws.vault else [0]):
-                self.refresh_keys()
-            if page.next < cursor:
-                raise Offline("The server's cursor went backwards; not applied.")
-            ops = [RemoteOp(o.op_id, o.device_id, o.device_seq, o.record_id, o.key_epoch, p.b64d(o.payload))
-                   for o in page.ops]
-            result: ApplyResult = self.ws.apply_remote(ops, purges=[x.record_id for x in page.purges],
-                                                       cursor=("cursor", page.next))
-            cursor = page.next
-            pulled += len(ops)
-            applied += result.applied
-            set_aside += len(result.set_aside)
-            purged += len(page.purges)
-            if progress:
-                progress("pull", pulled, 0)
-            if not page.more:
-                return pulled, applied, set_aside, purged
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outreach-pull") as pool:
+            ahead = pool.submit(client.pull, cursor, self.pull_limit, wait)
+            while True:
+                page = ahead.result()
+                if page.next < cursor:
+                    raise Offline("The server's cursor went backwards; not applied.")
+                if page.more:
+                    ahead = pool.submit(client.pull, page.next, self.pull_limit, 0.0)
+                if page.current_epoch > max(self.ws.vault.epochs if self.ws.vault else [0]):
+                    self.refresh_keys()
+                ops = [RemoteOp(o.op_id, o.device_id, o.device_seq, o.record_id, o.key_epoch, p.b64d(o.payload))
+                       for o in page.ops]
+                result: ApplyResult = self.ws.apply_remote(ops, purges=[x.record_id for x in page.purges],
+                                                           cursor=("cursor", page.next))
+                cursor = page.next
+                pulled += len(ops)
+                applied += result.applied
+                set_aside += len(result.set_aside)
+                purged += len(page.purges)
+                if progress:
+                    progress("pull", pulled, 0)
+                if not page.more:
+                    return pulled, applied, set_aside, purged
 
 
 def _bad_op_index(exc: Rejected, size: int) -> int | None:

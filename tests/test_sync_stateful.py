@@ -540,6 +540,7 @@ class SyncMachine(RuleBasedStateMachine):
                 armed["now"] = False
 
         def put_rows(*args: Any, **kwargs: Any) -> None:
+            event(f"DEBUG put_rows armed={armed['now']} point={point} call={calls['apply']} nth={nth}")
             real_put_rows(*args, **kwargs)
             if armed["now"] and point == "apply_rows":
                 raise Killed(point)
@@ -571,6 +572,8 @@ class SyncMachine(RuleBasedStateMachine):
             del ws.apply_remote, store.put_rows, store.set_sync_state, store.ack_outbox
         note(f"device {dev.index} sync killed at {point} #{nth}: {killed}")
         event(f"kill {point}: {'fired' if killed else 'not reached'}")
+        if not killed and point == "apply_rows":
+            event(f"DEBUG miss: applies={calls['apply']} nth={nth} dev={dev.index}")
         if not killed:
             return
         # the killed transaction left nothing behind: the outbox lost only what was recorded as

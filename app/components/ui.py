@@ -38,9 +38,10 @@ Handler = Callable[..., Any] | None
 def tid(control: ft.Control, identifier: str, label: str | None = None, *, button: bool | None = None) -> ft.Semantics:
     """Give a control a stable identifier for tests (the web's `flt-semantics-identifier`) and,
     when it has no words of its own, a label for screen readers."""
-    # an `expand` must sit on the Row's or Column's direct child: the wrapper takes it over
+    # an `expand` must sit on the Row's or Column's direct child: the wrapper takes it over (only
+    # a true one: an explicit `expand=False` breaks a wrapping Row in Flet 1.0)
     return ft.Semantics(content=control, identifier=identifier, label=label, button=button,
-                        expand=getattr(control, "expand", None))
+                        expand=getattr(control, "expand", None) or None)
 
 
 def _style(height: int) -> ft.ButtonStyle:
@@ -62,14 +63,14 @@ def big_button(text: str, on_click: Handler, identifier: str, *, icon: Any = Non
 
 def primary_button(text: str, on_click: Handler, identifier: str, *, icon: Any = None, expand: bool = False,
                    disabled: bool = False) -> ft.Semantics:
-    button = ft.FilledButton(content=text, icon=icon, on_click=on_click, height=52, expand=expand,
+    button = ft.FilledButton(content=text, icon=icon, on_click=on_click, height=52, expand=expand or None,
                              disabled=disabled, style=_style(52))
     return tid(button, identifier)
 
 
 def secondary_button(text: str, on_click: Handler, identifier: str, *, icon: Any = None,
                      expand: bool = False) -> ft.Semantics:
-    button = ft.OutlinedButton(content=text, icon=icon, on_click=on_click, height=MIN_TOUCH, expand=expand,
+    button = ft.OutlinedButton(content=text, icon=icon, on_click=on_click, height=MIN_TOUCH, expand=expand or None,
                                style=_style(MIN_TOUCH))
     return tid(button, identifier)
 
