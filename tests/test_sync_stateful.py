@@ -285,7 +285,6 @@ FAULT_PLAN = st.lists(
               st.integers(0, 1)),
     max_size=3,
 )
-KILL_POINTS = ("apply_start", "apply_rows", "apply_cursor", "ack")
 
 
 class SyncMachine(RuleBasedStateMachine):
@@ -386,16 +385,12 @@ class SyncMachine(RuleBasedStateMachine):
         having = [dev for dev in self.devices if self._persons_on(dev)]
         return having[d % len(having)] if having else None
 
-    def _with_work_for(self, point: str, d: int) -> Device:
-        """The d-th device (cyclically) that has something for this kill point to interrupt: queued
-        ops for "ack", ops of other devices to pull for the others; else device d."""
-        if point == "ack":
-            busy = [dev for dev in self.devices if dev.ws.outbox_count()]
-        else:
-            ops = self.server_ops()
-            busy = [dev for dev in self.devices
-                    if any(o.seq > dev.cursor and o.device_id != dev.device_id for o in ops)]
-        return busy[d % len(busy)] if busy else self.devices[d]
+    def _to_pull(self, dev: Device) -> bool:
+        """Whether the log holds ops of other devices past this device's cursor."""
+        with contextlib.closing(sqlite3.connect(f"file:{self.team.server_db}?mode=ro", uri=True)) as conn:
+            row = conn.execute("SELECT 1 FROM op WHERE seq > ? AND device_id != ? LIMIT 1",
+                               (dev.cursor, dev.device_id)).fetchone()
+        return row is not None
 
     def _run_sync(self, dev: Device, plan: list[tuple[Fault, str | None, int]]) -> bool:
         """One sync run under a fault plan. True when it succeeded, False when it was Offline."""
@@ -512,14 +507,28 @@ class SyncMachine(RuleBasedStateMachine):
     def sync(self, d: int, plan: list[tuple[Fault, str | None, int]]) -> None:
         self._run_sync(self.devices[d], plan)
 
-    @rule(d=DEVICE, point=st.sampled_from(KILL_POINTS), nth=st.integers(0, 1), plan=FAULT_PLAN)
+    @precondition(lambda self: any(self._to_pull(dev) for dev in self.devices))
+    @rule(d=DEVICE, point=st.sampled_from(["apply_start", "apply_rows", "apply_cursor"]), nth=st.integers(0, 1),
+          plan=FAULT_PLAN)
     @step
-    def sync_killed(self, d: int, point: str, nth: int, plan: list[tuple[Fault, str | None, int]]) -> None:
-        """A sync during which the app dies: in the n-th page's apply transaction (before it, after
-        the rows are written, or when the cursor is written), or in the n-th push acknowledgement's
-        transaction (after the outbox rows are deleted). The transaction must roll back; the app
+    def sync_killed_in_pull(self, d: int, point: str, nth: int, plan: list[tuple[Fault, str | None, int]]) -> None:
+        """The app dies while applying the n-th pulled page: before its transaction, after the
+        rows are written, or when the cursor is written."""
+        busy = [dev for dev in self.devices if self._to_pull(dev)]
+        self._killed_sync(busy[d % len(busy)], point, nth, plan)
+
+    @precondition(lambda self: any(dev.ws.outbox_count() for dev in self.devices))
+    @rule(d=DEVICE, nth=st.integers(0, 1), plan=FAULT_PLAN)
+    @step
+    def sync_killed_in_push(self, d: int, nth: int, plan: list[tuple[Fault, str | None, int]]) -> None:
+        """The app dies while recording the n-th push acknowledgement (after the outbox rows are
+        deleted, before the commit): the server holds the batch, the device does not know."""
+        busy = [dev for dev in self.devices if dev.ws.outbox_count()]
+        self._killed_sync(busy[d % len(busy)], "ack", nth, plan)
+
+    def _killed_sync(self, dev: Device, point: str, nth: int, plan: list[tuple[Fault, str | None, int]]) -> None:
+        """A sync during which the app dies at `point`. The transaction must roll back; the app
         restarts from disk and the next sync picks up where this one stopped."""
-        dev = self._with_work_for(point, d)
         ws, store = dev.ws, dev.ws.store
         calls = {"apply": 0, "ack": 0}
         armed = {"now": False}
@@ -540,7 +549,6 @@ class SyncMachine(RuleBasedStateMachine):
                 armed["now"] = False
 
         def put_rows(*args: Any, **kwargs: Any) -> None:
-            event(f"DEBUG put_rows armed={armed['now']} point={point} call={calls['apply']} nth={nth}")
             real_put_rows(*args, **kwargs)
             if armed["now"] and point == "apply_rows":
                 raise Killed(point)
@@ -572,8 +580,6 @@ class SyncMachine(RuleBasedStateMachine):
             del ws.apply_remote, store.put_rows, store.set_sync_state, store.ack_outbox
         note(f"device {dev.index} sync killed at {point} #{nth}: {killed}")
         event(f"kill {point}: {'fired' if killed else 'not reached'}")
-        if not killed and point == "apply_rows":
-            event(f"DEBUG miss: applies={calls['apply']} nth={nth} dev={dev.index}")
         if not killed:
             return
         # the killed transaction left nothing behind: the outbox lost only what was recorded as
