@@ -47,9 +47,18 @@ def _m0002_sync(db: sqlite_utils.Database) -> None:
     db.table("outbox").create_index(["record_id"], index_name="ix_outbox_record_id")
 
 
+def _m0003_snapshot(db: sqlite_utils.Database) -> None:
+    """Unlock got slow with 100,000 contacts: keep the opened index sealed whole."""
+    db.table("snapshot").create(
+        {"name": str, "gen": int, "key_epoch": int, "sealed": bytes}, pk="name",
+        not_null={"gen", "key_epoch", "sealed"},
+    )
+
+
 MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_initial", _m0001_initial),
     ("0002_sync", _m0002_sync),
+    ("0003_snapshot", _m0003_snapshot),
 ]
 
 

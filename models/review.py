@@ -144,30 +144,75 @@ def _words(text: Any) -> list[str]:
     return re.findall(r"[a-z0-9]+", fold(str(text)).split("\x1e")[0])
 
 
+@dataclass(frozen=True)
+class _Name:
+    """A name's folded forms, computed once per person."""
+
+    text: str  # the words as written
+    sorted_text: str  # the words in order: 'Peter Lange' and 'Lange Peter' are the same
+    words: frozenset[str]
+    bigrams: frozenset[str]  # of sorted_text: a cheap first look before the edit distance
+
+    @classmethod
+    def of(cls, text: Any) -> _Name | None:
+        words = _words(text)
+        if not words:
+            return None
+        ordered = " ".join(sorted(words))
+        return cls(" ".join(words), ordered, frozenset(words),
+                   frozenset(ordered[i:i + 2] for i in range(len(ordered) - 1)) or frozenset({ordered}))
+
+
 def _edit_ratio(a: str, b: str) -> float:
-    """1 - Levenshtein distance / longer length."""
+    """1 - Levenshtein distance / longer length. The distance is computed with the bit-parallel
+    algorithm of Myers and Hyyrö (one pass over the longer text, a few integer operations a letter),
+    about ten times faster in Python than the textbook table."""
     if a == b:
         return 1.0
     if not a or not b:
         return 0.0
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return 1.0 - prev[-1] / max(len(a), len(b))
+    if len(a) < len(b):
+        a, b = b, a
+    m = len(b)
+    peq: dict[str, int] = {}
+    for i, c in enumerate(b):
+        peq[c] = peq.get(c, 0) | (1 << i)
+    full, top = (1 << m) - 1, 1 << (m - 1)
+    pv, mv, distance = full, 0, m
+    for c in a:
+        eq = peq.get(c, 0)
+        xv = eq | mv
+        xh = (((eq & pv) + pv) ^ pv) | eq
+        ph = mv | (~(xh | pv) & full)
+        mh = pv & xh
+        if ph & top:
+            distance += 1
+        elif mh & top:
+            distance -= 1
+        ph = ((ph << 1) | 1) & full
+        mh = (mh << 1) & full
+        pv = mh | (~(xv | ph) & full)
+        mv = ph & xv
+    return 1.0 - distance / len(a)
 
 
-def _name_similarity(a: list[str], b: list[str]) -> float:
-    """The best of: edit ratio of the names as written and with their words sorted, and the share
-    of the shorter name's words found in the other (a little less than a full match)."""
-    if not a or not b:
+def _name_similarity(a: _Name | None, b: _Name | None) -> float:
+    """The best of: the normalised edit distance of the names (as written, and with their words
+    sorted), and the share of the shorter name's words found in the other (a little less than a
+    full match). The edit distance is only computed where it can matter: when the names share
+    enough letter pairs and their lengths allow a better value."""
+    if a is None or b is None:
         return 0.0
-    sa, sb = set(a), set(b)
-    contained = len(sa & sb) / min(len(sa), len(sb)) * 0.85
-    return max(_edit_ratio(" ".join(a), " ".join(b)), _edit_ratio(" ".join(sorted(a)), " ".join(sorted(b))),
-               contained)
+    if a.sorted_text == b.sorted_text:
+        return 1.0
+    best = len(a.words & b.words) / min(len(a.words), len(b.words)) * 0.85
+    dice = 2 * len(a.bigrams & b.bigrams) / (len(a.bigrams) + len(b.bigrams))
+    if dice < 0.4:
+        return best
+    for x, y in ((a.sorted_text, b.sorted_text), (a.text, b.text)):
+        if min(len(x), len(y)) / max(len(x), len(y)) > best:  # the most the edit ratio can be
+            best = max(best, _edit_ratio(x, y))
+    return best
 
 
 def _overlap(a: set[str], b: set[str]) -> float:
@@ -177,15 +222,19 @@ def _overlap(a: set[str], b: set[str]) -> float:
 @dataclass
 class _Profile:
     id: str
-    alias: list[str]
-    full: list[str]
+    alias: _Name | None
+    full: _Name | None
     cpr: str | None
     birth_year: int | None
     gender: str | None
     description: set[str]
     usual_place: str | None
     places: set[str]
-    keys: set[str] = field(default_factory=set)
+    keys: set[str] = field(default_factory=set)  # word beginnings (fuzzy blocks)
+    exact: set[str] = field(default_factory=set)  # whole names, CPR (exact blocks)
+
+
+_MAX_BLOCK = 300  # a word beginning shared by more persons than this does not make pairs by itself
 
 
 def _profiles(ws: Workspace) -> list[_Profile]:
@@ -197,15 +246,18 @@ def _profiles(ws: Workspace) -> list[_Profile]:
     out = []
     for pid, p in recs[RecordType.PERSON].items():
         prof = _Profile(
-            id=pid, alias=_words(p.get("alias")), full=_words(p.get("full_name")),
+            id=pid, alias=_Name.of(p.get("alias")), full=_Name.of(p.get("full_name")),
             cpr=str(p["cpr"]).replace("-", "") if p.get("cpr") else None, birth_year=p.get("birth_year"),
             gender=p.get("gender") if p.get("gender") not in (None, "unknown") else None,
             description={w for w in _words(p.get("description")) if len(w) >= 3},
             usual_place=p.get("usual_place") or None, places=places_of.get(pid, set()),
         )
-        prof.keys = {w[:2] for w in prof.alias + prof.full}
+        for name in (prof.alias, prof.full):
+            if name is not None:
+                prof.keys.update(w[:2] for w in name.words if not w.isdigit())
+                prof.exact.add("=" + name.sorted_text)
         if prof.cpr:
-            prof.keys.add("cpr:" + prof.cpr)
+            prof.exact.add("cpr:" + prof.cpr)
         out.append(prof)
     return out
 
@@ -224,9 +276,9 @@ def _score(a: _Profile, b: _Profile) -> tuple[float, list[str]] | None:
     if name < 0.6:
         return None
     if alias >= 0.6:
-        reasons.append("same_alias" if a.alias == b.alias else "similar_alias")
+        reasons.append("same_alias" if alias == 1.0 else "similar_alias")
     if full >= 0.6:
-        reasons.append("same_full_name" if a.full == b.full else "similar_full_name")
+        reasons.append("same_full_name" if full == 1.0 else "similar_full_name")
     if a.birth_year and b.birth_year:
         born = 1.0 if a.birth_year == b.birth_year else 0.5
         reasons.append("same_birth_year" if born == 1.0 else "near_birth_year")
@@ -259,19 +311,29 @@ def _pair(a: str, b: str) -> str:
 
 
 def duplicate_suggestions(ws: Workspace, *, min_score: float = 0.6, limit: int = 50) -> list[DuplicateSuggestion]:
-    """Pairs of persons probably created twice (e.g. offline on two devices), best first. Two
-    persons with different CPR numbers, genders or birth years more than a year apart are never
-    suggested; pairs the coordinator dismissed on this device are left out."""
+    """Pairs of persons probably created twice (e.g. offline on two devices), best first.
+
+    Names are compared in their Danish folded form (Søren = Soeren, Åse = Aase), by normalised edit
+    distance and by shared words; the score adds birth year, description words and places (usual
+    place or places of their contacts). Two persons with different CPR numbers, genders or birth
+    years more than a year apart are never suggested; the same CPR number always is. Only persons
+    who share a whole name, a CPR number or the beginning of a word of their alias or name are
+    compared (a beginning shared by more than 300 persons does not count on its own), which keeps
+    this fast for thousands of persons. Pairs dismissed on this device are left out."""
     _require_unlocked(ws)
     profiles = _profiles(ws)
     blocks: dict[str, list[int]] = {}
     for i, prof in enumerate(profiles):
         for key in prof.keys:
             blocks.setdefault(key, []).append(i)
+        for key in prof.exact:
+            blocks.setdefault(key, []).append(i)
     dismissed = _dismissed(ws)
     seen: set[tuple[int, int]] = set()
     out = []
-    for members in blocks.values():
+    for key, members in blocks.items():
+        if len(members) > _MAX_BLOCK and not key.startswith(("=", "cpr:")):
+            continue
         for x, i in enumerate(members):
             for j in members[x + 1:]:
                 pair = (min(i, j), max(i, j))

@@ -77,12 +77,16 @@ class Store:
             self._depth = 1
             try:
                 yield self.conn
+                self._depth = 0
+                self.conn.execute("COMMIT")
             except BaseException:
                 self._depth = 0
-                self.conn.execute("ROLLBACK")
+                # also when COMMIT itself failed (disk full, I/O error): SQLite may keep the
+                # transaction open, and the connection would read uncommitted rows and refuse
+                # every later BEGIN
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
                 raise
-            self._depth = 0
-            self.conn.execute("COMMIT")
 
     # --------------------------------------------------------------------------- meta
     def meta(self, key: str, default: str | None = None) -> str | None:
@@ -137,9 +141,36 @@ class Store:
         self.conn.executemany(
             f"INSERT OR REPLACE INTO {SEALED_TABLES[record_type]} (id, key_epoch, sealed) VALUES (?, ?, ?)", rows
         )
+        self._changed()
 
     def delete_row(self, record_type: RecordType, record_id: str) -> None:
         self.conn.execute(f"DELETE FROM {SEALED_TABLES[record_type]} WHERE id=?", (record_id,))
+        self._changed()
+
+    # ------------------------------------------------------------------ change counter
+    def _changed(self) -> None:
+        """Every change of a sealed row moves the counter, in the same transaction: a snapshot
+        taken at another count is stale."""
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('gen', '1') "
+            "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
+
+    def gen(self) -> int:
+        return int(self.meta("gen", "0") or 0)
+
+    def snapshot(self) -> tuple[int, int, bytes] | None:
+        row = self.conn.execute("SELECT gen, key_epoch, sealed FROM snapshot WHERE name='index'").fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def put_snapshot(self, gen: int, key_epoch: int, sealed: bytes) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO snapshot (name, gen, key_epoch, sealed) VALUES ('index', ?, ?, ?)",
+            (gen, key_epoch, sealed),
+        )
+
+    def drop_snapshot(self) -> None:
+        self.conn.execute("DELETE FROM snapshot")
 
     def iter_rows(self, record_type: RecordType) -> Iterator[tuple[str, int, bytes]]:
         yield from self.conn.execute(f"SELECT id, key_epoch, sealed FROM {SEALED_TABLES[record_type]}")
@@ -222,6 +253,8 @@ class Store:
         self.conn.executemany("INSERT OR IGNORE INTO erased (record_id, at) VALUES (?, ?)", ((r, at) for r in ids))
         for table in SEALED_TABLES.values():
             self.conn.executemany(f"DELETE FROM {table} WHERE id=?", ((r,) for r in ids))
+        self._changed()
+        self.drop_snapshot()  # an erased person must not live on in a sealed copy either
         self.conn.executemany("DELETE FROM reviewconflict WHERE record_id=?", ((r,) for r in ids))
         self.conn.executemany("DELETE FROM setaside WHERE record_id=?", ((r,) for r in ids))
         self.drop_outbox_for(ids)

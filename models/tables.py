@@ -37,7 +37,7 @@ __all__ = [
     "PlaceBase", "PlaceCreate", "PlaceUpdate", "PlacePublic", "Place",
     "FollowUpBase", "FollowUpCreate", "FollowUpUpdate", "FollowUpPublic", "FollowUp",
     "AuditEventBase", "AuditEventCreate", "AuditEventPublic", "AuditEvent",
-    "Keyring", "Meta", "Outbox", "SyncState", "ReviewConflict", "SetAside", "Erased",
+    "Keyring", "Meta", "Outbox", "SyncState", "ReviewConflict", "SetAside", "Erased", "Snapshot",
     "SEALED_TABLES", "FAMILIES", "REVIEWED_FIELDS", "LOCAL_TABLES",
 ]
 
@@ -378,6 +378,17 @@ class Erased(SQLModel, table=True):
     at: float
 
 
+class Snapshot(SQLModel, table=True):
+    """The opened index, sealed whole at lock, so that the next unlock opens one blob instead of
+    every row. Valid only while `gen` equals the store's change counter; otherwise ignored."""
+
+    __tablename__ = "snapshot"
+    name: str = Field(primary_key=True)
+    gen: int
+    key_epoch: int
+    sealed: bytes
+
+
 SEALED_TABLES: dict[RecordType, str] = {
     RecordType.PERSON: "person",
     RecordType.CONTACT: "contact",
@@ -386,7 +397,7 @@ SEALED_TABLES: dict[RecordType, str] = {
     RecordType.AUDIT: "auditevent",
 }
 
-LOCAL_TABLES = ("keyring", "meta", "outbox", "syncstate", "reviewconflict", "setaside", "erased")
+LOCAL_TABLES = ("keyring", "meta", "outbox", "syncstate", "reviewconflict", "setaside", "erased", "snapshot")
 
 # type -> (Create, Update, Public)
 FAMILIES: dict[RecordType, tuple[type[SQLModel], type[SQLModel] | None, type[SQLModel]]] = {

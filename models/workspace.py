@@ -180,6 +180,7 @@ class Workspace:
         self.damaged: list[TamperedRecord] = []  # rows that failed authentication at unlock
         self._types: dict[str, RecordType] = {}  # every record id in the file, tombstones too
         self._touched: set[tuple[RecordType, str]] | None = None
+        self._snapshot_gen = -1  # the change count the stored snapshot was taken at
 
     # ============================================================== lifecycle
     @property
@@ -301,6 +302,12 @@ class Workspace:
         self._load()
 
     def lock(self) -> None:
+        """Drop the keys and the opened records; first seal the index whole for a fast unlock."""
+        if self.unlocked and self._store is not None:
+            self._save_snapshot()
+        self._forget()
+
+    def _forget(self) -> None:
         if self.vault is not None:
             self.vault.lock()
         self.vault = None
@@ -314,7 +321,7 @@ class Workspace:
 
     def wipe(self) -> None:
         """Erase this device's data directory contents (the store's files and anything beside)."""
-        self.lock()
+        self._forget()
         if self._store is not None:
             try:
                 self._store.conn.close()
@@ -363,9 +370,72 @@ class Workspace:
         with _no_gc():
             self._load_all()
 
+    _SNAPSHOT_ID = "index"
+
+    def verify(self) -> list[TamperedRecord]:
+        """Open every stored row and report the ones that fail their check (they leave the
+        screens). Unlocking from the snapshot shows authentic values without reading each row;
+        this finds a row damaged since, before anyone edits it. Run it in the background."""
+        vault = self._vault()
+        damaged = []
+        for rtype in RecordType:
+            for rid, epoch, blob in self.store.iter_rows(rtype):
+                try:
+                    vault.open_row(rtype.value, rid, epoch, blob)
+                except SealError:
+                    damaged.append(TamperedRecord(rtype.value, rid))
+                    self.index.put(rtype, rid, None)
+        for exc in damaged:
+            log.error("%s", exc)
+        self.damaged = damaged
+        return damaged
+
+    def _save_snapshot(self) -> None:
+        store = self.store
+        gen = store.gen()
+        if gen == self._snapshot_gen or self.damaged:
+            return  # unchanged since it was taken; or damaged rows, which a full load must report again
+        epoch = self.epoch
+        body = {
+            "g": gen,
+            "t": {rid: rtype.value for rid, rtype in self._types.items()},
+            "r": {rtype.value: table for rtype, table in self.index.records.items()},
+        }
+        blob = self._vault().seal_row("snapshot", self._SNAPSHOT_ID, epoch, body)
+        with store.atomic():
+            if store.gen() == gen:
+                store.put_snapshot(gen, epoch, blob)
+        self._snapshot_gen = gen
+
+    def _load_snapshot(self) -> bool:
+        """Load the index from the sealed snapshot when it is current. False: do a full load."""
+        store = self.store
+        found = store.snapshot()
+        if found is None or found[0] != store.gen():
+            return False
+        gen, epoch, blob = found
+        try:
+            body = self._vault().open_row("snapshot", self._SNAPSHOT_ID, epoch, blob)
+            if body["g"] != gen:
+                return False
+            types = {rid: RecordType(t) for rid, t in body["t"].items()}
+            records = {RecordType(t): table for t, table in body["r"].items()}
+        except (SealError, KeyError, ValueError, TypeError):
+            log.warning("the sealed snapshot could not be used; opening every record instead")
+            return False
+        self._types = types
+        self.damaged = []
+        self.index = Index()
+        self.index.load(records)
+        self._snapshot_gen = gen
+        return True
+
     def _load_all(self) -> None:
         store = self.store
         self.clock = HLC(int(store.meta("hlc", "0") or 0))
+        if self._load_snapshot():
+            return
+        self._snapshot_gen = -1
         rows: dict[RecordType, dict[str, dict[str, Any]]] = {}
         self.damaged = []
         self._types = {}

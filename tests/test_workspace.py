@@ -405,7 +405,9 @@ def test_tampered_row_is_reported_not_fatal(make_workspace: MakeWorkspace, perso
     db.close()
 
     again = make_workspace(init=False)
-    again.unlock(passphrase)
+    again.unlock(passphrase)  # from the sealed snapshot written at close: authentic values only
+    assert again.get_person(victim).alias == "Victim"
+    again.verify()  # what the app runs in the background after unlock
     assert [(e.kind, e.record_id) for e in again.damaged] == [("person", victim)]
     assert [p.id for p in again.persons()] == [fine]
     for access in (lambda: again.get_person(victim),
@@ -683,6 +685,7 @@ def test_canary_never_reaches_the_disk_or_the_log(make_team: MakeTeam, remote_op
         b.store.put_rows(RecordType.PERSON, [(pid, 1, _flip(blob))])
     b.lock()
     b.unlock(passphrase)
+    b.verify()
     assert b.damaged
     a.close()
     b.close()

@@ -1,0 +1,85 @@
+"""The sealed index snapshot: written at lock, used at unlock only while no row changed since,
+never trusted when it fails its check, and dropped by an erasure."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from models.vocab import RecordType
+from models.workspace import Workspace
+
+PASS = "passphrase-1"
+
+
+def _records(ws: Workspace) -> dict[RecordType, dict[str, dict[str, object]]]:
+    return {t: {k: dict(v) for k, v in ws.index.records[t].items()} for t in RecordType}
+
+
+def _fresh(tmp_path: Path) -> Workspace:
+    ws = Workspace(tmp_path / "dev", fast_kdf=True)
+    ws.init(PASS)
+    place = ws.add_place({"name": "Halmtorvet"})
+    p = ws.add_person({"alias": "Søren", "usual_place": place.id})
+    ws.add_contact({"at": "2026-11-20T21:00", "person_id": p.id, "place_id": place.id, "note": "kaffe"})
+    ws.add_follow_up({"due": "2026-12-01", "person_id": p.id})
+    return ws
+
+
+def _unlock(tmp_path: Path, *, snapshot: bool) -> Workspace:
+    ws = Workspace(tmp_path / "dev", fast_kdf=True)
+    if not snapshot:
+        ws._load_snapshot = lambda: False  # type: ignore[method-assign]
+    ws.unlock(PASS)
+    return ws
+
+
+def test_snapshot_load_equals_full_load(tmp_path: Path) -> None:
+    ws = _fresh(tmp_path)
+    ws.close()
+    with_snapshot = _unlock(tmp_path, snapshot=True)
+    assert with_snapshot._snapshot_gen == with_snapshot.store.gen() > 0
+    full = _unlock(tmp_path, snapshot=False)
+    assert _records(with_snapshot) == _records(full)
+    assert with_snapshot._types == full._types
+    assert [p.id for p in with_snapshot.search("soeren").persons] == [p.id for p in full.search("soeren").persons]
+
+
+def test_a_change_after_the_snapshot_makes_it_stale(tmp_path: Path) -> None:
+    ws = _fresh(tmp_path)
+    ws.close()
+    ws = _unlock(tmp_path, snapshot=True)
+    pid = ws.persons()[0].id
+    ws.edit_person(pid, {"alias": "Bjørn"})
+    assert ws.store.snapshot()[0] != ws.store.gen()  # type: ignore[index]
+    ws._forget()  # a crash: no new snapshot written
+    again = _unlock(tmp_path, snapshot=True)
+    assert again.get_person(pid).alias == "Bjørn"
+    assert again._snapshot_gen == -1  # it did a full load
+
+
+def test_a_tampered_snapshot_is_not_used(tmp_path: Path) -> None:
+    ws = _fresh(tmp_path)
+    expected = _records(ws)
+    ws.close()
+    conn = sqlite3.connect(tmp_path / "dev" / "outreach.db")
+    with conn:
+        (blob,) = conn.execute("SELECT sealed FROM snapshot").fetchone()
+        conn.execute("UPDATE snapshot SET sealed=?", (blob[:-1] + bytes([blob[-1] ^ 1]),))
+    conn.close()
+    ws = _unlock(tmp_path, snapshot=True)
+    assert ws._snapshot_gen == -1
+    assert _records(ws) == expected
+
+
+def test_erasure_drops_the_snapshot(tmp_path: Path) -> None:
+    ws = _fresh(tmp_path)
+    pid = ws.persons()[0].id
+    ws.lock()
+    ws.unlock(PASS)
+    assert ws.store.snapshot() is not None
+    ws.erase_local(ws.person_record_ids(pid))
+    assert ws.store.snapshot() is None
+    ws.close()
+    ws = _unlock(tmp_path, snapshot=True)
+    assert pid not in ws.index.records[RecordType.PERSON]
