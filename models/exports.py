@@ -184,6 +184,9 @@ class ExportRequest:
     year: int | None = None
     week: int = 6
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", ExportKind(self.kind))  # "persons" is accepted too
+
     def describe(self) -> str:
         """For the audit detail: what, never a value (ids and days only)."""
         parts = [f"csv {self.kind.value}"]

@@ -69,6 +69,9 @@ __all__ = [
     "iso_week_bounds",
     "month_bounds",
     "add_months",
+    "to_date",
+    "to_datetime",
+    "norm_worker",
 ]
 
 CATEGORY_NONE = "none"  # persons (or contacts) with no homeless category

@@ -383,3 +383,27 @@ def test_every_text_key_asked_for_is_listed_for_the_translations(ws: Workspace) 
     reasons = {f"duplicate.{r}" for s in duplicate_suggestions(ws) for r in s.reasons}
     assert reasons and reasons <= set(TEXT_KEYS)
     assert twin
+
+
+def test_the_fast_edit_distance_agrees_with_the_textbook_table() -> None:
+    import random
+
+    from models.review import _edit_ratio
+
+    def table(a: str, b: str) -> float:
+        prev = list(range(len(b) + 1))
+        for i, ca in enumerate(a, 1):
+            cur = [i]
+            for j, cb in enumerate(b, 1):
+                cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+            prev = cur
+        return 1.0 - prev[-1] / max(len(a), len(b), 1)
+
+    rng = random.Random(169)
+    for _ in range(3000):
+        a = "".join(rng.choice("abeøå ") for _ in range(rng.randint(0, 14)))
+        b = "".join(rng.choice("abeøå ") for _ in range(rng.randint(0, 14)))
+        if a and b:
+            assert _edit_ratio(a, b) == pytest.approx(table(a, b)), (a, b)
+    assert _edit_ratio("lange peter", "lange petr") == pytest.approx(1 - 1 / 11)
+    assert _edit_ratio("jonny", "johnny") == pytest.approx(1 - 1 / 6)
