@@ -179,6 +179,9 @@ def _add_team_commands(sub: Any) -> None:
     except ImportError:  # the sync part is optional until it exists
         return
     add_commands(sub, _Parser)
+    from .cli_desk import add_commands as add_desk_commands
+
+    add_desk_commands(sub, _Parser)
 
 
 # ============================================================================ helpers
@@ -435,7 +438,10 @@ def _setup_logging(data_dir: Path, verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already printed as one line
+        return int(exc.code or 0)
     args.data_dir_path = resolve_data_dir(args.data_dir)
     out = Output(args.json)
     _setup_logging(args.data_dir_path, args.verbose)
@@ -466,4 +472,8 @@ def _sync_errors() -> tuple[type[BaseException], ...]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # through the package module, so that `app.cli_team` and `app.cli_desk`, which import from
+    # `app.cli`, see the same classes (CliError) as this entry point
+    from app.cli import main as _main
+
+    sys.exit(_main())

@@ -362,7 +362,7 @@ class Workspace:
     def _open_state(self, rtype: RecordType, rid: str, epoch: int, blob: bytes) -> RecordState:
         try:
             return RecordState.from_json(self._vault().open_row(rtype.value, rid, epoch, blob))
-        except SealError:
+        except (SealError, KeyError, IndexError, TypeError, ValueError):
             raise TamperedRecord(rtype.value, rid) from None
 
     def _load(self) -> None:
@@ -445,7 +445,7 @@ class Workspace:
             for rid, epoch, blob in store.iter_rows(rtype):
                 try:
                     found = plain_of(open_row(rtype.value, rid, epoch, blob))
-                except SealError:
+                except (SealError, KeyError, IndexError, TypeError, ValueError):
                     exc = TamperedRecord(rtype.value, rid)
                     self.damaged.append(exc)
                     log.error("%s", exc)

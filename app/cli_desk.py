@@ -1,0 +1,208 @@
+"""The coordinator's desk in the `outreach` CLI: overview and goal, exports, the aggregate report,
+the national count, duplicates and merge, retention review, access requests and the audit log.
+Thin: each command parses flags, calls `models.reports` / `models.exports` / `models.review`, and
+prints. Every export of personal data asks for confirmation (or --yes) and says where it goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from models import exports, reports, review
+from models.errors import InvalidInput
+
+__all__ = ["add_commands"]
+
+
+def _ws(args: argparse.Namespace) -> Any:
+    from .cli import open_workspace
+
+    return open_workspace(args)
+
+
+def _date(text: str | None, flag: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(flag, f"not a date: use YYYY-MM-DD (got {text!r})") from None
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(obj).items()}
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json")
+    return obj
+
+
+def _confirm(args: argparse.Namespace, question: str) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        from .cli import CliError
+
+        raise CliError("this writes personal data to a file: confirm with --yes")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes", "j", "ja")
+
+
+def cmd_overview(args: argparse.Namespace, out: Any) -> int:
+    ws = _ws(args)
+    if args.target is not None:
+        reports.set_goal(ws, target=args.target, baseline=args.baseline)
+    ov = reports.overview(ws, start=_date(args.start, "from"), end=_date(args.end, "to"), worker=args.worker)
+    g = ov.goal
+
+    def text() -> str:
+        lines = [
+            f"Homeless persons known now: {g.current} (start {g.baseline}, target under {g.target}; "
+            f"{g.remaining} to go)",
+            f"Persons known: {ov.persons_known}  " + "  ".join(f"{k} {v}" for k, v in ov.by_status.items()),
+            "Active by category: " + "  ".join(f"{k} {v}" for k, v in ov.by_category.items() if v),
+            f"Met this week {ov.met_this_week}, this month {ov.met_this_month}, this year {ov.met_this_year}",
+            f"New this year {ov.new_this_year}; housed this year {ov.housed_this_year}"
+            + (f" (median {ov.median_days_to_housed_this_year:.0f} days from first contact)"
+               if ov.median_days_to_housed_this_year is not None else ""),
+        ]
+        return "\n".join(lines)
+    out.emit(_plain(ov), text)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, out: Any) -> int:
+    ws = _ws(args)
+    req = exports.ExportRequest(kind=args.kind, person_id=args.person, start=_date(args.start, "from"),
+                                end=_date(args.end, "to"), year=args.year, week=args.week)
+    path = Path(args.out).expanduser().resolve()
+    warn = exports.export_warning(ws, req, path)
+    if warn.inside_data_dir:
+        raise InvalidInput("out", "never write plaintext next to the encrypted data: choose another folder")
+    note = f" It is inside a synced folder ({warn.synced_folder}): the file will leave this computer." \
+        if warn.synced_folder else ""
+    if not _confirm(args, f"Write {warn.rows} rows of personal data, unencrypted, to {path}?{note}"):
+        return 1
+    done = exports.write_export(ws, req, path)
+    out.emit({"path": str(path), "rows": done.rows},
+             f"Wrote {done.rows} rows to {path}. It is not encrypted: delete it when done.{note}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace, out: Any) -> int:
+    ws = _ws(args)
+    rep = exports.aggregate_report(ws, start=_date(args.start, "from"), end=_date(args.end, "to"), worker=args.worker)
+    if args.html:
+        Path(args.html).write_text(exports.aggregate_html(rep), encoding="utf-8")
+    if args.csv:
+        Path(args.csv).write_bytes(exports.aggregate_csv(rep))
+    out.emit(_plain(rep), lambda: exports.aggregate_csv(rep).decode("utf-8-sig"))
+    return 0
+
+
+def cmd_count(args: argparse.Namespace, out: Any) -> int:
+    ws = _ws(args)
+    count = exports.national_count(ws, year=args.year, week=args.week)
+    out.emit({"year": args.year, "week": args.week, "counts": count.counts, "total": count.total},
+             lambda: f"Count week {args.year}-W{args.week:02d}: {count.total} persons\n"
+             + "\n".join(f"  {k:<14} {v}" for k, v in count.counts.items()))
+    return 0
+
+
+def cmd_duplicates(args: argparse.Namespace, out: Any) -> int:
+    ws = _ws(args)
+    found = review.duplicate_suggestions(ws, min_score=args.min_score)
+    out.emit([_plain(d) for d in found],
+             lambda: "\n".join(f"{_plain(d)}" for d in found) or "No likely duplicates.")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace, out: Any) -> int:
+    ws = _ws(args)
+    res = review.merge_persons(ws, keep_id=ws.resolve_person_id(args.keep), drop_id=ws.resolve_person_id(args.drop))
+    out.emit(_plain(res), f"Merged: {res.contacts} contacts and {res.follow_ups} follow-ups moved to {res.keep_id}.")
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace, out: Any) -> int:
+    ws = _ws(args)
+    if args.keep:
+        review.keep_person(ws, ws.resolve_person_id(args.keep), reason=args.reason or "")
+    items = review.retention_review(ws, months=args.months)
+    out.emit([_plain(i) for i in items],
+             lambda: "\n".join(f"{i.person_id[:8]}  {i.alias:<30.30} not met since {i.since:%d-%m-%Y}" for i in items)
+             or f"Nobody unmet for {args.months} months.")
+    return 0
+
+
+def cmd_access(args: argparse.Namespace, out: Any) -> int:
+    ws = _ws(args)
+    rep = review.access_request(ws, ws.resolve_person_id(args.person))
+    if args.json:
+        print(review.access_json(rep))
+    else:
+        print(review.access_text(rep))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, out: Any) -> int:
+    ws = _ws(args)
+    pid = ws.resolve_person_id(args.person) if args.person else None
+    events = review.audit_log(ws, person_id=pid, actor=args.worker, action=args.action, limit=args.limit)
+    out.emit([_plain(e) for e in events],
+             lambda: "\n".join(f"{e.at:%d-%m-%Y %H:%M}  {e.actor:<16.16} {e.action.value:<7} "
+                               f"{(e.target_type.value if e.target_type else '-'):<8} {e.target_id or ''} "
+                               f"{e.detail or ''}" for e in events) or "No audit events.")
+    return 0
+
+
+def add_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
+    def add(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_text)
+        sp.set_defaults(handler=handler)
+        return sp
+
+    def period(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--from", dest="start", help="YYYY-MM-DD")
+        sp.add_argument("--to", dest="end", help="YYYY-MM-DD")
+        sp.add_argument("--worker", help="only contacts this worker took part in")
+
+    sp = add("overview", cmd_overview, "the figures against the goal")
+    period(sp)
+    sp.add_argument("--target", type=int, help="set the goal (default 100)")
+    sp.add_argument("--baseline", type=int, help="set the starting point (default 169)")
+    sp = add("export", cmd_export, "write persons, contacts or follow-ups as CSV for Danish Excel")
+    sp.add_argument("kind", choices=[k.value for k in exports.ExportKind])
+    sp.add_argument("--out", required=True, help="the file to write")
+    sp.add_argument("--person")
+    sp.add_argument("--year", type=int)
+    sp.add_argument("--week", type=int, default=6)
+    sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    period(sp)
+    sp = add("report", cmd_report, "the aggregate report (no personal data) as CSV or HTML")
+    period(sp)
+    sp.add_argument("--html", help="also write a printable page here")
+    sp.add_argument("--csv", help="also write the CSV here")
+    sp = add("count", cmd_count, "the national homeless count for a week, each person once")
+    sp.add_argument("--year", type=int, default=date.today().year)
+    sp.add_argument("--week", type=int, default=6)
+    sp = add("duplicates", cmd_duplicates, "persons probably registered twice")
+    sp.add_argument("--min-score", type=float, default=0.6)
+    sp = add("merge", cmd_merge, "merge a duplicate person into another")
+    sp.add_argument("keep")
+    sp.add_argument("drop")
+    sp = add("retention", cmd_retention, "persons not met for a long time (GDPR retention review)")
+    sp.add_argument("--months", type=int, default=24)
+    sp.add_argument("--keep", metavar="PERSON", help="keep this person, with --reason")
+    sp.add_argument("--reason")
+    sp = add("access", cmd_access, "everything stored about one person (GDPR art. 15)")
+    sp.add_argument("person")
+    sp = add("audit", cmd_audit, "who read, changed, exported or erased what")
+    sp.add_argument("--person")
+    sp.add_argument("--worker")
+    sp.add_argument("--action")
+    sp.add_argument("--limit", type=int, default=100)

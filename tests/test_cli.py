@@ -1,0 +1,107 @@
+"""The `outreach` CLI as a user meets it: one-line errors with a non-zero exit and nothing written,
+--json output, the coordinator's desk commands, and no personal data in what it logs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.cli import main
+
+PASS = "correct horse 42"
+
+
+@pytest.fixture
+def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    monkeypatch.setenv("OUTREACH_PASSPHRASE", PASS)
+
+    def run(*args: str, fail: bool = False) -> Any:
+        capsys.readouterr()
+        rc = main(["--data-dir", str(tmp_path / "dev"), "--json", *args])
+        out, err = capsys.readouterr()
+        if fail:
+            assert rc != 0
+            assert err.count("\n") == 1 and err.startswith("outreach: "), err
+            return err
+        assert rc == 0, err
+        return json.loads(out) if out.strip() else None
+
+    return run
+
+
+def _outbox(tmp_path: Path) -> int:
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "dev" / "outreach.db")
+    try:
+        return int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_missing_vault_wrong_passphrase_and_bad_input(cli: Callable[..., Any], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "outreach init" in cli("person", "list", fail=True)
+    cli("init")
+    pid = cli("person", "add", "--alias", "Bo")["id"]
+    before = _outbox(tmp_path)
+    assert "category" in cli("person", "add", "--alias", "X", "--category", "castle", fail=True)
+    assert "follow-up" in cli("contact", "add", "--person", pid, "--follow-up", "31-12-2026", fail=True)
+    assert "No person" in cli("contact", "add", "--person", "f" * 32, fail=True)
+    assert "birth-year" in cli("person", "add", "--alias", "Y", "--birth-year", "old", fail=True)
+    assert _outbox(tmp_path) == before  # nothing half-written
+    monkeypatch.setenv("OUTREACH_PASSPHRASE", "not the passphrase")
+    assert "Wrong passphrase" in cli("person", "list", fail=True)
+
+
+def test_console_script_runs_and_exits_nonzero_on_error(tmp_path: Path) -> None:
+    env = {"OUTREACH_PASSPHRASE": PASS, "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "-m", "app.cli", "--data-dir", str(tmp_path / "d"), "person", "list"],
+                         capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent)
+    assert run.returncode == 1 and run.stderr.startswith("outreach: No Outreach data")
+
+
+def test_desk_commands(cli: Callable[..., Any], tmp_path: Path) -> None:
+    cli("init", "--worker", "Coordinator")
+    pid = cli("person", "add", "--alias", "Søren", "--category", "street", "--cpr", "010170-1234")["id"]
+    cli("contact", "add", "--person", pid, "--at", "2026-02-04T21:00", "--place", "Halmtorvet", "--note", "kaffe")
+    cli("contact", "add", "--person", pid, "--at", "2026-02-05T21:00", "--place", "Halmtorvet")
+    ov = cli("overview", "--target", "90")
+    assert ov["goal"]["target"] == 90 and ov["goal"]["current"] == 1
+    count = cli("count", "--year", "2026", "--week", "6")
+    assert count["total"] == 1 and count["counts"]["street"] == 1  # two contacts, counted once
+    # exports: confirmation required, never beside the encrypted data, Danish Excel when written
+    out = tmp_path / "export" / "contacts.csv"
+    out.parent.mkdir()
+    assert "--yes" in cli("export", "contacts", "--out", str(out), fail=True)
+    assert not out.exists()
+    assert "encrypted data" in cli("export", "contacts", "--out", str(tmp_path / "dev" / "x.csv"), "--yes", fail=True)
+    assert cli("export", "contacts", "--out", str(out), "--yes")["rows"] == 2
+    rows = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8-sig")), delimiter=";"))
+    assert rows[1][1] == "04-02-2026 21:00"
+    actions = [e["action"] for e in cli("audit")]
+    assert "export" in actions
+    access = cli("access", pid[:8])
+    assert access["person"]["alias"] == "Søren" and len(access["contacts"]) == 2
+
+
+def test_cli_log_holds_no_personal_data(cli: Callable[..., Any], tmp_path: Path) -> None:
+    canary = "Kanarie" + uuid.uuid4().hex[:10]
+    cli("init", "--worker", canary)
+    pid = cli("person", "add", "--alias", canary, "--description", canary)["id"]
+    cli("contact", "add", "--person", pid, "--note", canary, "--place", canary)
+    cli("person", "show", pid)
+    cli("search", canary)
+    cli("person", "add", "--alias", canary, "--category", canary, fail=True)
+    log = (tmp_path / "dev" / "outreach.log").read_text(encoding="utf-8")
+    assert pid in log  # it does log: ids and what happened
+    assert canary not in log and canary.lower() not in log
