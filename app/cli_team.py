@@ -60,8 +60,19 @@ def cmd_recover(args: argparse.Namespace, out: Any) -> int:
 def cmd_invite(args: argparse.Namespace, out: Any) -> int:
     eng = _engine(args)
     code = eng.invite(p.Role(args.role), expires_in=int(args.hours * 3600))
-    out.emit({"code": code, "role": args.role, "expires_in_hours": args.hours},
-             f"One-time code for a new {args.role} device (valid {args.hours:g} h):\n    {code}")
+
+    def text() -> str:
+        lines = [f"One-time code for a new {args.role} device (valid {args.hours:g} h):", f"    {code}"]
+        if args.qr:
+            import io
+
+            import segno
+
+            buf = io.StringIO()
+            segno.make(code, error="m").terminal(out=buf, compact=True)
+            lines.append(buf.getvalue())
+        return "\n".join(lines)
+    out.emit({"code": code, "role": args.role, "expires_in_hours": args.hours}, text)
     return 0
 
 
@@ -69,13 +80,17 @@ def cmd_devices(args: argparse.Namespace, out: Any) -> int:
     eng = _engine(args)
     listing = eng.devices()
 
+    recovery = eng.recovery_status()
+
     def text() -> str:
-        rows = [f"key epoch {listing.current_epoch}; open invites {listing.invites_pending}"]
+        made = recovery["made_at"]
+        rows = [f"key epoch {listing.current_epoch}; open invites {listing.invites_pending}; recovery code: "
+                + (f"made {datetime.fromtimestamp(float(made)):%d-%m-%Y}" if isinstance(made, float) else "none here")]
         for d in listing.devices:
             seen = datetime.fromtimestamp(d.last_seen).strftime("%d-%m-%Y %H:%M") if d.last_seen else "never"
             rows.append(f"{d.device_id}  {d.role.value:<11} {d.status.value:<8} {d.name:<20.20} last sync {seen}")
         return "\n".join(rows)
-    out.emit(listing.model_dump(mode="json"), text)
+    out.emit({**listing.model_dump(mode="json"), "recovery": recovery}, text)
     return 0
 
 
@@ -144,6 +159,7 @@ def add_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     sp = add("invite", cmd_invite, "coordinator: a one-time code for a new device")
     sp.add_argument("--role", choices=[r.value for r in p.Role], default=p.Role.WORKER.value)
     sp.add_argument("--hours", type=float, default=24.0)
+    sp.add_argument("--qr", action="store_true", help="also draw the code as a QR code")
     add("devices", cmd_devices, "coordinator: the team's devices")
     sp = add("revoke", cmd_revoke, "coordinator: revoke a device (new key epoch for the rest)")
     sp.add_argument("device_id")

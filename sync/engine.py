@@ -185,7 +185,15 @@ class SyncEngine:
         code = RecoveryCode.generate()
         self.ws.set_secret("recovery", code.secret)
         self._upload_recovery(code)
+        self.ws.set_settings(recovery_made_at=time.time())
         return str(code)
+
+    def recovery_status(self) -> dict[str, object]:
+        """What the desk shows about the recovery code (never the code itself)."""
+        made = self.ws.setting("recovery_made_at")
+        return {"on_this_device": self.ws.secret("recovery") is not None,
+                "made_at": float(made) if made else None,
+                "epochs_covered": self.ws.vault.epochs if self.ws.vault else []}
 
     def _upload_recovery(self, code: RecoveryCode) -> None:
         vault = self.ws.vault
