@@ -2,7 +2,8 @@
 that injects network faults on a plan the test controls.
 
     app = create_app(ServerSettings(db_url=...))
-    faults = FaultyAdapter(ASGIAdapter(app))
+    asgi = ASGIAdapter(app)                        # one event-loop thread until asgi.shutdown()
+    faults = FaultyAdapter(asgi)
     session = asgi_session(faults)                 # mounted for http:// and https://
     client = SyncClient("http://127.0.0.1:8700", session=session)
     faults.schedule(Fault.DROP_RESPONSE, path="/v1/push")   # the next push is stored, its answer lost
@@ -69,11 +70,16 @@ class ASGIAdapter(BaseAdapter):
         cert: Any = None,
         proxies: Any = None,
     ) -> requests.Response:
-        body = request.body
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        elif body is not None and not isinstance(body, bytes | bytearray):
-            body = b"".join(body)  # a generator or file-like body: send what it yields
+        raw: Any = request.body
+        if isinstance(raw, str):
+            body: bytes | None = raw.encode("utf-8")
+        elif raw is None or isinstance(raw, bytes | bytearray):
+            body = None if raw is None else bytes(raw)
+        elif hasattr(raw, "read"):  # a file-like body
+            data = raw.read()
+            body = data.encode("utf-8") if isinstance(data, str) else data
+        else:  # a generator of chunks
+            body = b"".join(c.encode("utf-8") if isinstance(c, str) else c for c in raw)
         headers = {k: v for k, v in (request.headers or {}).items() if k.lower() not in _HOP_HEADERS}
         assert request.method is not None and request.url is not None
         self.requests_sent += 1

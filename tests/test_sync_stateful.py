@@ -1,29 +1,36 @@
 """Sync under faults, as a Hypothesis state machine: three devices, one in-process server.
 
 Each example starts from an enrolled team: a founding coordinator that joined with the operator's
-code, and two workers that joined with codes from `SyncEngine.invite` and were admitted by the
-coordinator's sync. That enrollment runs for real once per module (`team` fixture) into a template
-(the server's SQLite file and the three device directories, closed cleanly); each example works on
-a fresh byte copy of it, on tmpfs when there is one. The server app (and its TestClient portal) is
-made once per module; between examples its engine is disposed and its database file replaced.
+code, two workers that joined with codes from `SyncEngine.invite` and were admitted by the
+coordinator's sync, and four persons the coordinator created and every device pulled. That
+enrollment runs for real once per module (`enrolled_team`) into a template (the server's SQLite
+file and the three device directories, closed cleanly); each example works on a fresh byte copy,
+on tmpfs when there is one. The server app and its TestClient portal (`tests/asgi_adapter.py`)
+are made once per module; between examples the app's engine is disposed and its file replaced.
+Devices push 2 ops per request and pull 3 per page, so batching and paging happen in short runs.
 
-Rules: persons created, edited (reviewed fields such as alias, status and consent included) and
-deleted on any device; open conflicts resolved; a sync on any device under a fault plan (request
-lost, answer lost after the server committed, push delivered twice; one device retries once, the
-others not at all, so faults surface as `Offline`); a sync killed mid-run (inside the transaction
-that applies a pulled page, or that records a push's acknowledgement), followed by a restart of
-that device; plain restarts.
+Rules: persons created (in bursts), edited (reviewed fields such as alias, status and consent
+too) and deleted on any device; two devices editing one reviewed field concurrently; open
+conflicts resolved; a sync on any device under a fault plan (request lost, answer lost after the
+server committed, request delivered twice; devices 0 and 1 never retry, so a lost message
+surfaces as `Offline`, device 2 retries once); a sync during which the app dies: in the apply
+transaction of the n-th pulled page (before it, after the rows, at the cursor), in the n-th push
+acknowledgement, or at the k-th writing SQL statement wherever it falls; a save during which the
+app dies; restarts (the restarted app must show exactly what it showed before); once, a quiet
+round in the middle of a run.
 
 Checked after every step: the server holds each op id once and each (device, device_seq) once;
-every op a device wrote is either still in its outbox (a contiguous tail of its writes, nothing
-it recorded as acknowledged) or stored on the server under the same op id; the server holds no op
-a device did not write; no op was set aside; cursors never move back. After a successful sync the
-device's records equal the merge of everything on the server. After a quiet round (every device
-syncs twice, no faults; also at the end of every example): outboxes empty, cursors at the log's
-end, every device's records identical, equal to an independent last-writer-wins model of the
-server's ops (so no acknowledged write is lost), and identical open conflicts.
+every op a device wrote is either still in its outbox (a contiguous tail of its writes, holding
+nothing it recorded as acknowledged) or on the server under the same op id; the server holds no
+op a device did not write; no op was set aside; cursors never move back. After a successful sync
+the device's sealed records equal the merge of the server's whole log. After a quiet round (each
+device syncs twice without faults; also at the end of every example): outboxes empty, cursors at
+the log's end, every device's records equal to the merge of the log and to an independent
+last-writer-wins model of it (so no acknowledged write is lost, none resurrected), and the same
+open conflicts everywhere.
 
-`OUTREACH_STATEFUL_EXAMPLES` overrides the number of examples (default 200).
+`OUTREACH_STATEFUL_EXAMPLES` overrides the number of examples (default 200); `pytest -s` prints
+what the examples exercised (faults fired, kills reached, conflicts at convergence).
 """
 
 from __future__ import annotations
@@ -47,9 +54,15 @@ from hypothesis import HealthCheck, settings
 from hypothesis import note as hypothesis_note
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
-from models.clock import hlc_ms
+from models.clock import HLC, hlc_ms
 from models.merge import Op, RecordState, apply_op, new_state
 from models.tables import REVIEWED_FIELDS
 from models.vocab import Consent, HomelessCategory, Need, RecordType, Status
@@ -69,7 +82,7 @@ PULL_LIMIT = 3
 EXAMPLES = int(os.environ.get("OUTREACH_STATEFUL_EXAMPLES", "200"))
 PERSON = RecordType.PERSON
 REVIEWED = REVIEWED_FIELDS[PERSON]
-SEED_PERSONS = [
+SEED_PERSONS: list[dict[str, Any]] = [
     {"alias": "Aksel", "birth_year": 1961, "category": HomelessCategory.STREET.value},
     {"alias": "Bent", "status": Status.HOUSED.value, "consent": Consent.VERBAL.value},
     {"alias": "Carla", "description": "red coat", "needs": [Need.DEBT.value]},
@@ -92,6 +105,48 @@ def note(text: str) -> None:
 
 class Killed(BaseException):
     """The app dies here (a BaseException: no `except Exception` of the code under test sees it)."""
+
+
+class KillSwitch:
+    """Stands in for a store's `sqlite3.Connection`: its `at`-th writing statement (counting from 0;
+    BEGIN, INSERT, DELETE, UPDATE, COMMIT...; dying before a read is dying before the next write)
+    raises `Killed` instead of running, once; everything else passes through. So the app dies at an
+    arbitrary point: in a transaction (the store's `atomic` rolls back, as SQLite would on the next
+    open), at its COMMIT, or between two transactions."""
+
+    def __init__(self, conn: sqlite3.Connection, at: int) -> None:
+        self._conn = conn
+        self._left = at
+        self.fired: str | None = None  # the statement it died at
+
+    def _tick(self, sql: str) -> None:
+        if self.fired is None and not sql.lstrip().upper().startswith("SELECT"):
+            if self._left == 0:
+                self.fired = " ".join(sql.split())[:60]
+                raise Killed(self.fired)
+            self._left -= 1
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        self._tick(sql)
+        return self._conn.execute(sql, *args)
+
+    def executemany(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        self._tick(sql)
+        return self._conn.executemany(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+@contextlib.contextmanager
+def kill_switch(ws: Workspace, at: int) -> Iterator[KillSwitch]:
+    store = ws.store
+    switch = KillSwitch(store.conn, at)
+    store.conn = switch  # type: ignore[assignment]
+    try:
+        yield switch
+    finally:
+        store.conn = switch._conn
 
 
 # ------------------------------------------------------------------------------------ the team
@@ -145,7 +200,7 @@ def _enroll_template(template: Path) -> tuple[list[str], str, list[str]]:
     code = EnrollmentCode.generate()
     with db.transaction(write=True) as session:  # what `outreach-server team create` does
         team = crud.create_team(session, name="Stateful", lookup=code.lookup, ttl_seconds=3600, now=time.time())
-    session = asgi_session(adapter)
+    http = asgi_session(adapter)
     workspaces: list[Workspace] = []
     try:
         engines = []
@@ -153,7 +208,7 @@ def _enroll_template(template: Path) -> tuple[list[str], str, list[str]]:
             ws = Workspace(template / f"device{i}", fast_kdf=True)
             ws.init(PASSPHRASE, worker_name=f"worker {i}")
             workspaces.append(ws)
-            engines.append(SyncEngine(ws, session=session))
+            engines.append(SyncEngine(ws, session=http))
         founded = engines[0].join(BASE_URL, str(code), device_name="coordinator")
         assert founded.founding and founded.role == Role.COORDINATOR and founded.status == DeviceStatus.ACTIVE
         codes = [engines[0].invite() for _ in range(N_DEVICES - 1)]
@@ -243,14 +298,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def step(fn: F) -> F:
-    """Mark the machine busy while a rule or invariant runs: teardown skips the final quiet round
-    after a failed step, so that the failure reported is the step's own."""
+    """A rule: counted, and the machine marked busy while it runs (teardown skips the final quiet
+    round after a failed step, so that the failure reported is the step's own)."""
 
     @functools.wraps(fn)
     def run(self: SyncMachine, *args: Any, **kwargs: Any) -> Any:
         self.busy = True
         self.steps += 1
-        self.rules_run += not fn.__name__.startswith("logs_")
         result = fn(self, *args, **kwargs)
         self.busy = False
         return result
@@ -291,14 +345,18 @@ class SyncMachine(RuleBasedStateMachine):
     def __init__(self, team: Team) -> None:
         super().__init__()
         self.busy = True
-        self.steps = 0  # rules and invariants run so far
-        self.rules_run = 0
+        self.steps = 0  # rules run so far
         self.quiet_rounds = 0
         self.team = team
         team.reset()
         event("examples")
         self.person_ids: list[str] = list(team.person_ids)  # in creation order: picks stay reproducible
         self.opened: dict[str, Op] = {}  # op id -> opened server op (cache)
+        # One logical wall clock for all devices, a millisecond per reading: stamps follow the order
+        # of the steps. (With the real clock two devices writing in the same millisecond are
+        # ordered by device id, so whether a later edit saw the "latest" value, hence whether a
+        # conflict exists, would depend on timing, and a failing example would not replay.)
+        self.wall_ms = int(time.time() * 1000) + 60_000
         self.devices = [
             Device(i, team.device_dir(i), team.device_ids[i], FaultyAdapter(team.adapter)) for i in range(N_DEVICES)
         ]
@@ -311,10 +369,15 @@ class SyncMachine(RuleBasedStateMachine):
         self.busy = False
 
     # -------------------------------------------------------------------- plumbing
+    def _tick_ms(self) -> int:
+        self.wall_ms += 1
+        return self.wall_ms
+
     def _open(self, dev: Device) -> None:
         ws = Workspace(dev.path, fast_kdf=True)
         ws.unlock(PASSPHRASE)
         assert ws.device_id == dev.device_id
+        ws.clock = HLC(ws.clock.last, wall_ms=self._tick_ms)
         factory = functools.partial(SyncClient, retries=RETRIES[dev.index], backoff=0.0, sleep=lambda _s: None)
         engine = SyncEngine(ws, session=asgi_session(dev.faults), client_factory=factory,
                             push_ops=PUSH_OPS, pull_limit=PULL_LIMIT)
@@ -331,10 +394,16 @@ class SyncMachine(RuleBasedStateMachine):
         dev.engine.close()
         dev.ws.close()
 
-    def _restart(self, dev: Device) -> None:
-        """The app stops and starts again: what it showed must be exactly what is on disk."""
+    def _restart(self, dev: Device, *, crash: bool = False) -> None:
+        """The app stops and starts again: what it showed must be exactly what is on disk. A clean
+        stop seals the index into a snapshot that the start may load; after a crash nothing more
+        is written (the connection is dropped) and the start must rebuild from the rows."""
         shown = {rtype: dict(table) for rtype, table in dev.ws.index.records.items()}
-        self._close(dev)
+        if crash:
+            dev.engine.close()
+            dev.ws.store.conn.close()
+        else:
+            self._close(dev)
         self._open(dev)
         assert dev.ws.index.records == shown, "the records on disk differ from those the app showed"
 
@@ -587,14 +656,58 @@ class SyncMachine(RuleBasedStateMachine):
         left = [(seq, op_id) for seq, op_id, _r, _e, _p in store.outbox_all()]
         assert left == [(seq, op_id) for seq, op_id in outbox_before if seq > dev.acked]
         assert ws.sync_value("cursor", "0") == cursor_applied[-1]
-        self._restart(dev)
+        self._restart(dev, crash=True)
 
-    @rule(d=DEVICE)
+    @rule(d=DEVICE, at=st.integers(0, 8) | st.integers(0, 30), plan=FAULT_PLAN)  # early: the push phase
     @step
-    def restart(self, d: int) -> None:
-        self._restart(self.devices[d])
+    def sync_killed_anywhere(self, d: int, at: int, plan: list[tuple[Fault, str | None, int]]) -> None:
+        """The app dies at the `at`-th writing SQL statement of a sync run, wherever that is: on a
+        device with something to push or pull when there is one (an idle sync writes only its
+        status)."""
+        busy = [dev for dev in self.devices if dev.ws.outbox_count() or self._to_pull(dev)]
+        dev = busy[d % len(busy)] if busy else self.devices[d]
+        before = [(seq, op_id) for seq, op_id, _r, _e, _p in dev.ws.store.outbox_all()]
+        with kill_switch(dev.ws, at) as switch:
+            try:
+                self._run_sync(dev, plan)
+            except Killed:
+                dev.faults.clear()
+        event(f"kill anywhere in sync: {'fired' if switch.fired else 'not reached'}")
+        if switch.fired:
+            note(f"device {dev.index} sync killed at statement {at}: {switch.fired}")
+            left = [(seq, op_id) for seq, op_id, _r, _e, _p in dev.ws.store.outbox_all()]
+            assert left == before[len(before) - len(left):], "the outbox lost ops from its middle"
+            self._restart(dev, crash=True)
 
-    @precondition(lambda self: self.steps >= 8 and not self.quiet_rounds)
+    @rule(d=DEVICE, at=st.integers(0, 9), alias=ALIASES, fields=PERSON_FIELDS)
+    @step
+    def create_killed(self, d: int, at: int, alias: str, fields: dict[str, Any]) -> None:
+        """The app dies while saving a new person: the record and its op land together or not at all."""
+        dev = self.devices[d]
+        known = set(dev.ws.index.records[PERSON])
+        seq_before = dev.ws.store.meta("device_seq")
+        with kill_switch(dev.ws, at) as switch:
+            try:
+                person = dev.ws.add_person({**fields, "alias": alias})
+            except Killed:
+                pass
+        event(f"kill in a write: {'fired' if switch.fired else 'not reached'}")
+        if not switch.fired:
+            self.person_ids.append(person.id)
+            self._recorded_write(dev)
+            return
+        note(f"device {dev.index} write killed at statement {at}: {switch.fired}")
+        assert set(dev.ws.index.records[PERSON]) == known, "a write that died shows a record"
+        self._restart(dev, crash=True)  # and the file holds what was shown: no record, no op
+        assert dev.ws.store.meta("device_seq") == seq_before
+        assert max((r[0] for r in dev.ws.store.outbox_all()), default=0) <= max(dev.written, default=0)
+
+    @rule(d=DEVICE, crash=st.booleans())
+    @step
+    def restart(self, d: int, crash: bool) -> None:
+        self._restart(self.devices[d], crash=crash)
+
+    @precondition(lambda self: self.steps >= 5 and not self.quiet_rounds)
     @rule()
     @step
     def quiet_round(self) -> None:
@@ -603,8 +716,8 @@ class SyncMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ invariants
     @invariant()
-    @step
     def logs_agree(self) -> None:
+        self.busy = True  # cleared only when every check passed
         ops = self.server_ops()
         assert len({o.op_id for o in ops}) == len(ops), "an op id stored twice"
         assert len({(o.device_id, o.device_seq) for o in ops}) == len(ops), "a device sequence stored twice"
@@ -629,6 +742,7 @@ class SyncMachine(RuleBasedStateMachine):
             assert dev.cursor <= cursor <= last_seq, f"device {dev.index}: cursor {dev.cursor} -> {cursor}"
             dev.cursor = cursor
             assert not ws.store.set_aside_rows(), f"device {dev.index}: ops set aside"
+        self.busy = False
 
     # -------------------------------------------------------------- convergence
     def _quiet_round(self) -> None:
@@ -685,7 +799,7 @@ class SyncMachine(RuleBasedStateMachine):
 
 
     def teardown(self) -> None:
-        event(f"rules run: {self.rules_run}")
+        event(f"rules run: {self.steps}")
         try:
             if not self.busy:  # a failed step is the failure to report; skip the final round then
                 self.busy = True
@@ -700,7 +814,7 @@ def test_sync_converges_under_faults(team: Team) -> None:
     STATS.clear()
     started = time.perf_counter()
     run_state_machine_as_test(
-        lambda: SyncMachine(team),
+        lambda: SyncMachine(team),  # type: ignore[arg-type,return-value]  # a factory is accepted
         settings=settings(
             max_examples=EXAMPLES,
             stateful_step_count=15,
