@@ -9,6 +9,12 @@ machine:
   (`requests`, keep-alive): seconds.
 - HTTP round trip: a tiny GET against the same blob server.
 - HTTP capacity: tiny GETs from as many threads as simulated devices, closed loop: requests/s.
+
+And two design floors (not machine limits: the least work this design asks for, in a tight loop):
+- pull floor: per op, open (AES-GCM, zlib, json) and re-seal as a row (json, zlib, AES-GCM), one
+  insert each in one transaction: what a device must do per pulled op whatever the code around it.
+- push floor: the server's storage of the same ops in a table shaped like its `op` table (two
+  random-keyed indexes), one transaction per push batch, with plain sqlite3.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import requests
 from .stats import percentile
 from .wire import Exchange
 
-__all__ = ["sqlite_insert", "sqlite_commit", "http_replay", "http_rtt", "http_capacity"]
+__all__ = ["sqlite_insert", "sqlite_commit", "http_replay", "http_rtt", "http_capacity", "pull_floor", "push_floor"]
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -132,3 +138,78 @@ def http_capacity(url: str, threads: int, seconds: float) -> tuple[float, float]
     elapsed = time.monotonic() - start
     lat = [x for c in counts for x in c]
     return len(lat) / elapsed, percentile(lat, 99)
+
+
+# ---------------------------------------------------------------------------------------------
+# Design floors: the least work the design itself asks for, done in a tight loop with the same
+# libraries, so that a figure's distance to its floor is the code's overhead, not the design's.
+
+
+def pull_floor(bodies: Sequence[bytes], workdir: Path) -> float:
+    """Seconds for the per-op work an initial pull cannot avoid, over `bodies` (the ops' plaintext
+    JSON): AES-GCM open + zlib inflate + json.loads of the op; json.dumps + zlib deflate (level 6,
+    as the vault) + AES-GCM seal of the row; one SQLite insert per op, all in one transaction."""
+    import json
+    import zlib
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    aead = AESGCM(AESGCM.generate_key(bit_length=256))
+    sealed = []
+    for i, body in enumerate(bodies):
+        nonce = os.urandom(12)
+        ad = f"op|{i}".encode()
+        sealed.append((nonce, ad, aead.encrypt(nonce, b"\x01" + zlib.compress(body, 6), ad)))
+    path = workdir / f"floor-pull-{os.getpid()}-{time.monotonic_ns()}.db"
+    conn = _connect(path)
+    start = time.perf_counter()
+    rows = []
+    for i, (nonce, ad, blob) in enumerate(sealed):
+        obj = json.loads(zlib.decompress(aead.decrypt(nonce, blob, ad)[1:]))
+        packed = b"\x01" + zlib.compress(json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode(), 6)
+        n2 = os.urandom(12)
+        rows.append((str(i), 1, b"\x01" + n2 + aead.encrypt(n2, packed, b"row|" + ad)))
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany("INSERT INTO plain (id, epoch, body) VALUES (?, ?, ?)", rows)
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    return elapsed
+
+
+_OP_TABLE = """CREATE TABLE op (
+    team_id VARCHAR(32) NOT NULL, seq INTEGER NOT NULL, op_id VARCHAR(32) NOT NULL UNIQUE,
+    device_id VARCHAR(32) NOT NULL, device_seq INTEGER NOT NULL, record_id VARCHAR(32) NOT NULL,
+    key_epoch INTEGER NOT NULL, payload BLOB NOT NULL, size INTEGER NOT NULL, received_at REAL NOT NULL,
+    PRIMARY KEY (team_id, seq), CONSTRAINT uq_op_device_seq UNIQUE (team_id, device_id, device_seq))"""
+
+
+def push_floor(sizes: Sequence[int], batch: int, workdir: Path) -> float:
+    """Seconds for the server-side storage a push cannot avoid on this schema: the ops (random
+    uuid4 op and record ids, payloads of `sizes`) into a table shaped like the server's `op` table
+    (its unique keys and its record index), `batch` ops per transaction, WAL + synchronous=FULL,
+    with plain sqlite3 (no ORM, no HTTP)."""
+    import uuid
+
+    path = workdir / f"floor-push-{os.getpid()}-{time.monotonic_ns()}.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute(_OP_TABLE)
+    conn.execute("CREATE INDEX ix_op_team_record ON op (team_id, record_id)")
+    team, device = uuid.uuid4().hex, uuid.uuid4().hex
+    payload = os.urandom(max(sizes) if sizes else 300)
+    rows = [(team, i + 1, uuid.uuid4().hex, device, i + 1, uuid.uuid4().hex, 1, payload[:size], size, 0.0)
+            for i, size in enumerate(sizes)]
+    start = time.perf_counter()
+    for lo in range(0, len(rows), batch):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT INTO op VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows[lo:lo + batch])
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    conn.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    return elapsed

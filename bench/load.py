@@ -239,3 +239,59 @@ def run_load(teams: list[list[RawDevice]], *, seconds: float, think: float, payl
     for dev in devices:
         dev.session.close()
     return result
+
+
+@dataclass
+class LongPollResult:
+    waiting: int
+    seconds: float
+    server_cpu: float
+    probe: list[float]
+    errors: int
+
+
+def run_longpoll(teams: list[list[RawDevice]], *, seconds: float, server_pid: int) -> LongPollResult:
+    """Every device but one holds a long-poll (`wait` just over `seconds`), as online apps would;
+    the one left (a probe) pushes one op every 0.5 s and times it. What does waiting cost the
+    server, and what does it do to the latency of the others' requests?"""
+    devices = [d for team in teams for d in team]
+    probe, waiters = devices[0], devices[1:]
+    end = time.monotonic() + seconds
+    errors = 0
+    lock = threading.Lock()
+
+    def wait_loop(dev: RawDevice) -> None:
+        nonlocal errors
+        while time.monotonic() < end - 0.5:
+            left = max(1.0, end - time.monotonic() + 1.0)
+            try:
+                status, page = dev.call("GET", "/v1/pull", params={"since": dev.cursor, "limit": 1000,
+                                                                   "wait": round(left, 1)}, timeout=left + 30)
+            except requests.RequestException:
+                status, page = 0, None
+            if status != 200:
+                with lock:
+                    errors += 1
+                return
+            dev.cursor = page["next"]
+
+    threads = [threading.Thread(target=wait_loop, args=(d,), daemon=True) for d in waiters]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)  # let them all arrive and start waiting
+    cpu0, t0 = cpu_seconds(server_pid), time.monotonic()
+    lat: list[float] = []
+    while time.monotonic() < end - 0.6:
+        probe.seq += 1
+        op = {"op_id": uuid.uuid4().hex, "device_seq": probe.seq, "record_id": probe.records[0], "key_epoch": 1,
+              "payload": b64e(os.urandom(300))}
+        start = time.perf_counter()
+        status, _ = probe.call("POST", "/v1/push", {"ops": [op]})
+        lat.append(time.perf_counter() - start)
+        if status != 200:
+            errors += 1
+        time.sleep(0.5)
+    cpu = (cpu_seconds(server_pid) - cpu0) / max(0.1, time.monotonic() - t0)
+    for t in threads:
+        t.join(timeout=seconds + 40)
+    return LongPollResult(len(waiters), seconds, cpu, lat, errors)

@@ -108,7 +108,8 @@ class Results:
             extra=extra,
         )
         self.figures.append(fig)
-        print(f"  {_row(fig)}", flush=True)
+        elapsed = (datetime.now().astimezone() - self.started).total_seconds()
+        print(f"  {_row(fig)}  [{elapsed:5.1f} s]", flush=True)
         return fig
 
     # ------------------------------------------------------------------ output
