@@ -11,8 +11,9 @@ rebuilt when that set grows.
 from __future__ import annotations
 
 import bisect
+import heapq
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .vocab import RecordType
@@ -89,7 +90,9 @@ class TextIndex:
 
     def _touch(self, rid: str) -> None:
         self._dirty.add(rid)
-        if len(self._dirty) > self.REBUILD_AT:
+        # rebuilding costs the whole index: let the changed set grow with it (a big pull would
+        # otherwise rebuild 100,000 texts every 2,000 changes)
+        if len(self._dirty) > max(self.REBUILD_AT, len(self._texts) // 8):
             self._rebuild()
 
     def _rebuild(self) -> None:
@@ -105,48 +108,45 @@ class TextIndex:
         self._dirty = set()
 
     def search(self, words: list[str], limit: int) -> list[str]:
-        """Ids whose text contains every word (each in one of its forms), at most `limit`."""
-        if not words:
-            return []
-        forms = [query_forms(w) for w in words]
-        forms = [f for f in forms if f]
+        """Ids whose text contains every word (each in one of its forms), at most `limit`, in the
+        order of the index. The rarest word is looked for first, and each candidate is checked
+        against the other words as soon as it is found, so a search stops at `limit`."""
+        forms = [f for f in (query_forms(w) for w in words) if f]
         if not forms:
             return []
+        blob = self._blob
+        sample = blob[: 1 << 18]
+        forms.sort(key=lambda alts: sum(sample.count(f) for f in alts))  # rarest first
         first, rest = forms[0], forms[1:]
         found: list[str] = []
         seen: set[str] = set()
 
         def accept(rid: str) -> bool:
             text = self._texts.get(rid)
-            if text is None or rid in seen:
-                return False
-            if all(any(f in text for f in alts) for alts in rest):
+            if text is not None and rid not in seen and all(any(f in text for f in alts) for alts in rest):
                 seen.add(rid)
                 found.append(rid)
             return len(found) >= limit
 
-        for rid in self._dirty:
+        for rid in self._dirty:  # changed since the rebuild: checked on their new text
             if any(f in self._texts.get(rid, "") for f in first) and accept(rid):
                 return found
-        blob, offsets, ids = self._blob, self._offsets, self._blob_ids
-        hits: set[int] = set()
-        for f in first:
+        offsets, ids, dirty = self._offsets, self._blob_ids, self._dirty
+
+        def hits(form: str) -> Iterator[int]:
             start = 0
-            while True:
-                pos = blob.find(f, start)
-                if pos < 0:
-                    break
+            while (pos := blob.find(form, start)) >= 0:
                 i = bisect.bisect_right(offsets, pos) - 1
-                if ids[i] not in self._dirty:  # changed since the rebuild: checked above, on its new text
-                    hits.add(i)
+                yield i
                 start = offsets[i + 1] if i + 1 < len(offsets) else len(blob)
-                if not rest and len(hits) > limit * 4 + 64:
-                    break  # enough: with one word every hit is a result (other words must be checked)
-        for i in sorted(hits):
-            rid = ids[i]
-            if rid in self._dirty:
+
+        last = -1
+        for i in heapq.merge(*(hits(f) for f in first)):
+            if i == last:
                 continue
-            if accept(rid):
+            last = i
+            rid = ids[i]
+            if rid not in dirty and accept(rid):
                 break
         return found
 

@@ -140,7 +140,9 @@ def _aead_open(aead: AESGCM, blob: bytes, ad: bytes) -> bytes:
         raise SealError("authentication failed") from exc
 
 
-def _compress(body: bytes) -> bytes:
+def _compress(body: bytes, fast: bool = False) -> bytes:
+    if fast:  # megabytes (the index snapshot): speed over the last few percent
+        return zlib.compress(body, 1)
     # A 4 KiB window and a small hash table: records are a few hundred bytes, and setting up
     # zlib's default 256 KiB state cost five times more than compressing (measured). The zlib
     # header records the window, so plain zlib.decompress reads it.
@@ -148,10 +150,10 @@ def _compress(body: bytes) -> bytes:
     return c.compress(body) + c.flush()
 
 
-def _pack(obj: Any) -> bytes:
+def _pack(obj: Any, fast: bool = False) -> bytes:
     body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     if len(body) >= _COMPRESS_MIN:
-        packed = _compress(body)
+        packed = _compress(body, fast)
         if len(packed) < len(body):
             return b"\x01" + packed
     return b"\x00" + body
@@ -379,8 +381,8 @@ class Vault:
         return _aead_open(AESGCM(kek), rest, f"{team_id}|{epoch}".encode())
 
     # ------------------------------------------------------------------------ seal / open
-    def seal_row(self, record_type: str, record_id: str, epoch: int, obj: Any) -> bytes:
-        return _aead_seal(self._team_aead(epoch), _pack(obj), row_ad(record_type, record_id, epoch))
+    def seal_row(self, record_type: str, record_id: str, epoch: int, obj: Any, *, fast: bool = False) -> bytes:
+        return _aead_seal(self._team_aead(epoch), _pack(obj, fast), row_ad(record_type, record_id, epoch))
 
     def open_row(self, record_type: str, record_id: str, epoch: int, blob: bytes) -> Any:
         return _unpack(_aead_open(self._team_aead(epoch), blob, row_ad(record_type, record_id, epoch)))

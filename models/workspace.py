@@ -312,6 +312,7 @@ class Workspace:
             self.vault.lock()
         self.vault = None
         self.index = Index()
+        gc.unfreeze()
 
     def close(self) -> None:
         self.lock()
@@ -369,6 +370,8 @@ class Workspace:
         """Open every sealed row into the index. A damaged row is reported, not fatal."""
         with _no_gc():
             self._load_all()
+        # the opened records live until lock: keep the cyclic collector from rescanning them
+        gc.freeze()
 
     _SNAPSHOT_ID = "index"
 
@@ -401,7 +404,7 @@ class Workspace:
             "t": {rid: rtype.value for rid, rtype in self._types.items()},
             "r": {rtype.value: table for rtype, table in self.index.records.items()},
         }
-        blob = self._vault().seal_row("snapshot", self._SNAPSHOT_ID, epoch, body)
+        blob = self._vault().seal_row("snapshot", self._SNAPSHOT_ID, epoch, body, fast=True)
         with store.atomic():
             if store.gen() == gen:
                 store.put_snapshot(gen, epoch, blob)
