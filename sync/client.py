@@ -119,7 +119,7 @@ class SyncClient:
             raw = body.model_dump_json(exclude_none=False).encode()
             headers["Content-Type"] = "application/json"
             if len(raw) > 1024:
-                data = gzip.compress(raw, 5)
+                data = gzip.compress(raw, 3)
                 headers["Content-Encoding"] = "gzip"
             else:
                 data = raw
