@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from serverproc import pg_schema
+from sqlalchemy import event
 
 from sync.protocol import PROTOCOL_HEADER, EnrollmentCode, b64e
 from sync.server import ServerSettings, create_app, crud
@@ -369,7 +370,10 @@ def test_key_epochs_go_up_one_at_a_time(h: Harness) -> None:
     assert [k["epoch"] for k in h.call("GET", "/v1/keys", worker.token).json()["keys"]] == [1, 2]
     ahead = [{"epoch": 3, "device_id": worker.id, "wrapped": _key()}]
     refused = h.call("POST", "/v1/keys", coord.token, json={"epoch": 2, "keys": ahead})
-    assert error_of(refused)["code"] == "unknown_epoch" and error_of(refused)["detail"]["field"] == "keys.0.epoch"
+    assert (
+        error_of(refused)["code"] == "unknown_epoch"
+        and error_of(refused)["detail"]["field"] == "keys.0.epoch"
+    )
     recovery_key = {"epoch": 2, "device_id": None, "wrapped": _key()}
     refused = h.call("POST", "/v1/keys", coord.token, json={"epoch": 2, "keys": [recovery_key]})
     assert refused.status_code == 422 and error_of(refused)["detail"]["field"] == "keys.0.device_id"
@@ -586,6 +590,90 @@ def test_long_poll_returns_when_an_op_arrives(h: Harness) -> None:
     waiter.join(timeout=10)
     assert [o["device_id"] for o in result["page"]["ops"]] == [worker.id]
     assert result["at"] - pushed_at < 2
+
+
+class QueryCounter:
+    """Counts the statements the app sends to its database (from any thread)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine, self.count = engine, 0
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_args: Any) -> None:
+        self.count += 1
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._seen)
+
+
+def test_long_poll_wakes_in_process_without_polling_the_database(make_harness: Any) -> None:
+    h = make_harness(longpoll_recheck_seconds=5)
+    coord = h.found()
+    worker = h.worker(coord)
+    result: dict[str, Any] = {}
+
+    def wait_for_op() -> None:
+        result["page"] = h.pull(coord, wait=20)
+        result["at"] = time.monotonic()
+
+    counter = QueryCounter(h.db.engine)
+    try:
+        waiters = [threading.Thread(target=wait_for_op)]
+        waiters[0].start()
+        time.sleep(0.5)  # the long-poll has read the (empty) log once and waits
+        before = counter.count
+        time.sleep(1.5)
+        assert counter.count == before, "an idle long-poll queried the database"
+    finally:
+        counter.close()
+    pushed_at = time.monotonic()
+    h.push(worker, [op(1)])
+    waiters[0].join(timeout=20)
+    assert [o["device_id"] for o in result["page"]["ops"]] == [worker.id]
+    assert result["at"] - pushed_at < 1.0  # woken by the push, not by the 5 s re-check
+
+
+def test_long_poll_rechecks_for_other_processes(make_harness: Any) -> None:
+    # A push through another server process never reaches this one's waiters: the slow re-check finds it.
+    h = make_harness(longpoll_recheck_seconds=0.3)
+    coord = h.found()
+    worker = h.worker(coord)
+    result: dict[str, Any] = {}
+    waiter = threading.Thread(target=lambda: result.update(h.pull(coord, wait=20)))
+    waiter.start()
+    time.sleep(0.5)
+    written_at = time.monotonic()
+    with h.db.transaction(write=True) as session:  # as another process would: no in-process wake-up
+        crud.push_ops(
+            session,
+            team_id=coord.team_id,
+            device_id=worker.id,
+            ops=[crud.PushOp(_hex(), 1, _hex(), 1, os.urandom(40))],
+            now=h.clock(),
+        )
+    waiter.join(timeout=20)
+    assert [o["device_id"] for o in result["ops"]] == [worker.id]
+    assert time.monotonic() - written_at < 3
+
+
+def test_long_poll_of_a_revoked_device_ends_at_once(make_harness: Any) -> None:
+    h = make_harness(longpoll_recheck_seconds=5)
+    coord = h.found()
+    worker = h.worker(coord)
+    result: dict[str, Any] = {}
+
+    def wait() -> None:
+        result["response"] = h.call("GET", "/v1/pull", worker.token, params={"since": 0, "wait": 20})
+        result["at"] = time.monotonic()
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(0.5)
+    revoked_at = time.monotonic()
+    assert h.call("POST", f"/v1/devices/{worker.id}/revoke", coord.token).status_code == 200
+    waiter.join(timeout=20)
+    assert error_of(result["response"])["detail"] == {"wipe": True}
+    assert result["at"] - revoked_at < 1.0
 
 
 # --- request limits and validation --------------------------------------------------------------

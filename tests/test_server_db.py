@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from pydantic import ValidationError
 from serverproc import pg_schema
 from sqlalchemy import inspect, text
+from sqlmodel import select
 
 from sync.server import ServerSettings, crud
 from sync.server.db import (
@@ -24,7 +27,7 @@ from sync.server.db import (
     make_engine,
     migrate,
 )
-from sync.server.tables import ServerTable
+from sync.server.tables import ServerTable, Team
 
 PG_URL = os.environ.get("OUTREACH_TEST_PG_URL")
 
@@ -107,6 +110,31 @@ def test_sqlite_engine_settings(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() >= 5000
+    db.dispose()
+
+
+def test_pool_keeps_a_connection_per_worker_thread(database: Database) -> None:
+    # Overflow connections are closed on return and reopened per request: none at all.
+    assert database.engine.pool.size() == ServerSettings().pool_size >= 40  # type: ignore[attr-defined]
+    assert database.engine.pool._max_overflow == 0  # type: ignore[attr-defined]
+
+
+def test_sqlite_writers_of_one_process_queue(tmp_path: Path) -> None:
+    db = Database(make_engine(ServerSettings(db_url=f"sqlite:///{tmp_path / 'w.db'}")))
+    migrate(db.engine)
+    done: list[str] = []
+
+    def write(index: int) -> None:
+        with db.transaction(write=True) as session:
+            crud.create_team(session, name=f"T{index}", lookup=f"LOOKUP{index:04d}", ttl_seconds=60, now=1.0)
+            time.sleep(0.01)  # hold the write lock a little
+        done.append(f"T{index}")
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(write, range(48)))
+    assert len(done) == 48
+    with db.transaction() as session:
+        assert len(session.exec(select(Team)).all()) == 48
     db.dispose()
 
 

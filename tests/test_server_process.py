@@ -185,6 +185,13 @@ def test_cli_bad_flags_give_one_line(args: list[str], tmp_path: Path) -> None:
     assert done.stdout == ""
 
 
+def test_cli_access_log_is_off_unless_asked() -> None:
+    from sync.server.cli import _settings, build_parser
+
+    assert _settings(build_parser().parse_args(["--db", "sqlite://"])).access_log is False
+    assert _settings(build_parser().parse_args(["--db", "sqlite://", "--access-log"])).access_log is True
+
+
 def test_cli_unreachable_database_is_one_line() -> None:
     done = run_cli("--db", "postgresql+psycopg://nobody:x@127.0.0.1:1/none", "team", "create", "X")
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr

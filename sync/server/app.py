@@ -22,8 +22,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
@@ -66,7 +68,7 @@ from sync.server.config import ServerSettings
 from sync.server.db import Database, migrate
 from sync.server.errors import ApiError
 from sync.server.middleware import ProtocolGate
-from sync.server.tables import Device, WrappedKeyRow
+from sync.server.tables import WrappedKeyRow
 
 __all__ = ["create_app"]
 
@@ -98,24 +100,103 @@ def _wrapped(rows: Sequence[WrappedKeyRow]) -> list[WrappedKey]:
     return [WrappedKey(epoch=row.epoch, device_id=row.device_id, wrapped=b64e(row.blob)) for row in rows]
 
 
+class _LogWatch:
+    """Wakes long-polls of a team in this process when its log grows.
+
+    Pushes and purges run in worker threads and call `notify(team_id)` after their commit; it hops
+    to the event loop, bumps a tick and sets the team's current event (a fresh one per wake-up).
+    A waiter notes the tick *before* it reads the log, so a commit between its read and its wait is
+    never missed. All state but `_loop` is touched on the loop only. Waiters in other processes
+    are not woken: they see the change at their next slow re-check."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tick = 0
+        self._last: dict[str, int] = {}  # team id -> tick of its latest change
+        self._events: dict[str, asyncio.Event] = {}
+
+    def _bind(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new loop (a restarted app, a second test client): start afresh
+            self._loop, self._tick, self._last, self._events = loop, 0, {}, {}
+
+    def tick(self) -> int:
+        self._bind()
+        return self._tick
+
+    async def wait(self, team_id: str, *, after: int, timeout: float) -> None:
+        """Return when the team's log changed after tick `after` (at once if it already has), or
+        after `timeout` seconds."""
+        self._bind()
+        if self._last.get(team_id, 0) > after:
+            return
+        event = self._events.get(team_id)
+        if event is None:
+            event = self._events[team_id] = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        except TimeoutError:
+            pass
+
+    def notify(self, team_id: str) -> None:
+        """Thread-safe: the team's log changed (call after the commit)."""
+        loop = self._loop
+        if loop is None:
+            return  # nobody ever waited
+        try:
+            loop.call_soon_threadsafe(self._fire, team_id)
+        except RuntimeError:  # the loop is closed: nobody waits on it any more
+            pass
+
+    def _fire(self, team_id: str) -> None:
+        self._tick += 1
+        self._last[team_id] = self._tick
+        event = self._events.pop(team_id, None)
+        if event is not None:
+            event.set()
+
+
 @dataclass(frozen=True)
 class _Context:
     settings: ServerSettings
     db: Database
     clock: Callable[[], float]
+    watch: _LogWatch
 
 
-def _authenticate(
-    request: Request, authorization: str | None, *, allow_pending: bool, coordinator: bool
-) -> Device:
-    ctx: _Context = request.app.state.ctx
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated device of a request, as plain values."""
+
+    id: str
+    team_id: str
+    role: str
+    status: str
+    last_seen: float | None
+
+
+async def _bearer(authorization: Annotated[str | None, Header()] = None) -> str:
+    """The SHA-256 hex of the request's bearer token; the device is looked up inside the handler's
+    own transaction (`_authenticate`), so a request costs one transaction, not two."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(ErrorCode.UNAUTHENTICATED, "Send Authorization: Bearer <device token>.")
-    with ctx.db.transaction() as session:
-        device = crud.device_by_token(session, token_hash=crud.sha256_hex(token.strip()))
-    if device is None:
+    return crud.sha256_hex(token.strip())
+
+
+Token = Annotated[str, Depends(_bearer)]
+
+
+def _authenticate(
+    session: Session, token_hash: str, *, allow_pending: bool = False, coordinator: bool = False
+) -> Caller:
+    """The device holding the token, if it may make this call. Pending (and rejected) devices only
+    with ``allow_pending`` (`/v1/me`, `GET /v1/keys`), revoked devices never (with ``detail.wipe``)."""
+    row = crud.device_by_token(session, token_hash=token_hash)
+    if row is None:
         raise ApiError(ErrorCode.UNAUTHENTICATED, "Unknown device token.")
+    device = Caller(*row)
     if device.status == DeviceStatus.REVOKED:
         raise ApiError(
             ErrorCode.DEVICE_REVOKED, "This device was revoked: erase its team data.", {"wipe": True}
@@ -128,29 +209,12 @@ def _authenticate(
         )
     if coordinator and device.role != Role.COORDINATOR:
         raise ApiError(ErrorCode.FORBIDDEN, "Only a coordinator may do this.")
-    now = ctx.clock()
-    if device.last_seen is None or now - device.last_seen >= ctx.settings.last_seen_resolution_seconds:
-        with ctx.db.transaction(write=True) as session:
-            crud.touch_device(session, device_id=device.id, now=now)
     return device
 
 
-def _any_device(request: Request, authorization: Annotated[str | None, Header()] = None) -> Device:
-    """Any enrolled device that is not revoked, pending and rejected ones too."""
-    return _authenticate(request, authorization, allow_pending=True, coordinator=False)
-
-
-def _active_device(request: Request, authorization: Annotated[str | None, Header()] = None) -> Device:
-    return _authenticate(request, authorization, allow_pending=False, coordinator=False)
-
-
-def _coordinator(request: Request, authorization: Annotated[str | None, Header()] = None) -> Device:
-    return _authenticate(request, authorization, allow_pending=False, coordinator=True)
-
-
-AnyDevice = Annotated[Device, Depends(_any_device)]
-ActiveDevice = Annotated[Device, Depends(_active_device)]
-Coordinator = Annotated[Device, Depends(_coordinator)]
+def _json(model: BaseModel) -> Response:
+    """The model as a finished response: FastAPI neither validates it again nor serializes it twice."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 def create_app(
@@ -174,9 +238,12 @@ def create_app(
     app = FastAPI(
         title="Outreach sync server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
-    app.state.ctx = _Context(settings=settings, db=db, clock=clock)
+    watch = _LogWatch()
+    app.state.ctx = _Context(settings=settings, db=db, clock=clock, watch=watch)
     app.add_middleware(ProtocolGate, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(GZipMiddleware, minimum_size=1000, compresslevel=5)  # 9: much more CPU, little gain on base64
+    app.add_middleware(
+        GZipMiddleware, minimum_size=1000, compresslevel=5
+    )  # 9: much more CPU, little gain on base64
     _install_error_handlers(app)
 
     def client_address(request: Request) -> str:
@@ -207,10 +274,10 @@ def create_app(
     # --- routes ------------------------------------------------------------------------------
 
     @app.get("/v1/health")
-    def health() -> HealthResponse:
+    def health() -> Response:
         with db.transaction() as session:
             crud.ping(session)
-        return HealthResponse(database=db.dialect)
+        return _json(HealthResponse(database=db.dialect))
 
     @app.post("/v1/join")
     def join(body: JoinRequest, request: Request) -> JoinResponse:
@@ -274,24 +341,46 @@ def create_app(
             recovery_keys=_wrapped(keys),
         )
 
+    def stale(device: Caller, now: float) -> bool:
+        return device.last_seen is None or now - device.last_seen >= settings.last_seen_resolution_seconds
+
+    def seen(session: Session, device: Caller) -> None:
+        """In a write transaction: note that the device was here (at most once per resolution)."""
+        now = clock()
+        if stale(device, now):
+            crud.touch_device(session, device_id=device.id, now=now)
+
+    def seen_after_read(device: Caller) -> None:
+        """After a read transaction: the same, in a write transaction of its own, only when due."""
+        now = clock()
+        if stale(device, now):
+            with db.transaction(write=True) as session:
+                crud.touch_device(session, device_id=device.id, now=now)
+
     @app.get("/v1/me")
-    def me(device: AnyDevice) -> MeResponse:
+    def me(token: Token) -> Response:
         with db.transaction() as session:
+            device = _authenticate(session, token, allow_pending=True)
             team = crud.get_team(session, team_id=device.team_id)
-        return MeResponse(
-            device_id=device.id,
-            team_id=team.id,
-            team_name=team.name,
-            role=Role(device.role),
-            status=DeviceStatus(device.status),
-            current_epoch=team.current_epoch,
+        seen_after_read(device)
+        return _json(
+            MeResponse(
+                device_id=device.id,
+                team_id=team.id,
+                team_name=team.name,
+                role=Role(device.role),
+                status=DeviceStatus(device.status),
+                current_epoch=team.current_epoch,
+            )
         )
 
     @app.post("/v1/invites")
-    def invite(body: InviteRequest, device: Coordinator) -> InviteResponse:
+    def invite(body: InviteRequest, token: Token) -> Response:
         now = clock()
         expires_at = now + body.expires_in_seconds
         with db.transaction(write=True) as session:
+            device = _authenticate(session, token, coordinator=True)
+            seen(session, device)
             crud.create_invite(
                 session,
                 team_id=device.team_id,
@@ -301,55 +390,66 @@ def create_app(
                 now=now,
             )
         log.info("invite team=%s by=%s role=%s", device.team_id, device.id, body.role.value)
-        return InviteResponse(lookup=body.lookup.strip().upper(), role=body.role, expires_at=expires_at)
+        return _json(
+            InviteResponse(lookup=body.lookup.strip().upper(), role=body.role, expires_at=expires_at)
+        )
 
     @app.get("/v1/devices")
-    def devices(device: Coordinator) -> DeviceList:
+    def devices(token: Token) -> Response:
         with db.transaction() as session:
+            device = _authenticate(session, token, coordinator=True)
             rows = crud.list_devices(session, team_id=device.team_id)
             team = crud.get_team(session, team_id=device.team_id)
             pending = crud.count_open_invites(session, team_id=device.team_id, now=clock())
-        return DeviceList(
-            devices=[
-                DevicePublic(
-                    device_id=row.id,
-                    name=row.name,
-                    role=Role(row.role),
-                    status=DeviceStatus(row.status),
-                    public_key=b64e(row.public_key),
-                    proof=b64e(row.proof or b""),
-                    invite_lookup=row.invite_lookup,
-                    joined_at=row.joined_at,
-                    last_seen=row.last_seen,
-                    key_epoch=epoch,
-                )
-                for row, epoch in rows
-            ],
-            current_epoch=team.current_epoch,
-            invites_pending=pending,
+        seen_after_read(device)
+        return _json(
+            DeviceList(
+                devices=[
+                    DevicePublic(
+                        device_id=row.id,
+                        name=row.name,
+                        role=Role(row.role),
+                        status=DeviceStatus(row.status),
+                        public_key=b64e(row.public_key),
+                        proof=b64e(row.proof or b""),
+                        invite_lookup=row.invite_lookup,
+                        joined_at=row.joined_at,
+                        last_seen=row.last_seen,
+                        key_epoch=epoch,
+                    )
+                    for row, epoch in rows
+                ],
+                current_epoch=team.current_epoch,
+                invites_pending=pending,
+            )
         )
 
     @app.post("/v1/devices/{device_id}/revoke")
-    def revoke(device_id: str, device: Coordinator) -> RevokeResponse:
+    def revoke(device_id: str, token: Token) -> Response:
         with db.transaction(write=True) as session:
+            device = _authenticate(session, token, coordinator=True)
+            seen(session, device)
             target = crud.revoke_device(
                 session, team_id=device.team_id, device_id=device_id, caller_id=device.id
             )
             team = crud.get_team(session, team_id=device.team_id)
+        watch.notify(device.team_id)  # a long-poll of the revoked device ends with its wipe answer
         log.info("revoke team=%s device=%s by=%s", device.team_id, target.id, device.id)
-        return RevokeResponse(
-            device_id=target.id, status=DeviceStatus.REVOKED, current_epoch=team.current_epoch
+        return _json(
+            RevokeResponse(device_id=target.id, status=DeviceStatus.REVOKED, current_epoch=team.current_epoch)
         )
 
     @app.get("/v1/keys")
-    def get_keys(device: AnyDevice) -> KeysResponse:
+    def get_keys(token: Token) -> Response:
         with db.transaction() as session:
+            device = _authenticate(session, token, allow_pending=True)
             team = crud.get_team(session, team_id=device.team_id)
             rows = crud.keys_for_device(session, team_id=device.team_id, device_id=device.id)
-        return KeysResponse(current_epoch=team.current_epoch, keys=_wrapped(rows))
+        seen_after_read(device)
+        return _json(KeysResponse(current_epoch=team.current_epoch, keys=_wrapped(rows)))
 
     @app.post("/v1/keys")
-    def post_keys(body: KeysUpload, device: Coordinator) -> KeysResponse:
+    def post_keys(body: KeysUpload, token: Token) -> Response:
         keys: list[tuple[str, int, bytes]] = []
         for index, key in enumerate(body.keys):
             if key.device_id is None:
@@ -360,6 +460,8 @@ def create_app(
                 )
             keys.append((key.device_id, key.epoch, _decode(key.wrapped, f"keys.{index}.wrapped")))
         with db.transaction(write=True) as session:
+            device = _authenticate(session, token, coordinator=True)
+            seen(session, device)
             team = crud.upload_keys(
                 session, team_id=device.team_id, epoch=body.epoch, keys=keys, reject=body.reject, now=clock()
             )
@@ -372,13 +474,15 @@ def create_app(
             len(keys),
             len(body.reject),
         )
-        return KeysResponse(current_epoch=team.current_epoch, keys=_wrapped(rows))
+        return _json(KeysResponse(current_epoch=team.current_epoch, keys=_wrapped(rows)))
 
     @app.post("/v1/recovery")
-    def recovery(body: RecoveryUpload, device: Coordinator) -> dict[str, object]:
+    def recovery(body: RecoveryUpload, token: Token) -> dict[str, object]:
         lookup = _decode(body.recovery_lookup, "recovery_lookup")
         keys = [(key.epoch, _decode(key.wrapped, f"keys.{i}.wrapped")) for i, key in enumerate(body.keys)]
         with db.transaction(write=True) as session:
+            device = _authenticate(session, token, coordinator=True)
+            seen(session, device)
             crud.store_recovery(
                 session, team_id=device.team_id, lookup_hash=crud.sha256_hex(lookup), keys=keys, now=clock()
             )
@@ -386,7 +490,7 @@ def create_app(
         return {}
 
     @app.post("/v1/push")
-    def push(body: PushRequest, device: ActiveDevice) -> PushResponse:
+    def push(body: PushRequest, token: Token) -> Response:
         ops: list[crud.PushOp] = []
         total = 0
         for index, op in enumerate(body.ops):
@@ -406,7 +510,11 @@ def create_app(
                 {"field": "ops", "max_bytes": MAX_PUSH_BYTES},
             )
         with db.transaction(write=True) as session:
+            device = _authenticate(session, token)
+            seen(session, device)
             result = crud.push_ops(session, team_id=device.team_id, device_id=device.id, ops=ops, now=clock())
+        if result.accepted:
+            watch.notify(device.team_id)
         log.info(
             "push team=%s device=%s ops=%d accepted=%d duplicates=%d purged=%d last_seq=%d",
             device.team_id,
@@ -417,44 +525,54 @@ def create_app(
             result.purged,
             result.last_seq,
         )
-        return PushResponse(
-            acked_through=result.acked_through,
-            accepted=result.accepted,
-            duplicates=result.duplicates,
-            purged=result.purged,
-            last_seq=result.last_seq,
+        return _json(
+            PushResponse(
+                acked_through=result.acked_through,
+                accepted=result.accepted,
+                duplicates=result.duplicates,
+                purged=result.purged,
+                last_seq=result.last_seq,
+            )
         )
 
-    def read_page(device: Device, since: int, limit: int) -> crud.PullPage:
+    def read_page(token: str, since: int, limit: int) -> tuple[Caller, crud.PullPage]:
+        # Authenticated again on every read: a device revoked during a long-poll is told to wipe.
         with db.transaction() as session:
-            current = crud.get_device(session, team_id=device.team_id, device_id=device.id)
-            if current is None or current.status == DeviceStatus.REVOKED:  # revoked during a long-poll
-                raise ApiError(
-                    ErrorCode.DEVICE_REVOKED, "This device was revoked: erase its team data.", {"wipe": True}
-                )
-            return crud.pull_log(
+            device = _authenticate(session, token)
+            page = crud.pull_log(
                 session, team_id=device.team_id, since=since, limit=limit, max_bytes=MAX_PULL_BYTES
             )
+        return device, page
 
     @app.get("/v1/pull")
     async def pull(
-        device: ActiveDevice,
+        token: Token,
         since: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PULL_LIMIT)] = 1000,
         wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS)] = 0.0,
-    ) -> PullResponse:
-        # Long-poll by asking the database again and again: it sees pushes of every server process.
+    ) -> Response:
+        # Long-poll: sleep until a push or purge of the team in this process wakes us, and re-read
+        # the database every `longpoll_recheck_seconds` anyway for pushes through other processes.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
+        first = True
         while True:
-            page = await run_in_threadpool(read_page, device, since, limit)
+            tick = watch.tick()
+            device, page = await run_in_threadpool(read_page, token, since, limit)
+            if first:
+                first = False
+                if stale(device, clock()):
+                    await run_in_threadpool(seen_after_read, device)
             remaining = deadline - loop.time()
             if page.ops or page.purges or remaining <= 0:
                 break
-            await asyncio.sleep(min(settings.poll_interval_seconds, remaining))
-        return PullResponse(
+            await watch.wait(
+                device.team_id, after=tick, timeout=min(settings.longpoll_recheck_seconds, remaining)
+            )
+        # Built without validation: every value came from the database, validated when pushed.
+        answer = PullResponse.model_construct(
             ops=[
-                OpOut(
+                OpOut.model_construct(
                     seq=op.seq,
                     op_id=op.op_id,
                     device_id=op.device_id,
@@ -465,18 +583,22 @@ def create_app(
                 )
                 for op in page.ops
             ],
-            purges=[PurgeOut(seq=p.seq, record_id=p.record_id) for p in page.purges],
+            purges=[PurgeOut.model_construct(seq=p.seq, record_id=p.record_id) for p in page.purges],
             next=page.next,
             more=page.more,
             current_epoch=page.current_epoch,
         )
+        return _json(answer)
 
     @app.post("/v1/purge")
-    def purge(body: PurgeRequest, device: Coordinator) -> PurgeResponse:
+    def purge(body: PurgeRequest, token: Token) -> Response:
         with db.transaction(write=True) as session:
+            device = _authenticate(session, token, coordinator=True)
+            seen(session, device)
             deleted, last_seq = crud.purge_records(
                 session, team_id=device.team_id, record_ids=body.record_ids, now=clock()
             )
+        watch.notify(device.team_id)
         log.info(
             "purge team=%s by=%s records=%d ops_deleted=%d",
             device.team_id,
@@ -484,7 +606,7 @@ def create_app(
             len(body.record_ids),
             deleted,
         )
-        return PurgeResponse(purged_ops=deleted, last_seq=last_seq)
+        return _json(PurgeResponse(purged_ops=deleted, last_seq=last_seq))
 
     return app
 

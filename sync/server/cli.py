@@ -1,6 +1,7 @@
 """`outreach-server`: run the sync server, or create a team and print its one-time operator code.
 
     outreach-server [--db URL] [--host H] [--port P] [--ssl-certfile F --ssl-keyfile F] [--log-file F]
+                    [--access-log]
     outreach-server [--db URL] team create NAME [--json]
 
 With no arguments it serves on 127.0.0.1:8700 with the SQLite file ``outreach-server.db`` in the
@@ -56,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=None, help="port to listen on (default 8700)")
     parser.add_argument("--ssl-certfile", metavar="PATH", default=None, help="TLS certificate (PEM)")
     parser.add_argument("--ssl-keyfile", metavar="PATH", default=None, help="TLS private key (PEM)")
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        default=None,
+        help="log a line per request (off by default: it costs CPU)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     team = commands.add_parser("team", help="manage teams")
     team_commands = team.add_subparsers(
@@ -76,6 +83,7 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
         "ssl_certfile": getattr(args, "ssl_certfile", None),
         "ssl_keyfile": getattr(args, "ssl_keyfile", None),
         "log_file": args.log_file,
+        "access_log": getattr(args, "access_log", None),
     }
     return ServerSettings(**{key: value for key, value in values.items() if value is not None})
 
@@ -145,6 +153,7 @@ def _serve(settings: ServerSettings) -> int:
         ssl_certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
         ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
         log_config=_logging_config(settings),
+        access_log=settings.access_log,
         timeout_graceful_shutdown=3,  # long-polls would otherwise hold a stop for up to 30 s
     )
     return 0

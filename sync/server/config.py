@@ -36,7 +36,14 @@ class ServerSettings(BaseModel):
     throttle_failures: Annotated[int, Field(ge=1, le=1000)] = 10
     throttle_window_seconds: Annotated[int, Field(ge=1, le=24 * 3600)] = 15 * 60
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = MAX_BODY_BYTES
-    poll_interval_seconds: Annotated[float, Field(gt=0, le=5)] = 0.25
+    # A long-poll wakes at once for pushes and purges through this process; it re-reads the
+    # database every this many seconds too, to see what other processes on the same PostgreSQL
+    # (or SQLite file) stored.
+    longpoll_recheck_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+    # Database connections kept open: at least the worker threads that may hold one at once
+    # (AnyIO's default thread limiter is 40). No overflow: a connection is never reopened per request.
+    pool_size: Annotated[int, Field(ge=1, le=500)] = 40
+    access_log: bool = False  # uvicorn's line per request (costs CPU; the server logs ids and counts anyway)
     # Seconds between two `last_seen` writes for one device: spares the database a write per request.
     last_seen_resolution_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
 

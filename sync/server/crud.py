@@ -15,8 +15,10 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, literal, update
+from sqlalchemy import Row, bindparam, delete, func, literal, update
+from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
 from sync.protocol import DeviceStatus, ErrorCode, Role
@@ -226,8 +228,22 @@ def recover_team(
 # --- devices ----------------------------------------------------------------------------------
 
 
-def device_by_token(session: Session, *, token_hash: str) -> Device | None:
-    return session.exec(select(Device).where(Device.token_hash == token_hash)).first()
+_DEVICE = Device.__table__.c  # type: ignore[attr-defined]
+_OP = Op.__table__.c  # type: ignore[attr-defined]
+_PURGE = Purge.__table__.c  # type: ignore[attr-defined]
+_TEAM_TABLE = Team.__table__  # type: ignore[attr-defined]
+_TEAM = _TEAM_TABLE.c
+_OP_TABLE = Op.__table__  # type: ignore[attr-defined]
+
+_BY_TOKEN = core_select(_DEVICE.id, _DEVICE.team_id, _DEVICE.role, _DEVICE.status, _DEVICE.last_seen).where(
+    _DEVICE.token_hash == bindparam("token_hash")
+)
+
+
+def device_by_token(session: Session, *, token_hash: str) -> tuple[str, str, str, str, float | None] | None:
+    """(id, team_id, role, status, last_seen) of the device holding the token, from one Core select."""
+    row = session.execute(_BY_TOKEN, {"token_hash": token_hash}).first()
+    return None if row is None else cast("tuple[str, str, str, str, float | None]", tuple(row))
 
 
 def touch_device(session: Session, *, device_id: str, now: float) -> None:
@@ -437,37 +453,51 @@ class PushResult:
     last_seq: int
 
 
+def _log_head(session: Session, *, team_id: str, for_update: bool = False) -> tuple[int, int]:
+    """(next_seq, current_epoch) of the team, as a Core row; ``for_update`` as in `get_team`."""
+    statement = core_select(_TEAM.next_seq, _TEAM.current_epoch).where(_TEAM.id == team_id)
+    if for_update:
+        statement = statement.with_for_update()
+    row = session.execute(statement).first()
+    if row is None:  # a device's team never goes away; this is a server fault
+        raise ApiError(ErrorCode.INTERNAL, "The team of this device is missing.")
+    return row[0], row[1]
+
+
 def push_ops(
     session: Session, *, team_id: str, device_id: str, ops: Sequence[PushOp], now: float
 ) -> PushResult:
     """Append a device's ops to the team log, all or nothing. Duplicates (by op id, or by device
     sequence) and ops of purged records are acknowledged without being stored again."""
-    team = get_team(session, team_id=team_id, for_update=True)  # held until commit: seq order = commit order
+    # The team row stays locked until commit: seq order = commit order.
+    next_seq, current_epoch = _log_head(session, team_id=team_id, for_update=True)
     for index, op in enumerate(ops):
-        if op.key_epoch < team.current_epoch:
+        if op.key_epoch < current_epoch:
             raise ApiError(
                 ErrorCode.STALE_EPOCH,
                 "Ops sealed under an old key epoch: re-seal them under the current key and push again.",
-                {"current_epoch": team.current_epoch, "field": f"ops.{index}.key_epoch"},
+                {"current_epoch": current_epoch, "field": f"ops.{index}.key_epoch"},
             )
-        if op.key_epoch > team.current_epoch:
+        if op.key_epoch > current_epoch:
             raise ApiError(
                 ErrorCode.UNKNOWN_EPOCH,
                 "Ops sealed under an epoch the team does not have.",
-                {"current_epoch": team.current_epoch, "field": f"ops.{index}.key_epoch"},
+                {"current_epoch": current_epoch, "field": f"ops.{index}.key_epoch"},
             )
     op_ids = sorted({op.op_id for op in ops})
     known_ops: dict[str, str] = {}
     for chunk in _chunks(op_ids):
-        known_ops.update(session.exec(select(Op.op_id, Op.team_id).where(col(Op.op_id).in_(chunk))).all())
+        known_ops.update(
+            session.execute(core_select(_OP.op_id, _OP.team_id).where(_OP.op_id.in_(chunk))).all()
+        )
     if any(owner != team_id for owner in known_ops.values()):
         raise ApiError(ErrorCode.CONFLICT, "An op id of this push is taken.", {"field": "ops"})
     taken_seqs = dict(
-        session.exec(
-            select(Op.device_seq, Op.op_id).where(
-                Op.team_id == team_id,
-                Op.device_id == device_id,
-                col(Op.device_seq).in_(sorted({op.device_seq for op in ops})),
+        session.execute(
+            core_select(_OP.device_seq, _OP.op_id).where(
+                _OP.team_id == team_id,
+                _OP.device_id == device_id,
+                _OP.device_seq.in_(sorted({op.device_seq for op in ops})),
             )
         ).all()
     )
@@ -475,9 +505,9 @@ def push_ops(
     purged_ids: set[str] = set()
     for chunk in _chunks(record_ids):
         purged_ids.update(
-            session.exec(
-                select(Purge.record_id).where(Purge.team_id == team_id, col(Purge.record_id).in_(chunk))
-            ).all()
+            session.execute(
+                core_select(_PURGE.record_id).where(_PURGE.team_id == team_id, _PURGE.record_id.in_(chunk))
+            ).scalars()
         )
 
     rows: list[dict[str, object]] = []
@@ -505,7 +535,7 @@ def push_ops(
         rows.append(
             {
                 "team_id": team_id,
-                "seq": team.next_seq,
+                "seq": next_seq,
                 "op_id": op.op_id,
                 "device_id": device_id,
                 "device_seq": op.device_seq,
@@ -516,24 +546,29 @@ def push_ops(
                 "received_at": now,
             }
         )
-        team.next_seq += 1
+        next_seq += 1
     if rows:
-        session.exec(insert(Op), params=rows)
-        session.add(team)
-        session.flush()
+        connection = session.connection()
+        connection.execute(_OP_TABLE.insert(), rows)  # Core executemany
+        connection.execute(update(_TEAM_TABLE).where(_TEAM.id == team_id).values(next_seq=next_seq))
     return PushResult(
         acked_through=max(op.device_seq for op in ops),
         accepted=len(rows),
         duplicates=duplicates,
         purged=purged,
-        last_seq=team.next_seq - 1,
+        last_seq=next_seq - 1,
     )
+
+
+# seq, op_id, device_id, device_seq, record_id, key_epoch, payload
+OpRow = Row[Any]
+PurgeRow = Row[Any]  # seq, record_id
 
 
 @dataclass(frozen=True)
 class PullPage:
-    ops: list[Op]
-    purges: list[Purge]
+    ops: Sequence[OpRow]
+    purges: Sequence[PurgeRow]
     next: int
     more: bool
     current_epoch: int
@@ -541,20 +576,27 @@ class PullPage:
 
 def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_bytes: int) -> PullPage:
     """The log entries (ops and purges) after `since`, in order: at most `limit` entries and about
-    `max_bytes` of payload (always at least one entry). Run it in one snapshot (a read transaction)."""
-    team = get_team(session, team_id=team_id)
-    op_heads = session.exec(
-        select(Op.seq, Op.size)
-        .where(Op.team_id == team_id, Op.seq > since)
-        .order_by(col(Op.seq))
+    `max_bytes` of payload (always at least one entry). Run it in one snapshot (a read transaction).
+    Rows are Core tuples with named fields (no ORM objects: a page may hold thousands)."""
+    _next_seq, current_epoch = _log_head(session, team_id=team_id)
+    op_heads = session.execute(
+        core_select(_OP.seq, _OP.size)
+        .where(_OP.team_id == team_id, _OP.seq > since)
+        .order_by(_OP.seq)
         .limit(limit + 1)
     ).all()
-    purge_seqs = session.exec(
-        select(Purge.seq)
-        .where(Purge.team_id == team_id, Purge.seq > since)
-        .order_by(col(Purge.seq))
-        .limit(limit + 1)
-    ).all()
+    purge_seqs = (
+        session.execute(
+            core_select(_PURGE.seq)
+            .where(_PURGE.team_id == team_id, _PURGE.seq > since)
+            .order_by(_PURGE.seq)
+            .limit(limit + 1)
+        )
+        .scalars()
+        .all()
+    )
+    if not op_heads and not purge_seqs:  # the common case of a long-poll: nothing new
+        return PullPage([], [], since, False, current_epoch)
     entries = sorted([(seq, size) for seq, size in op_heads] + [(seq, 0) for seq in purge_seqs])
     taken: list[int] = []
     total = 0
@@ -564,18 +606,24 @@ def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_byte
         taken.append(seq)
         total += size
     more = len(taken) < len(entries)
-    if not taken:
-        return PullPage([], [], since, False, team.current_epoch)
     last = taken[-1]
-    ops = session.exec(
-        select(Op).where(Op.team_id == team_id, Op.seq > since, Op.seq <= last).order_by(col(Op.seq))
+    ops = session.execute(
+        core_select(
+            _OP.seq, _OP.op_id, _OP.device_id, _OP.device_seq, _OP.record_id, _OP.key_epoch, _OP.payload
+        )
+        .where(_OP.team_id == team_id, _OP.seq > since, _OP.seq <= last)
+        .order_by(_OP.seq)
     ).all()
-    purges = session.exec(
-        select(Purge)
-        .where(Purge.team_id == team_id, Purge.seq > since, Purge.seq <= last)
-        .order_by(col(Purge.seq))
-    ).all()
-    return PullPage(list(ops), list(purges), last, more, team.current_epoch)
+    purges = (
+        session.execute(
+            core_select(_PURGE.seq, _PURGE.record_id)
+            .where(_PURGE.team_id == team_id, _PURGE.seq > since, _PURGE.seq <= last)
+            .order_by(_PURGE.seq)
+        ).all()
+        if purge_seqs
+        else []
+    )
+    return PullPage(ops, purges, last, more, current_epoch)
 
 
 def purge_records(

@@ -55,14 +55,18 @@ def make_engine(settings: ServerSettings) -> Engine:
             connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_MS / 1000},
             hide_parameters=True,
             # In memory the database lives in its one connection: every session shares it.
-            poolclass=StaticPool if settings.in_memory else None,
+            **({"poolclass": StaticPool} if settings.in_memory else _pool(settings)),
         )
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(
-        settings.db_url, pool_pre_ping=True, pool_size=10, max_overflow=20, hide_parameters=True
-    )
+    return create_engine(settings.db_url, pool_pre_ping=True, hide_parameters=True, **_pool(settings))
+
+
+def _pool(settings: ServerSettings) -> dict[str, Any]:
+    # As many connections as worker threads may want at once, kept open: an overflow connection
+    # would be closed on return and reopened (with its PRAGMAs, or a PostgreSQL login) per request.
+    return {"pool_size": settings.pool_size, "max_overflow": 0}
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -90,6 +94,11 @@ class Database:
         self.dialect: str = engine.dialect.name
         # One shared in-memory connection cannot hold two transactions: take turns.
         self._turns = threading.Lock() if isinstance(engine.pool, StaticPool) else None
+        # SQLite has one writer at a time. Writers of this process queue on a lock (in order, woken
+        # at once) instead of sleeping in SQLite's busy handler in growing steps; other processes
+        # on the same file still meet the busy handler. Re-entrant: a nested write would fail in
+        # SQLite anyway, it must not hang here.
+        self._writers = threading.RLock() if self.dialect == "sqlite" and self._turns is None else None
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> Database:
@@ -102,7 +111,7 @@ class Database:
         ``write=True`` takes SQLite's write lock up front. A read transaction is one consistent
         snapshot on both databases (PostgreSQL: REPEATABLE READ, which never fails a read-only
         transaction)."""
-        with self._turn(), Session(self.engine, expire_on_commit=False) as session:
+        with self._turn(write), Session(self.engine, expire_on_commit=False) as session:
             if write:
                 options: dict[str, Any] = {_WRITE: True}
             elif self.dialect == "postgresql":
@@ -118,11 +127,12 @@ class Database:
             session.commit()
 
     @contextmanager
-    def _turn(self) -> Iterator[None]:
-        if self._turns is None:
+    def _turn(self, write: bool) -> Iterator[None]:
+        lock = self._turns or (self._writers if write else None)
+        if lock is None:
             yield
             return
-        with self._turns:
+        with lock:
             yield
 
     def dispose(self) -> None:
