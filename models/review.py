@@ -543,7 +543,7 @@ def _jsonable(values: dict[str, Any], rtype: RecordType | None = None) -> dict[s
     times as ISO text."""
     order = ["id", *(FAMILIES[rtype][2].model_fields if rtype else ())]
     out = {k: values[k] for k in order if k in values}
-    out.update((k, v) for k, v in values.items() if k not in out)
+    out.update((k, v) for k, v in values.items() if k not in out and k != "created_hlc")  # clock internals
     for key in ("created_at", "updated_at"):
         if key in out:
             at = to_datetime(out[key])
@@ -718,7 +718,7 @@ def audit_log(ws: Workspace, *, person_id: str | None = None, actor: str | None 
     follow-ups, and persons merged into them), worker (the actor: the name on the acting device,
     case-insensitive), action, device and day range."""
     # newest first; events within one second in the order they were written (their clock)
-    written = {rid: v.get("created_at") or 0 for rid, v in ws.index.records[RecordType.AUDIT].items()}
+    written = {rid: v.get("created_hlc") or 0 for rid, v in ws.index.records[RecordType.AUDIT].items()}
     events = sorted(ws.audit_events(), key=lambda e: (e.at, written.get(e.id, 0)), reverse=True)
     about = _about(ws, person_id) if person_id else None
     want_actor = " ".join(actor.casefold().split()) if actor else None

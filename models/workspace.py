@@ -460,6 +460,7 @@ class Workspace:
                         continue
                     values["id"] = rid
                     values["created_at"] = created >> 16 or None
+                    values["created_hlc"] = created
                     values["updated_at"] = updated >> 16 or None
                     table[rid] = values
             rows[rtype] = table
@@ -472,6 +473,7 @@ class Workspace:
         values = state.plain()
         values["id"] = rid
         values["created_at"] = hlc_ms(state.created[0]) if state.created else None
+        values["created_hlc"] = state.created[0] if state.created else 0  # orders writes within a millisecond
         values["updated_at"] = hlc_ms(state.updated[0]) if state.updated != ZERO else None
         return values
 
