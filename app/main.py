@@ -68,7 +68,7 @@ def build_main(config: AppConfig) -> Callable[[ft.Page], Awaitable[None]]:
 
         async def disconnected(e: Any = None) -> None:
             # a dropped browser tab must not leave an unlocked session to reconnect to
-            await router.lock()
+            await router.lock_quietly()
 
         page.on_close = ended
         page.on_disconnect = disconnected

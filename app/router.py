@@ -94,7 +94,8 @@ class Router:
         ctx.router = self
         self.screen: Screen | None = None
         self.shell: Shell | None = None
-        self.route = ""
+        self.route = ""  # what is shown
+        self.url = ctx.page.route or "/"  # what the browser's address bar says
         self.after_unlock = "/today"
         self._last_activity = time.monotonic()
         self._guard: asyncio.Task[None] | None = None
@@ -126,14 +127,19 @@ class Router:
     # -------------------------------------------------------------- routing
     async def _on_route_change(self, e: ft.RouteChangeEvent) -> None:
         self.touch()
+        self.url = e.route
         await self.show(e.route)
 
     async def show(self, route: str) -> None:
         async with self._rendering:
             target = await self._resolve(route)
             await self._render(target)
-            if target != route:
-                await self.page.push_route(target)  # its route change finds this route shown already
+            if target != self.url:
+                # keep the address bar true to what is shown; otherwise going back to the address
+                # it still shows would look like no change to Flet and be dropped. Not awaited: a
+                # client that went away would never answer.
+                self.url = target
+                self.page.navigate(target)
 
     async def _resolve(self, route: str) -> str:
         services = self.ctx.services
@@ -240,6 +246,18 @@ class Router:
             self.after_unlock = self.route
         await services.lock()
         await self.show("/lock")
+
+    async def lock_quietly(self) -> None:
+        """The browser went away: lock, and leave only the lock screen in the session for a
+        reconnecting tab, without asking the (absent) client anything."""
+        services = self.ctx.services
+        if services.unlocked:
+            if self.route and self.route != "/lock":
+                self.after_unlock = self.route
+            await services.lock()
+        async with self._rendering:
+            await self._render("/lock", force=True)
+            self.url = ""  # the address bar is not known any more: set it on the next screen
 
     async def _on_lifecycle(self, e: ft.AppLifecycleStateChangeEvent) -> None:
         if not self.ctx.config.lock_on_background:

@@ -595,9 +595,10 @@ class SyncScheduler:
             loop.call_soon_threadsafe(self._changed)
 
     def _changed(self) -> None:
-        self.view.pending_ops += 1  # shown at once; the next refresh counts the outbox exactly
-        self._publish()
-        if not self._active or self._loop is None:
+        if self._loop is None:
+            return
+        self._loop.create_task(self.refresh())  # the chip counts what waits, at once
+        if not self._active:
             return
         if self._debounce is not None:
             self._debounce.cancel()
@@ -660,6 +661,7 @@ class SyncScheduler:
         await self.refresh()
         if not self.view.joined:
             return
+        status_before = self.view.device_status
         self.view.running, self.view.progress, self.view.progress_count = True, None, 0
         self._publish()
         report: SyncReport | None = None
@@ -685,7 +687,8 @@ class SyncScheduler:
             self.view.progress = None
         log.debug("sync run took %.2f s", time.monotonic() - started)
         await self.refresh()
-        if report is not None and (report.applied or report.purged or report.pulled):
+        let_in = status_before != self.view.device_status  # e.g. pending -> active: screens say so
+        if let_in or (report is not None and (report.applied or report.purged or report.pulled)):
             for hook in self.data_listeners:
                 hook()
         if self._again:

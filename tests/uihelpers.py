@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -35,9 +36,13 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "ui"  # what a failing browser test saw (git-ignored)
 CHROMIUM = os.environ.get("OUTREACH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-dev-shm-usage"]
+                 "--disable-sync", "--disable-dev-shm-usage",
+                 # several app tabs at once: none of them may be throttled as a "background" tab
+                 "--disable-renderer-backgrounding", "--disable-background-timer-throttling",
+                 "--disable-backgrounding-occluded-windows"]
 PHONE = (412, 915)
 LAPTOP = (1280, 800)
 PIN = "246810"
@@ -126,9 +131,11 @@ class AppProcess:
 
 
 def seed_workspace(data_dir: Path, *, pin: str = PIN, demo: tuple[int, int] | None = None,
-                   delay_base: float = 1.0, worker_name: str = "Kim") -> None:
-    """A device that already has its PIN (fast KDF), optionally with demo data, before the app
-    starts. Not in a team."""
+                   delay_base: float = 1.0, worker_name: str = "Kim", today: int = 0) -> None:
+    """A device that already has its PIN (fast KDF) before the app starts, not in a team:
+    optionally with demo data and `today` contacts of today (with follow-ups due)."""
+    from datetime import date, datetime, timedelta
+
     from models.demo import populate
     from models.workspace import Workspace
 
@@ -136,24 +143,46 @@ def seed_workspace(data_dir: Path, *, pin: str = PIN, demo: tuple[int, int] | No
     ws.init(pin, worker_name=worker_name, delay_base=delay_base)
     if demo:
         populate(ws, persons=demo[0], contacts=demo[1])
+    if today:
+        persons = ws.persons()[:today] or [ws.add_person({"alias": "Demo Lange Peter"})]
+        places = ws.places() or [ws.add_place({"name": "Nørreport St.", "zone": "City"})]
+        now = datetime.now().replace(second=0, microsecond=0)
+        for i in range(today):
+            at = max(now - timedelta(minutes=35 * (i + 1)), now.replace(hour=0, minute=5))
+            ws.add_contact({"at": at.isoformat(), "person_id": persons[i % len(persons)].id,
+                            "place_id": places[i % len(places)].id, "kind": "street",
+                            "services": ["food", "drink"] if i % 2 else ["sleeping_bag"],
+                            "note": "Demo: talte om bolig og næste møde.",
+                            "follow_up": date.today().isoformat() if i == 0 else None})
+        ws.add_follow_up({"due": (date.today() - timedelta(days=2)).isoformat(), "person_id": persons[-1].id,
+                          "note": "Demo: ring til herberget"})
     ws.close()
 
 
 # ================================================================================== the browser
+_SHARED: dict[str, Any] = {}  # one Chromium for the whole run, whichever test module asked first
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """Debian's headless Chromium through Playwright. Skips when it is not installed: Playwright
-    must never download a browser here."""
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+    must never download a browser here. Each test module that imports this fixture gets its own
+    copy of it; they share one browser (Playwright's sync API allows one at a time)."""
+    if "browser" in _SHARED:
+        yield _SHARED["browser"]
+        return
+    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    if not executable:
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium"),
-                                      args=CHROMIUM_ARGS)
+        chromium = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        _SHARED["browser"] = chromium
         try:
             yield chromium
         finally:
+            _SHARED.pop("browser", None)
             chromium.close()
 
 
@@ -185,8 +214,22 @@ class UI:
 
     def expect(self, identifier: str, timeout: float | None = None) -> Any:
         node = self.node(identifier)
-        node.wait_for(state="attached", timeout=None if timeout is None else timeout * 1000)
+        try:
+            node.wait_for(state="attached", timeout=None if timeout is None else timeout * 1000)
+        except Exception:
+            self.dump(f"no-{identifier}")
+            raise
         return node
+
+    def dump(self, name: str) -> None:
+        """A screenshot and the page's DOM next to the screenshots, to see what went wrong."""
+        out = ARTIFACTS
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.page.screenshot(path=str(out / f"{name}.png"))
+            (out / f"{name}.html").write_text(self.page.content())
+        except Exception as exc:  # the page itself may be gone; the original error matters more
+            print(f"(no dump of {name}: {type(exc).__name__})")
 
     def gone(self, identifier: str, timeout: float | None = None) -> None:
         self.node(identifier).wait_for(state="detached", timeout=None if timeout is None else timeout * 1000)
@@ -195,8 +238,18 @@ class UI:
         return self.page.locator(f'[flt-semantics-identifier="{identifier}"]').count() > 0
 
     def text(self, identifier: str) -> str:
+        """Everything a screen reader would hear in that node: its text and every label inside."""
         node = self.expect(identifier)
-        return " ".join(filter(None, [node.inner_text().strip(), node.get_attribute("aria-label") or ""])).strip()
+        return str(node.evaluate("""n => {
+            const parts = [n.innerText || ''];
+            for (const e of [n, ...n.querySelectorAll('*')]) {
+                for (const a of ['aria-label', 'aria-description']) {
+                    const v = e.getAttribute(a); if (v) parts.push(v);
+                }
+                if ((e.tagName === 'TEXTAREA' || e.tagName === 'INPUT') && e.value) parts.push(e.value);
+            }
+            return parts.join(' ').replace(/\\s+/g, ' ').trim();
+        }"""))
 
     def all_text(self) -> str:
         return str(self.page.locator("flt-semantics-host").inner_text())
@@ -208,6 +261,7 @@ class UI:
             if words in self.all_text() or self.page.get_by_label(words, exact=False).count():
                 return
             time.sleep(0.2)
+        self.dump("wait-text")
         raise AssertionError(f"{words!r} did not appear; the screen says:\n{self.all_text()[:3000]}")
 
     def wait_id_text(self, identifier: str, words: str, timeout: float = 30.0) -> str:
@@ -235,26 +289,61 @@ class UI:
     def nav(self, key: str, lang: str = "da") -> None:
         """A destination of the bottom bar or the rail."""
         words = T(key, lang)
-        tab = self.page.get_by_role("tab", name=words)
+        tab = self.page.get_by_role("tab", name=words)  # the bottom bar
         if tab.count():
             tab.first.click()
-        else:
-            self.page.get_by_text(words, exact=True).first.click()
+        else:  # the rail: buttons named "Personer / Tab 2 of 4"
+            self.page.get_by_role("button", name=re.compile("^" + re.escape(words) + r"\b")).first.click()
 
-    def fill(self, identifier: str, value: str) -> None:
+    def focus(self, identifier: str, timeout: float = 10.0) -> None:
+        """Click a field until it has the keyboard: a field that was disabled a moment ago may
+        not take it yet."""
         field = self.expect(identifier).locator("input, textarea").first
-        if field.evaluate("e => e.tagName") == "TEXTAREA":
-            field.click()
+        deadline = time.monotonic() + timeout
+        while True:
+            enabled = field.count() > 0 and field.get_attribute("disabled") is None \
+                and field.get_attribute("aria-disabled") != "true"
+            if enabled:
+                field.click()
+                if self.page.evaluate("() => ['INPUT', 'TEXTAREA'].includes(document.activeElement?.tagName)"):
+                    return
+            if time.monotonic() > deadline:
+                self.dump(f"focus-{identifier}")
+                raise AssertionError(f"{identifier} does not take the keyboard")
+            time.sleep(0.2)
+
+    def value(self, identifier: str) -> str:
+        """What a text field holds (Flutter puts it in the DOM only while the field has focus)."""
+        self.focus(identifier)
+        time.sleep(0.2)
+        return str(self.page.evaluate("() => document.activeElement.value"))
+
+    def fill(self, identifier: str, value: str, *, tries: int = 4) -> None:
+        """Replace a field's text. A focused Flutter field edits in a hidden input of its own (the
+        semantics input turns read-only), so: focus, select all, type; then check what the field
+        holds, and start again if the keys went elsewhere (an autofocus can steal them)."""
+        for _ in range(tries):
+            self.focus(identifier)
             self.page.keyboard.press("Control+A")
-            self.page.keyboard.type(value)
-        else:
-            field.fill(value)
+            if value:
+                self.page.keyboard.type(value)
+            else:
+                self.page.keyboard.press("Backspace")
+            time.sleep(0.1)
+            if self.page.evaluate("() => document.activeElement?.value ?? null") == value:
+                return
+            time.sleep(0.3)
+        self.dump(f"fill-{identifier}")
+        raise AssertionError(f"could not type into {identifier}")
 
     def type(self, identifier: str, value: str) -> None:
         """Type key by key (search as you type)."""
-        field = self.expect(identifier).locator("input, textarea").first
-        field.click()
+        self.focus(identifier)
         self.page.keyboard.type(value, delay=30)
+        time.sleep(0.1)
+        held = self.page.evaluate("() => document.activeElement?.value ?? null")
+        if held is not None and not str(held).endswith(value):
+            self.fill(identifier, value)  # the keys went elsewhere: set the whole text
 
     def scroll_to(self, identifier: str, *, step: int = 400, tries: int = 15) -> Any:
         for _ in range(tries):

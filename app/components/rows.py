@@ -39,12 +39,11 @@ def ago(t: Translator, when: datetime | None, now: datetime | None = None) -> st
 
 
 def contact_tile(row: ContactRow, t: Translator, on_click: Callable[..., Any] | None, *,
-                 show_person: bool = True, show_date: bool = False) -> ft.Control:
+                 show_person: bool = True, show_date: bool = False, show_place: bool = True) -> ft.Control:
     who = row.person_alias if row.person_alias else t("contact.anonymous")
     when = t.datetime(row.at) if show_date else t.time(row.at)
     title_bits = [when, who] if show_person else [when, t.vocab("kind", row.kind)]
-    where = row.place_name or t("contact.no_place")
-    details = [where]
+    details = [row.place_name or t("contact.no_place")] if show_place else []
     if show_person:
         details.append(t.vocab("kind", row.kind))
     if row.services:

@@ -138,9 +138,10 @@ def dropdown(label: str, identifier: str, options: list[tuple[str, str]], *, val
 
 
 def labelled(label: str, value: str, identifier: str | None = None) -> ft.Control:
-    """A read-only line of a profile: small label above, value below."""
+    """A read-only line of a profile: small label above, value below. (Not `selectable`: in
+    Flet's web build a selectable text becomes an empty text field to screen readers.)"""
     column = ft.Column([ft.Text(label, size=12, color=ft.Colors.ON_SURFACE_VARIANT),
-                        ft.Text(value, size=16, selectable=True)], spacing=0)
+                        ft.Text(value, size=16)], spacing=0)
     return tid(column, identifier) if identifier else column
 
 
@@ -171,10 +172,13 @@ def banner(text: str, *, tone: str = "info", identifier: str | None = None, acti
 
 
 class ErrorLine:
-    """A problem shown under a form or a group of choices; hidden while there is none."""
+    """A problem shown under a form or a group of choices; hidden while there is none.
 
-    def __init__(self, identifier: str) -> None:
-        self.text = ft.Text("", color=ft.Colors.ERROR, size=15)
+    Hidden, not emptied: in Flet 1.0's web build a semantics node whose text went empty and came
+    back loses its words in the accessibility tree, so the line is shown and hidden instead."""
+
+    def __init__(self, identifier: str, *, size: int = 15, bold: bool = False) -> None:
+        self.text = ft.Text("", color=ft.Colors.ERROR, size=size, weight=ft.FontWeight.BOLD if bold else None)
         self.control = tid(self.text, identifier)
         self.control.visible = False
 

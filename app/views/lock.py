@@ -10,7 +10,7 @@ from typing import Any
 
 import flet as ft
 
-from ..components.ui import muted, page_body, primary_button, text_field, tid
+from ..components.ui import ErrorLine, muted, page_body, primary_button, text_field
 from .base import Ctx, Screen
 
 __all__ = ["LockScreen"]
@@ -25,8 +25,8 @@ class LockScreen(Screen):
         t = self.t
         self.pin_box, self.pin = text_field(t("lock.pin"), "lock-pin", password=True, autofocus=True,
                                             on_submit=self._unlock, prefix_icon=ft.Icons.PIN_OUTLINED)
-        self.message = ft.Text("", color=ft.Colors.ERROR, size=16)
-        self.countdown = ft.Text("", size=18, weight=ft.FontWeight.BOLD, color=ft.Colors.ERROR)
+        self.message = ErrorLine("lock-message", size=16)
+        self.countdown = ErrorLine("lock-countdown", size=18, bold=True)
         self.button = primary_button(t("lock.unlock"), self._unlock, "lock-unlock", icon=ft.Icons.LOCK_OPEN,
                                      expand=True)
         self.busy = ft.ProgressRing(visible=False, width=28, height=28)
@@ -47,8 +47,8 @@ class LockScreen(Screen):
             muted(t("lock.intro"), size=15),
             *top,
             self.pin_box,
-            tid(self.message, "lock-message"),
-            tid(self.countdown, "lock-countdown"),
+            self.message.control,
+            self.countdown.control,
             ft.Row([self.button, self.busy], spacing=12),
         ]
         return ft.SafeArea(page_body(body, wide=self.ctx.wide, max_width=440), expand=True)
@@ -59,8 +59,8 @@ class LockScreen(Screen):
             self._start_countdown(wait)
 
     def _enable(self, on: bool) -> None:
+        # only the button: a disabled field would lose the keyboard between two tries
         self.button.content.disabled = not on  # type: ignore[union-attr]
-        self.pin.disabled = not on
 
     def _start_countdown(self, seconds: float) -> None:
         if self._ticker is not None:
@@ -71,13 +71,13 @@ class LockScreen(Screen):
         remaining = int(seconds + 0.999)
         self._enable(False)
         while remaining > 0 and not self.disposed:
-            self.countdown.value = self.t("lock.wait", seconds=remaining)
+            self.countdown.show(self.t("lock.wait", seconds=remaining))
             self.update()
             await asyncio.sleep(1)
             remaining -= 1
         if self.disposed:
             return
-        self.countdown.value = ""
+        self.countdown.show("")
         self._enable(True)
         self.update()
 
@@ -85,7 +85,6 @@ class LockScreen(Screen):
         pin = self.pin.value or ""
         if not pin or (self.button.content.disabled):  # type: ignore[union-attr]
             return
-        self.message.value = ""
         self.busy.visible = True
         self._enable(False)
         self.update()
@@ -100,7 +99,7 @@ class LockScreen(Screen):
             self.ctx.notice = problem
             self.ctx.navigate("/setup")
             return
-        self.message.value = self.ctx.words(problem)
+        self.message.show(self.ctx.words(problem))
         if problem.retry_after > 0:
             self._start_countdown(problem.retry_after)
         self.update()

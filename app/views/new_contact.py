@@ -54,7 +54,14 @@ class NewContactScreen(Screen):
             t("contact.search_person"), "nc-person-search", hint=t("contact.search_hint"),
             on_change=self._on_search, prefix_icon=ft.Icons.SEARCH, autofocus=True)
         self.results = ft.Column(spacing=0, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
-        self.person_actions = ft.Row(wrap=True, spacing=8)
+        # made once and only relabelled as one types: a chip replaced on every keystroke could
+        # swallow the tap that was meant for it
+        self.new_person_chip = choice_chip(t("contact.new_person_named", alias=""), False, self._new_person,
+                                           "nc-new-person", icon=ft.Icons.PERSON_ADD_ALT)
+        self.person_actions = ft.Row([
+            choice_chip(t("contact.anonymous"), False, self._anonymous, "nc-anonymous", icon=ft.Icons.PERSON_OFF_OUTLINED),
+            self.new_person_chip,
+        ], wrap=True, spacing=8)
         self.place_error = ErrorLine("nc-place-error")
         self.place_chips = ft.Row(wrap=True, spacing=8, run_spacing=8)
         self.new_place_box, self.new_place = text_field(t("contact.new_place"), "nc-new-place",
@@ -158,12 +165,10 @@ class NewContactScreen(Screen):
         self.results.visible = not d.has_person
         self.person_actions.visible = not d.has_person
         text = (self.search.value or "").strip()
-        actions: list[ft.Control] = [choice_chip(t("contact.anonymous"), False, self._anonymous, "nc-anonymous",
-                                                 icon=ft.Icons.PERSON_OFF_OUTLINED)]
-        if text:
-            actions.append(choice_chip(t("contact.new_person_named", alias=text), False, self._new_person,
-                                       "nc-new-person", icon=ft.Icons.PERSON_ADD_ALT))
-        self.person_actions.controls = actions
+        new_chip = self.new_person_chip.content
+        assert isinstance(new_chip, ft.Chip) and isinstance(new_chip.label, ft.Text)
+        new_chip.label.value = t("contact.new_person_named", alias=text)
+        self.new_person_chip.visible = bool(text)
 
     def _show_results(self, rows: list[PersonRow]) -> None:
         t = self.t

@@ -77,7 +77,7 @@ class PersonPanel:
             ft.Row([
                 ft.CircleAvatar(content=ft.Text(p.alias[:1].upper(), size=22), radius=28),
                 ft.Column([
-                    tid(ft.Text(p.alias, size=24, weight=ft.FontWeight.BOLD, selectable=True), "person-alias"),
+                    tid(ft.Text(p.alias, size=24, weight=ft.FontWeight.BOLD), "person-alias"),
                     ft.Text(" · ".join(x for x in [t.vocab("status", p.status), t.vocab("category", p.category)] if x),
                             size=14, color=ft.Colors.ON_SURFACE_VARIANT),
                 ], spacing=2, expand=True),

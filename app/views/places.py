@@ -95,7 +95,8 @@ class PlacesScreen(Screen):
         if p.zone:
             controls.append(muted(p.zone))
         controls.append(section_title(t("places.recent_contacts"), count=len(d.contacts)))
-        controls += [contact_tile(c, t, self._person(c.person_id), show_date=True) for c in d.contacts] or [
+        controls += [contact_tile(c, t, self._person(c.person_id), show_date=True, show_place=False)
+                     for c in d.contacts] or [
             empty_state(t("places.no_contacts"))]
         self.detail.controls = controls
 

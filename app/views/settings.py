@@ -181,7 +181,7 @@ class SettingsScreen(Screen):
             title=ft.Text(t("invite.title")),
             content=ft.Column([
                 ft.Text(t("invite.intro"), size=15),
-                tid(ft.Text(code, size=20, font_family="monospace", weight=ft.FontWeight.BOLD, selectable=True),
+                tid(ft.Text(code, size=20, font_family="monospace", weight=ft.FontWeight.BOLD),
                     "invite-code"),
                 muted(t("invite.after"), size=13),
             ], tight=True, spacing=12, width=420),

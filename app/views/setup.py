@@ -9,7 +9,7 @@ from typing import Any
 
 import flet as ft
 
-from ..components.ui import muted, page_body, primary_button, text_button, text_field, tid
+from ..components.ui import ErrorLine, banner, muted, page_body, primary_button, text_button, text_field, tid
 from ..i18n import LANGUAGES
 from ..state import JoinOutcome
 from .base import Ctx, Screen
@@ -49,7 +49,7 @@ class SetupScreen(Screen):
                                             hint=t("setup.pin_hint"), prefix_icon=ft.Icons.PIN_OUTLINED)
         self.again_box, self.again = text_field(t("setup.pin_again"), "setup-pin-again", password=True,
                                                 on_submit=self._join, prefix_icon=ft.Icons.PIN_OUTLINED)
-        self.message = ft.Text("", color=ft.Colors.ERROR, size=15)
+        self.message = ErrorLine("setup-message")
         self.busy = ft.ProgressRing(visible=False, width=28, height=28)
         self.join_button = primary_button(t("setup.join"), self._join, "setup-join", icon=ft.Icons.GROUP_ADD,
                                            expand=True)
@@ -60,7 +60,12 @@ class SetupScreen(Screen):
     # ------------------------------------------------------------------ build
     def _intro(self) -> list[ft.Control]:
         t = self.t
-        return [
+        notice: list[ft.Control] = []
+        if self.ctx.notice is not None:  # why the app starts over (wiped, revoked)
+            notice.append(banner(self.ctx.words(self.ctx.notice), tone="error", identifier="setup-notice",
+                                 icon=ft.Icons.WARNING_AMBER))
+            self.ctx.notice = None
+        return [*notice,
             ft.Row([ft.Icon(ft.Icons.VOLUNTEER_ACTIVISM, size=36, color=ft.Colors.PRIMARY),
                     ft.Text(t("app.name"), size=28, weight=ft.FontWeight.BOLD, expand=True),
                     language_switch(self.ctx, self._language)]),
@@ -74,7 +79,7 @@ class SetupScreen(Screen):
         if self.need_pin:
             fields += [self.name_box, muted(t("setup.pin_intro")), self.pin_box, self.again_box]
         self.form.controls = [
-            *fields, self.message,
+            *fields, self.message.control,
             ft.Row([self.join_button, self.busy], spacing=12),
         ]
         if self.need_pin:
@@ -109,7 +114,7 @@ class SetupScreen(Screen):
     def _clear_errors(self) -> None:
         for f in (self.server, self.code, self.pin, self.again):
             f.error = None
-        self.message.value = ""
+        self.message.show("")
 
     def _set_busy(self, busy: bool) -> None:
         self.busy.visible = busy
@@ -124,7 +129,7 @@ class SetupScreen(Screen):
             if name in fields:
                 fields[name].error = t(key, n=6)
             else:
-                self.message.value = t(key)
+                self.message.show(t(key))
 
     async def _solo(self, e: Any = None) -> None:
         self._clear_errors()
@@ -176,7 +181,7 @@ class SetupScreen(Screen):
             assert problem is not None
             self._show_errors({problem.field or "message": problem.key})
             if not problem.field:
-                self.message.value = self.ctx.words(problem)
+                self.message.show(self.ctx.words(problem))
             self.update()
             return
         self._show_result(outcome)
@@ -193,7 +198,7 @@ class SetupScreen(Screen):
             lines.append(muted(t("setup.pending"), size=15))
         lines += [
             muted(t("setup.fingerprint"), size=14),
-            tid(ft.Text(outcome.fingerprint, size=22, font_family="monospace", selectable=True,
+            tid(ft.Text(outcome.fingerprint, size=22, font_family="monospace",
                         weight=ft.FontWeight.BOLD), "setup-fingerprint"),
             muted(t("setup.fingerprint_hint"), size=13),
         ]
@@ -203,7 +208,7 @@ class SetupScreen(Screen):
                     ft.Row([ft.Icon(ft.Icons.WARNING_AMBER, color=ft.Colors.ON_TERTIARY_CONTAINER),
                             ft.Text(t("setup.recovery_title"), weight=ft.FontWeight.BOLD, expand=True)]),
                     ft.Text(t("setup.recovery_hint"), size=14),
-                    tid(ft.Text(outcome.recovery_code, size=18, font_family="monospace", selectable=True,
+                    tid(ft.Text(outcome.recovery_code, size=18, font_family="monospace",
                                 weight=ft.FontWeight.BOLD), "setup-recovery"),
                     text_button(t("common.copy"), lambda e: self._copy(outcome.recovery_code or ""),
                                 "setup-recovery-copy", icon=ft.Icons.COPY),

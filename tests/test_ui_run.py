@@ -1,0 +1,92 @@
+"""`make run` (`python -m app.run`): a local server on SQLite, a team made on first run, and the app
+in web mode on loopback. A first-time user gets to a logged contact with nothing but a PIN."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from uihelpers import PHONE, REPO_ROOT, UI, T, browser, free_port  # noqa: F401
+
+from app.run import LocalServer, has_display
+
+pytestmark = pytest.mark.e2e
+
+
+def test_display_detection() -> None:
+    assert has_display({"DISPLAY": ":0"}) or sys.platform != "linux"
+    if sys.platform == "linux":
+        assert not has_display({})
+
+
+def test_the_server_port_is_remembered(tmp_path: Path) -> None:
+    first = LocalServer(tmp_path, port=free_port())
+    first._settings.write_text(json.dumps({"port": first.port}))
+    assert LocalServer(tmp_path).port == first.port
+
+
+@pytest.mark.browser
+def test_make_run_to_a_logged_contact(tmp_path: Path, browser: Any) -> None:  # noqa: F811
+    port, server_port = free_port(), free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    env.pop("DISPLAY", None)
+    out = tmp_path / "run.out"
+    with open(out, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "app.run", "--data-dir", str(tmp_path / "data"),
+                                 "--port", str(port), "--server-port", str(server_port)],
+                                cwd=REPO_ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # its server too can be stopped as a group
+    try:
+        deadline = time.monotonic() + 60
+        while "Open the app in your browser" not in out.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, out.read_text()
+            time.sleep(0.2)
+        said = out.read_text()
+        assert f"http://127.0.0.1:{port}/" in said and f"http://127.0.0.1:{server_port}" in said
+        code = re.search(r"filled in for you: (\S+)", said)
+        assert code, said
+        time.sleep(1.5)  # the web server starts right after the address is printed
+
+        ui = UI(browser, f"http://127.0.0.1:{port}/", size=PHONE)
+        ui.expect("setup-pin")
+        assert ui.value("setup-code") == code.group(1)
+        assert ui.value("setup-server") == f"http://127.0.0.1:{server_port}"
+        ui.fill("setup-pin", "246810")
+        ui.fill("setup-pin-again", "246810")
+        ui.click("setup-join")
+        ui.expect("setup-recovery", timeout=60)
+        ui.click("setup-continue")
+        ui.click("new-contact")
+        ui.type("nc-person-search", "Lange Peter")
+        ui.wait_id_text("nc-new-person", "Lange Peter")
+        ui.click("nc-new-person")
+        ui.click("nc-save")
+        ui.wait_text("Lange Peter")
+        ui.click("sync-chip")
+        ui.wait_id_text("sync-chip", T("sync.synced_at", time="").strip(), timeout=45)
+        ui.close()
+        assert (tmp_path / "data" / "app" / "outreach.db").exists()
+        assert (tmp_path / "data" / "server.db").exists()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+            raise AssertionError("python -m app.run did not stop on SIGTERM") from None
+    # the local server went down with the app
+    assert LocalServer(tmp_path / "data").port == server_port
+    from app.run import port_free
+    deadline = time.monotonic() + 10
+    while not port_free(server_port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert port_free(server_port)
