@@ -35,7 +35,6 @@ from models.errors import (
     WrongPassphrase,
 )
 from models.errors import Throttled as UnlockThrottled
-from models.vault import fingerprint
 from models.vocab import AuditAction, RecordType
 from models.workspace import MIN_PASSPHRASE, ApplyResult, RemoteOp, Workspace
 from sync import protocol as proto
@@ -246,6 +245,17 @@ class Services:
 
     async def unlock(self, pin: str) -> None:
         await self.call(self.ws.unlock, pin)
+        self._verify_task = asyncio.create_task(self._verify_rows())
+
+    async def _verify_rows(self) -> None:
+        """After an unlock from the sealed snapshot: open every row in the background, and take
+        any that fails its check off the screens (it is named in the log, never its content)."""
+        try:
+            damaged = await asyncio.to_thread(self.ws.find_damaged)
+            if damaged:
+                await self.call(self.ws.drop_damaged, damaged)
+        except StoreError as exc:  # locked again meanwhile: the next unlock checks again
+            log.info("row check stopped: %s", type(exc).__name__)
 
     async def throttle_wait(self) -> float:
         if not await self.has_workspace():
@@ -340,9 +350,8 @@ class Services:
     def _device_info(self) -> DeviceInfo:
         ws = self.ws
         st = self.engine.status()
-        pub = ws.vault.public_key if ws.vault else b""
         return DeviceInfo(
-            device_id=ws.device_id, fingerprint=fingerprint(pub) if pub else "", worker_name=ws.worker_name(),
+            device_id=ws.device_id, fingerprint=ws.fingerprint() if ws.unlocked else "", worker_name=ws.worker_name(),
             joined=st.joined, team_name=ws.setting("team_name"), role=st.role, device_status=st.device_status,
             server_url=st.server_url, pending_ops=st.pending_ops,
             last_sync=datetime.fromtimestamp(st.last_success) if st.last_success else None,

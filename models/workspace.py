@@ -59,7 +59,7 @@ from .tables import (
     PlacePublic,
     PlaceUpdate,
 )
-from .vault import KdfParams, SealError, Vault
+from .vault import KdfParams, SealError, Vault, fingerprint
 from .vocab import AuditAction, RecordType
 
 __all__ = [
@@ -348,6 +348,10 @@ class Workspace:
         with store.atomic():
             store.put_key("master", wrapped, new_params.to_json())
 
+    def fingerprint(self) -> str:
+        """This device's public key as a person compares it by eye."""
+        return fingerprint(self._vault().public_key)
+
     def worker_name(self) -> str:
         blob = self.store.keyring().get("secret:worker_name")
         return self._vault().unwrap_secret("secret:worker_name", blob).decode() if blob else ""
@@ -379,19 +383,27 @@ class Workspace:
         """Open every stored row and report the ones that fail their check (they leave the
         screens). Unlocking from the snapshot shows authentic values without reading each row;
         this finds a row damaged since, before anyone edits it. Run it in the background."""
+        damaged = self.find_damaged()
+        self.drop_damaged(damaged)
+        return damaged
+
+    def find_damaged(self) -> list[TamperedRecord]:
+        """The read-only half of `verify`: safe to run in a worker thread while the app is used."""
         vault = self._vault()
         damaged = []
         for rtype in RecordType:
-            for rid, epoch, blob in self.store.iter_rows(rtype):
+            for rid, epoch, blob in list(self.store.iter_rows(rtype)):
                 try:
                     vault.open_row(rtype.value, rid, epoch, blob)
                 except SealError:
                     damaged.append(TamperedRecord(rtype.value, rid))
-                    self.index.put(rtype, rid, None)
+        return damaged
+
+    def drop_damaged(self, damaged: list[TamperedRecord]) -> None:
         for exc in damaged:
             log.error("%s", exc)
+            self.index.put(RecordType(exc.kind), exc.record_id, None)
         self.damaged = damaged
-        return damaged
 
     def _save_snapshot(self) -> None:
         store = self.store

@@ -33,6 +33,8 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerPro
     if request.param == "postgres":
         base = os.environ.get("OUTREACH_TEST_PG_URL")
         if not base:
+            if os.environ.get("CI_REQUIRE_SERVICES"):
+                pytest.fail("OUTREACH_TEST_PG_URL is not set, but CI requires the PostgreSQL suite")
             pytest.skip("OUTREACH_TEST_PG_URL is not set (CI sets it)")
         with pg_schema(base) as url, ServerProcess(url, workdir=tmp_path / "server") as srv:
             yield srv

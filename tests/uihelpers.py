@@ -173,6 +173,8 @@ def browser() -> Iterator[Any]:
         return
     executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
     if not executable:
+        if os.environ.get("CI_REQUIRE_SERVICES"):  # CI installs it: missing there is a failure, not a skip
+            pytest.fail("Chromium is not installed, but CI requires the browser tests to run")
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
