@@ -775,7 +775,8 @@ class SyncMachine(RuleBasedStateMachine):
                     fields[name] = (value, op.stamp)
         model = {
             rid: {name: value for name, (value, _s) in fields.items()}
-            | {"id": rid, "created_at": hlc_ms(min(stamps[rid])[0]), "updated_at": hlc_ms(max(stamps[rid])[0])}
+            | {"id": rid, "created_at": hlc_ms(min(stamps[rid])[0]), "updated_at": hlc_ms(max(stamps[rid])[0]),
+               "created_hlc": min(stamps[rid])[0]}
             for rid, fields in best.items()
             if rid not in deleted
         }
