@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 from models import exports, reports, review
 from models.errors import InvalidInput
 
+from .i18n import Translator
+
 __all__ = ["add_commands"]
 
 
@@ -23,6 +26,12 @@ def _ws(args: argparse.Namespace) -> Any:
     from .cli import open_workspace
 
     return open_workspace(args)
+
+
+def _translator() -> Translator:
+    """The app's translations (Danish unless OUTREACH_LANG=en): headings and values in files."""
+    lang = os.environ.get("OUTREACH_LANG", "da")
+    return Translator(lang if lang in ("da", "en") else "da")
 
 
 def _date(text: str | None, flag: str) -> date | None:
@@ -87,7 +96,7 @@ def cmd_export(args: argparse.Namespace, out: Any) -> int:
         if warn.synced_folder else ""
     if not _confirm(args, f"Write {warn.rows} rows of personal data, unencrypted, to {path}?{note}"):
         return 1
-    done = exports.write_export(ws, req, path)
+    done = exports.write_export(ws, req, path, translate=_translator())
     out.emit({"path": str(path), "rows": done.rows},
              f"Wrote {done.rows} rows to {path}. It is not encrypted: delete it when done.{note}")
     return 0
@@ -96,11 +105,12 @@ def cmd_export(args: argparse.Namespace, out: Any) -> int:
 def cmd_report(args: argparse.Namespace, out: Any) -> int:
     ws = _ws(args)
     rep = exports.aggregate_report(ws, start=_date(args.start, "from"), end=_date(args.end, "to"), worker=args.worker)
+    t = _translator()
     if args.html:
-        Path(args.html).write_text(exports.aggregate_html(rep), encoding="utf-8")
+        Path(args.html).write_text(exports.aggregate_html(rep, translate=t), encoding="utf-8")
     if args.csv:
-        Path(args.csv).write_bytes(exports.aggregate_csv(rep))
-    out.emit(_plain(rep), lambda: exports.aggregate_csv(rep).decode("utf-8-sig"))
+        Path(args.csv).write_bytes(exports.aggregate_csv(rep, translate=t))
+    out.emit(_plain(rep), lambda: exports.aggregate_csv(rep, translate=t).decode("utf-8-sig"))
     return 0
 
 
@@ -145,7 +155,7 @@ def cmd_access(args: argparse.Namespace, out: Any) -> int:
     if args.json:
         print(review.access_json(rep))
     else:
-        print(review.access_text(rep))
+        print(review.access_text(rep, translate=_translator()))
     return 0
 
 
