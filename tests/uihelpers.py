@@ -239,9 +239,15 @@ class UI:
     def has(self, identifier: str) -> bool:
         return self.page.locator(f'[flt-semantics-identifier="{identifier}"]').count() > 0
 
+    def text_now(self, identifier: str) -> str:
+        """`text`, without waiting for the node to appear (it must be there now)."""
+        return self._read(self.node(identifier), timeout_ms=2000)
+
     def text(self, identifier: str) -> str:
         """Everything a screen reader would hear in that node: its text and every label inside."""
-        node = self.expect(identifier)
+        return self._read(self.expect(identifier))
+
+    def _read(self, node: Any, timeout_ms: float | None = None) -> str:
         return str(node.evaluate("""n => {
             const parts = [n.innerText || ''];
             for (const e of [n, ...n.querySelectorAll('*')]) {
@@ -251,7 +257,7 @@ class UI:
                 if ((e.tagName === 'TEXTAREA' || e.tagName === 'INPUT') && e.value) parts.push(e.value);
             }
             return parts.join(' ').replace(/\\s+/g, ' ').trim();
-        }"""))
+        }""", timeout=timeout_ms))
 
     def all_text(self) -> str:
         return str(self.page.locator("flt-semantics-host").inner_text())
@@ -267,11 +273,17 @@ class UI:
         raise AssertionError(f"{words!r} did not appear; the screen says:\n{self.all_text()[:3000]}")
 
     def wait_id_text(self, identifier: str, words: str, timeout: float = 30.0) -> str:
+        from playwright.sync_api import Error as PlaywrightError
+
+        self.page.bring_to_front()  # two apps share one browser: a background tab is throttled
         deadline = time.monotonic() + timeout
         seen = ""
         while time.monotonic() < deadline:
             if self.has(identifier):
-                seen = self.text(identifier)
+                try:
+                    seen = self.text_now(identifier)
+                except PlaywrightError:  # re-rendered between has() and the read: look again
+                    seen = ""
                 if words in seen:
                     return seen
             time.sleep(0.2)
