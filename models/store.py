@@ -129,14 +129,6 @@ class Store:
         ).fetchone()
         return (row[0], row[1]) if row else None
 
-    def find_row(self, record_id: str) -> tuple[RecordType, int, bytes] | None:
-        """Look a record id up in every sealed table (a remote op does not say its type)."""
-        for rtype, table in SEALED_TABLES.items():
-            row = self.conn.execute(f"SELECT key_epoch, sealed FROM {table} WHERE id=?", (record_id,)).fetchone()
-            if row:
-                return rtype, row[0], row[1]
-        return None
-
     def put_rows(self, record_type: RecordType, rows: Iterable[tuple[str, int, bytes]]) -> None:
         self.conn.executemany(
             f"INSERT OR REPLACE INTO {SEALED_TABLES[record_type]} (id, key_epoch, sealed) VALUES (?, ?, ?)", rows
