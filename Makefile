@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DATA ?= $(CURDIR)/data
+# the whole test run's limit: a hang shows up as a failure with the test's stack, inside CI's own limit
+TEST_TIMEOUT ?= 3600
 
 .PHONY: run test lint typecheck unit bench bench-quick server clean
 
@@ -36,7 +38,9 @@ test: $(STAMP)
 	@url=$$(scripts/test-services.sh); \
 	if [ -z "$$url" ] && [ -n "$$CI_REQUIRE_SERVICES" ]; then echo "PostgreSQL is required here"; exit 1; fi; \
 	if [ -z "$$url" ]; then echo "note: no PostgreSQL; its tests will be skipped"; fi; \
-	OUTREACH_TEST_PG_URL="$$url" $(PY) -m pytest -q -p no:cacheprovider
+	OUTREACH_TEST_PG_URL="$$url" PYTHONUNBUFFERED=1 timeout --kill-after=30 $(TEST_TIMEOUT) \
+		$(PY) -m pytest -q -p no:cacheprovider --durations=25 < /dev/null; \
+	rc=$$?; if [ $$rc = 124 ]; then echo "make test: the tests did not finish in $(TEST_TIMEOUT) s"; fi; exit $$rc
 
 bench: $(STAMP)
 	$(PY) -m bench

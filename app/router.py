@@ -21,10 +21,15 @@ import flet as ft
 from .services import Problem
 from .state import SyncView, is_wide
 from .views.base import Ctx, Screen
+from .views.desk import OverviewScreen
+from .views.devices import DevicesScreen
 from .views.lock import LockScreen
 from .views.new_contact import NewContactScreen
 from .views.people import PeopleScreen, PersonEditScreen, PersonScreen
 from .views.places import PlacesScreen
+from .views.privacy import PrivacyScreen
+from .views.reports import ReportsScreen
+from .views.review import ReviewScreen
 from .views.settings import SettingsScreen
 from .views.setup import JoinScreen, SetupScreen
 from .views.shell import Shell
@@ -43,6 +48,7 @@ class RouteSpec:
     factory: ScreenFactory
     needs_unlock: bool = True
     needs_workspace: bool = True
+    coordinator_only: bool = False
 
     def regex(self) -> re.Pattern[str]:
         return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[0-9a-f]{6,32})", self.pattern) + "/?$")
@@ -70,6 +76,11 @@ ROUTES: list[RouteSpec] = [
     RouteSpec("/places", PlacesScreen),
     RouteSpec("/places/{id}", _place),
     RouteSpec("/settings", SettingsScreen),
+    RouteSpec("/desk", OverviewScreen, coordinator_only=True),
+    RouteSpec("/desk/devices", DevicesScreen, coordinator_only=True),
+    RouteSpec("/desk/review", ReviewScreen, coordinator_only=True),
+    RouteSpec("/desk/privacy", PrivacyScreen, coordinator_only=True),
+    RouteSpec("/desk/reports", ReportsScreen, coordinator_only=True),
 ]
 
 
@@ -155,6 +166,8 @@ class Router:
             return "/lock"
         if spec.pattern == "/lock" and services.unlocked:
             return "/today"
+        if spec.coordinator_only and not await services.is_coordinator():
+            return "/today"  # the desk is the coordinator's; a worker's device has no such screen
         return route
 
     async def _render(self, route: str, *, force: bool = False) -> None:
@@ -167,6 +180,8 @@ class Router:
         if self.screen is not None:
             self.screen.dispose()
         self.ctx.wide = is_wide(self.page.width)
+        if self.ctx.services.unlocked:
+            self.ctx.coordinator = await self.ctx.services.is_coordinator()
         screen = spec.factory(self.ctx, params)
         self.screen, self.route = screen, route
         if screen.shell:

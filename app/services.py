@@ -54,6 +54,7 @@ from sync.errors import (
 )
 from sync.errors import Throttled as ServerThrottled
 
+from .desk import Desk
 from .state import (
     ConflictRow,
     ContactChoices,
@@ -202,6 +203,7 @@ class Services:
         self.sync = SyncScheduler(self, debounce=config.sync_debounce, interval=config.sync_interval)
         self.ws.on_change.append(self.sync.changed_threadsafe)
         self.on_activity: list[Callable[[], None]] = []  # the shell's idle timer listens here
+        self.desk = Desk(self)  # the coordinator's desk: devices, overview, review, data protection
         self._prefs = Preferences()
 
     # ------------------------------------------------------------------ plumbing
@@ -656,7 +658,7 @@ class SyncScheduler:
         except StoreError:
             return
         v = self.view
-        v.joined, v.pending_ops, v.device_status = st.joined, st.pending_ops, st.device_status
+        v.joined, v.pending_ops, v.device_status, v.role = st.joined, st.pending_ops, st.device_status, st.role
         v.last_success = datetime.fromtimestamp(st.last_success) if st.last_success else None
         v.first_sync = st.last_success is None
         if not st.last_error:
@@ -696,6 +698,8 @@ class SyncScheduler:
             self.view.progress = None
         log.debug("sync run took %.2f s", time.monotonic() - started)
         await self.refresh()
+        if report is not None and self.view.role == "coordinator":
+            await s.desk.refresh_device_names(force=report.admitted > 0)
         let_in = status_before != self.view.device_status  # e.g. pending -> active: screens say so
         if let_in or (report is not None and (report.applied or report.purged or report.pulled)):
             for hook in self.data_listeners:

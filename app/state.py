@@ -37,6 +37,21 @@ __all__ = [
     "AUTOLOCK_CHOICES",
     "NOT_SEEN_CHOICES",
     "FORM_FIELDS",
+    "PERIOD_CHOICES",
+    "period_bounds",
+    "parse_count",
+    "DeskDevice",
+    "DevicesView",
+    "Invite",
+    "OverviewView",
+    "DeskConflict",
+    "DuplicateRow",
+    "ErasureView",
+    "RetentionRow",
+    "AuditRow",
+    "ExportPlan",
+    "ExportDone",
+    "CountView",
 ]
 
 WIDE_MIN_WIDTH = 600
@@ -293,6 +308,7 @@ class SyncView:
     error_params: dict[str, Any] = field(default_factory=dict)
     offline_error: bool = False  # the last error was "cannot reach the server"
     device_status: str | None = None  # pending | active | ...
+    role: str | None = None  # coordinator | worker, once joined
     progress: float | None = None  # 0..1 during a long sync, None otherwise
     progress_count: int = 0
     first_sync: bool = False
@@ -445,3 +461,141 @@ class JoinOutcome:
 class Preferences:
     language: str = "da"
     autolock_minutes: int = 5
+
+
+# ------------------------------------------------------------------------- the coordinator's desk
+PERIOD_CHOICES = ("12m", "this_year", "last_year", "24m")
+
+
+def period_bounds(period: str, today: date) -> tuple[date, date]:
+    """The days a period choice of the desk covers (both ends included)."""
+    if period == "this_year":
+        return date(today.year, 1, 1), today
+    if period == "last_year":
+        return date(today.year - 1, 1, 1), date(today.year - 1, 12, 31)
+    if period in ("12m", "24m"):
+        months = 12 if period == "12m" else 24
+        index = today.year * 12 + today.month - 1 - (months - 1)
+        return date(index // 12, index % 12 + 1, 1), today
+    raise ValueError(period)
+
+
+def parse_count(text: str, *, low: int, high: int) -> int:
+    """A whole number a coordinator typed (a target, a week, months); raises ValueError."""
+    value = int(text.strip())
+    if not low <= value <= high:
+        raise ValueError(text)
+    return value
+
+
+@dataclass(frozen=True)
+class DeskDevice:
+    device_id: str
+    name: str
+    role: str
+    status: str  # pending | active | revoked | rejected
+    joined_at: datetime
+    last_seen: datetime | None
+    key_epoch: int | None
+    this_device: bool
+
+
+@dataclass(frozen=True)
+class DevicesView:
+    devices: list[DeskDevice]
+    current_epoch: int
+    invites_pending: int
+    recovery_here: bool  # the recovery code's secret is kept on this device (never shown again)
+    recovery_made: datetime | None
+    admitted: int  # devices let in by this look (their proofs checked here)
+
+
+@dataclass(frozen=True)
+class Invite:
+    code: str
+    role: str
+    hours: float
+    qr_png: bytes
+
+
+@dataclass(frozen=True)
+class OverviewView:
+    overview: Any  # models.reports.Overview
+    series: dict[str, Any]  # SeriesKind value -> models.reports.MonthlySeries
+    workers: list[str]  # the worker filter's choices (names as contacts record them, normalised)
+    period: str
+    worker: str | None
+
+
+@dataclass(frozen=True)
+class DeskConflict:
+    item: Any  # models.review.ConflictItem
+    key: str  # record id and field: stable across a redraw
+
+
+@dataclass(frozen=True)
+class DuplicateRow:
+    a: PersonRow
+    b: PersonRow
+    score: float
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ErasureView:
+    person_id: str
+    alias: str
+    contacts: int
+    follow_ups: int
+    records: int
+
+
+@dataclass(frozen=True)
+class RetentionRow:
+    person_id: str
+    alias: str
+    last_contact: date | None
+    since: date
+    kept_on: date | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    id: str
+    at: datetime
+    actor: str
+    device_id: str
+    action: str
+    target_type: str | None
+    target_id: str | None
+    target_alias: str | None  # for the coordinator's screen only
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    kind: str
+    period: str
+    year: int | None
+    week: int | None
+    path: Any  # pathlib.Path, absolute
+    rows: int
+    synced_folder: str | None
+    exists: bool
+
+
+@dataclass(frozen=True)
+class ExportDone:
+    path: Any
+    rows: int
+
+
+@dataclass(frozen=True)
+class CountView:
+    year: int
+    week: int
+    start: date
+    end: date
+    counts: dict[str, int]
+    total: int

@@ -65,6 +65,7 @@ __all__ = [
     "fmt_datetime",
     "fmt_decimal",
     "ExportKind",
+    "export_filename",
     "ExportRequest",
     "CsvExport",
     "ExportWarning",
@@ -333,7 +334,8 @@ def _table(ws: Workspace, req: ExportRequest, translate: Translate | None) -> li
     return _ROWS[req.kind](ws, facts(ws), req, translate or stable_names)
 
 
-def _filename(req: ExportRequest, today: date) -> str:
+def export_filename(req: ExportRequest, today: date) -> str:
+    """A file name for the export that holds no personal data (kind and day, or the count week)."""
     if req.kind is ExportKind.COUNT_FORMS:
         return f"outreach-count-{req.year}-w{req.week:02d}.csv"
     return f"outreach-{req.kind.value.replace('_', '-')}-{today.isoformat()}.csv"
@@ -345,7 +347,7 @@ def export_csv(ws: Workspace, req: ExportRequest, *, translate: Translate | None
     rows = len(table) - 1
     data = _csv_bytes(table)
     ws.audit(AuditAction.EXPORT, _TARGET[req.kind], req.person_id, detail=f"{req.describe()}: {rows} rows")
-    return CsvExport(kind=req.kind, data=data, rows=rows, filename=_filename(req, date.today()))
+    return CsvExport(kind=req.kind, data=data, rows=rows, filename=export_filename(req, date.today()))
 
 
 _SYNCED_NAMES = (

@@ -358,6 +358,12 @@ class SyncEngine:
         return True
 
     # ------------------------------------------------------------------ sync run
+    def exclusive(self) -> threading.Lock:
+        """The lock a sync run holds: a coordinator's action that changes keys or the device list
+        (admit, revoke, erase) takes it too, so that it never interleaves with a background run.
+        Take it before any lock of the caller's own (a run takes the UI's lock inside it)."""
+        return self._run_lock
+
     def sync(self, progress: Progress | None = None, *, wait: float = 0.0) -> SyncReport:
         """One sync run: admit pending devices (coordinator), push everything, pull everything.
         Wipes the local data when the server says this device was revoked."""

@@ -47,7 +47,7 @@ PHONE = (412, 915)
 LAPTOP = (1280, 800)
 PIN = "246810"
 
-__all__ = ["AppProcess", "UI", "browser", "seed_workspace", "free_port", "T", "PHONE", "LAPTOP", "PIN",
+__all__ = ["AppProcess", "UI", "browser", "seed_workspace", "seed_member", "free_port", "T", "PHONE", "LAPTOP", "PIN",
            "SCREENSHOTS"]
 
 
@@ -157,6 +157,27 @@ def seed_workspace(data_dir: Path, *, pin: str = PIN, demo: tuple[int, int] | No
         ws.add_follow_up({"due": (date.today() - timedelta(days=2)).isoformat(), "person_id": persons[-1].id,
                           "note": "Demo: ring til herberget"})
     ws.close()
+
+
+def seed_member(data_dir: Path, server_url: str, code: str, *, pin: str = PIN, worker_name: str = "Kim",
+                demo: tuple[int, int] | None = None) -> str:
+    """A device that joined a team (with the operator's code it is the coordinator; with an
+    invite it waits until the coordinator syncs) before the app starts: fast KDF, optional demo
+    data (queued to sync). Returns the device id."""
+    from models.demo import populate
+    from models.workspace import Workspace
+    from sync.engine import SyncEngine
+
+    ws = Workspace(data_dir, fast_kdf=True)
+    ws.init(pin, worker_name=worker_name)
+    engine = SyncEngine(ws)
+    engine.join(server_url, code, device_name=worker_name)
+    if demo:
+        populate(ws, persons=demo[0], contacts=demo[1])
+    device_id = ws.device_id
+    engine.close()
+    ws.close()
+    return device_id
 
 
 # ================================================================================== the browser

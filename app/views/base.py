@@ -44,6 +44,7 @@ class Ctx:
         self._clipboard: ft.Clipboard | None = None
         self.notice: Problem | None = None  # a message to show on the next screen (e.g. wiped)
         self.memory: dict[str, Any] = {}  # what a screen keeps across a redraw (filters, typed text)
+        self.coordinator = False  # this device is the team's coordinator: the desk is shown
 
     # -------------------------------------------------------------- navigation
     def navigate(self, route: str) -> None:

@@ -27,11 +27,13 @@ from ..components.ui import (
     primary_button,
     secondary_button,
     section_title,
+    text_button,
     text_field,
     tid,
 )
 from ..state import NOT_SEEN_CHOICES, ConflictRow, FollowUpRow, PersonDetail, PersonDraft, PersonRow, PlaceRow
 from .base import Ctx, Screen
+from .privacy import ask_erase, show_access
 
 __all__ = ["PeopleScreen", "PersonScreen", "PersonEditScreen", "PersonPanel"]
 
@@ -95,6 +97,13 @@ class PersonPanel:
             secondary_button(t("common.edit"), lambda e: self.ctx.navigate(f"/people/{p.id}/edit"), "person-edit",
                              icon=ft.Icons.EDIT),
         ], wrap=True, spacing=8))
+        if self.ctx.coordinator:  # data protection: the coordinator's
+            head.append(ft.Row([
+                text_button(t("access.action"), self._access, "person-access", icon=ft.Icons.ASSIGNMENT_IND),
+                text_button(t("audit.title"), lambda e: self.ctx.navigate(f"/desk/privacy?person={p.id}"),
+                            "person-audit", icon=ft.Icons.HISTORY),
+                text_button(t("erase.action"), self._erase, "person-erase", icon=ft.Icons.DELETE_FOREVER),
+            ], wrap=True, spacing=4))
 
         profile: list[ft.Control] = [section_title(t("person.profile"))]
         facts = [
@@ -128,6 +137,15 @@ class PersonPanel:
             secondary_button(t("conflict.keep", value=a), self._keep(c.field, c.value_a), f"conflict-{c.field}-a"),
             secondary_button(t("conflict.keep", value=b), self._keep(c.field, c.value_b), f"conflict-{c.field}-b"),
         ])
+
+    async def _access(self, e: Any = None) -> None:
+        await show_access(self.ctx, self.person_id)
+
+    async def _erase(self, e: Any = None) -> None:
+        async def after() -> None:
+            self.ctx.navigate("/people")
+
+        await ask_erase(self.ctx, self.person_id, after)
 
     def _keep(self, field: str, value: Any) -> Any:
         async def keep(e: Any) -> None:

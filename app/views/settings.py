@@ -18,12 +18,12 @@ from ..components.ui import (
     primary_button,
     secondary_button,
     section_title,
-    text_button,
     text_field,
     tid,
 )
 from ..state import AUTOLOCK_CHOICES, DeviceInfo, SyncView, chip_model
 from .base import Ctx, Screen
+from .devices import show_invite
 from .setup import language_switch
 
 __all__ = ["SettingsScreen"]
@@ -166,26 +166,9 @@ class SettingsScreen(Screen):
         self.update()
 
     async def _invite(self, e: Any = None) -> None:
-        t = self.t
-        code, problem = await self.ctx.attempt(self.services.invite())
-        if problem or code is None:
+        invite, problem = await self.ctx.attempt(self.services.desk.invite())
+        if problem or invite is None:
             assert problem is not None
             self.ctx.toast(self.ctx.words(problem), error=True)
             return
-
-        async def copy(ev: Any) -> None:
-            await self.ctx.clipboard.set(code)
-            self.ctx.toast(t("common.copied"))
-
-        dialog = ft.AlertDialog(
-            title=ft.Text(t("invite.title")),
-            content=ft.Column([
-                ft.Text(t("invite.intro"), size=15),
-                tid(ft.Text(code, size=20, font_family="monospace", weight=ft.FontWeight.BOLD),
-                    "invite-code"),
-                muted(t("invite.after"), size=13),
-            ], tight=True, spacing=12, width=420),
-            actions=[text_button(t("common.copy"), copy, "invite-copy", icon=ft.Icons.COPY),
-                     text_button(t("common.close"), lambda ev: self.ctx.page.pop_dialog(), "invite-close")],
-        )
-        self.ctx.page.show_dialog(dialog)
+        show_invite(self.ctx, invite)

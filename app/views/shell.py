@@ -15,7 +15,7 @@ from ..components.ui import icon_button
 from ..state import SyncView, chip_model
 from .base import Ctx, Screen
 
-__all__ = ["Shell", "DESTINATIONS"]
+__all__ = ["Shell", "DESTINATIONS", "DESK", "destinations"]
 
 # (name, route, icon, selected icon, i18n key)
 DESTINATIONS: list[tuple[str, str, Any, Any, str]] = [
@@ -24,6 +24,12 @@ DESTINATIONS: list[tuple[str, str, Any, Any, str]] = [
     ("places", "/places", ft.Icons.PLACE_OUTLINED, ft.Icons.PLACE, "nav.places"),
     ("settings", "/settings", ft.Icons.SETTINGS_OUTLINED, ft.Icons.SETTINGS, "nav.settings"),
 ]
+# the coordinator's desk, before Settings, on the coordinator's devices only
+DESK = ("desk", "/desk", ft.Icons.INSIGHTS_OUTLINED, ft.Icons.INSIGHTS, "nav.desk")
+
+
+def destinations(coordinator: bool) -> list[tuple[str, str, Any, Any, str]]:
+    return [*DESTINATIONS[:-1], DESK, DESTINATIONS[-1]] if coordinator else list(DESTINATIONS)
 
 
 class Shell:
@@ -39,16 +45,17 @@ class Shell:
         self.progress = ft.ProgressBar(value=None, visible=False, semantics_label=t("sync.progress"), bar_height=4)
         self.progress_text = ft.Text("", size=12, visible=False)
         self._on_lock = on_lock
+        self.destinations = destinations(ctx.coordinator)
 
     def _nav_index(self) -> int | None:
-        for i, (name, *_rest) in enumerate(DESTINATIONS):
+        for i, (name, *_rest) in enumerate(self.destinations):
             if name == self.screen.nav:
                 return i
         return None
 
     def _go(self, e: ft.Event[Any]) -> None:
         index = int(e.control.selected_index or 0)
-        self.ctx.navigate(DESTINATIONS[index][1])
+        self.ctx.navigate(self.destinations[index][1])
 
     def build(self) -> ft.View:
         ctx, t, screen = self.ctx, self.ctx.t, self.screen
@@ -75,7 +82,7 @@ class Shell:
             rail = ft.NavigationRail(
                 selected_index=index, label_type=ft.NavigationRailLabelType.ALL, min_width=88,
                 destinations=[ft.NavigationRailDestination(icon=icon, selected_icon=sel, label=t(key))
-                              for _n, _r, icon, sel, key in DESTINATIONS],
+                              for _n, _r, icon, sel, key in self.destinations],
                 on_change=self._go, bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
             )
             controls: list[ft.BaseControl] = [ft.Row([rail, ft.VerticalDivider(width=1), content], expand=True, spacing=0)]
@@ -85,7 +92,7 @@ class Shell:
             nav_bar = ft.NavigationBar(
                 selected_index=index if index is not None else 0,
                 destinations=[ft.NavigationBarDestination(icon=icon, selected_icon=sel, label=t(key))
-                              for _n, _r, icon, sel, key in DESTINATIONS],
+                              for _n, _r, icon, sel, key in self.destinations],
                 on_change=self._go,
             )
         return ft.View(route=self.route, controls=controls, appbar=appbar, navigation_bar=nav_bar,

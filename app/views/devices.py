@@ -1,0 +1,177 @@
+"""The desk's devices: invite a device (the one-time code as text and as a QR code), the pending
+ones (their proofs are checked on this device when the list is fetched, and those that pass are
+let in), each device's role, state and last sync, revoking a device (the server refuses it at
+once, it wipes itself on its next contact, and a new key epoch goes to the devices that remain),
+and the recovery code's status. Needs the server: offline, it says so and shows nothing stale.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flet as ft
+
+from ..components.rows import ago
+from ..components.ui import (
+    banner,
+    empty_state,
+    labelled,
+    muted,
+    page_body,
+    primary_button,
+    secondary_button,
+    section_title,
+    text_button,
+    tid,
+)
+from ..state import DeskDevice, DevicesView, Invite
+from .base import Ctx, Screen
+from .desk import desk_tabs
+
+__all__ = ["DevicesScreen", "show_invite"]
+
+_STATUS_ICONS = {"pending": ft.Icons.HOURGLASS_TOP, "active": ft.Icons.CHECK_CIRCLE_OUTLINE,
+                 "revoked": ft.Icons.BLOCK, "rejected": ft.Icons.GPP_BAD_OUTLINED}
+
+
+def show_invite(ctx: Ctx, invite: Invite) -> None:
+    """The invite dialog: the code to type or paste, and its QR code to scan."""
+    t = ctx.t
+
+    async def copy(ev: Any) -> None:
+        await ctx.clipboard.set(invite.code)
+        ctx.toast(t("common.copied"))
+
+    dialog = ft.AlertDialog(
+        title=ft.Text(t("invite.title")),
+        content=ft.Column([
+            ft.Text(t("invite.intro_hours", hours=f"{invite.hours:g}"), size=15),
+            tid(ft.Text(invite.code, size=20, font_family="monospace", weight=ft.FontWeight.BOLD), "invite-code"),
+            tid(ft.Image(src=invite.qr_png, width=220, height=220, semantics_label=t("invite.qr")), "invite-qr",
+                t("invite.qr")),
+            muted(t("invite.after"), size=13),
+        ], tight=True, spacing=12, width=420, horizontal_alignment=ft.CrossAxisAlignment.CENTER,
+            scroll=ft.ScrollMode.AUTO),
+        actions=[text_button(t("common.copy"), copy, "invite-copy", icon=ft.Icons.COPY),
+                 text_button(t("common.close"), lambda ev: ctx.page.pop_dialog(), "invite-close")],
+    )
+    ctx.page.show_dialog(dialog)
+
+
+class DevicesScreen(Screen):
+    title_key = "desk.title"
+    nav = "desk"
+
+    def __init__(self, ctx: Ctx, params: dict[str, str]) -> None:
+        super().__init__(ctx, params)
+        self.list = ft.Column(spacing=0, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
+        self.facts = ft.Column(spacing=8, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
+        self.notice = ft.Column(spacing=8, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
+
+    def build(self) -> ft.Control:
+        t = self.t
+        self.list.controls = [ft.ProgressRing(width=32, height=32)]
+        return page_body([
+            desk_tabs(self.ctx, "devices"),
+            muted(t("devices.intro")),
+            ft.Row([
+                primary_button(t("settings.invite"), self._invite, "devices-invite", icon=ft.Icons.PERSON_ADD_ALT),
+                secondary_button(t("devices.refresh"), self._refresh, "devices-refresh", icon=ft.Icons.REFRESH),
+            ], wrap=True, spacing=8),
+            self.notice,
+            section_title(t("devices.list")),
+            tid(self.list, "devices-list"),
+            section_title(t("devices.keys")),
+            self.facts,
+            ft.Container(height=24),
+        ], wide=self.ctx.wide, max_width=900)
+
+    async def load(self) -> None:
+        t = self.t
+        view, problem = await self.ctx.attempt(self.services.desk.devices())
+        if problem or view is None:
+            assert problem is not None
+            self.list.controls = [banner(self.ctx.words(problem), tone="error", identifier="devices-error",
+                                         icon=ft.Icons.CLOUD_OFF)]
+            self.facts.controls = []
+            return
+        await self.services.desk.remember_device_names(view)
+        self.notice.controls = [banner(t("devices.admitted", n=view.admitted), identifier="devices-admitted",
+                                       icon=ft.Icons.VERIFIED_USER)] if view.admitted else []
+        self.list.controls = [self._tile(d) for d in view.devices] or [empty_state(t("devices.none"))]
+        self._fill_facts(view)
+
+    async def on_data_changed(self) -> None:
+        pass  # the list comes from the server: fetched on open and on "refresh", not on every sync
+
+    def _fill_facts(self, view: DevicesView) -> None:
+        t = self.t
+        if view.recovery_here:
+            recovery = t("devices.recovery_made", when=t.date(view.recovery_made)) if view.recovery_made \
+                else t("devices.recovery_here")
+        else:
+            recovery = t("devices.recovery_none")
+        self.facts.controls = [
+            labelled(t("devices.epoch"), str(view.current_epoch), "devices-epoch"),
+            labelled(t("devices.open_invites"), str(view.invites_pending), "devices-open-invites"),
+            labelled(t("devices.recovery"), recovery, "devices-recovery"),
+        ]
+
+    def _tile(self, d: DeskDevice) -> ft.Control:
+        t = self.t
+        status = t(f"device_status.{d.status}")
+        lines = [f"{t(f'role.{d.role}')} · {status}",
+                 t("devices.last_sync", when=ago(t, d.last_seen)) if d.status == "active" else
+                 t("devices.joined", when=t.datetime(d.joined_at))]
+        if d.key_epoch and d.status == "active":
+            lines.append(t("devices.key_epoch", n=d.key_epoch))
+        name = d.name + (f" ({t('devices.this')})" if d.this_device else "")
+        actions: list[ft.Control] = []
+        if d.status in ("active", "pending") and not d.this_device:
+            actions.append(secondary_button(t("devices.revoke"), self._revoke(d), f"device-revoke-{d.device_id[:8]}",
+                                            icon=ft.Icons.BLOCK))
+        tile = ft.ListTile(
+            leading=ft.Icon(_STATUS_ICONS.get(d.status, ft.Icons.DEVICES)),
+            title=ft.Text(name, weight=ft.FontWeight.W_600),
+            subtitle=ft.Column([ft.Text(x, size=14) for x in lines], spacing=2),
+            trailing=actions[0] if actions else None, min_height=64,
+        )
+        return tid(tile, f"device-{d.device_id[:8]}", f"{name}: {' · '.join(lines)}")
+
+    # ------------------------------------------------------------------ actions
+    async def _refresh(self, e: Any = None) -> None:
+        await self.load()
+        self.update()
+
+    async def _invite(self, e: Any = None) -> None:
+        invite, problem = await self.ctx.attempt(self.services.desk.invite())
+        if problem or invite is None:
+            assert problem is not None
+            self.ctx.toast(self.ctx.words(problem), error=True)
+            return
+        show_invite(self.ctx, invite)
+        await self.load()
+        self.update()
+
+    def _revoke(self, d: DeskDevice) -> Any:
+        async def ask(e: Any = None) -> None:
+            t = self.t
+
+            async def confirmed(ev: Any = None) -> None:
+                self.ctx.page.pop_dialog()
+                epoch, problem = await self.ctx.attempt(self.services.desk.revoke(d.device_id))
+                if problem:
+                    self.ctx.toast(self.ctx.words(problem), error=True)
+                    return
+                self.ctx.toast(t("devices.revoked", name=d.name, epoch=epoch))
+                await self.load()
+                self.update()
+
+            self.ctx.page.show_dialog(ft.AlertDialog(
+                title=ft.Text(t("devices.revoke_title", name=d.name)),
+                content=ft.Text(t("devices.revoke_text"), size=15, width=420),
+                actions=[text_button(t("common.cancel"), lambda ev: self.ctx.page.pop_dialog(), "revoke-cancel"),
+                         primary_button(t("devices.revoke"), confirmed, "revoke-confirm", icon=ft.Icons.BLOCK)],
+            ))
+
+        return ask
