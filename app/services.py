@@ -105,6 +105,10 @@ class Problem:
     retry_after: float = 0.0
 
 
+# fields whose bad input has words of its own (`errors.invalid_<field>`); others say "not valid"
+_SPECIFIC_INVALID = frozenset({"folder", "device", "reason", "value", "months", "year", "week"})
+
+
 def explain(exc: BaseException) -> Problem:
     """The roots of both exception trees, in words a worker understands."""
     if isinstance(exc, WrongPassphrase):
@@ -119,7 +123,8 @@ def explain(exc: BaseException) -> Problem:
     if isinstance(exc, VaultLocked):
         return Problem("errors.locked")
     if isinstance(exc, InvalidInput):
-        return Problem("errors.invalid", {"field": exc.field}, exc.field)
+        key = f"errors.invalid_{exc.field}" if exc.field in _SPECIFIC_INVALID else "errors.invalid"
+        return Problem(key, {"field": exc.field}, exc.field)
     if isinstance(exc, NotFound):
         return Problem("errors.not_found")
     if isinstance(exc, TamperedRecord):

@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from serverproc import ServerProcess, create_team
 from uihelpers import LAPTOP, PHONE, PIN, SCREENSHOTS, UI, AppProcess, T, browser, seed_workspace  # noqa: F401
+
+from models.exports import DanishExcel
 
 pytestmark = pytest.mark.browser
 
@@ -70,3 +75,102 @@ def test_screenshot_of_the_first_run(tmp_path: Path, browser: Any, size: str) ->
         path = ui.shot(f"first-run-{size}")
         ui.close()
     assert path.parent == SCREENSHOTS and path.stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def desk_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppProcess, Path]]:
+    """A coordinator with the demo data in a team, one conflict waiting for review."""
+    from models.demo import populate
+    from models.reports import set_goal
+    from models.workspace import Workspace
+    from sync.engine import SyncEngine
+
+    root = tmp_path_factory.mktemp("desk")
+    (root / "server").mkdir()
+    with ServerProcess(workdir=root / "server") as server:
+        coord = Workspace(root / "coordinator", fast_kdf=True)
+        coord.init(PIN, worker_name="Kim")
+        coord_engine = SyncEngine(coord)
+        coord_engine.join(server.url, create_team(server.db_url, "Vesterbro"), device_name="Kim")
+        populate(coord, persons=60, contacts=600)
+        set_goal(coord, target=40, baseline=60)  # a goal the demo team has not reached yet
+        field = Workspace(root / "field", fast_kdf=True)
+        field.init("field passphrase", worker_name="Ali")
+        field_engine = SyncEngine(field)
+        field_engine.join(server.url, coord_engine.invite(), device_name="Ali")
+        coord_engine.sync()
+        field_engine.sync()
+        person = coord.persons()[0].id
+        coord.edit_person(person, {"status": "housed", "status_date": "2026-11-20"})
+        field.edit_person(person, {"status": "moved_away"})
+        field_engine.sync()
+        coord_engine.sync()
+        for engine, ws in ((field_engine, field), (coord_engine, coord)):
+            engine.close()
+            ws.close()
+        with AppProcess(root / "coordinator", server_url=server.url) as app:
+            yield app, root
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_screenshots_of_the_desk_and_its_forms(desk_app: tuple[AppProcess, Path], browser: Any,  # noqa: F811
+                                               size: str) -> None:
+    app, root = desk_app
+    ui = UI(browser, app.url, size=SIZES[size])
+    ui.fill("lock-pin", PIN)
+    ui.click("lock-unlock")
+    ui.expect("new-contact")
+    ui.nav("nav.desk")
+    ui.expect("desk-goal")
+    assert "60" in ui.text("desk-persons-known")
+    shots = [ui.shot(f"desk-overview-{size}")]
+
+    # the goal: bad input is refused at the field, a good one changes the words
+    ui.scroll_to("desk-target")
+    ui.fill("desk-target", "abc")
+    ui.click("desk-goal-save")
+    ui.wait_id_text("desk-target", T("desk.goal_bad"))
+    ui.fill("desk-target", "45")
+    ui.click("desk-goal-save")
+    ui.wait_id_text("desk-goal", "45", timeout=20)
+    ui.scroll_to("desk-chart-goal")
+    shots.append(ui.shot(f"desk-charts-{size}"))
+
+    ui.scroll_to("desk-tab-devices", step=-400)
+    ui.click("desk-tab-devices")
+    ui.expect("devices-list")
+    ui.wait_text("Ali")
+    shots.append(ui.shot(f"desk-devices-{size}"))
+
+    ui.nav("nav.desk")
+    ui.click("desk-tab-review")
+    ui.expect("review-conflict-0")
+    assert "Ali" in ui.text("review-conflict-0")  # the devices' names, not their ids
+    shots.append(ui.shot(f"desk-review-{size}"))
+
+    ui.nav("nav.desk")
+    ui.click("desk-tab-privacy")
+    ui.expect("audit-list")
+    shots.append(ui.shot(f"desk-privacy-{size}"))
+
+    # an export asks first, says where the file goes, and writes what Danish Excel reads
+    ui.nav("nav.desk")
+    ui.click("desk-tab-reports")
+    out = root / f"exports-{size}"
+    ui.fill("files-folder", "relative/folder")
+    ui.click("export-contacts")
+    ui.wait_id_text("files-folder", T("errors.invalid_folder"))
+    ui.fill("files-folder", str(out))
+    ui.click("export-contacts")
+    said = ui.text("export-confirm-text")
+    assert "600" in said and str(out) in said
+    shots.append(ui.shot(f"desk-export-{size}"))
+    ui.click("export-confirm")
+    ui.wait_id_text("toast", T("files.written", rows=600, path=str(out)))
+    written = list(out.glob("outreach-contacts-*.csv"))
+    assert len(written) == 1
+    rows = list(csv.reader(io.StringIO(written[0].read_bytes().decode("utf-8-sig")), dialect=DanishExcel))
+    assert len(rows) == 601
+    ui.close()
+    for path in shots:
+        assert path.stat().st_size > 10_000, path

@@ -9,18 +9,22 @@ import pytest
 
 from app.router import match
 from app.state import (
+    PERIOD_CHOICES,
     ContactDraft,
     PersonDraft,
     PlaceDraft,
     SyncView,
     chip_model,
     is_wide,
+    parse_count,
     parse_date,
     parse_when,
+    period_bounds,
 )
 from app.views.lock import LockScreen
 from app.views.new_contact import NewContactScreen
 from app.views.people import PersonEditScreen
+from app.views.shell import destinations
 from app.views.today import TodayScreen
 
 NOW = datetime(2026, 11, 25, 21, 14)
@@ -119,3 +123,41 @@ def test_routes() -> None:
     assert match("/lock")[0].factory is LockScreen  # type: ignore[index]
     assert match("/people/not-an-id") is None
     assert match("/nowhere") is None
+
+
+def test_desk_routes_are_the_coordinators() -> None:
+    for route in ("/desk", "/desk/devices", "/desk/review", "/desk/privacy", "/desk/reports"):
+        found = match(route)
+        assert found is not None and found[0].coordinator_only, route
+    found = match("/desk/privacy?person=0123456789abcdef0123456789abcdef")
+    assert found is not None and found[1] == {"person": "0123456789abcdef0123456789abcdef"}
+    assert not match("/today")[0].coordinator_only  # type: ignore[index]
+    assert [d[0] for d in destinations(coordinator=True)] == ["today", "people", "places", "desk", "settings"]
+    assert "desk" not in [d[0] for d in destinations(coordinator=False)]
+
+
+@pytest.mark.parametrize(("period", "start", "end"), [
+    ("12m", date(2026, 1, 1), date(2026, 12, 1)),
+    ("24m", date(2025, 1, 1), date(2026, 12, 1)),
+    ("this_year", date(2026, 1, 1), date(2026, 12, 1)),
+    ("last_year", date(2025, 1, 1), date(2025, 12, 31)),
+])
+def test_desk_periods(period: str, start: date, end: date) -> None:
+    assert period_bounds(period, date(2026, 12, 1)) == (start, end)
+    assert set(PERIOD_CHOICES) == {"12m", "24m", "this_year", "last_year"}
+
+
+def test_desk_periods_cross_the_new_year() -> None:
+    assert period_bounds("12m", date(2027, 3, 15)) == (date(2026, 4, 1), date(2027, 3, 15))
+    with pytest.raises(ValueError):
+        period_bounds("forever", date(2027, 3, 15))
+
+
+@pytest.mark.parametrize("text", ["", "abc", "-1", "1.5", "1000001"])
+def test_counts_typed_by_a_coordinator_are_checked(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_count(text, low=0, high=1_000_000)
+
+
+def test_counts_typed_by_a_coordinator() -> None:
+    assert parse_count(" 99 ", low=0, high=1_000_000) == 99
