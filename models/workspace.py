@@ -378,6 +378,7 @@ class Workspace:
         gc.freeze()
 
     _SNAPSHOT_ID = "index"
+    _SNAPSHOT_FORMAT = 2  # 2: record ids by type, and the index's derived texts and order ("d")
 
     def verify(self) -> list[TamperedRecord]:
         """Open every stored row and report the ones that fail their check (they leave the
@@ -411,10 +412,15 @@ class Workspace:
         if gen == self._snapshot_gen or self.damaged:
             return  # unchanged since it was taken; or damaged rows, which a full load must report again
         epoch = self.epoch
+        ids_of: dict[str, list[str]] = {t.value: [] for t in RecordType}
+        for rid, rtype in self._types.items():
+            ids_of[rtype.value].append(rid)
         body = {
+            "v": self._SNAPSHOT_FORMAT,
             "g": gen,
-            "t": {rid: rtype.value for rid, rtype in self._types.items()},
+            "t": ids_of,
             "r": {rtype.value: table for rtype, table in self.index.records.items()},
+            "d": self.index.dump_derived(),  # folded texts and time order: unlock only joins them
         }
         blob = self._vault().seal_row("snapshot", self._SNAPSHOT_ID, epoch, body, fast=True)
         with store.atomic():
@@ -431,17 +437,20 @@ class Workspace:
         gen, epoch, blob = found
         try:
             body = self._vault().open_row("snapshot", self._SNAPSHOT_ID, epoch, blob)
-            if body["g"] != gen:
-                return False
-            types = {rid: RecordType(t) for rid, t in body["t"].items()}
+            if body["g"] != gen or body.get("v") != self._SNAPSHOT_FORMAT:
+                return False  # stale, or written by an older version: a full load writes a new one
+            types: dict[str, RecordType] = {}
+            for t, ids in body["t"].items():
+                types.update(dict.fromkeys(ids, RecordType(t)))
             records = {RecordType(t): table for t, table in body["r"].items()}
+            index = Index()
+            index.load(records, body["d"])
         except (SealError, KeyError, ValueError, TypeError):
             log.warning("the sealed snapshot could not be used; opening every record instead")
             return False
         self._types = types
         self.damaged = []
-        self.index = Index()
-        self.index.load(records)
+        self.index = index
         self._snapshot_gen = gen
         return True
 
