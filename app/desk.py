@@ -282,8 +282,8 @@ class Desk:
             rep = review.access_request(self.ws, person_id)
             stem = f"outreach-access-{person_id[:8]}-{date.today().isoformat()}"
             html_path, json_path = target / f"{stem}.html", target / f"{stem}.json"
-            _write_private(html_path, review.access_html(rep, translate=t).encode("utf-8"))
-            _write_private(json_path, review.access_json(rep).encode("utf-8"))
+            exports.write_private(html_path, review.access_html(rep, translate=t).encode("utf-8"))
+            exports.write_private(json_path, review.access_json(rep).encode("utf-8"))
             return html_path, json_path
 
         return await self.s.call(run)
@@ -375,8 +375,8 @@ class Desk:
             rep = exports.aggregate_report(self.ws, start=start, end=end, worker=worker or None)
             stem = f"outreach-report-{rep.period.start.isoformat()}-{rep.period.end.isoformat()}"
             csv_path, html_path = target / f"{stem}.csv", target / f"{stem}.html"
-            _write_private(csv_path, exports.aggregate_csv(rep, translate=t))
-            _write_private(html_path, exports.aggregate_html(rep, translate=t).encode("utf-8"))
+            exports.write_private(csv_path, exports.aggregate_csv(rep, translate=t))
+            exports.write_private(html_path, exports.aggregate_html(rep, translate=t).encode("utf-8"))
             return csv_path, html_path
 
         return await self.s.call(run)
@@ -402,18 +402,3 @@ def _within(path: Path, folder: Path) -> bool:
         return False
     return True
 
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Replace `path` whole, readable by this user only."""
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=".outreach-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -66,6 +66,7 @@ __all__ = [
     "fmt_decimal",
     "ExportKind",
     "export_filename",
+    "write_private",
     "ExportRequest",
     "CsvExport",
     "ExportWarning",
@@ -393,6 +394,20 @@ def export_warning(ws: Workspace, req: ExportRequest, path: str | os.PathLike[st
     )
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Replace the file at `path` whole or not at all, readable by this user only: what every
+    file of personal data the app writes on request goes through."""
+    fd, tmp = tempfile.mkstemp(prefix=".outreach-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_export(ws: Workspace, req: ExportRequest, path: str | os.PathLike[str], *,
                  translate: Translate | None = None) -> CsvExport:
     """Write the export to `path` (readable by this user only, replaced whole or not at all) and
@@ -404,15 +419,7 @@ def write_export(ws: Workspace, req: ExportRequest, path: str | os.PathLike[str]
         raise InvalidInput("path", "the folder does not exist")
     table = _table(ws, req, translate)
     data = _csv_bytes(table)
-    fd, tmp = tempfile.mkstemp(prefix=".outreach-export-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_private(target, data)
     rows = len(table) - 1
     ws.audit(AuditAction.EXPORT, _TARGET[req.kind], req.person_id, detail=f"{req.describe()}: {rows} rows")
     return CsvExport(kind=req.kind, data=data, rows=rows, filename=target.name)

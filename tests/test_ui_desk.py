@@ -169,9 +169,20 @@ def test_merge_resolve_erase_invite_and_revoke_reach_the_other_devices(team: Tea
         assert status in ("housed", "moved_away") and not [c for c in kept.conflicts() if c.record_id == peter]
         worker.wait_text(T(f"status.{status}"))
 
-        # ---- erasure: Maja is purged on the server and on the worker's device
+        # ---- access request (art. 15): everything about Maja, readable and as files
         coord.nav("nav.people")
         coord.page.get_by_text("Maja").first.click()
+        coord.click("person-access")
+        assert "Mødt ved stationen (Maja)" in coord.text("access-document")
+        out = tmp_path / "access"
+        coord.fill("access-folder", str(out))
+        coord.click("access-save")
+        coord.wait_id_text("toast", T("access.saved", html="", json="", folder="").split()[0])
+        saved = sorted(p.suffix for p in out.iterdir())
+        assert saved == [".html", ".json"]
+        assert "Mødt ved stationen (Maja)" in next(out.glob("*.json")).read_text(encoding="utf-8")
+
+        # ---- erasure: Maja is purged on the server and on the worker's device
         coord.click("person-erase")
         coord.fill("erase-typed", "Maj")
         coord.click("erase-confirm")

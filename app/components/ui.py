@@ -28,6 +28,7 @@ __all__ = [
     "labelled",
     "page_body",
     "banner",
+    "confirm_dialog",
     "ErrorLine",
 ]
 
@@ -169,6 +170,17 @@ def banner(text: str, *, tone: str = "info", identifier: str | None = None, acti
     box = ft.Container(ft.Column(body, spacing=8), bgcolor=colors.get(tone, colors["info"]), padding=12,
                        border_radius=12)
     return tid(box, identifier) if identifier else box
+
+
+def confirm_dialog(title: str, content: ft.Control, *, confirm: str, on_confirm: Handler, cancel: str,
+                   on_cancel: Handler, identifier: str, icon: Any = None) -> ft.AlertDialog:
+    """A question before something that cannot be undone or that writes personal data out:
+    `<identifier>-cancel` and `<identifier>-confirm` are the two buttons."""
+    return ft.AlertDialog(
+        title=ft.Text(title), content=content,
+        actions=[text_button(cancel, on_cancel, f"{identifier}-cancel"),
+                 primary_button(confirm, on_confirm, f"{identifier}-confirm", icon=icon)],
+    )
 
 
 class ErrorLine:

@@ -18,6 +18,7 @@ import flet as ft
 from models.errors import StoreError
 from sync.errors import SyncError
 
+from ..components.ui import confirm_dialog
 from ..i18n import Translator
 from ..services import AppConfig, Problem, Services, explain
 from ..state import SyncView, is_wide
@@ -60,6 +61,13 @@ class Ctx:
             bgcolor=ft.Colors.ERROR if error else None, duration=ft.Duration(seconds=4),
         )
         self.page.show_dialog(bar)
+
+    def confirm(self, title: str, content: ft.Control, *, confirm: str, on_confirm: Callable[..., Any],
+                identifier: str, icon: Any = None) -> None:
+        """Ask before doing it: Cancel closes the question, `confirm` runs `on_confirm`."""
+        self.page.show_dialog(confirm_dialog(title, content, confirm=confirm, on_confirm=on_confirm,
+                                             cancel=self.t("common.cancel"), on_cancel=lambda e: self.page.pop_dialog(),
+                                             identifier=identifier, icon=icon))
 
     def words(self, problem: Problem) -> str:
         return self.t(problem.key, **problem.params)

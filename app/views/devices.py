@@ -28,7 +28,7 @@ from ..state import DeskDevice, DevicesView, Invite
 from .base import Ctx, Screen
 from .desk import desk_tabs
 
-__all__ = ["DevicesScreen", "show_invite"]
+__all__ = ["DevicesScreen", "show_invite", "invite_now"]
 
 _STATUS_ICONS = {"pending": ft.Icons.HOURGLASS_TOP, "active": ft.Icons.CHECK_CIRCLE_OUTLINE,
                  "revoked": ft.Icons.BLOCK, "rejected": ft.Icons.GPP_BAD_OUTLINED}
@@ -56,6 +56,16 @@ def show_invite(ctx: Ctx, invite: Invite) -> None:
                  text_button(t("common.close"), lambda ev: ctx.page.pop_dialog(), "invite-close")],
     )
     ctx.page.show_dialog(dialog)
+
+
+async def invite_now(ctx: Ctx) -> bool:
+    """Make a one-time code (needs the server) and show it; a problem is said in a toast."""
+    invite, problem = await ctx.attempt(ctx.services.desk.invite())
+    if problem or invite is None:
+        ctx.toast(ctx.words(problem) if problem else "", error=True)
+        return False
+    show_invite(ctx, invite)
+    return True
 
 
 class DevicesScreen(Screen):
@@ -144,14 +154,9 @@ class DevicesScreen(Screen):
         self.update()
 
     async def _invite(self, e: Any = None) -> None:
-        invite, problem = await self.ctx.attempt(self.services.desk.invite())
-        if problem or invite is None:
-            assert problem is not None
-            self.ctx.toast(self.ctx.words(problem), error=True)
-            return
-        show_invite(self.ctx, invite)
-        await self.load()
-        self.update()
+        if await invite_now(self.ctx):
+            await self.load()
+            self.update()
 
     def _revoke(self, d: DeskDevice) -> Any:
         async def ask(e: Any = None) -> None:
@@ -167,11 +172,7 @@ class DevicesScreen(Screen):
                 await self.load()
                 self.update()
 
-            self.ctx.page.show_dialog(ft.AlertDialog(
-                title=ft.Text(t("devices.revoke_title", name=d.name)),
-                content=ft.Text(t("devices.revoke_text"), size=15, width=420),
-                actions=[text_button(t("common.cancel"), lambda ev: self.ctx.page.pop_dialog(), "revoke-cancel"),
-                         primary_button(t("devices.revoke"), confirmed, "revoke-confirm", icon=ft.Icons.BLOCK)],
-            ))
+            self.ctx.confirm(t("devices.revoke_title", name=d.name), ft.Text(t("devices.revoke_text"), size=15, width=420),
+                             confirm=t("devices.revoke"), on_confirm=confirmed, identifier="revoke", icon=ft.Icons.BLOCK)
 
         return ask

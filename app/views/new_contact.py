@@ -26,7 +26,7 @@ from ..components.ui import (
     text_field,
     tid,
 )
-from ..state import ContactChoices, ContactDraft, PersonRow, PlaceRow
+from ..state import SEARCH_PAUSE, ContactChoices, ContactDraft, PersonRow, PlaceRow
 from .base import Ctx, Screen
 
 __all__ = ["NewContactScreen"]
@@ -223,7 +223,7 @@ class NewContactScreen(Screen):
         self._draw_person()
         if self._search_task is not None:
             self._search_task.cancel()
-        self._search_task = self.later(0.12, self._run_search)
+        self._search_task = self.later(SEARCH_PAUSE, self._run_search)
 
     async def _run_search(self) -> None:
         text = self.search.value or ""

@@ -31,7 +31,16 @@ from ..components.ui import (
     text_field,
     tid,
 )
-from ..state import NOT_SEEN_CHOICES, ConflictRow, FollowUpRow, PersonDetail, PersonDraft, PersonRow, PlaceRow
+from ..state import (
+    NOT_SEEN_CHOICES,
+    SEARCH_PAUSE,
+    ConflictRow,
+    FollowUpRow,
+    PersonDetail,
+    PersonDraft,
+    PersonRow,
+    PlaceRow,
+)
 from .base import Ctx, Screen
 from .privacy import ask_erase, show_access
 
@@ -290,7 +299,7 @@ class PeopleScreen(Screen):
         self.mem["text"] = self.search.value or ""
         if self._search_handle is not None:
             self._search_handle.cancel()
-        self._search_handle = self.later(0.12, self._refresh_list)
+        self._search_handle = self.later(SEARCH_PAUSE, self._refresh_list)
 
     async def _refresh_list(self) -> None:
         await self._load_list()

@@ -69,17 +69,13 @@ async def ask_erase(ctx: Ctx, person_id: str, after: Callable[[], Awaitable[None
         ctx.toast(t("erase.done", n=n))
         await after()
 
-    ctx.page.show_dialog(ft.AlertDialog(
-        title=ft.Text(t("erase.title", alias=preview.alias)),
-        content=ft.Column([
-            ft.Text(t("erase.what", contacts=preview.contacts, follow_ups=preview.follow_ups, records=preview.records),
-                    size=15),
-            ft.Text(t("erase.stays"), size=14, color=ft.Colors.ON_SURFACE_VARIANT),
-            box, message.control,
-        ], tight=True, spacing=12, width=440),
-        actions=[text_button(t("common.cancel"), lambda ev: ctx.page.pop_dialog(), "erase-cancel"),
-                 primary_button(t("erase.confirm"), confirmed, "erase-confirm", icon=ft.Icons.DELETE_FOREVER)],
-    ))
+    ctx.confirm(t("erase.title", alias=preview.alias), ft.Column([
+        ft.Text(t("erase.what", contacts=preview.contacts, follow_ups=preview.follow_ups, records=preview.records),
+                size=15),
+        ft.Text(t("erase.stays"), size=14, color=ft.Colors.ON_SURFACE_VARIANT),
+        box, message.control,
+    ], tight=True, spacing=12, width=440), confirm=t("erase.confirm"), on_confirm=confirmed, identifier="erase",
+        icon=ft.Icons.DELETE_FOREVER)
 
 
 async def show_access(ctx: Ctx, person_id: str) -> None:
@@ -226,12 +222,9 @@ class PrivacyScreen(Screen):
                 await self.load()
                 self.update()
 
-            self.ctx.page.show_dialog(ft.AlertDialog(
-                title=ft.Text(t("retention.keep_title", alias=r.alias)),
-                content=ft.Column([muted(t("retention.keep_text")), box], tight=True, spacing=12, width=420),
-                actions=[text_button(t("common.cancel"), lambda ev: self.ctx.page.pop_dialog(), "keep-cancel"),
-                         primary_button(t("retention.keep"), confirmed, "keep-confirm")],
-            ))
+            self.ctx.confirm(t("retention.keep_title", alias=r.alias),
+                             ft.Column([muted(t("retention.keep_text")), box], tight=True, spacing=12, width=420),
+                             confirm=t("retention.keep"), on_confirm=confirmed, identifier="keep")
 
         return ask
 

@@ -23,7 +23,6 @@ from ..components.ui import (
     primary_button,
     secondary_button,
     section_title,
-    text_button,
     text_field,
     tid,
 )
@@ -154,12 +153,9 @@ class ReportsScreen(Screen):
             self.ctx.toast(t("files.written", rows=done.rows, path=str(done.path)))
             self.update()
 
-        self.ctx.page.show_dialog(ft.AlertDialog(
-            title=ft.Text(t("files.confirm_title")),
-            content=tid(ft.Column(lines, tight=True, spacing=10, width=460), "export-confirm-text"),
-            actions=[text_button(t("common.cancel"), lambda ev: self.ctx.page.pop_dialog(), "export-cancel"),
-                     primary_button(t("files.write"), confirmed, "export-confirm", icon=ft.Icons.SAVE_ALT)],
-        ))
+        self.ctx.confirm(t("files.confirm_title"), tid(ft.Column(lines, tight=True, spacing=10, width=460),
+                                                       "export-confirm-text"),
+                         confirm=t("files.write"), on_confirm=confirmed, identifier="export", icon=ft.Icons.SAVE_ALT)
 
     # ------------------------------------------------------------------ report
     async def _report(self, e: Any = None) -> None:

@@ -19,7 +19,6 @@ from ..components.ui import (
     empty_state,
     muted,
     page_body,
-    primary_button,
     secondary_button,
     section_title,
     text_button,
@@ -208,12 +207,9 @@ class ReviewScreen(Screen):
                 await self.load()
                 self.update()
 
-            self.ctx.page.show_dialog(ft.AlertDialog(
-                title=ft.Text(t("review.merge_title")),
-                content=ft.Text(t("review.merge_text", keep=keep.alias, drop=drop.alias), size=15, width=420),
-                actions=[text_button(t("common.cancel"), lambda ev: self.ctx.page.pop_dialog(), "merge-cancel"),
-                         primary_button(t("review.merge"), confirmed, "merge-confirm", icon=ft.Icons.MERGE)],
-            ))
+            self.ctx.confirm(t("review.merge_title"),
+                             ft.Text(t("review.merge_text", keep=keep.alias, drop=drop.alias), size=15, width=420),
+                             confirm=t("review.merge"), on_confirm=confirmed, identifier="merge", icon=ft.Icons.MERGE)
 
         return ask
 

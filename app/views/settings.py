@@ -23,7 +23,7 @@ from ..components.ui import (
 )
 from ..state import AUTOLOCK_CHOICES, DeviceInfo, SyncView, chip_model
 from .base import Ctx, Screen
-from .devices import show_invite
+from .devices import invite_now
 from .setup import language_switch
 
 __all__ = ["SettingsScreen"]
@@ -166,9 +166,4 @@ class SettingsScreen(Screen):
         self.update()
 
     async def _invite(self, e: Any = None) -> None:
-        invite, problem = await self.ctx.attempt(self.services.desk.invite())
-        if problem or invite is None:
-            assert problem is not None
-            self.ctx.toast(self.ctx.words(problem), error=True)
-            return
-        show_invite(self.ctx, invite)
+        await invite_now(self.ctx)
