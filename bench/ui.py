@@ -60,7 +60,7 @@ def _seed(app_dir: Path, persons: int, contacts: int) -> dict[str, list[str]]:
     populate(ws, persons=persons, contacts=contacts)
     expected = {q: [p.id for p in ws.search(q, limit=8).persons[:8]] for q in QUERIES}
     ws.close()
-    return expected
+    return {q: ids for q, ids in expected.items() if ids}  # a query that finds nobody measures nothing
 
 
 @contextmanager
@@ -137,10 +137,12 @@ def _unlock(tab: Tab) -> float:
     return time.perf_counter() - started
 
 
-_RESULTS_ARE = """([ids, total]) => {
+# the screen shows the results of this text: every person row on it is one of them, and the first
+# ones (those surely on screen, even on a phone) are there
+_RESULTS_ARE = """(ids) => {
     const shown = [...document.querySelectorAll('[flt-semantics-identifier^="pick-"]')]
         .map(n => n.getAttribute('flt-semantics-identifier').slice(5));
-    return shown.length === total && ids.every(id => shown.includes(id));
+    return shown.length > 0 && shown.every(id => ids.includes(id)) && ids.slice(0, 3).every(id => shown.includes(id));
 }"""
 
 
@@ -152,7 +154,7 @@ def _search(tab: Tab, query: str, expected: list[str]) -> float:
     time.sleep(0.4)  # the results of the text so far are on screen
     started = time.perf_counter()
     tab.page.keyboard.type(query[-1])
-    tab.wait(_RESULTS_ARE, [[i[:8] for i in expected], len(expected)])
+    tab.wait(_RESULTS_ARE, [i[:8] for i in expected])
     return time.perf_counter() - started
 
 
@@ -214,8 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 unlocks.append(_unlock(tab))
                 tab.click("new-contact")
                 tab.present("nc-person-search")
-                for query in QUERIES:
-                    searches.append(_search(tab, query, expected[query]))
+                for query, ids in expected.items():
+                    searches.append(_search(tab, query, ids))
                 tab.page.go_back()
                 tab.present("new-contact")
                 for _ in range(5):

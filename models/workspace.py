@@ -75,6 +75,7 @@ __all__ = [
 log = logging.getLogger("outreach.workspace")
 
 MIN_PASSPHRASE = 6
+PERSON_CANDIDATES = 5000  # matching persons ranked by a search before its list is cut to the limit
 # a record without these is not shown (yet): e.g. an edit whose creating op was set aside
 _REQUIRED: dict[RecordType, tuple[str, ...]] = {
     RecordType.PERSON: ("alias",), RecordType.CONTACT: ("at",), RecordType.PLACE: ("name",),
@@ -834,16 +835,22 @@ class Workspace:
         recs = self.index.records
         contact_ids = self.index.text[RecordType.CONTACT].search(words, limit)
         place_ids = self.index.text[RecordType.PLACE].search(words, limit)
-        person_ids = self.index.text[RecordType.PERSON].search(words, limit)
+        # every matching person is ranked before the list is cut: stopping at `limit` matches in
+        # the index's own order would drop the person met yesterday for eight met years ago
+        person_ids = self.index.text[RecordType.PERSON].search(words, max(limit, PERSON_CANDIDATES))
         for cid in contact_ids:
             pid = recs[RecordType.CONTACT][cid].get("person_id")
-            if pid and pid in recs[RecordType.PERSON] and pid not in person_ids and len(person_ids) < limit:
+            if pid and pid in recs[RecordType.PERSON] and pid not in person_ids:
                 person_ids.append(pid)
         first = words[0].casefold() if words else ""
         last = self.index.last_contact
-        # alias prefix matches first, then most recently met, then never met
+        persons = recs[RecordType.PERSON]
+        # alias prefix matches first, then most recently met, then never met; ties by alias and id,
+        # so that the same data gives the same list on every device and after every unlock
+        person_ids.sort(key=lambda p: (str(persons[p].get("alias", "")).casefold(), p))
         person_ids.sort(key=lambda p: last.get(p, ""), reverse=True)
-        person_ids.sort(key=lambda p: not str(recs[RecordType.PERSON][p].get("alias", "")).casefold().startswith(first))
+        person_ids.sort(key=lambda p: not str(persons[p].get("alias", "")).casefold().startswith(first))
+        del person_ids[limit:]
         return SearchResult(
             persons=[PersonPublic.model_validate(recs[RecordType.PERSON][p]) for p in person_ids],
             contacts=sorted((ContactPublic.model_validate(recs[RecordType.CONTACT][c]) for c in contact_ids),

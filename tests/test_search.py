@@ -276,3 +276,19 @@ def test_search_needs_an_unlocked_workspace(ws: Workspace) -> None:
     ws.lock()
     with pytest.raises(VaultLocked):
         ws.search("x")
+
+
+def test_the_person_met_last_is_found_among_many_namesakes(make_workspace: MakeWorkspace, passphrase: str) -> None:
+    """A short list of a common name holds the most recently met, whatever order the records
+    were made in, and the same list comes back after the device is locked and unlocked."""
+    ws = make_workspace("namesakes")
+    ids = [ws.add_person({"alias": f"Peter {n}"}).id for n in range(40)]
+    for day, pid in enumerate(ids[:30]):  # met long ago, in creation order
+        ws.add_contact({"person_id": pid, "at": f"2025-01-{day % 28 + 1:02d}T12:00:00"})
+    ws.add_contact({"person_id": ids[37], "at": "2026-11-30T21:00:00"})  # met last night
+    found = [p.id for p in ws.search("peter", limit=8).persons]
+    assert found[0] == ids[37] and len(found) == 8
+    ws.close()
+    again = make_workspace("namesakes", init=False)
+    again.unlock(passphrase)
+    assert [p.id for p in again.search("peter", limit=8).persons] == found
