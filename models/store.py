@@ -63,8 +63,13 @@ class Store:
             self.conn.close()
 
     @contextmanager
-    def atomic(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; nested calls join the outer one. Everything or nothing."""
+    def atomic(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; nested calls join the outer one. Everything or nothing.
+
+        `durable=False` commits without waiting for the disk (WAL with synchronous=NORMAL): a
+        power cut may undo it, never tear it, and the next durable commit makes it durable too.
+        Only for changes that are safe to lose, such as dropping acknowledged outbox ops (lost,
+        they are pushed again and the server acknowledges them as duplicates)."""
         with self._lock:
             if self._depth:
                 self._depth += 1
@@ -73,20 +78,26 @@ class Store:
                 finally:
                     self._depth -= 1
                 return
-            self.conn.execute("BEGIN IMMEDIATE")
-            self._depth = 1
+            if not durable:
+                self.conn.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self.conn
-                self._depth = 0
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self._depth = 0
-                # also when COMMIT itself failed (disk full, I/O error): SQLite may keep the
-                # transaction open, and the connection would read uncommitted rows and refuse
-                # every later BEGIN
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise
+                self.conn.execute("BEGIN IMMEDIATE")
+                self._depth = 1
+                try:
+                    yield self.conn
+                    self._depth = 0
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    self._depth = 0
+                    # also when COMMIT itself failed (disk full, I/O error): SQLite may keep the
+                    # transaction open, and the connection would read uncommitted rows and refuse
+                    # every later BEGIN
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+            finally:
+                if not durable:
+                    self.conn.execute("PRAGMA synchronous=FULL")
 
     # --------------------------------------------------------------------------- meta
     def meta(self, key: str, default: str | None = None) -> str | None:
@@ -176,13 +187,15 @@ class Store:
             "INSERT INTO outbox (device_seq, op_id, record_id, key_epoch, payload) VALUES (?, ?, ?, ?, ?)", rows
         )
 
-    def outbox_batch(self, max_ops: int, max_bytes: int) -> list[OutboxRow]:
-        """The oldest ops, at most `max_ops` and `max_bytes` of payload (at least one op)."""
+    def outbox_batch(self, max_ops: int, max_bytes: int, after_seq: int = 0) -> list[OutboxRow]:
+        """The oldest ops after `after_seq`, at most `max_ops` and `max_bytes` of payload (at
+        least one op)."""
         out: list[OutboxRow] = []
         size = 0
         for row in self.conn.execute(
-            "SELECT device_seq, op_id, record_id, key_epoch, payload FROM outbox ORDER BY device_seq LIMIT ?",
-            (max_ops,),
+            "SELECT device_seq, op_id, record_id, key_epoch, payload FROM outbox WHERE device_seq > ? "
+            "ORDER BY device_seq LIMIT ?",
+            (after_seq, max_ops),
         ):
             size += len(row[4])
             if out and size > max_bytes:

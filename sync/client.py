@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -35,7 +36,7 @@ from .errors import (
     Throttled,
 )
 
-__all__ = ["SyncClient", "check_url"]
+__all__ = ["SyncClient", "EncodedBody", "check_url"]
 
 log = logging.getLogger("outreach.sync.client")
 T = TypeVar("T", bound=BaseModel)
@@ -108,7 +109,7 @@ class SyncClient:
         self.session.close()
 
     # ------------------------------------------------------------------ transport
-    def _request(self, method: str, path: str, *, body: BaseModel | None = None,
+    def _request(self, method: str, path: str, *, body: BaseModel | EncodedBody | None = None,
                  params: dict[str, Any] | None = None, model: type[T], timeout: float | None = None,
                  retry: bool = True) -> T:
         headers = {p.PROTOCOL_HEADER: p.PROTOCOL_VERSION, "Accept-Encoding": "gzip"}
@@ -116,13 +117,11 @@ class SyncClient:
             headers["Authorization"] = f"Bearer {self.token}"
         data: bytes | None = None
         if body is not None:
-            raw = body.model_dump_json(exclude_none=False).encode()
             headers["Content-Type"] = "application/json"
-            if len(raw) > 1024:
-                data = gzip.compress(raw, 3)
+            encoded = body if isinstance(body, EncodedBody) else self.encode(body)
+            data = encoded.data
+            if encoded.gzip:
                 headers["Content-Encoding"] = "gzip"
-            else:
-                data = raw
         url = self.base_url + path
         read_timeout = self.timeout[1] if timeout is None else timeout
         attempts = self.retries + 1 if retry else 1
@@ -158,6 +157,18 @@ class SyncClient:
                 raise ServerFault(f"The server's answer to {path} did not follow the protocol: "
                                   f"{exc.errors()[0]['loc']}") from None
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def encode(body: BaseModel | bytes) -> EncodedBody:
+        """A request body as it goes on the wire (JSON, gzip from 1 KB). Made apart from sending
+        so that a caller can prepare the next request while one is in flight."""
+        raw = body if isinstance(body, bytes) else body.model_dump_json(exclude_none=False).encode()
+        if len(raw) > 1024:
+            # level 1: the bodies are mostly base64 of ciphertext, which only Huffman coding
+            # shrinks; higher levels search for repeats that are not there (same size within
+            # 0.1 %). Huffman-only coding would be 3x faster but 10 % bigger on the wire.
+            return EncodedBody(gzip.compress(raw, 1), True)
+        return EncodedBody(raw, False)
 
     def _pause(self, attempt: int) -> None:
         delay = self.backoff * (2 ** attempt)
@@ -207,8 +218,10 @@ class SyncClient:
     def upload_recovery(self, req: p.RecoveryUpload) -> None:
         self._request("POST", "/v1/recovery", body=req, model=_Empty)
 
-    def push(self, ops: list[p.OpIn]) -> p.PushResponse:
-        return self._request("POST", "/v1/push", body=p.PushRequest(ops=ops), model=p.PushResponse)
+    def push(self, ops: list[p.OpIn] | EncodedBody) -> p.PushResponse:
+        """A push of `ops`, or of a body made with `encode(p.encode_push(...))`."""
+        body = ops if isinstance(ops, EncodedBody) else p.PushRequest(ops=ops)
+        return self._request("POST", "/v1/push", body=body, model=p.PushResponse)
 
     def pull(self, since: int, limit: int = 1000, wait: float = 0.0) -> p.PullResponse:
         params: dict[str, Any] = {"since": since, "limit": limit}
@@ -219,6 +232,14 @@ class SyncClient:
 
     def purge(self, record_ids: list[str]) -> p.PurgeResponse:
         return self._request("POST", "/v1/purge", body=p.PurgeRequest(record_ids=record_ids), model=p.PurgeResponse)
+
+
+@dataclass(frozen=True)
+class EncodedBody:
+    """Request bytes ready to send; `gzip` when they are gzip-compressed JSON."""
+
+    data: bytes
+    gzip: bool
 
 
 class _Empty(BaseModel):

@@ -15,7 +15,7 @@ import platform
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import requests
@@ -24,7 +24,7 @@ from models.vault import RecoveryCode, SealError, Vault, fingerprint, make_proof
 from models.workspace import ApplyResult, RemoteOp, Workspace
 
 from . import protocol as p
-from .client import SyncClient
+from .client import EncodedBody, SyncClient
 from .errors import DeviceRevoked, NotJoined, Offline, ProofMismatch, Rejected, StaleEpoch, SyncError
 
 __all__ = ["SyncEngine", "SyncStatus", "SyncReport", "JoinResult", "Progress"]
@@ -398,39 +398,52 @@ class SyncEngine:
         return report
 
     def push(self, progress: Progress | None = None) -> int:
+        """Push the outbox in batches. One request is in flight at a time; while the server stores
+        it, this device reads and encodes the next batch and then acknowledges the previous one
+        locally, so that the two sides work at once instead of in turn."""
         client = self.client()
         total = self.ws.outbox_count()
         done = 0
         stale_retries = 0
-        while True:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outreach-push") as pool:
+
+            def send(ops: list[tuple[int, str, str, int, bytes]]) -> Future[p.PushResponse] | None:
+                return pool.submit(client.push, _push_body(client, ops)) if ops else None
+
             batch = self.ws.outbox_batch(self.push_ops, self.push_bytes)
-            if not batch:
-                return done
-            # our own outbox, written by the store: no need to re-validate each op on the way out
-            ops = [p.OpIn.model_construct(op_id=op_id, device_seq=seq, record_id=rid, key_epoch=epoch,
-                                          payload=p.b64e(payload))
-                   for seq, op_id, rid, epoch, payload in batch]
-            try:
-                resp = client.push(ops)
-            except StaleEpoch:
-                stale_retries += 1
-                if stale_retries > 3:
-                    raise
-                self.refresh_keys()  # moves the queued ops to the new epoch
-                continue
-            except Rejected as exc:
-                bad = _bad_op_index(exc, len(batch))
-                if bad is None:
-                    raise
-                log.warning("op %s refused by the server (%s); set aside", batch[bad][1], exc.code)
-                self.ws.set_aside_outgoing(batch[bad][0], f"refused by the server: {exc}")
-                continue
-            if resp.acked_through < batch[-1][0]:
-                raise Offline("The server acknowledged less than was sent; will retry.")
-            self.ws.ack(resp.acked_through)
-            done += len(batch)
-            if progress:
-                progress("push", done, total)
+            sending = send(batch)
+            while sending is not None:
+                following = self.ws.outbox_batch(self.push_ops, self.push_bytes, batch[-1][0])
+                body = _push_body(client, following) if following else None  # encoded meanwhile
+                try:
+                    resp = sending.result()
+                except StaleEpoch:
+                    stale_retries += 1
+                    if stale_retries > 3:
+                        raise
+                    self.refresh_keys()  # moves the queued ops to the new epoch
+                    batch = self.ws.outbox_batch(self.push_ops, self.push_bytes)
+                    sending = send(batch)
+                    continue
+                except Rejected as exc:
+                    bad = _bad_op_index(exc, len(batch))
+                    if bad is None:
+                        raise
+                    log.warning("op %s refused by the server (%s); set aside", batch[bad][1], exc.code)
+                    self.ws.set_aside_outgoing(batch[bad][0], f"refused by the server: {exc}")
+                    batch = self.ws.outbox_batch(self.push_ops, self.push_bytes)
+                    sending = send(batch)
+                    continue
+                if resp.acked_through < batch[-1][0]:
+                    raise Offline("The server acknowledged less than was sent; will retry.")
+                # the next batch goes out before this one's local ack
+                sending = pool.submit(client.push, body) if body is not None else None
+                self.ws.ack(resp.acked_through)
+                done += len(batch)
+                if progress:
+                    progress("push", done, total)
+                batch = following
+        return done
 
     def pull(self, progress: Progress | None = None, *, wait: float = 0.0) -> tuple[int, int, int, int]:
         """Pull every page after the stored cursor. The next page is fetched while this one is
@@ -462,6 +475,18 @@ class SyncEngine:
                     progress("pull", pulled, 0)
                 if not page.more:
                     return pulled, applied, set_aside, purged
+
+
+def _push_body(client: SyncClient, ops: list[tuple[int, str, str, int, bytes]]) -> EncodedBody | list[p.OpIn]:
+    """The wire body of a push of our own outbox rows (no model per op: they are not re-validated
+    on the way out). Should an id not be one of ours, the ops go as models and the server names
+    the bad op, which is then set aside."""
+    try:
+        return client.encode(p.encode_push(ops))
+    except ValueError:
+        return [p.OpIn.model_construct(op_id=op_id, device_seq=seq, record_id=rid, key_epoch=epoch,
+                                       payload=p.b64e(payload))
+                for seq, op_id, rid, epoch, payload in ops]
 
 
 def _bad_op_index(exc: Rejected, size: int) -> int | None:

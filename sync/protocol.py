@@ -13,7 +13,9 @@ Errors always have the body ``{"error": {"code": ..., "message": ..., "detail": 
 from __future__ import annotations
 
 import base64
+import re
 import secrets
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -54,6 +56,7 @@ __all__ = [
     "MeResponse",
     "OpIn",
     "PushRequest",
+    "encode_push",
     "PushResponse",
     "OpOut",
     "PurgeOut",
@@ -194,6 +197,7 @@ class EnrollmentCode:
 # ---------------------------------------------------------------------------------------------
 # Schemas. `extra="forbid"` so that a misspelled field is a 422 naming it, not silently ignored.
 
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
 _Id = Annotated[str, Field(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")]  # uuid4().hex
 _B64 = Annotated[str, Field(min_length=1, max_length=MAX_PAYLOAD_BYTES * 2, pattern=r"^[A-Za-z0-9_-]+$")]
 
@@ -330,6 +334,23 @@ class OpIn(_Msg):
 
 class PushRequest(_Msg):
     ops: Annotated[list[OpIn], Field(min_length=1, max_length=MAX_PUSH_OPS)]
+
+
+def encode_push(ops: Sequence[tuple[int, str, str, int, bytes]]) -> bytes:
+    """The JSON of `PushRequest` for ops given as (device_seq, op_id, record_id, key_epoch, sealed
+    payload), byte for byte what `PushRequest(...).model_dump_json()` gives, without building a
+    model per op (a push is up to 500 ops; the models cost more than the rest of the encoding).
+    The payload is `b64e` output and the ids are checked to be hex ids: nothing needs escaping.
+    The server validates every field as usual."""
+    for _, op_id, rid, _, _ in ops:
+        if not (_HEX_ID.fullmatch(op_id) and _HEX_ID.fullmatch(rid)):
+            raise ValueError("op and record ids must be 32 lowercase hex digits")
+    parts = [
+        f'{{"op_id":"{op_id}","device_seq":{seq:d},"record_id":"{rid}","key_epoch":{epoch:d},'
+        f'"payload":"{b64e(payload)}"}}'
+        for seq, op_id, rid, epoch, payload in ops
+    ]
+    return ('{"ops":[' + ",".join(parts) + "]}").encode("ascii")
 
 
 class PushResponse(_Msg):

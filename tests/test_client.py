@@ -171,3 +171,53 @@ def test_a_refused_op_is_set_aside_and_the_queue_goes_on(tmp_path: Path) -> None
     assert [(a[1], "refused by the server" in a[2]) for a in aside] == [(ids[1], True)]
     assert ws.get_person(ids[1]).alias == "P1"  # still applied locally
     ws.close()
+
+
+def test_encode_push_is_the_push_request_json() -> None:
+    ops = [(7, "ab" * 16, "cd" * 16, 2, bytes(range(200))), (8, "ef" * 16, "01" * 16, 2, b"\xff")]
+    model = p.PushRequest(ops=[p.OpIn(op_id=o, device_seq=s, record_id=r, key_epoch=e, payload=p.b64e(x))
+                               for s, o, r, e, x in ops])
+    assert p.encode_push(ops) == model.model_dump_json().encode()
+    with pytest.raises(ValueError):
+        p.encode_push([(1, 'a"' * 16, "cd" * 16, 1, b"x")])  # an id that would need escaping
+
+
+def _joined(tmp_path: Path, people: int) -> tuple[Workspace, list[str]]:
+    ws = Workspace(tmp_path / "dev", fast_kdf=True)
+    ws.init("passphrase-1")
+    ids = [ws.add_person({"alias": f"P{i}"}).id for i in range(people)]
+    ws.set_settings(server_url="https://outreach.example", team_id="c" * 32, role="worker", device_status="active")
+    ws.set_secret("token", b"t0ken")
+    return ws, ids
+
+
+def test_push_sends_one_batch_at_a_time_in_order_and_acks_each(tmp_path: Path) -> None:
+    ws, _ = _joined(tmp_path, 5)
+    pushes: list[list[int]] = []
+
+    def handler(req: requests.PreparedRequest) -> tuple[int, Any] | Exception:
+        body = json.loads(gzip.decompress(req.body) if req.headers.get("Content-Encoding") else req.body)  # type: ignore[arg-type]
+        seqs = [o["device_seq"] for o in body["ops"]]
+        pushes.append(seqs)
+        if 5 in seqs:
+            return requests.ConnectionError("cut")
+        return 200, {"acked_through": max(seqs), "accepted": len(seqs), "duplicates": 0, "purged": 0,
+                     "last_seq": max(seqs)}
+
+    session = requests.Session()
+    session.mount("https://", ScriptedAdapter(handler))
+    engine = SyncEngine(ws, session=session, push_ops=2)
+    engine._client = SyncClient("https://outreach.example", token="t0ken", session=session, retries=0)
+    with pytest.raises(Offline):
+        engine.push()
+    assert pushes == [[1, 2], [3, 4], [5]]
+    assert [row[0] for row in ws.store.outbox_all()] == [5]  # answered batches acknowledged, the cut one kept
+    ws.close()
+
+
+def test_an_ack_is_not_durable_but_leaves_the_store_durable(tmp_path: Path) -> None:
+    ws, _ = _joined(tmp_path, 2)
+    ws.ack(1)
+    assert [row[0] for row in ws.store.outbox_all()] == [2]
+    assert ws.store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
+    ws.close()

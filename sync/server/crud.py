@@ -234,6 +234,15 @@ _PURGE = Purge.__table__.c  # type: ignore[attr-defined]
 _TEAM_TABLE = Team.__table__  # type: ignore[attr-defined]
 _TEAM = _TEAM_TABLE.c
 _OP_TABLE = Op.__table__  # type: ignore[attr-defined]
+_OP_COLUMNS = ("team_id", "seq", "op_id", "device_id", "device_seq", "record_id", "key_epoch", "payload", "size",
+               "received_at")
+_PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def _insert_ops_sql(paramstyle: str) -> str:
+    """INSERT of one op row (the columns of `_OP_COLUMNS`, positional) in the driver's paramstyle."""
+    mark = _PLACEHOLDER[paramstyle]  # a KeyError here: a driver this server was not made for
+    return f"INSERT INTO op ({', '.join(_OP_COLUMNS)}) VALUES ({', '.join([mark] * len(_OP_COLUMNS))})"
 
 _BY_TOKEN = core_select(_DEVICE.id, _DEVICE.team_id, _DEVICE.role, _DEVICE.status, _DEVICE.last_seen).where(
     _DEVICE.token_hash == bindparam("token_hash")
@@ -510,7 +519,7 @@ def push_ops(
             ).scalars()
         )
 
-    rows: list[dict[str, object]] = []
+    rows: list[tuple[object, ...]] = []
     seen_ops, duplicates, purged = set(known_ops), 0, 0
     for op in ops:
         if op.op_id in seen_ops or op.device_seq in taken_seqs:
@@ -533,23 +542,16 @@ def push_ops(
             purged += 1
             continue
         rows.append(
-            {
-                "team_id": team_id,
-                "seq": next_seq,
-                "op_id": op.op_id,
-                "device_id": device_id,
-                "device_seq": op.device_seq,
-                "record_id": op.record_id,
-                "key_epoch": op.key_epoch,
-                "payload": op.payload,
-                "size": len(op.payload),
-                "received_at": now,
-            }
+            (team_id, next_seq, op.op_id, device_id, op.device_seq, op.record_id, op.key_epoch, op.payload,
+             len(op.payload), now)
         )
         next_seq += 1
     if rows:
         connection = session.connection()
-        connection.execute(_OP_TABLE.insert(), rows)  # Core executemany
+        # The driver's own executemany: Core's per-value bind processing and parameter
+        # compilation cost more than SQLite's insert (measured). Every value is a str, int,
+        # float or bytes, which both drivers take as they are.
+        connection.exec_driver_sql(_insert_ops_sql(connection.dialect.paramstyle), rows)
         connection.execute(update(_TEAM_TABLE).where(_TEAM.id == team_id).values(next_seq=next_seq))
     return PushResult(
         acked_through=max(op.device_seq for op in ops),

@@ -77,6 +77,13 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged push survives a power cut
+    # Pushes write in bursts: checkpoint every ~40 MB of log instead of every 4 MB (each
+    # checkpoint copies and fsyncs the database file), and keep 8 MiB of pages per connection
+    # instead of 2 (the (team, record) index takes inserts at random places). Measured on 100,000
+    # ops in pushes of 500: the inserts and commits take 30 % less time.
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")
+    cursor.execute("PRAGMA journal_size_limit=67108864")
+    cursor.execute("PRAGMA cache_size=-8192")
     cursor.close()
 
 
