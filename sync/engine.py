@@ -397,52 +397,73 @@ class SyncEngine:
         report.pulled, report.applied, report.set_aside, report.purged = pulled
         return report
 
+    ACK_EVERY = 10  # answered batches dropped from the outbox in one local commit
+
     def push(self, progress: Progress | None = None) -> int:
-        """Push the outbox in batches. One request is in flight at a time; while the server stores
-        it, this device reads and encodes the next batch and then acknowledges the previous one
-        locally, so that the two sides work at once instead of in turn."""
+        """Push the outbox in batches, one request in flight at a time. Meanwhile a second thread
+        encodes and compresses the next batch (zlib lets go of the GIL) and this one drops
+        answered batches from the outbox, so the device works while the server does. The local
+        ack is taken every `ACK_EVERY` batches and when the push ends, in whatever way: ops the
+        server has but the outbox still holds are only pushed again, as duplicates."""
         client = self.client()
         total = self.ws.outbox_count()
         done = 0
         stale_retries = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outreach-push") as pool:
+        acked = unflushed = 0
 
-            def send(ops: list[tuple[int, str, str, int, bytes]]) -> Future[p.PushResponse] | None:
-                return pool.submit(client.push, _push_body(client, ops)) if ops else None
+        def flush() -> None:
+            nonlocal unflushed
+            if unflushed:
+                unflushed = 0
+                self.ws.ack(acked)
 
-            batch = self.ws.outbox_batch(self.push_ops, self.push_bytes)
-            sending = send(batch)
-            while sending is not None:
-                following = self.ws.outbox_batch(self.push_ops, self.push_bytes, batch[-1][0])
-                body = _push_body(client, following) if following else None  # encoded meanwhile
-                try:
-                    resp = sending.result()
-                except StaleEpoch:
-                    stale_retries += 1
-                    if stale_retries > 3:
-                        raise
-                    self.refresh_keys()  # moves the queued ops to the new epoch
-                    batch = self.ws.outbox_batch(self.push_ops, self.push_bytes)
-                    sending = send(batch)
-                    continue
-                except Rejected as exc:
-                    bad = _bad_op_index(exc, len(batch))
-                    if bad is None:
-                        raise
-                    log.warning("op %s refused by the server (%s); set aside", batch[bad][1], exc.code)
-                    self.ws.set_aside_outgoing(batch[bad][0], f"refused by the server: {exc}")
-                    batch = self.ws.outbox_batch(self.push_ops, self.push_bytes)
-                    sending = send(batch)
-                    continue
-                if resp.acked_through < batch[-1][0]:
-                    raise Offline("The server acknowledged less than was sent; will retry.")
-                # the next batch goes out before this one's local ack
-                sending = pool.submit(client.push, body) if body is not None else None
-                self.ws.ack(resp.acked_through)
-                done += len(batch)
-                if progress:
-                    progress("push", done, total)
-                batch = following
+        def start(body: Future[EncodedBody | list[p.OpIn]] | None) -> Future[p.PushResponse] | None:
+            return sender.submit(lambda: client.push(body.result())) if body is not None else None
+
+        def encode(ops: list[tuple[int, str, str, int, bytes]]) -> Future[EncodedBody | list[p.OpIn]] | None:
+            return encoder.submit(_push_body, client, ops) if ops else None
+
+        try:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outreach-push") as sender, \
+                    ThreadPoolExecutor(max_workers=1, thread_name_prefix="outreach-push-encode") as encoder:
+                batch = self.ws.outbox_batch(self.push_ops, self.push_bytes)
+                sending = start(encode(batch))
+                while sending is not None:
+                    following = self.ws.outbox_batch(self.push_ops, self.push_bytes, batch[-1][0])
+                    body = encode(following)  # while the server stores this batch
+                    try:
+                        resp = sending.result()
+                    except StaleEpoch:
+                        stale_retries += 1
+                        if stale_retries > 3:
+                            raise
+                        flush()
+                        self.refresh_keys()  # moves the queued ops to the new epoch
+                        batch = self.ws.outbox_batch(self.push_ops, self.push_bytes)
+                        sending = start(encode(batch))
+                        continue
+                    except Rejected as exc:
+                        bad = _bad_op_index(exc, len(batch))
+                        if bad is None:
+                            raise
+                        log.warning("op %s refused by the server (%s); set aside", batch[bad][1], exc.code)
+                        flush()
+                        self.ws.set_aside_outgoing(batch[bad][0], f"refused by the server: {exc}")
+                        batch = self.ws.outbox_batch(self.push_ops, self.push_bytes)
+                        sending = start(encode(batch))
+                        continue
+                    if resp.acked_through < batch[-1][0]:
+                        raise Offline("The server acknowledged less than was sent; will retry.")
+                    sending = start(body)
+                    acked, unflushed = resp.acked_through, unflushed + 1
+                    if unflushed >= self.ACK_EVERY:
+                        flush()
+                    done += len(batch)
+                    if progress:
+                        progress("push", done, total)
+                    batch = following
+        finally:
+            flush()
         return done
 
     def pull(self, progress: Progress | None = None, *, wait: float = 0.0) -> tuple[int, int, int, int]:

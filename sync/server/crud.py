@@ -236,13 +236,11 @@ _TEAM = _TEAM_TABLE.c
 _OP_TABLE = Op.__table__  # type: ignore[attr-defined]
 _OP_COLUMNS = ("team_id", "seq", "op_id", "device_id", "device_seq", "record_id", "key_epoch", "payload", "size",
                "received_at")
+# positional parameters of the drivers the server runs on (sqlite3, psycopg); another driver
+# fails here with a KeyError, not with wrong SQL
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
-
-def _insert_ops_sql(paramstyle: str) -> str:
-    """INSERT of one op row (the columns of `_OP_COLUMNS`, positional) in the driver's paramstyle."""
-    mark = _PLACEHOLDER[paramstyle]  # a KeyError here: a driver this server was not made for
-    return f"INSERT INTO op ({', '.join(_OP_COLUMNS)}) VALUES ({', '.join([mark] * len(_OP_COLUMNS))})"
+_INSERT_OPS = f"INSERT INTO op ({', '.join(_OP_COLUMNS)}) VALUES ({{marks}})"
 
 _BY_TOKEN = core_select(_DEVICE.id, _DEVICE.team_id, _DEVICE.role, _DEVICE.status, _DEVICE.last_seen).where(
     _DEVICE.token_hash == bindparam("token_hash")
@@ -493,31 +491,44 @@ def push_ops(
                 "Ops sealed under an epoch the team does not have.",
                 {"current_epoch": current_epoch, "field": f"ops.{index}.key_epoch"},
             )
+    # The look-ups in the driver's own SQL: Core's rendering of 500-value IN lists cost more
+    # than SQLite's search (measured: 1.8 s of 4.9 for 100,000 ops in pushes of 500).
+    connection = session.connection()
+    mark = _PLACEHOLDER[connection.dialect.paramstyle]
+
+    def marks(n: int) -> str:
+        return ", ".join([mark] * n)
+
     op_ids = sorted({op.op_id for op in ops})
     known_ops: dict[str, str] = {}
     for chunk in _chunks(op_ids):
         known_ops.update(
-            session.execute(core_select(_OP.op_id, _OP.team_id).where(_OP.op_id.in_(chunk))).all()
+            connection.exec_driver_sql(f"SELECT op_id, team_id FROM op WHERE op_id IN ({marks(len(chunk))})",
+                                       tuple(chunk)).all()
         )
     if any(owner != team_id for owner in known_ops.values()):
         raise ApiError(ErrorCode.CONFLICT, "An op id of this push is taken.", {"field": "ops"})
-    taken_seqs = dict(
-        session.execute(
-            core_select(_OP.device_seq, _OP.op_id).where(
-                _OP.team_id == team_id,
-                _OP.device_id == device_id,
-                _OP.device_seq.in_(sorted({op.device_seq for op in ops})),
-            )
-        ).all()
-    )
-    record_ids = sorted({op.record_id for op in ops})
-    purged_ids: set[str] = set()
-    for chunk in _chunks(record_ids):
-        purged_ids.update(
-            session.execute(
-                core_select(_PURGE.record_id).where(_PURGE.team_id == team_id, _PURGE.record_id.in_(chunk))
-            ).scalars()
+    seqs = sorted({op.device_seq for op in ops})
+    taken_seqs: dict[int, str] = {}
+    for start in range(0, len(seqs), _CHUNK):
+        chunk_seqs = seqs[start : start + _CHUNK]
+        taken_seqs.update(
+            connection.exec_driver_sql(
+                f"SELECT device_seq, op_id FROM op WHERE team_id = {mark} AND device_id = {mark} "
+                f"AND device_seq IN ({marks(len(chunk_seqs))})",
+                (team_id, device_id, *chunk_seqs),
+            ).all()
         )
+    purged_ids: set[str] = set()
+    if connection.exec_driver_sql(f"SELECT 1 FROM purge WHERE team_id = {mark} LIMIT 1", (team_id,)).first():
+        record_ids = sorted({op.record_id for op in ops})
+        for chunk in _chunks(record_ids):
+            purged_ids.update(
+                connection.exec_driver_sql(
+                    f"SELECT record_id FROM purge WHERE team_id = {mark} AND record_id IN ({marks(len(chunk))})",
+                    (team_id, *chunk),
+                ).scalars()
+            )
 
     rows: list[tuple[object, ...]] = []
     seen_ops, duplicates, purged = set(known_ops), 0, 0
@@ -547,11 +558,10 @@ def push_ops(
         )
         next_seq += 1
     if rows:
-        connection = session.connection()
         # The driver's own executemany: Core's per-value bind processing and parameter
         # compilation cost more than SQLite's insert (measured). Every value is a str, int,
         # float or bytes, which both drivers take as they are.
-        connection.exec_driver_sql(_insert_ops_sql(connection.dialect.paramstyle), rows)
+        connection.exec_driver_sql(_INSERT_OPS.format(marks=marks(len(_OP_COLUMNS))), rows)
         connection.execute(update(_TEAM_TABLE).where(_TEAM.id == team_id).values(next_seq=next_seq))
     return PushResult(
         acked_through=max(op.device_seq for op in ops),
