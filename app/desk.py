@@ -149,12 +149,12 @@ class Desk:
     def _overview(self, period: str, worker: str | None, today: date) -> OverviewView:
         ws = self.ws
         start, end = period_bounds(period, today)
-        ov = reports.overview(ws, today=today, start=start, end=end, worker=worker)
+        f = reports.facts(ws)  # once: the overview and every series read the same snapshot
+        ov = reports.overview(ws, today=today, start=start, end=end, worker=worker, snapshot=f)
         series = {kind.value: reports.monthly_series(ws, kind, start=start, end=end, worker=worker,
                                                      by_category=kind is not reports.SeriesKind.HOMELESS,
-                                                     today=today)
+                                                     today=today, snapshot=f)
                   for kind in reports.SeriesKind}
-        f = reports.facts(ws)
         workers = sorted({w for c in f.contacts for w in c.workers}, key=str.casefold)
         return OverviewView(overview=ov, series=series, workers=workers, period=period, worker=worker)
 

@@ -40,7 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import InvalidInput, VaultLocked
 from .vocab import ContactKind, HomelessCategory, RecordType, Status
@@ -81,6 +81,8 @@ DEFAULT_BASELINE = 169
 _TARGET_KEY = "goal_target"
 _BASELINE_KEY = "goal_baseline"
 _MAX_GOAL = 1_000_000
+_NOT_FOUND = ContactKind.NOT_FOUND.value
+_NO_WORKERS: frozenset[str] = frozenset()
 
 
 class SeriesKind(StrEnum):
@@ -133,8 +135,9 @@ def norm_worker(name: str) -> str:
     return " ".join(name.casefold().split())
 
 
-@dataclass(frozen=True)
-class ContactFact:
+class ContactFact(NamedTuple):
+    """One contact as the figures see it (a tuple: 100,000 of them are made for every overview)."""
+
     id: str
     person_id: str | None
     at: datetime
@@ -145,7 +148,7 @@ class ContactFact:
 
     @property
     def met(self) -> bool:
-        return self.person_id is not None and self.kind != ContactKind.NOT_FOUND.value
+        return self.person_id is not None and self.kind != _NOT_FOUND
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,9 @@ def facts(ws: Workspace) -> Facts:
     _require_unlocked(ws)
     recs = ws.index.records
     persons = {pid: p for pid, p in recs[RecordType.PERSON].items()}
-    contacts: list[ContactFact] = []
+    crews: dict[tuple[str, ...], frozenset[str]] = {}  # a team has few crews: normalise each once
+    street = ContactKind.STREET.value
+    keyed: list[tuple[datetime, str, ContactFact]] = []
     for cid, values in recs[RecordType.CONTACT].items():
         at = to_datetime(values.get("at"))
         if at is None:
@@ -215,12 +220,19 @@ def facts(ws: Workspace) -> Facts:
         pid = values.get("person_id") or None
         if pid is not None and pid not in persons:
             pid = None  # a person erased or merged away: the contact stays, as an anonymous one
-        contacts.append(ContactFact(
-            id=cid, person_id=pid, at=at, day=at.date(), kind=str(values.get("kind") or ContactKind.STREET.value),
-            workers=frozenset(norm_worker(str(w)) for w in values.get("workers") or () if str(w).strip()),
-            living=values.get("living") or None,
-        ))
-    contacts.sort(key=lambda c: (c.at.replace(tzinfo=None), c.id))
+        names = values.get("workers")
+        if names:
+            crew = tuple(str(w) for w in names)
+            workers = crews.get(crew)
+            if workers is None:
+                workers = crews[crew] = frozenset(norm_worker(w) for w in crew if w.strip())
+        else:
+            workers = _NO_WORKERS
+        fact = ContactFact(cid, pid, at, at.date(), str(values.get("kind") or street), workers,
+                           values.get("living") or None)
+        keyed.append((at.replace(tzinfo=None) if at.tzinfo else at, cid, fact))
+    keyed.sort()  # by time, then id (ids are unique: the facts themselves are never compared)
+    contacts = [k[2] for k in keyed]
     first: dict[str, date] = {}
     last: dict[str, date] = {}
     workers_of: dict[str, set[str]] = {}
@@ -418,11 +430,12 @@ class Overview:
 
 
 def overview(ws: Workspace, *, today: date | None = None, start: date | None = None, end: date | None = None,
-             worker: str | None = None) -> Overview:
-    """The overview; the period defaults to this year up to today."""
+             worker: str | None = None, snapshot: Facts | None = None) -> Overview:
+    """The overview; the period defaults to this year up to today. `snapshot`: facts already
+    taken (one `facts(ws)` serves an overview and its series)."""
     today = today or date.today()
     start, end = _period(start, end, today)
-    f = facts(ws)
+    f = snapshot or facts(ws)
     scope = f.persons_of(worker)
     by_status = dict.fromkeys((s.value for s in Status), 0)
     for p in scope.values():
@@ -462,9 +475,9 @@ class MonthlySeries:
 
 def monthly_series(ws: Workspace, kind: SeriesKind | str, *, start: date | None = None, end: date | None = None,
                    worker: str | None = None, by_category: bool = False,
-                   today: date | None = None) -> MonthlySeries:
+                   today: date | None = None, snapshot: Facts | None = None) -> MonthlySeries:
     """A monthly series from `start`'s month to `end`'s (default: the 12 months up to today)."""
-    return _monthly_series(ws, facts(ws), SeriesKind(kind), start=start, end=end, worker=worker,
+    return _monthly_series(ws, snapshot or facts(ws), SeriesKind(kind), start=start, end=end, worker=worker,
                            by_category=by_category, today=today or date.today())
 
 
