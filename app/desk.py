@@ -44,6 +44,9 @@ from .state import (
 )
 
 if TYPE_CHECKING:
+    from models.workspace import Workspace
+    from sync.engine import SyncEngine
+
     from .services import Services
 
 __all__ = ["Desk", "default_export_dir", "qr_png"]
@@ -78,11 +81,11 @@ class Desk:
         self._names_at = -1e9  # when the device names were last fetched (monotonic)
 
     @property
-    def ws(self) -> Any:
+    def ws(self) -> Workspace:
         return self.s.ws
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> SyncEngine:
         return self.s.engine
 
     def _t(self) -> Translator:
