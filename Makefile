@@ -7,7 +7,7 @@ DATA ?= $(CURDIR)/data
 # the whole test run's limit: a hang shows up as a failure with the test's stack, inside CI's own limit
 TEST_TIMEOUT ?= 3600
 
-.PHONY: run test lint typecheck unit bench bench-quick server clean
+.PHONY: run test lint typecheck unit bench bench-quick bench-ui server clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,9 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(PY) -m bench --quick
+
+bench-ui: $(STAMP)
+	$(PY) -m bench.ui
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
