@@ -45,9 +45,19 @@ _CATEGORY_ORDER: tuple[str, ...] = (*(c.value for c in HomelessCategory), "none"
 def desk_tabs(ctx: Ctx, current: str) -> ft.Control:
     """The row that moves between the desk's screens (chips: they wrap on a phone)."""
     t = ctx.t
-    return ft.Row([choice_chip(t(key), name == current, (lambda r: lambda e: ctx.navigate(r))(route),
-                               f"desk-tab-{name}") for name, route, key in DESK_TABS],
-                  wrap=True, spacing=8, run_spacing=8)
+
+    def go(name: str, route: str) -> Any:
+        def tap(e: Any) -> None:
+            if name == current:  # the screen already shown: the chip stays chosen
+                e.control.selected = True
+                e.control.update()
+            else:
+                ctx.navigate(route)
+
+        return tap
+
+    return ft.Row([choice_chip(t(key), name == current, go(name, route), f"desk-tab-{name}")
+                   for name, route, key in DESK_TABS], wrap=True, spacing=8, run_spacing=8)
 
 
 def figure(label: str, value: Any, identifier: str, *, hint: str | None = None) -> ft.Control:
