@@ -103,10 +103,14 @@ class NewContactScreen(Screen):
             choice_chip(t("contact.in_a_week"), False, lambda e: self._set_follow(date.today() + timedelta(days=7)),
                         "nc-fu-week"),
         ], wrap=True, spacing=8)
+        # one subtree for who the contact is with: a keystroke or a chip redraws it alone, not the
+        # whole form (Flet diffs whatever `update()` is called on; the page is ~10x the work)
+        self.person_section = ft.Column([self.person_chosen, self.search_box, self.results, self.person_actions,
+                                         self.person_error.control], spacing=8,
+                                        horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
         return page_body([
             section_title(t("contact.who")),
-            self.person_chosen, self.search_box, self.results, self.person_actions,
-            self.person_error.control,
+            self.person_section,
             section_title(t("contact.where")),
             self.place_chips, self.new_place_box,
             ft.Row([text_button(t("contact.use_position"), self._locate, "nc-locate", icon=ft.Icons.MY_LOCATION),
@@ -206,21 +210,25 @@ class NewContactScreen(Screen):
         self.draft.choose_person(None, anonymous=True)
         self.person_error.show("")
         self._draw_person()
+        self._redraw(self.person_section)
 
     def _new_person(self, e: Any) -> None:
         self.draft.choose_person(None, new_alias=(self.search.value or "").strip())
         self.person_error.show("")
         self._draw_person()
+        self._redraw(self.person_section)
 
     def _clear_person(self, e: Any) -> None:
         self.draft.choose_person(None)
         self.search.value = ""
         self._draw_person()
         self._show_results(self.choices.recent_persons)
+        self._redraw(self.person_section)
 
     def _on_search(self, e: Any) -> None:
         self.ctx.touch()
-        self._draw_person()
+        self._draw_person()  # only the "new person: <text>" chip changes as one types
+        self._redraw(self.person_actions)
         if self._search_task is not None:
             self._search_task.cancel()
         self._search_task = self.later(SEARCH_PAUSE, self._run_search)
@@ -231,7 +239,11 @@ class NewContactScreen(Screen):
         if problem or rows is None or self.disposed or text != (self.search.value or ""):
             return
         self._show_results(rows)
-        self.update()
+        self._redraw(self.results)
+
+    def _redraw(self, control: ft.Control) -> None:
+        if not self.disposed:
+            control.update()
 
     # ------------------------------------------------------------------ place
     def _select_place(self, place_id: str | None) -> None:
