@@ -221,7 +221,10 @@ class Router:
             self.shell.show_sync(view)
         if self.screen is not None:
             self.screen.on_sync(view)
-        self.page.update()
+        if self.shell is not None and self.screen is not None and type(self.screen).on_sync is Screen.on_sync:
+            self.shell.update_sync()  # only the chip and the progress bar changed: redraw them alone
+        else:
+            self.page.update()
 
     def _on_data(self) -> None:
         screen = self.screen

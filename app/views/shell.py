@@ -100,6 +100,12 @@ class Shell:
                        padding=0, spacing=0,
                        horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
 
+    def update_sync(self) -> None:
+        """Send what `show_sync` changed (a redraw of the chip and the progress bar, not the page)."""
+        for control in (self.chip.control, self.progress, self.progress_text):
+            if control.parent is not None:  # on the page (a frame being replaced may not be)
+                control.update()
+
     def show_sync(self, view: SyncView) -> None:
         t = self.ctx.t
         model = chip_model(view)
