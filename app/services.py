@@ -78,6 +78,7 @@ __all__ = ["AppConfig", "Services", "SyncScheduler", "Problem", "explain", "keys
 
 log = logging.getLogger("outreach.app")
 T = TypeVar("T")
+VERIFY_AFTER = 3.0  # seconds after an unlock before every row is opened in the background
 
 
 @dataclass(frozen=True)
@@ -258,7 +259,10 @@ class Services:
         """After an unlock from the sealed snapshot: open every row in the background, and take
         any that fails its check off the screens (it is named in the log, never its content)."""
         try:
-            damaged = await asyncio.to_thread(self.ws.find_damaged)
+            await asyncio.sleep(VERIFY_AFTER)  # the first screen and the first search come first
+            if not self.ws.unlocked:
+                return
+            damaged = await asyncio.to_thread(self.ws.find_damaged, pause=0.005)
             if damaged:
                 await self.call(self.ws.drop_damaged, damaged)
         except StoreError as exc:  # locked again meanwhile: the next unlock checks again

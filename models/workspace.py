@@ -391,16 +391,22 @@ class Workspace:
         self.drop_damaged(damaged)
         return damaged
 
-    def find_damaged(self) -> list[TamperedRecord]:
-        """The read-only half of `verify`: safe to run in a worker thread while the app is used."""
+    def find_damaged(self, *, pause: float = 0.0, every: int = 500) -> list[TamperedRecord]:
+        """The read-only half of `verify`: safe to run in a worker thread while the app is used.
+        With `pause`, it sleeps that long after every `every` rows, so that a screen being drawn
+        meanwhile is not kept waiting for the interpreter by 100,000 rows being opened."""
         vault = self._vault()
         damaged = []
+        n = 0
         for rtype in RecordType:
             for rid, epoch, blob in list(self.store.iter_rows(rtype)):
                 try:
                     vault.open_row(rtype.value, rid, epoch, blob)
                 except SealError:
                     damaged.append(TamperedRecord(rtype.value, rid))
+                n += 1
+                if pause and n % every == 0:
+                    time.sleep(pause)
         return damaged
 
     def drop_damaged(self, damaged: list[TamperedRecord]) -> None:

@@ -184,3 +184,39 @@ def test_a_conflict_is_shown_plainly_and_settled(tmp_path: Path, make_team, remo
         assert detail.conflicts == [] and detail.person.status.value == "housed"
     finally:
         run(s.close())
+
+
+def test_a_row_damaged_on_disk_is_taken_off_the_screens_after_unlock(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unlock trusts the sealed snapshot for speed; the rows themselves are opened in the
+    background a moment later, and one that fails its check leaves the lists."""
+    import sqlite3
+
+    import app.services as services_module
+
+    monkeypatch.setattr(services_module, "VERIFY_AFTER", 0.0)
+    s = Services(AppConfig(data_dir=tmp_path / "device", fast_kdf=True))
+    try:
+        run(s.create_workspace(PIN))
+        s.ws.add_person({"alias": "Hel"})
+        damaged = s.ws.add_person({"alias": "Skadet"}).id
+        run(s.lock())  # writes the snapshot
+        conn = sqlite3.connect(tmp_path / "device" / "outreach.db")
+        with conn:
+            (blob,) = conn.execute("SELECT sealed FROM person WHERE id=?", (damaged,)).fetchone()
+            conn.execute("UPDATE person SET sealed=? WHERE id=?", (blob[:-1] + bytes([blob[-1] ^ 1]), damaged))
+        conn.close()
+
+        async def unlock_and_check() -> tuple[list[str], list[str]]:
+            await s.unlock(PIN)
+            before = sorted(r.alias for r in (await s.persons())[0])
+            await s._verify_task
+            after = sorted(r.alias for r in (await s.persons())[0])
+            return before, after
+
+        before, after = run(unlock_and_check())
+        assert before == ["Hel", "Skadet"]  # from the snapshot, at once
+        assert after == ["Hel"]
+        assert [d.record_id for d in s.ws.damaged] == [damaged]
+    finally:
+        run(s.close())
