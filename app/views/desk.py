@@ -29,7 +29,7 @@ from ..components.ui import (
 from ..state import PERIOD_CHOICES, OverviewView, parse_count
 from .base import Ctx, Screen
 
-__all__ = ["OverviewScreen", "DESK_TABS", "desk_tabs"]
+__all__ = ["DeskScreen", "OverviewScreen", "DESK_TABS", "desk_tabs"]
 
 # (name, route, i18n key)
 DESK_TABS: list[tuple[str, str, str]] = [
@@ -73,9 +73,14 @@ def figure(label: str, value: Any, identifier: str, *, hint: str | None = None) 
     return wrapped
 
 
-class OverviewScreen(Screen):
+class DeskScreen(Screen):
+    """A screen of the coordinator's desk (the routes refuse a worker's device)."""
+
     title_key = "desk.title"
     nav = "desk"
+
+
+class OverviewScreen(DeskScreen):
 
     def __init__(self, ctx: Ctx, params: dict[str, str]) -> None:
         super().__init__(ctx, params)

@@ -25,8 +25,8 @@ from ..components.ui import (
     tid,
 )
 from ..state import DeskDevice, DevicesView, Invite
-from .base import Ctx, Screen
-from .desk import desk_tabs
+from .base import Ctx
+from .desk import DeskScreen, desk_tabs
 
 __all__ = ["DevicesScreen", "show_invite", "invite_now"]
 
@@ -68,9 +68,7 @@ async def invite_now(ctx: Ctx) -> bool:
     return True
 
 
-class DevicesScreen(Screen):
-    title_key = "desk.title"
-    nav = "desk"
+class DevicesScreen(DeskScreen):
 
     def __init__(self, ctx: Ctx, params: dict[str, str]) -> None:
         super().__init__(ctx, params)

@@ -30,8 +30,8 @@ from ..components.ui import (
     tid,
 )
 from ..state import AuditRow, RetentionRow, parse_count
-from .base import Ctx, Screen
-from .desk import desk_tabs
+from .base import Ctx
+from .desk import DeskScreen, desk_tabs
 
 __all__ = ["PrivacyScreen", "ask_erase", "show_access", "export_folder"]
 
@@ -113,9 +113,7 @@ async def show_access(ctx: Ctx, person_id: str) -> None:
     ))
 
 
-class PrivacyScreen(Screen):
-    title_key = "desk.title"
-    nav = "desk"
+class PrivacyScreen(DeskScreen):
 
     def __init__(self, ctx: Ctx, params: dict[str, str]) -> None:
         super().__init__(ctx, params)

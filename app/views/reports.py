@@ -27,8 +27,8 @@ from ..components.ui import (
     tid,
 )
 from ..state import PERIOD_CHOICES, CountView, ExportPlan, parse_count
-from .base import Ctx, Screen
-from .desk import desk_tabs
+from .base import Ctx
+from .desk import DeskScreen, desk_tabs
 from .privacy import export_folder
 
 __all__ = ["ReportsScreen"]
@@ -36,9 +36,7 @@ __all__ = ["ReportsScreen"]
 _EXPORTS = ("persons", "contacts", "follow_ups")
 
 
-class ReportsScreen(Screen):
-    title_key = "desk.title"
-    nav = "desk"
+class ReportsScreen(DeskScreen):
 
     def __init__(self, ctx: Ctx, params: dict[str, str]) -> None:
         super().__init__(ctx, params)

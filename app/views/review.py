@@ -26,8 +26,8 @@ from ..components.ui import (
     tid,
 )
 from ..state import DeskConflict, DuplicateRow, PersonRow
-from .base import Ctx, Screen
-from .desk import desk_tabs
+from .base import Ctx
+from .desk import DeskScreen, desk_tabs
 
 __all__ = ["ReviewScreen"]
 
@@ -35,9 +35,7 @@ _VOCAB_FIELDS = {"status": "status", "consent": "consent", "category": "category
                  "gender": "gender", "kind": "kind", "living": "living"}
 
 
-class ReviewScreen(Screen):
-    title_key = "desk.title"
-    nav = "desk"
+class ReviewScreen(DeskScreen):
 
     def __init__(self, ctx: Ctx, params: dict[str, str]) -> None:
         super().__init__(ctx, params)
