@@ -78,7 +78,9 @@ __all__ = ["AppConfig", "Services", "SyncScheduler", "Problem", "explain", "keys
 
 log = logging.getLogger("outreach.app")
 T = TypeVar("T")
-VERIFY_AFTER = 3.0  # seconds after an unlock before every row is opened in the background
+# seconds after an unlock before every row is opened in the background: the worker who unlocks
+# to log a meeting searches and saves first (damage on disk is rare; the snapshot was checked)
+VERIFY_AFTER = 15.0
 
 
 @dataclass(frozen=True)

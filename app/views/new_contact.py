@@ -34,6 +34,9 @@ __all__ = ["NewContactScreen"]
 _RECENT_PLACES = 8
 
 
+CONFIRM_FIRST = 0.05  # seconds between "saved" and leaving the form
+
+
 class NewContactScreen(Screen):
     title_key = "contact.new_title"
     nav = "today"
@@ -403,4 +406,7 @@ class NewContactScreen(Screen):
             self.update()
             return
         self.ctx.toast(self.t("contact.saved"))
+        # "saved" first: sent together with the route change, the confirmation waited ~90 ms for
+        # the next screen's first frames (bench.ui: tap to "saved" p50 164 -> 65 ms)
+        await asyncio.sleep(CONFIRM_FIRST)
         self.ctx.navigate(self.back or "/today")
