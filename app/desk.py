@@ -321,7 +321,7 @@ class Desk:
         if not target.is_absolute():
             raise InvalidInput("folder", "write the whole path of the folder")
         target = target.resolve()
-        if _within(target, self.ws.data_dir):
+        if exports.is_within(target, self.ws.data_dir):
             raise InvalidInput("folder", "never next to the encrypted data")
         if target.exists() and not target.is_dir():
             raise InvalidInput("folder", "that is a file, not a folder")
@@ -396,12 +396,4 @@ def _check_week(year: int | None, week: int | None) -> None:
         raise InvalidInput("year", "a year between 2000 and 2100")
     if week is None or not 1 <= week <= date(year, 12, 28).isocalendar()[1]:
         raise InvalidInput("week", "a week of that year")
-
-
-def _within(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(Path(folder).resolve())
-    except ValueError:
-        return False
-    return True
 

@@ -67,6 +67,7 @@ __all__ = [
     "ExportKind",
     "export_filename",
     "write_private",
+    "is_within",
     "ExportRequest",
     "CsvExport",
     "ExportWarning",
@@ -363,7 +364,7 @@ _SYNCED_NAMES = (
 def _synced_folder(path: Path, env: dict[str, str]) -> str | None:
     for var in ("OneDrive", "OneDriveCommercial", "OneDriveConsumer"):
         root = env.get(var)
-        if root and _is_within(path, Path(root)):
+        if root and is_within(path, Path(root)):
             return "OneDrive"
     for part in path.parts[:-1]:
         low = part.casefold()
@@ -374,7 +375,8 @@ def _synced_folder(path: Path, env: dict[str, str]) -> str | None:
     return None
 
 
-def _is_within(path: Path, folder: Path) -> bool:
+def is_within(path: Path, folder: Path) -> bool:
+    """Whether `path` is `folder` or lies inside it (links resolved)."""
     try:
         path.resolve().relative_to(folder.resolve())
     except ValueError:
@@ -389,7 +391,7 @@ def export_warning(ws: Workspace, req: ExportRequest, path: str | os.PathLike[st
     target = Path(path).expanduser().resolve()
     rows = len(_table(ws, req, None)) - 1
     return ExportWarning(
-        path=target, rows=rows, inside_data_dir=_is_within(target, ws.data_dir),
+        path=target, rows=rows, inside_data_dir=is_within(target, ws.data_dir),
         synced_folder=_synced_folder(target, dict(os.environ) if env is None else env), exists=target.exists(),
     )
 

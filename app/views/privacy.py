@@ -87,7 +87,6 @@ async def show_access(ctx: Ctx, person_id: str) -> None:
         ctx.toast(ctx.words(problem) if problem else "", error=True)
         return
     folder_box, folder = text_field(t("files.folder"), "access-folder", value=export_folder(ctx))
-    message = ErrorLine("access-message")
 
     async def save(ev: Any = None) -> None:
         ctx.memory["export_dir"] = folder.value or ""
@@ -97,7 +96,6 @@ async def show_access(ctx: Ctx, person_id: str) -> None:
             ctx.page.update()
             return
         folder.error = None
-        message.show("")
         ctx.page.pop_dialog()
         ctx.toast(t("access.saved", html=paths[0].name, json=paths[1].name, folder=str(paths[0].parent)))
 
@@ -106,7 +104,7 @@ async def show_access(ctx: Ctx, person_id: str) -> None:
         content=ft.Column([
             tid(ft.Text(text, size=13, font_family="monospace"), "access-document"),
             muted(t("files.plain_warning"), size=13),
-            folder_box, message.control,
+            folder_box,
         ], spacing=12, width=560, height=480, scroll=ft.ScrollMode.AUTO),
         actions=[text_button(t("common.close"), lambda ev: ctx.page.pop_dialog(), "access-close"),
                  primary_button(t("access.save"), save, "access-save", icon=ft.Icons.SAVE_ALT)],

@@ -15,7 +15,6 @@ import flet as ft
 from models.vocab import HomelessCategory
 
 from ..components.ui import (
-    ErrorLine,
     dropdown,
     labelled,
     muted,
@@ -53,7 +52,6 @@ class ReportsScreen(DeskScreen):
                                               keyboard=ft.KeyboardType.NUMBER, width=140)
         self.week_box, self.week = text_field(t("count.week"), "count-week", value=mem["week"],
                                               keyboard=ft.KeyboardType.NUMBER, width=120)
-        self.message = ErrorLine("files-message")
         self.count = ft.Column(spacing=6, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
 
     def build(self) -> ft.Control:
@@ -66,7 +64,6 @@ class ReportsScreen(DeskScreen):
             section_title(t("files.where")),
             self.folder_box,
             muted(t("files.plain_warning"), size=13),
-            self.message.control,
             section_title(t("files.exports")),
             muted(t("files.exports_intro")),
             self.period_box,
@@ -147,7 +144,6 @@ class ReportsScreen(DeskScreen):
             if problem or done is None:
                 self._problem(self.ctx.words(problem) if problem else None)
                 return
-            self.message.show("")
             self.ctx.toast(t("files.written", rows=done.rows, path=str(done.path)))
             self.update()
 

@@ -84,7 +84,7 @@ class ReviewScreen(DeskScreen):
             return ", ".join(str(v) for v in value)
         return str(value)
 
-    def _field_name(self, record_type: str, field: str) -> str:
+    def _field_name(self, field: str) -> str:
         t = self.t
         for key in (f"person.{field}", f"export.{field}"):
             if t.has(key):
@@ -95,7 +95,7 @@ class ReviewScreen(DeskScreen):
         t, i = self.t, c.item
         rtype = getattr(i.record_type, "value", i.record_type)
         ident = f"review-conflict-{n}"
-        field = self._field_name(rtype, i.field)
+        field = self._field_name(i.field)
         a, b = self._value(i.field, i.value_a), self._value(i.field, i.value_b)
 
         def side(letter: str, value: str, device: str, at: Any, shown: bool) -> ft.Control:
