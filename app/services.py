@@ -168,10 +168,14 @@ class _GuardedWorkspace(Workspace):
         super().__init__(data_dir, **kwargs)
         self.ui_lock = ui_lock
 
-    def apply_remote(self, ops: Iterable[RemoteOp], *, purges: Iterable[str] = (),
-                     cursor: tuple[str, int] | None = None) -> ApplyResult:
+    def receive(self, ops: Iterable[RemoteOp], *, purges: Iterable[str] = (),
+                cursor: tuple[str, int] | None = None) -> int:
         with self.ui_lock:
-            return super().apply_remote(ops, purges=purges, cursor=cursor)
+            return super().receive(ops, purges=purges, cursor=cursor)
+
+    def fold(self, max_ops: int | None = None) -> ApplyResult:
+        with self.ui_lock:
+            return super().fold(max_ops)
 
     def erase_local(self, record_ids: Iterable[str]) -> None:
         with self.ui_lock:
@@ -685,6 +689,7 @@ class SyncScheduler:
             return
         status_before = self.view.device_status
         self.view.running, self.view.progress, self.view.progress_count = True, None, 0
+        self.view.progress_phase, self.view.progress_total = "", 0
         self._publish()
         report: SyncReport | None = None
         started = time.monotonic()
@@ -726,6 +731,7 @@ class SyncScheduler:
 
     def _progress(self, phase: str, done: int, total: int) -> None:
         self.view.progress_count = done
+        self.view.progress_phase, self.view.progress_total = phase, total
         self.view.progress = (done / total) if total else None
         self._publish()
 

@@ -316,6 +316,8 @@ class SyncView:
     role: str | None = None  # coordinator | worker, once joined
     progress: float | None = None  # 0..1 during a long sync, None otherwise
     progress_count: int = 0
+    progress_phase: str = ""  # "push", "pull" (sent or received so far) or "fold" (received, being put in place)
+    progress_total: int = 0
     first_sync: bool = False
 
 

@@ -55,10 +55,20 @@ def _m0003_snapshot(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m0004_inbox(db: sqlite_utils.Database) -> None:
+    """Pulled pages are stored sealed and folded later: the network part of a first sync is short."""
+    db.table("inbox").create(
+        {"n": int, "op_id": str, "record_id": str, "device_id": str, "device_seq": int, "key_epoch": int,
+         "payload": bytes},
+        pk="n", not_null={"op_id", "record_id", "device_id", "device_seq", "key_epoch", "payload"},
+    )
+
+
 MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_initial", _m0001_initial),
     ("0002_sync", _m0002_sync),
     ("0003_snapshot", _m0003_snapshot),
+    ("0004_inbox", _m0004_inbox),
 ]
 
 

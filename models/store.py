@@ -1,13 +1,14 @@
 """The local store: the only SQL on the client. One SQLite file per device, one write connection,
 WAL with full fsync, explicit transactions (`atomic()`), schema by `migrations`.
 
-It owns rows of ids, key epochs and sealed blobs, the outbox, the keyring, device meta and sync
+It owns rows of ids, key epochs and sealed blobs, the outbox, the inbox of pulled ops, the keyring, device meta and sync
 state. It never sees a key or a plaintext personal value: callers hand it sealed bytes. Every local
 change is written as its sealed row plus its outbox op inside one `atomic()` block by `workspace`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -20,12 +21,13 @@ from .migrations import migrate
 from .tables import SEALED_TABLES
 from .vocab import RecordType
 
-__all__ = ["Store", "OutboxRow", "SetAsideRow", "DB_NAME", "data_files"]
+__all__ = ["Store", "OutboxRow", "SetAsideRow", "InboxRow", "DB_NAME", "data_files"]
 
 DB_NAME = "outreach.db"
 
 OutboxRow = tuple[int, str, str, int, bytes]  # device_seq, op_id, record_id, key_epoch, payload
 SetAsideRow = tuple[str, str, str, int, int, bytes, str, float]
+InboxRow = tuple[str, str, int, str, int, bytes]  # op_id, device_id, device_seq, record_id, key_epoch, payload
 
 
 def data_files(data_dir: Path) -> list[Path]:
@@ -225,6 +227,27 @@ class Store:
     def outbox_count(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
+    # ---------------------------------------------------------------------------- inbox
+    def inbox_put(self, rows: Iterable[InboxRow]) -> None:
+        self.conn.executemany(
+            "INSERT INTO inbox (op_id, device_id, device_seq, record_id, key_epoch, payload) VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    def inbox_batch(self, max_ops: int) -> list[tuple[int, str, str, int, str, int, bytes]]:
+        """The oldest pulled ops still to be folded: (n, op id, device id, device seq, record id,
+        key epoch, payload), in the order they were pulled."""
+        return list(self.conn.execute(
+            "SELECT n, op_id, device_id, device_seq, record_id, key_epoch, payload FROM inbox ORDER BY n LIMIT ?",
+            (max_ops,),
+        ))
+
+    def inbox_drop_through(self, n: int) -> None:
+        self.conn.execute("DELETE FROM inbox WHERE n <= ?", (n,))
+
+    def inbox_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM inbox").fetchone()[0])
+
     # ------------------------------------------------------------------------ conflicts
     def set_conflicts(self, record_type: RecordType, record_id: str, fields: Iterable[str]) -> None:
         self.conn.execute("DELETE FROM reviewconflict WHERE record_id=?", (record_id,))
@@ -263,6 +286,8 @@ class Store:
         self.conn.executemany("DELETE FROM reviewconflict WHERE record_id=?", ((r,) for r in ids))
         self.conn.executemany("DELETE FROM setaside WHERE record_id=?", ((r,) for r in ids))
         self.drop_outbox_for(ids)
+        if ids:  # one pass over the inbox, however many ids
+            self.conn.execute("DELETE FROM inbox WHERE record_id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
 
     def erased_ids(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT record_id FROM erased")}

@@ -37,7 +37,7 @@ __all__ = [
     "PlaceBase", "PlaceCreate", "PlaceUpdate", "PlacePublic", "Place",
     "FollowUpBase", "FollowUpCreate", "FollowUpUpdate", "FollowUpPublic", "FollowUp",
     "AuditEventBase", "AuditEventCreate", "AuditEventPublic", "AuditEvent",
-    "Keyring", "Meta", "Outbox", "SyncState", "ReviewConflict", "SetAside", "Erased", "Snapshot",
+    "Keyring", "Meta", "Outbox", "SyncState", "ReviewConflict", "SetAside", "Inbox", "Erased", "Snapshot",
     "SEALED_TABLES", "FAMILIES", "REVIEWED_FIELDS", "LOCAL_TABLES",
 ]
 
@@ -378,6 +378,21 @@ class Erased(SQLModel, table=True):
     at: float
 
 
+class Inbox(SQLModel, table=True):
+    """Pulled ops, still sealed, waiting to be folded into the rows (in the order pulled). A page
+    lands here with its cursor in one transaction, so a device is done with the network as soon as
+    its pages are stored; folding is local work that resumes after a restart."""
+
+    __tablename__ = "inbox"
+    n: int | None = Field(default=None, primary_key=True)
+    op_id: str = Field(max_length=32)
+    record_id: str = Field(max_length=32)
+    device_id: str = Field(max_length=32)
+    device_seq: int
+    key_epoch: int
+    payload: bytes
+
+
 class Snapshot(SQLModel, table=True):
     """The opened index, sealed whole at lock, so that the next unlock opens one blob instead of
     every row. Valid only while `gen` equals the store's change counter; otherwise ignored."""
@@ -397,7 +412,8 @@ SEALED_TABLES: dict[RecordType, str] = {
     RecordType.AUDIT: "auditevent",
 }
 
-LOCAL_TABLES = ("keyring", "meta", "outbox", "syncstate", "reviewconflict", "setaside", "erased", "snapshot")
+LOCAL_TABLES = ("keyring", "meta", "outbox", "syncstate", "reviewconflict", "setaside", "erased", "snapshot",
+                "inbox")
 
 # type -> (Create, Update, Public)
 FAMILIES: dict[RecordType, tuple[type[SQLModel], type[SQLModel] | None, type[SQLModel]]] = {

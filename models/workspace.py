@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -99,9 +99,9 @@ def _validate(model: type[M], data: Any) -> M:
         raise validation_error(exc) from None
 
 
-@dataclass(frozen=True)
-class RemoteOp:
-    """An op as pulled from the server: metadata in the clear, payload sealed."""
+class RemoteOp(NamedTuple):
+    """An op as pulled from the server: metadata in the clear, payload sealed. A tuple in the
+    inbox's column order: a page of them is inserted as it is."""
 
     op_id: str
     device_id: str
@@ -113,6 +113,7 @@ class RemoteOp:
 
 @dataclass
 class ApplyResult:
+    ops: int = 0  # taken from the inbox
     applied: int = 0
     skipped: int = 0  # own ops, erased records, no change
     set_aside: list[tuple[str, str]] = field(default_factory=list)  # (op id, error)
@@ -1007,49 +1008,81 @@ class Workspace:
         with self.store.atomic(durable=False):
             self.store.ack_outbox(through_seq)
 
-    def apply_remote(self, ops: Iterable[RemoteOp], *, purges: Iterable[str] = (),
-                     cursor: tuple[str, int] | None = None) -> ApplyResult:
-        """Apply a pulled page: ops through the merge, purges, and the new cursor, in one transaction.
-        An op that cannot be opened or makes no sense is set aside with its error; the rest goes on."""
+    FOLD_OPS = 1000  # pulled ops folded into the rows per transaction
+
+    def receive(self, ops: Iterable[RemoteOp], *, purges: Iterable[str] = (),
+                cursor: tuple[str, int] | None = None) -> int:
+        """Store a pulled page in the inbox as it came (sealed), with the page's purges and its
+        cursor, in one transaction. Nothing is opened here: the device is done with the network
+        as soon as its pages are stored, and `fold` applies them. Returns the ops stored (our own
+        come back from the server too and are dropped).
+
+        Not worth an fsync: a power cut can only undo whole pages together with their cursor,
+        and those pages are pulled again."""
+        vault = self._vault()
+        store = self.store
+        me = vault.device_id
+        rows = [o for o in ops if o.device_id != me]
+        purge_ids = list(purges)
+        with store.atomic(durable=False):
+            if purge_ids:
+                store.mark_erased(purge_ids, self._now())  # also from the inbox
+            store.inbox_put(rows)
+            if cursor is not None:
+                store.set_sync_state(cursor[0], cursor[1])
+        for rid in purge_ids:
+            for rtype in RecordType:
+                if rid in self.index.records[rtype]:
+                    self.index.put(rtype, rid, None)
+        return len(rows)
+
+    def inbox_count(self) -> int:
+        """Pulled ops not yet folded into the rows."""
+        return self.store.inbox_count()
+
+    def fold(self, max_ops: int | None = None) -> ApplyResult:
+        """Fold the oldest pulled ops (at most `max_ops`) into the rows through the merge, and
+        drop them from the inbox, in one transaction. An op that cannot be opened or makes no
+        sense is set aside with its error; the rest goes on. `ApplyResult.ops` is 0 when the
+        inbox is empty."""
         vault = self._vault()
         store = self.store
         result = ApplyResult()
-        me = vault.device_id
         with _no_gc(), store.atomic():
+            batch = store.inbox_batch(max_ops or self.FOLD_OPS)
+            if not batch:
+                return result
+            result.ops = len(batch)
             erased = store.erased_ids()
-            purge_ids = [p for p in purges]
-            if purge_ids:
-                store.mark_erased(purge_ids, self._now())
-                erased.update(purge_ids)
             states: dict[str, tuple[RecordType, RecordState]] = {}
-            for rop in ops:
-                if rop.device_id == me or rop.record_id in erased:
+            for _n, op_id, device_id, device_seq, record_id, key_epoch, payload in batch:
+                rop = RemoteOp(op_id, device_id, device_seq, record_id, key_epoch, payload)
+                if record_id in erased:
                     result.skipped += 1
                     continue
                 try:
                     op = self._open_remote(rop)
                     rtype = RecordType(op.record_type)
-                    if rop.record_id in states:
-                        have_type, state = states[rop.record_id]
-                    elif rop.record_id in self._types:
-                        have_type = self._types[rop.record_id]
-                        state = self._state(have_type, rop.record_id) or new_state(have_type.value)
+                    if record_id in states:
+                        have_type, state = states[record_id]
+                    elif record_id in self._types:
+                        have_type = self._types[record_id]
+                        state = self._state(have_type, record_id) or new_state(have_type.value)
                     else:
                         have_type, state = rtype, new_state(rtype.value)
                     if have_type is not rtype:
-                        raise TamperedRecord(rtype.value, rop.record_id)
+                        raise TamperedRecord(rtype.value, record_id)
                 except (StoreError, SealError, ValueError, KeyError, TypeError) as exc:
                     error = str(exc) if isinstance(exc, StoreError) else f"cannot apply op: {type(exc).__name__}"
-                    store.set_aside((rop.op_id, rop.record_id, rop.device_id, rop.device_seq, rop.key_epoch,
-                                     rop.payload, error, self._now()))
-                    result.set_aside.append((rop.op_id, error))
+                    store.set_aside((op_id, record_id, device_id, device_seq, key_epoch, payload, error, self._now()))
+                    result.set_aside.append((op_id, error))
                     continue
                 self.clock.observe(op.hlc)
                 if apply_op(state, op, REVIEWED_FIELDS.get(rtype, _EMPTY)):
                     result.applied += 1
                 else:
                     result.skipped += 1
-                states[rop.record_id] = (rtype, state)
+                states[record_id] = (rtype, state)
             epoch = self.epoch
             by_type: dict[RecordType, list[tuple[str, int, bytes]]] = {}
             for rid, (rtype, state) in states.items():
@@ -1059,16 +1092,24 @@ class Workspace:
             for rtype, rows in by_type.items():
                 store.put_rows(rtype, rows)
             store.set_meta("hlc", self.clock.last)
-            if cursor is not None:
-                store.set_sync_state(cursor[0], cursor[1])
-        for rid in purge_ids:
-            for rtype in RecordType:
-                if rid in self.index.records[rtype]:
-                    self.index.put(rtype, rid, None)
+            store.inbox_drop_through(batch[-1][0])
         # places first: persons' texts include their usual place's name
         for rid, (rtype, state) in sorted(states.items(), key=lambda kv: kv[1][0] is not RecordType.PLACE):
             self._index_put(rtype, rid, state)
         return result
+
+    def apply_remote(self, ops: Iterable[RemoteOp], *, purges: Iterable[str] = (),
+                     cursor: tuple[str, int] | None = None) -> ApplyResult:
+        """`receive` a page and `fold` the whole inbox: what a sync does, in one call. Our own ops
+        coming back count as skipped."""
+        ops = list(ops)
+        total = ApplyResult(skipped=len(ops) - self.receive(ops, purges=purges, cursor=cursor))
+        while (part := self.fold()).ops:
+            total.ops += part.ops
+            total.applied += part.applied
+            total.skipped += part.skipped
+            total.set_aside += part.set_aside
+        return total
 
     def _open_remote(self, rop: RemoteOp) -> Op:
         vault = self._vault()

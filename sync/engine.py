@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import requests
 
 from models.vault import RecoveryCode, SealError, Vault, fingerprint, make_proof, verify_proof
-from models.workspace import ApplyResult, RemoteOp, Workspace
+from models.workspace import RemoteOp, Workspace
 
 from . import protocol as p
 from .client import EncodedBody, SyncClient
@@ -390,6 +390,7 @@ class SyncEngine:
         if ws.setting("device_status") != p.DeviceStatus.ACTIVE.value and not self.refresh_keys():
             report.pending = True
             return report
+        self.fold(progress)  # what a run cut short left behind: local work, also offline
         if self.is_coordinator:
             report.admitted, report.rejected = self.admit_pending()
         report.pushed = self.push(progress)
@@ -466,13 +467,16 @@ class SyncEngine:
             flush()
         return done
 
-    def pull(self, progress: Progress | None = None, *, wait: float = 0.0) -> tuple[int, int, int, int]:
-        """Pull every page after the stored cursor. The next page is fetched while this one is
-        applied (the server works while we decrypt); each page lands with its cursor in one local
-        transaction, so a run cut anywhere resumes at the last applied page."""
+    def pull(self, progress: Progress | None = None, *, wait: float = 0.0,
+             fold: bool = True) -> tuple[int, int, int, int]:
+        """Pull every page after the stored cursor, then fold what came. The next page is fetched
+        while this one is stored; each page lands in the inbox, still sealed, with its cursor in
+        one local transaction, so a run cut anywhere resumes at the last stored page and the
+        device needs the network only as long as the transfer takes. `fold=False` leaves the
+        folding to `fold()`. (pulled, applied, set aside, purged)"""
         client = self.client()
         cursor = int(self.ws.sync_value("cursor", "0") or 0)
-        pulled = applied = set_aside = purged = 0
+        pulled = purged = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outreach-pull") as pool:
             ahead = pool.submit(client.pull, cursor, self.pull_limit, wait)
             while True:
@@ -485,17 +489,33 @@ class SyncEngine:
                     self.refresh_keys()
                 ops = [RemoteOp(o.op_id, o.device_id, o.device_seq, o.record_id, o.key_epoch, p.b64d(o.payload))
                        for o in page.ops]
-                result: ApplyResult = self.ws.apply_remote(ops, purges=[x.record_id for x in page.purges],
-                                                           cursor=("cursor", page.next))
+                self.ws.receive(ops, purges=[x.record_id for x in page.purges], cursor=("cursor", page.next))
                 cursor = page.next
                 pulled += len(ops)
-                applied += result.applied
-                set_aside += len(result.set_aside)
                 purged += len(page.purges)
                 if progress:
                     progress("pull", pulled, 0)
                 if not page.more:
-                    return pulled, applied, set_aside, purged
+                    break
+        applied, set_aside = self.fold(progress) if fold else (0, 0)
+        return pulled, applied, set_aside, purged
+
+    def fold(self, progress: Progress | None = None) -> tuple[int, int]:
+        """Fold every pulled op waiting in the inbox into the rows, a transaction at a time (the
+        UI may save between two). Local work only: also done offline, for what a run that was cut
+        short left behind. (applied, set aside)"""
+        total = self.ws.inbox_count()
+        done = applied = set_aside = 0
+        while total:
+            result = self.ws.fold()
+            if not result.ops:
+                break
+            done += result.ops
+            applied += result.applied
+            set_aside += len(result.set_aside)
+            if progress:
+                progress("fold", done, max(total, done))
+        return applied, set_aside
 
 
 def _push_body(client: SyncClient, ops: list[tuple[int, str, str, int, bytes]]) -> EncodedBody | list[p.OpIn]:

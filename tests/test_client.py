@@ -182,6 +182,27 @@ def test_encode_push_is_the_push_request_json() -> None:
         p.encode_push([(1, 'a"' * 16, "cd" * 16, 1, b"x")])  # an id that would need escaping
 
 
+@pytest.mark.parametrize("more", [True, False])
+def test_encode_pull_is_the_pull_response_json(more: bool) -> None:
+    ops = [(3, "ab" * 16, "12" * 16, 9, "cd" * 16, 2, bytes(range(256))), (5, "ef" * 16, "34" * 16, 1, "01" * 16, 1, b"")]
+    purges = [(4, "99" * 16)]
+    model = p.PullResponse(
+        ops=[p.OpOut(seq=s, op_id=o, device_id=d, device_seq=ds, record_id=r, key_epoch=e, payload=p.b64e(x))
+             for s, o, d, ds, r, e, x in ops],
+        purges=[p.PurgeOut(seq=s, record_id=r) for s, r in purges], next=5, more=more, current_epoch=2)
+    assert p.encode_pull(ops, purges, 5, more, 2) == model.model_dump_json().encode()
+    assert p.PullResponse.model_validate_json(p.encode_pull([], [], 0, False, 1)) == p.PullResponse(
+        ops=[], next=0, more=False, current_epoch=1)
+
+
+def test_the_server_gzips_a_pull_only_for_a_client_that_takes_it() -> None:
+    from sync.server.app import _accepts_gzip
+
+    assert _accepts_gzip("gzip, deflate") and _accepts_gzip("br;q=1.0, GZIP;q=0.5") and _accepts_gzip("*")
+    assert not _accepts_gzip("") and not _accepts_gzip("identity") and not _accepts_gzip("gzip;q=0")
+    assert not _accepts_gzip("gzip;q=zero")
+
+
 def _joined(tmp_path: Path, people: int) -> tuple[Workspace, list[str]]:
     ws = Workspace(tmp_path / "dev", fast_kdf=True)
     ws.init("passphrase-1")

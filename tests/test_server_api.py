@@ -543,6 +543,23 @@ def test_purge_drops_ops_and_later_pushes(h: Harness) -> None:
 # --- pull ---------------------------------------------------------------------------------------
 
 
+def test_a_pull_page_is_gzipped_only_for_a_client_that_takes_gzip(h: Harness) -> None:
+    coord = h.found()
+    worker = h.worker(coord)
+    sent = [op(i + 1, size=300) for i in range(30)]
+    h.push(worker, sent)
+    pages = {}
+    for accept in ("gzip, deflate", "identity"):
+        response = h.call("GET", "/v1/pull", coord.token, params={"since": 0}, headers={"Accept-Encoding": accept})
+        assert response.status_code == 200, response.text
+        pages[accept] = (response.headers.get("content-encoding"), response.json())
+    assert pages["gzip, deflate"][0] == "gzip" and pages["identity"][0] is None
+    assert pages["gzip, deflate"][1] == pages["identity"][1]
+    got = pages["identity"][1]
+    assert [(o["op_id"], o["payload"]) for o in got["ops"]] == [(o["op_id"], o["payload"]) for o in sent]
+    assert (got["next"], got["more"], got["purges"]) == (30, False, [])
+
+
 def test_pull_pages_by_cursor(h: Harness) -> None:
     coord = h.found()
     h.push(coord, [op(i) for i in range(1, 26)])

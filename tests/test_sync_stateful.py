@@ -577,12 +577,13 @@ class SyncMachine(RuleBasedStateMachine):
         self._run_sync(self.devices[d], plan)
 
     @precondition(lambda self: any(self._to_pull(dev) for dev in self.devices))
-    @rule(d=DEVICE, point=st.sampled_from(["apply_start", "apply_rows", "apply_cursor"]), nth=st.integers(0, 1),
+    @rule(d=DEVICE, point=st.sampled_from(["receive_start", "receive_cursor", "fold_rows"]), nth=st.integers(0, 1),
           plan=FAULT_PLAN)
     @step
     def sync_killed_in_pull(self, d: int, point: str, nth: int, plan: list[tuple[Fault, str | None, int]]) -> None:
-        """The app dies while applying the n-th pulled page: before its transaction, after the
-        rows are written, or when the cursor is written."""
+        """The app dies while storing the n-th pulled page (before its transaction, or when the
+        cursor is written) or while folding the n-th batch of the inbox into the rows (after the
+        rows are written, before the commit)."""
         busy = [dev for dev in self.devices if self._to_pull(dev)]
         self._killed_sync(busy[d % len(busy)], point, nth, plan)
 
@@ -599,32 +600,41 @@ class SyncMachine(RuleBasedStateMachine):
         """A sync during which the app dies at `point`. The transaction must roll back; the app
         restarts from disk and the next sync picks up where this one stopped."""
         ws, store = dev.ws, dev.ws.store
-        calls = {"apply": 0, "ack": 0}
+        calls = {"receive": 0, "fold": 0, "ack": 0}
         armed = {"now": False}
-        cursor_applied = [ws.sync_value("cursor", "0")]  # the cursor of the last page applied whole
-        real_apply, real_put_rows, real_set_state, real_ack = (
-            ws.apply_remote, store.put_rows, store.set_sync_state, store.ack_outbox)
+        cursor_applied = [ws.sync_value("cursor", "0")]  # the cursor of the last page stored whole
+        real_receive, real_fold, real_put_rows, real_set_state, real_ack = (
+            ws.receive, ws.fold, store.put_rows, store.set_sync_state, store.ack_outbox)
 
-        def apply_remote(*args: Any, **kwargs: Any) -> Any:
-            calls["apply"] += 1
-            armed["now"] = calls["apply"] == nth + 1
+        def receive(*args: Any, **kwargs: Any) -> Any:
+            calls["receive"] += 1
+            armed["now"] = point.startswith("receive") and calls["receive"] == nth + 1
             try:
-                if armed["now"] and point == "apply_start":
+                if armed["now"] and point == "receive_start":
                     raise Killed(point)
-                result = real_apply(*args, **kwargs)
+                result = real_receive(*args, **kwargs)
                 cursor_applied.append(str(kwargs["cursor"][1]))
                 return result
             finally:
                 armed["now"] = False
 
+        def fold(*args: Any, **kwargs: Any) -> Any:
+            if ws.inbox_count():
+                calls["fold"] += 1
+                armed["now"] = point == "fold_rows" and calls["fold"] == nth + 1
+            try:
+                return real_fold(*args, **kwargs)
+            finally:
+                armed["now"] = False
+
         def put_rows(*args: Any, **kwargs: Any) -> None:
             real_put_rows(*args, **kwargs)
-            if armed["now"] and point == "apply_rows":
+            if armed["now"] and point == "fold_rows":
                 raise Killed(point)
 
         def set_sync_state(key: str, value: Any) -> None:
             real_set_state(key, value)
-            if armed["now"] and point == "apply_cursor" and key == "cursor":
+            if armed["now"] and point == "receive_cursor" and key == "cursor":
                 raise Killed(point)
 
         def ack_outbox(through_seq: int) -> int:
@@ -634,7 +644,8 @@ class SyncMachine(RuleBasedStateMachine):
                 raise Killed(point)
             return deleted
 
-        ws.apply_remote = apply_remote  # type: ignore[method-assign]
+        ws.receive = receive  # type: ignore[method-assign]
+        ws.fold = fold  # type: ignore[method-assign]
         store.put_rows = put_rows  # type: ignore[method-assign]
         store.set_sync_state = set_sync_state  # type: ignore[method-assign]
         store.ack_outbox = ack_outbox  # type: ignore[method-assign]
@@ -646,7 +657,7 @@ class SyncMachine(RuleBasedStateMachine):
             killed = True
             dev.faults.clear()
         finally:
-            del ws.apply_remote, store.put_rows, store.set_sync_state, store.ack_outbox
+            del ws.receive, ws.fold, store.put_rows, store.set_sync_state, store.ack_outbox
         note(f"device {dev.index} sync killed at {point} #{nth}: {killed}")
         event(f"kill {point}: {'fired' if killed else 'not reached'}")
         if not killed:

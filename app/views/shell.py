@@ -114,4 +114,9 @@ class Shell:
         self.progress.visible = long_run
         self.progress.value = view.progress
         self.progress_text.visible = long_run
-        self.progress_text.value = t("sync.progress_count", n=view.progress_count) if long_run else ""
+        if not long_run:
+            self.progress_text.value = ""
+        elif view.progress_phase == "fold":
+            self.progress_text.value = t("sync.progress_fold", n=view.progress_count, total=view.progress_total)
+        else:
+            self.progress_text.value = t("sync.progress_count", n=view.progress_count)

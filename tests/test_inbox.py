@@ -1,0 +1,125 @@
+"""Pulled pages are stored sealed in the inbox with their cursor, and folded into the rows after:
+nothing pulled is visible before it is folded, everything is after, a purge reaches ops still in
+the inbox, a bad op is set aside without holding up the rest, and the inbox survives a restart
+and is folded on the next sync even when the server cannot be reached."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import PASSPHRASE
+from serverproc import ServerProcess, create_team
+
+from models.workspace import RemoteOp, Workspace
+from sync.engine import SyncEngine
+from sync.errors import Offline
+
+MakeTeam = Callable[..., list[Workspace]]
+RemoteOps = Callable[..., list[RemoteOp]]
+PASS = "inbox passphrase 1"
+
+
+def _aliases(ws: Workspace) -> list[str]:
+    return sorted(p.alias for p in ws.persons())
+
+
+def test_received_ops_wait_sealed_until_folded_in_batches(make_team: MakeTeam, remote_ops: RemoteOps) -> None:
+    a, b = make_team(2)
+    for i in range(5):
+        a.add_person({"alias": f"Person {i}"})
+    ops = remote_ops(a)
+    assert b.receive(ops, cursor=("cursor", 5)) == 5
+    assert b.store.sync_state("cursor") == "5" and b.inbox_count() == 5
+    assert _aliases(b) == [] and b.search("Person").persons == []  # stored, not yet folded
+    stored = b.store.inbox_batch(10)
+    assert [row[6] for row in stored] == [op.payload for op in ops]  # as they came: sealed
+
+    first = b.fold(max_ops=2)
+    assert (first.ops, first.applied) == (2, 2) and b.inbox_count() == 3
+    assert _aliases(b) == ["Person 0", "Person 1"]
+    rest = b.fold()
+    assert (rest.ops, rest.applied) == (3, 3) and b.inbox_count() == 0
+    assert _aliases(b) == [f"Person {i}" for i in range(5)]
+    assert b.search("Person 3").persons[0].alias == "Person 3"
+    assert b.fold().ops == 0  # nothing left
+    assert b.outbox_count() == 0  # what was pulled is not sent again
+
+
+def test_our_own_ops_coming_back_are_not_stored(make_team: MakeTeam, remote_ops: RemoteOps) -> None:
+    a, _ = make_team(2)
+    a.add_person({"alias": "Mine"})
+    assert a.receive(remote_ops(a)) == 0 and a.inbox_count() == 0
+
+
+def test_a_purge_drops_the_records_ops_still_in_the_inbox(make_team: MakeTeam, remote_ops: RemoteOps) -> None:
+    a, b = make_team(2)
+    gone = a.add_person({"alias": "Erase me"}).id
+    a.add_contact({"person_id": gone, "at": "2026-11-30T21:00:00", "note": "a note"})
+    a.add_person({"alias": "Keep me"})
+    b.receive(remote_ops(a), cursor=("cursor", 3))
+    assert b.inbox_count() == 3
+    contact_id = next(op.record_id for op in remote_ops(a) if op.record_id != gone and op.device_seq == 2)
+    b.receive([], purges=[gone, contact_id], cursor=("cursor", 5))
+    assert b.inbox_count() == 1  # the erased records' ciphertext is gone before it was ever opened
+    b.fold()
+    assert _aliases(b) == ["Keep me"] and b.contacts() == []
+
+
+def test_a_bad_op_in_the_inbox_is_set_aside_and_the_rest_folds(make_team: MakeTeam, remote_ops: RemoteOps) -> None:
+    a, b = make_team(2)
+    for alias in ("One", "Two", "Three"):
+        a.add_person({"alias": alias})
+    ops = remote_ops(a)
+    damaged = ops[1]._replace(payload=ops[1].payload[:-1] + bytes([ops[1].payload[-1] ^ 1]))
+    b.receive([ops[0], damaged, ops[2]])
+    result = b.fold()
+    assert result.applied == 2 and [op_id for op_id, _ in result.set_aside] == [damaged.op_id]
+    assert _aliases(b) == ["One", "Three"] and b.inbox_count() == 0
+    assert [row[0] for row in b.store.set_aside_rows()] == [damaged.op_id]
+
+
+def test_the_inbox_survives_a_restart(make_team: MakeTeam, remote_ops: RemoteOps,
+                                      make_workspace: Callable[..., Workspace]) -> None:
+    a, b = make_team(2)
+    a.add_person({"alias": "Across a restart"})
+    b.receive(remote_ops(a), cursor=("cursor", 1))
+    b.close()  # the app is closed before folding
+    again = make_workspace("device1", init=False)
+    again.unlock(PASSPHRASE)
+    assert again.inbox_count() == 1 and _aliases(again) == []
+    again.fold()
+    assert _aliases(again) == ["Across a restart"]
+
+
+def test_what_a_cut_sync_left_in_the_inbox_is_folded_offline(tmp_path: Path) -> None:
+    """A worker's app is killed right after the transfer (pages stored, not folded); it restarts
+    where there is no signal. The next sync attempt folds the inbox before it finds out it is
+    offline: the team's records are on screen without the server."""
+    (tmp_path / "server").mkdir()
+    with ServerProcess(workdir=tmp_path / "server") as server:
+        coord = Workspace(tmp_path / "coord", fast_kdf=True)
+        coord.init(PASS, worker_name="Kim")
+        ceng = SyncEngine(coord)
+        ceng.join(server.url, create_team(server.db_url, "Nørrebro"))
+        for i in range(30):
+            coord.add_person({"alias": f"Team person {i}"})
+        worker = Workspace(tmp_path / "worker", fast_kdf=True)
+        worker.init(PASS, worker_name="Ali")
+        weng = SyncEngine(worker)
+        weng.join(server.url, ceng.invite())
+        ceng.sync()  # pushes, and lets the worker in
+        weng.pull_limit = 7  # several pages
+        assert weng.refresh_keys()
+        pulled, applied, _, _ = weng.pull(fold=False)
+        assert pulled == 30 and applied == 0 and worker.inbox_count() == 30 and _aliases(worker) == []
+        server.stop()
+        with pytest.raises(Offline):
+            weng.sync()
+        assert worker.inbox_count() == 0
+        assert _aliases(worker) == sorted(f"Team person {i}" for i in range(30))
+        weng.close()
+        ceng.close()
+        worker.close()
+        coord.close()
