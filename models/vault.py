@@ -23,6 +23,8 @@ import json
 import os
 import secrets
 import zlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,9 +142,7 @@ def _aead_open(aead: AESGCM, blob: bytes, ad: bytes) -> bytes:
         raise SealError("authentication failed") from exc
 
 
-def _compress(body: bytes, fast: bool = False) -> bytes:
-    if fast:  # megabytes (the index snapshot): speed over the last few percent
-        return zlib.compress(body, 1)
+def _compress(body: bytes) -> bytes:
     # A 4 KiB window and a small hash table: records are a few hundred bytes, and setting up
     # zlib's default 256 KiB state cost five times more than compressing (measured). The zlib
     # header records the window, so plain zlib.decompress reads it.
@@ -150,13 +150,16 @@ def _compress(body: bytes, fast: bool = False) -> bytes:
     return c.compress(body) + c.flush()
 
 
-def _pack(obj: Any, fast: bool = False) -> bytes:
+def _pack(obj: Any) -> bytes:
     body = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     if len(body) >= _COMPRESS_MIN:
-        packed = _compress(body, fast)
+        packed = _compress(body)
         if len(packed) < len(body):
             return b"\x01" + packed
     return b"\x00" + body
+
+
+_PARTS = b"\x02"  # the encoding flag of `seal_parts` (0: JSON, 1: zlib JSON)
 
 
 def _unpack(data: bytes) -> Any:
@@ -381,8 +384,45 @@ class Vault:
         return _aead_open(AESGCM(kek), rest, f"{team_id}|{epoch}".encode())
 
     # ------------------------------------------------------------------------ seal / open
-    def seal_row(self, record_type: str, record_id: str, epoch: int, obj: Any, *, fast: bool = False) -> bytes:
-        return _aead_seal(self._team_aead(epoch), _pack(obj, fast), row_ad(record_type, record_id, epoch))
+    def seal_row(self, record_type: str, record_id: str, epoch: int, obj: Any) -> bytes:
+        return _aead_seal(self._team_aead(epoch), _pack(obj), row_ad(record_type, record_id, epoch))
+
+    def seal_parts(self, record_type: str, record_id: str, epoch: int, parts: Sequence[Any]) -> bytes:
+        """Several JSON values sealed as one row, each compressed on its own (zlib level 1:
+        megabytes, speed over the last few percent) while the next is encoded in this thread
+        (zlib lets go of the GIL). `open_parts` inflates the next part while parsing this one."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outreach-seal") as pool:
+            packed = []
+            for part in parts:
+                body = json.dumps(part, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+                packed.append((len(body), pool.submit(zlib.compress, body, 1)))
+            framed = b"".join(len(c).to_bytes(4, "big") + size.to_bytes(4, "big") + c
+                              for size, c in ((size, f.result()) for size, f in packed))
+        return _aead_seal(self._team_aead(epoch), _PARTS + framed, row_ad(record_type, record_id, epoch))
+
+    def open_parts(self, record_type: str, record_id: str, epoch: int, blob: bytes) -> list[Any]:
+        """The values sealed by `seal_parts`, in order. A helper thread inflates the parts one
+        after the other while this one parses each as soon as it is inflated."""
+        plain = memoryview(_aead_open(self._team_aead(epoch), blob, row_ad(record_type, record_id, epoch)))
+        if plain[:1] != _PARTS:
+            raise SealError("not a sealed list of parts")
+        chunks, at = [], 1
+        while at < len(plain):
+            size, plain_size = int.from_bytes(plain[at:at + 4], "big"), int.from_bytes(plain[at + 4:at + 8], "big")
+            if size <= 0 or at + 8 + size > len(plain):
+                raise SealError("malformed sealed parts")
+            chunks.append((plain[at + 8:at + 8 + size], plain_size))
+            at += 8 + size
+        try:
+            # The output buffer sized to fit: zlib then inflates a part in one call without the
+            # GIL; growing the buffer would take the GIL back for every block, and json.loads
+            # (C, one call per part) holds it for a tenth of a second at a time.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outreach-open") as pool:
+                inflated = [pool.submit(zlib.decompress, chunk, zlib.MAX_WBITS, max(plain_size, 1))
+                            for chunk, plain_size in chunks]
+                return [json.loads(f.result()) for f in inflated]
+        except (ValueError, zlib.error) as exc:  # damage under a valid tag: impossible unless a bug
+            raise SealError(str(exc)) from exc
 
     def open_row(self, record_type: str, record_id: str, epoch: int, blob: bytes) -> Any:
         return _unpack(_aead_open(self._team_aead(epoch), blob, row_ad(record_type, record_id, epoch)))

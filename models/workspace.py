@@ -382,7 +382,8 @@ class Workspace:
             gc.freeze()
 
     _SNAPSHOT_ID = "index"
-    _SNAPSHOT_FORMAT = 2  # 2: record ids by type, and the index's derived texts and order ("d")
+    _SNAPSHOT_FORMAT = 3  # 2: record ids by type, the index's derived texts and order; 3: in parts
+    _SNAPSHOT_CHUNK = 20_000  # records per part: the next part is inflated while one is parsed
 
     def verify(self) -> list[TamperedRecord]:
         """Open every stored row and report the ones that fail their check (they leave the
@@ -425,14 +426,15 @@ class Workspace:
         ids_of: dict[str, list[str]] = {t.value: [] for t in RecordType}
         for rid, rtype in self._types.items():
             ids_of[rtype.value].append(rid)
-        body = {
-            "v": self._SNAPSHOT_FORMAT,
-            "g": gen,
-            "t": ids_of,
-            "r": {rtype.value: table for rtype, table in self.index.records.items()},
-            "d": self.index.dump_derived(),  # folded texts and time order: unlock only joins them
-        }
-        blob = self._vault().seal_row("snapshot", self._SNAPSHOT_ID, epoch, body, fast=True)
+        # parts: a small head first (its inflate is the only one nothing overlaps), the records
+        # as (type, [[id, record], ...]) in chunks, the derived texts and order last
+        parts: list[Any] = [{"v": self._SNAPSHOT_FORMAT, "g": gen, "t": ids_of}]
+        for rtype, table in self.index.records.items():
+            items = list(table.items())
+            for start in range(0, len(items), self._SNAPSHOT_CHUNK):
+                parts.append([rtype.value, items[start:start + self._SNAPSHOT_CHUNK]])
+        parts.append(self.index.dump_derived())
+        blob = self._vault().seal_parts("snapshot", self._SNAPSHOT_ID, epoch, parts)
         with store.atomic():
             if store.gen() == gen:
                 store.put_snapshot(gen, epoch, blob)
@@ -446,15 +448,17 @@ class Workspace:
             return False
         gen, epoch, blob = found
         try:
-            body = self._vault().open_row("snapshot", self._SNAPSHOT_ID, epoch, blob)
-            if body["g"] != gen or body.get("v") != self._SNAPSHOT_FORMAT:
+            head, *chunks, derived = self._vault().open_parts("snapshot", self._SNAPSHOT_ID, epoch, blob)
+            if head["g"] != gen or head.get("v") != self._SNAPSHOT_FORMAT:
                 return False  # stale, or written by an older version: a full load writes a new one
             types: dict[str, RecordType] = {}
-            for t, ids in body["t"].items():
+            for t, ids in head["t"].items():
                 types.update(dict.fromkeys(ids, RecordType(t)))
-            records = {RecordType(t): table for t, table in body["r"].items()}
+            records: dict[RecordType, dict[str, Any]] = {t: {} for t in RecordType}
+            for t, pairs in chunks:
+                records[RecordType(t)].update(pairs)
             index = Index()
-            index.load(records, body["d"])
+            index.load(records, derived)
         except (SealError, KeyError, ValueError, TypeError):
             log.warning("the sealed snapshot could not be used; opening every record instead")
             return False

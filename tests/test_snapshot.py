@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from models.vocab import RecordType
 from models.workspace import Workspace
 
@@ -116,3 +118,30 @@ def test_a_snapshot_of_another_format_is_not_used(tmp_path: Path) -> None:
     assert ws._snapshot_gen == -1
     assert _records(ws) == expected
     assert ws.search("soeren").persons
+
+
+def test_a_snapshot_in_many_parts_loads_what_a_full_load_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Workspace, "_SNAPSHOT_CHUNK", 2)  # every type in parts of two records
+    ws = _fresh(tmp_path)
+    for i in range(7):
+        ws.add_contact({"at": f"2026-11-2{i}T21:00", "note": f"kontakt {i}"})
+    ws.close()
+    with_snapshot = _unlock(tmp_path, snapshot=True)
+    assert with_snapshot._snapshot_gen == with_snapshot.store.gen()  # loaded from the snapshot
+    full = _unlock(tmp_path, snapshot=False)
+    assert _records(with_snapshot) == _records(full) and len(_records(full)[RecordType.CONTACT]) == 8
+    assert with_snapshot.search("kontakt 5") == full.search("kontakt 5")
+
+
+def test_a_snapshot_written_whole_by_an_older_version_is_not_used(tmp_path: Path) -> None:
+    ws = _fresh(tmp_path)
+    expected = _records(ws)
+    ws.close()
+    ws = _unlock(tmp_path, snapshot=True)
+    gen, epoch, _ = ws.store.snapshot()  # type: ignore[misc]
+    old = ws._vault().seal_row("snapshot", "index", epoch, {"v": 2, "g": gen, "t": {}, "r": {}, "d": {}})
+    with ws.store.atomic():
+        ws.store.put_snapshot(gen, epoch, old)
+    ws._forget()
+    again = _unlock(tmp_path, snapshot=True)
+    assert again._snapshot_gen == -1 and _records(again) == expected  # a full load

@@ -113,6 +113,22 @@ def test_any_flipped_byte_is_refused(vault: Vault) -> None:
             vault.open_row(*ROW, blob[:cut])
 
 
+def test_parts_round_trip_in_order_and_are_bound_like_a_row(vault: Vault) -> None:
+    parts = [{"v": 3}, RECORD, [["a" * 32, {"note": "kaffe " * 500}]], [], "ø"]
+    blob = vault.seal_parts(*ROW, parts)
+    assert vault.open_parts(*ROW, blob) == parts
+    assert vault.open_parts(*ROW, vault.seal_parts(*ROW, [])) == []
+    for at in (0, 5, 20, len(blob) // 2, len(blob) - 1):
+        with pytest.raises(SealError):
+            vault.open_parts(*ROW, _flip(blob, at))
+    with pytest.raises(SealError):
+        vault.open_parts("contact", ROW[1], ROW[2], blob)  # another record type
+    with pytest.raises(SealError):
+        vault.open_row(*ROW, blob)  # a list of parts is not a row
+    with pytest.raises(SealError):
+        vault.open_parts(*ROW, vault.seal_row(*ROW, parts))  # nor a row a list of parts
+
+
 def test_another_team_key_cannot_open(vault: Vault, make_vault: MakeVault) -> None:
     other, _, _ = make_vault("dev-b")
     blob = vault.seal_row(*ROW, RECORD)
