@@ -64,11 +64,17 @@ def _m0004_inbox(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m0005_dirty(db: sqlite_utils.Database) -> None:
+    """The rows changed since the snapshot: an unlock after a kill opens those, not every row."""
+    db.table("dirty").create({"record_id": str, "record_type": str}, pk="record_id", not_null={"record_type"})
+
+
 MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_initial", _m0001_initial),
     ("0002_sync", _m0002_sync),
     ("0003_snapshot", _m0003_snapshot),
     ("0004_inbox", _m0004_inbox),
+    ("0005_dirty", _m0005_dirty),
 ]
 
 

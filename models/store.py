@@ -143,23 +143,32 @@ class Store:
         return (row[0], row[1]) if row else None
 
     def put_rows(self, record_type: RecordType, rows: Iterable[tuple[str, int, bytes]]) -> None:
+        rows = list(rows)
         self.conn.executemany(
             f"INSERT OR REPLACE INTO {SEALED_TABLES[record_type]} (id, key_epoch, sealed) VALUES (?, ?, ?)", rows
         )
-        self._changed()
+        self._changed([(r[0], record_type.value) for r in rows])
 
     def delete_row(self, record_type: RecordType, record_id: str) -> None:
         self.conn.execute(f"DELETE FROM {SEALED_TABLES[record_type]} WHERE id=?", (record_id,))
-        self._changed()
+        self._changed([(record_id, record_type.value)])
 
     # ------------------------------------------------------------------ change counter
-    def _changed(self) -> None:
-        """Every change of a sealed row moves the counter, in the same transaction: a snapshot
-        taken at another count is stale."""
+    def _changed(self, rows: Iterable[tuple[str, str]] = ()) -> None:
+        """Every change of a sealed row moves the counter and marks the row dirty, in the same
+        transaction: a snapshot taken at another count is stale by exactly the dirty rows."""
         self.conn.execute(
             "INSERT INTO meta (key, value) VALUES ('gen', '1') "
             "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
         )
+        self.conn.executemany("INSERT OR IGNORE INTO dirty (record_id, record_type) VALUES (?, ?)", rows)
+
+    def dirty(self) -> list[tuple[str, str]]:
+        """(record id, record type) of every sealed row changed since the snapshot was written."""
+        return list(self.conn.execute("SELECT record_id, record_type FROM dirty"))
+
+    def dirty_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM dirty").fetchone()[0])
 
     def gen(self) -> int:
         return int(self.meta("gen", "0") or 0)
@@ -168,14 +177,22 @@ class Store:
         row = self.conn.execute("SELECT gen, key_epoch, sealed FROM snapshot WHERE name='index'").fetchone()
         return (row[0], row[1], row[2]) if row else None
 
+    def snapshot_gen(self) -> int | None:
+        row = self.conn.execute("SELECT gen FROM snapshot WHERE name='index'").fetchone()
+        return int(row[0]) if row else None
+
     def put_snapshot(self, gen: int, key_epoch: int, sealed: bytes) -> None:
+        """Store the snapshot taken at change count `gen` (call it in a transaction that checked
+        `gen()` is still `gen`): nothing is dirty since."""
         self.conn.execute(
             "INSERT OR REPLACE INTO snapshot (name, gen, key_epoch, sealed) VALUES ('index', ?, ?, ?)",
             (gen, key_epoch, sealed),
         )
+        self.conn.execute("DELETE FROM dirty")
 
     def drop_snapshot(self) -> None:
         self.conn.execute("DELETE FROM snapshot")
+        self.conn.execute("DELETE FROM dirty")  # nothing to be dirty against
 
     def iter_rows(self, record_type: RecordType) -> Iterator[tuple[str, int, bytes]]:
         yield from self.conn.execute(f"SELECT id, key_epoch, sealed FROM {SEALED_TABLES[record_type]}")

@@ -37,7 +37,7 @@ __all__ = [
     "PlaceBase", "PlaceCreate", "PlaceUpdate", "PlacePublic", "Place",
     "FollowUpBase", "FollowUpCreate", "FollowUpUpdate", "FollowUpPublic", "FollowUp",
     "AuditEventBase", "AuditEventCreate", "AuditEventPublic", "AuditEvent",
-    "Keyring", "Meta", "Outbox", "SyncState", "ReviewConflict", "SetAside", "Inbox", "Erased", "Snapshot",
+    "Keyring", "Meta", "Outbox", "SyncState", "ReviewConflict", "SetAside", "Inbox", "Dirty", "Erased", "Snapshot",
     "SEALED_TABLES", "FAMILIES", "REVIEWED_FIELDS", "LOCAL_TABLES",
 ]
 
@@ -393,6 +393,15 @@ class Inbox(SQLModel, table=True):
     payload: bytes
 
 
+class Dirty(SQLModel, table=True):
+    """A sealed row changed since the snapshot was taken (ids only, as in the sealed tables). An
+    unlock opens the snapshot and then these rows alone; cleared when a snapshot is written."""
+
+    __tablename__ = "dirty"
+    record_id: str = Field(primary_key=True, max_length=32)
+    record_type: str
+
+
 class Snapshot(SQLModel, table=True):
     """The opened index, sealed whole at lock, so that the next unlock opens one blob instead of
     every row. Valid only while `gen` equals the store's change counter; otherwise ignored."""
@@ -413,7 +422,7 @@ SEALED_TABLES: dict[RecordType, str] = {
 }
 
 LOCAL_TABLES = ("keyring", "meta", "outbox", "syncstate", "reviewconflict", "setaside", "erased", "snapshot",
-                "inbox")
+                "inbox", "dirty")
 
 # type -> (Create, Update, Public)
 FAMILIES: dict[RecordType, tuple[type[SQLModel], type[SQLModel] | None, type[SQLModel]]] = {

@@ -382,8 +382,10 @@ class Workspace:
             gc.freeze()
 
     _SNAPSHOT_ID = "index"
-    _SNAPSHOT_FORMAT = 3  # 2: record ids by type, the index's derived texts and order; 3: in parts
+    _SNAPSHOT_FORMAT = 4  # 2: record ids by type, the derived texts and order; 3: in parts; 4: + dirty rows
     _SNAPSHOT_CHUNK = 20_000  # records per part: the next part is inflated while one is parsed
+    _SNAPSHOT_DIRTY_MAX = 1000  # rows changed since the snapshot that a lock leaves to the next unlock
+    _SNAPSHOT_REFRESH_MAX = 10_000  # rows changed since the snapshot that an unlock opens on top of it
 
     def verify(self) -> list[TamperedRecord]:
         """Open every stored row and report the ones that fail their check (they leave the
@@ -418,10 +420,16 @@ class Workspace:
         self.damaged = damaged
 
     def _save_snapshot(self) -> None:
+        """Seal the index whole, unless the stored snapshot (loaded or written by this session,
+        so of this format) is behind by few enough rows for the next unlock to open them: a lock
+        must be quick (the phone is going to the background)."""
         store = self.store
         gen = store.gen()
-        if gen == self._snapshot_gen or self.damaged:
-            return  # unchanged since it was taken; or damaged rows, which a full load must report again
+        if self.damaged:
+            return  # damaged rows, which a full load must report again
+        if self._snapshot_gen >= 0 and store.snapshot_gen() == self._snapshot_gen and (
+                gen == self._snapshot_gen or store.dirty_count() <= self._SNAPSHOT_DIRTY_MAX):
+            return
         epoch = self.epoch
         ids_of: dict[str, list[str]] = {t.value: [] for t in RecordType}
         for rid, rtype in self._types.items():
@@ -441,12 +449,15 @@ class Workspace:
         self._snapshot_gen = gen
 
     def _load_snapshot(self) -> bool:
-        """Load the index from the sealed snapshot when it is current. False: do a full load."""
+        """Load the index from the sealed snapshot, and open the rows changed since it was taken
+        (the app was killed, or locked with few changes). False: do a full load."""
         store = self.store
         found = store.snapshot()
-        if found is None or found[0] != store.gen():
+        if found is None:
             return False
         gen, epoch, blob = found
+        if gen != store.gen() and store.dirty_count() > self._SNAPSHOT_REFRESH_MAX:
+            return False  # so much changed since (a first sync, then a kill) that opening every row is quicker
         try:
             head, *chunks, derived = self._vault().open_parts("snapshot", self._SNAPSHOT_ID, epoch, blob)
             if head["g"] != gen or head.get("v") != self._SNAPSHOT_FORMAT:
@@ -466,7 +477,28 @@ class Workspace:
         self.damaged = []
         self.index = index
         self._snapshot_gen = gen
+        if store.gen() != gen:  # the app was not locked since (killed): open what changed after
+            self._refresh_dirty(store.dirty())
         return True
+
+    def _refresh_dirty(self, dirty: list[tuple[str, str]]) -> None:
+        """Bring the index loaded from a snapshot up to date with the rows changed since (places
+        first: persons' texts hold their usual place's name). A damaged row leaves the screens and
+        is reported, as in a full load."""
+        for rid, rtype_value in sorted(dirty, key=lambda d: d[1] != RecordType.PLACE.value):
+            rtype = RecordType(rtype_value)
+            try:
+                state = self._state(rtype, rid)
+            except TamperedRecord as exc:
+                self.damaged.append(exc)
+                log.error("%s", exc)
+                self.index.put(rtype, rid, None)
+                continue
+            if state is None:  # the row is gone
+                self._types.pop(rid, None)
+                self.index.put(rtype, rid, None)
+            else:
+                self._index_put(rtype, rid, state)
 
     def _load_all(self) -> None:
         store = self.store

@@ -57,7 +57,9 @@ def test_a_change_after_the_snapshot_makes_it_stale(tmp_path: Path) -> None:
     ws._forget()  # a crash: no new snapshot written
     again = _unlock(tmp_path, snapshot=True)
     assert again.get_person(pid).alias == "Bjørn"
-    assert again._snapshot_gen == -1  # it did a full load
+    assert again.search("bjorn").persons[0].id == pid and not again.search("soeren").persons
+    assert again._snapshot_gen != again.store.gen()  # the snapshot, and the one row changed since
+    assert again.store.dirty() == [(pid, "person")]
 
 
 def test_a_tampered_snapshot_is_not_used(tmp_path: Path) -> None:
@@ -145,3 +147,79 @@ def test_a_snapshot_written_whole_by_an_older_version_is_not_used(tmp_path: Path
     ws._forget()
     again = _unlock(tmp_path, snapshot=True)
     assert again._snapshot_gen == -1 and _records(again) == expected  # a full load
+
+
+def _equal_to_full_load(tmp_path: Path, ws: Workspace) -> None:
+    full = _unlock(tmp_path, snapshot=False)
+    assert _records(ws) == _records(full)
+    assert ws._types == full._types
+    for query in ("soeren", "halmtorvet", "kaffe", "Vega", "te"):
+        assert ws.search(query) == full.search(query), query
+    assert [c.id for c in ws.contacts(limit=10)] == [c.id for c in full.contacts(limit=10)]
+
+
+def test_after_a_kill_the_snapshot_and_the_rows_changed_since_are_what_a_full_load_gives(tmp_path: Path) -> None:
+    ws = _fresh(tmp_path)
+    ws.close()
+    ws = _unlock(tmp_path, snapshot=True)
+    place = ws.places()[0]
+    person = ws.persons()[0]
+    ws.edit_place(place.id, {"name": "Vega"})  # the person's texts hold the place's name
+    new = ws.add_person({"alias": "Ny", "usual_place": place.id})
+    ws.add_contact({"at": "2026-11-30T22:00", "person_id": new.id, "note": "te og tæppe"})
+    ws.add_follow_up({"due": "2026-12-03", "person_id": person.id})
+    ws._forget()  # killed: no lock, no new snapshot
+    again = _unlock(tmp_path, snapshot=True)
+    assert again._snapshot_gen >= 0 and again._snapshot_gen != again.store.gen()  # snapshot + dirty rows
+    assert again.search("vega").persons and {p.alias for p in again.search("vega").persons} == {"Søren", "Ny"}
+    _equal_to_full_load(tmp_path, again)
+
+
+def test_a_lock_leaves_a_few_changed_rows_to_the_next_unlock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Workspace, "_SNAPSHOT_DIRTY_MAX", 3)
+    ws = _fresh(tmp_path)
+    ws.close()
+    ws = _unlock(tmp_path, snapshot=True)
+    blob = ws.store.snapshot()
+    ws.add_contact({"at": "2026-11-30T22:00", "note": "kaffe igen"})
+    ws.lock()  # one row (and its audit, if any) behind: not sealed again
+    assert ws.store.snapshot() == blob and 0 < ws.store.dirty_count() <= 3
+    ws = _unlock(tmp_path, snapshot=True)
+    _equal_to_full_load(tmp_path, ws)
+    for i in range(4):
+        ws.add_contact({"at": f"2026-11-2{i}T22:00", "note": f"mere {i}"})
+    ws.lock()  # now too far behind: sealed again, nothing dirty
+    assert ws.store.snapshot() != blob and ws.store.dirty_count() == 0
+    ws = _unlock(tmp_path, snapshot=True)
+    assert ws._snapshot_gen == ws.store.gen()
+    _equal_to_full_load(tmp_path, ws)
+
+
+def test_a_damaged_row_changed_since_the_snapshot_is_reported(tmp_path: Path) -> None:
+    ws = _fresh(tmp_path)
+    ws.close()
+    ws = _unlock(tmp_path, snapshot=True)
+    pid = ws.persons()[0].id
+    ws.edit_person(pid, {"description": "grøn jakke"})
+    ws._forget()
+    db = sqlite3.connect(tmp_path / "dev" / "outreach.db")
+    (blob,) = db.execute("SELECT sealed FROM person WHERE id=?", (pid,)).fetchone()
+    db.execute("UPDATE person SET sealed=? WHERE id=?", (blob[:-1] + bytes([blob[-1] ^ 1]), pid))
+    db.commit()
+    db.close()
+    again = _unlock(tmp_path, snapshot=True)
+    assert [d.record_id for d in again.damaged] == [pid]
+    assert pid not in {p.id for p in again.persons()}
+
+
+def test_too_much_changed_since_the_snapshot_means_a_full_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Workspace, "_SNAPSHOT_REFRESH_MAX", 2)
+    ws = _fresh(tmp_path)
+    ws.close()
+    ws = _unlock(tmp_path, snapshot=True)
+    for i in range(3):
+        ws.add_contact({"at": f"2026-11-2{i}T22:00", "note": f"mere {i}"})
+    ws._forget()  # killed with three rows changed since the snapshot
+    again = _unlock(tmp_path, snapshot=True)
+    assert again._snapshot_gen == -1  # opened every row
+    _equal_to_full_load(tmp_path, again)

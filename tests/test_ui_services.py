@@ -47,7 +47,9 @@ def test_a_new_device_then_unlock(services: Services) -> None:
 
 def test_saving_a_contact_with_a_new_person_and_place_in_one_go(services: Services) -> None:
     run(services.create_workspace(PIN))
-    earlier = max(datetime.now() - timedelta(minutes=5), datetime.now().replace(hour=0, minute=1))
+    # today and before the second contact below, also just after midnight
+    now = datetime.now()
+    earlier = max(now - timedelta(minutes=5), now.replace(hour=0, minute=0, second=0, microsecond=0))
     draft = ContactDraft(services={"food"}, note="Talte om bolig", follow_up_text=date.today().strftime("%d-%m-%Y"),
                          when_text=earlier.strftime("%d-%m-%Y %H:%M"))
     draft.choose_person(None, new_alias="Lange Peter")
