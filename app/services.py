@@ -81,6 +81,8 @@ T = TypeVar("T")
 # seconds after an unlock before every row is opened in the background: the worker who unlocks
 # to log a meeting searches and saves first (damage on disk is rare; the snapshot was checked)
 VERIFY_AFTER = 15.0
+# the row check waits while the user has done something in this many seconds
+QUIET_BEFORE_CHECK = 1.0
 
 
 @dataclass(frozen=True)
@@ -214,11 +216,20 @@ class Services:
         self.engine = SyncEngine(self.ws)
         self.sync = SyncScheduler(self, debounce=config.sync_debounce, interval=config.sync_interval)
         self.ws.on_change.append(self.sync.changed_threadsafe)
-        self.on_activity: list[Callable[[], None]] = []  # the shell's idle timer listens here
+        self.on_activity: list[Callable[[], None]] = [self._active]  # the shell's idle timer listens too
+        self._last_active = time.monotonic()
         self.desk = Desk(self)  # the coordinator's desk: devices, overview, review, data protection
         self._prefs = Preferences()
 
     # ------------------------------------------------------------------ plumbing
+    def _active(self) -> None:
+        self._last_active = time.monotonic()
+
+    def busy(self) -> bool:
+        """The user did something in the last `QUIET_BEFORE_CHECK` seconds: background work
+        that competes with the screens for the interpreter waits (the row check after unlock)."""
+        return time.monotonic() - self._last_active < QUIET_BEFORE_CHECK
+
     def _guarded(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self._lock:
             return fn(*args, **kwargs)
@@ -268,7 +279,7 @@ class Services:
             await asyncio.sleep(VERIFY_AFTER)  # the first screen and the first search come first
             if not self.ws.unlocked:
                 return
-            damaged = await asyncio.to_thread(self.ws.find_damaged, pause=0.005)
+            damaged = await asyncio.to_thread(self.ws.find_damaged, pause=0.005, busy=self.busy)
             if damaged:
                 await self.call(self.ws.drop_damaged, damaged)
         except StoreError as exc:  # locked again meanwhile: the next unlock checks again

@@ -395,10 +395,13 @@ class Workspace:
         self.drop_damaged(damaged)
         return damaged
 
-    def find_damaged(self, *, pause: float = 0.0, every: int = 500) -> list[TamperedRecord]:
+    def find_damaged(self, *, pause: float = 0.0, every: int = 500,
+                     busy: Callable[[], bool] | None = None) -> list[TamperedRecord]:
         """The read-only half of `verify`: safe to run in a worker thread while the app is used.
         With `pause`, it sleeps that long after every `every` rows, so that a screen being drawn
-        meanwhile is not kept waiting for the interpreter by 100,000 rows being opened."""
+        meanwhile is not kept waiting for the interpreter by 100,000 rows being opened; and while
+        `busy()` says the user is at work, it waits (in steps of `BUSY_WAIT`). Raises VaultLocked
+        when the workspace is locked meanwhile."""
         vault = self._vault()
         damaged = []
         n = 0
@@ -411,7 +414,13 @@ class Workspace:
                 n += 1
                 if pause and n % every == 0:
                     time.sleep(pause)
+                    while busy is not None and busy():
+                        if self.vault is not vault:
+                            raise VaultLocked("The workspace was locked during the row check.")
+                        time.sleep(self.BUSY_WAIT)
         return damaged
+
+    BUSY_WAIT = 0.1  # seconds between two looks at `busy()` in `find_damaged`
 
     def drop_damaged(self, damaged: list[TamperedRecord]) -> None:
         for exc in damaged:

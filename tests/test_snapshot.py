@@ -223,3 +223,37 @@ def test_too_much_changed_since_the_snapshot_means_a_full_load(tmp_path: Path, m
     again = _unlock(tmp_path, snapshot=True)
     assert again._snapshot_gen == -1  # opened every row
     _equal_to_full_load(tmp_path, again)
+
+
+def test_the_row_check_waits_while_the_user_is_busy_and_stops_at_a_lock(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.errors import VaultLocked
+
+    monkeypatch.setattr(Workspace, "BUSY_WAIT", 0.0)
+    ws = _fresh(tmp_path)
+    pid = ws.persons()[0].id
+    ws._forget()
+    db = sqlite3.connect(tmp_path / "dev" / "outreach.db")
+    (blob,) = db.execute("SELECT sealed FROM person WHERE id=?", (pid,)).fetchone()
+    db.execute("UPDATE person SET sealed=? WHERE id=?", (blob[:-1] + bytes([blob[-1] ^ 1]), pid))
+    db.commit()
+    db.close()
+    ws = _unlock(tmp_path, snapshot=True)
+    asked = []
+
+    def busy_three_times() -> bool:
+        asked.append(1)
+        return len(asked) <= 3
+
+    assert [d.record_id for d in ws.find_damaged(pause=1e-6, every=1, busy=busy_three_times)] == [pid]
+    assert len(asked) >= 4  # it waited, then went on
+
+    ws.close()
+    again = _unlock(tmp_path, snapshot=True)
+
+    def locked_meanwhile() -> bool:
+        again.lock()
+        return True
+
+    with pytest.raises(VaultLocked):
+        again.find_damaged(pause=1e-6, every=1, busy=locked_meanwhile)
