@@ -608,6 +608,22 @@ class Workspace:
             self.store.set_meta("op_prefix", prefix)
         return prefix
 
+    def _new_id(self) -> str:
+        """A new record's id: a random per-device prefix and a per-device counter, 32 hex digits
+        like a uuid4's. In order per device, so the server's (team, record) index and this file's
+        tables take new records at their end instead of on a random page (uuid4 record ids made
+        that index the costliest part of storing a push: 2.6-3.0 s vs 1.2-1.5 s without it for
+        101,018 ops). They tell the server nothing it does not see already: which device wrote
+        a record's first op, and in what order. Call it inside the record's transaction."""
+        store = self.store
+        prefix = store.meta("record_prefix")
+        if prefix is None:
+            prefix = uuid.uuid4().hex[:16]
+            store.set_meta("record_prefix", prefix)
+        n = int(store.meta("record_seq", "0") or 0) + 1
+        store.set_meta("record_seq", n)
+        return prefix + f"{n:016x}"
+
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         """A store transaction that also keeps the in-memory index true: when the outermost one
@@ -665,8 +681,8 @@ class Workspace:
         person = data if isinstance(data, PersonCreate) else _validate(PersonCreate, data)
         if person.usual_place:
             self._require(RecordType.PLACE, person.usual_place, "usual_place")
-        rid = uuid.uuid4().hex
-        values = self._write(RecordType.PERSON, rid, self._fields(person, only_set=False))
+        with self._transaction():
+            values = self._write(RecordType.PERSON, self._new_id(), self._fields(person, only_set=False))
         return PersonPublic.model_validate(values)
 
     def edit_person(self, person_id: str, data: PersonUpdate | dict[str, Any]) -> PersonPublic:
@@ -761,8 +777,8 @@ class Workspace:
             self._require(RecordType.PERSON, contact.person_id, "person_id")
         if contact.place_id:
             self._require(RecordType.PLACE, contact.place_id, "place_id")
-        rid, fu_id = uuid.uuid4().hex, uuid.uuid4().hex
         with self._transaction():  # the contact and its follow-up land together or not at all
+            rid, fu_id = self._new_id(), self._new_id()
             values = self._write(RecordType.CONTACT, rid, self._fields(contact, only_set=False))
             if contact.follow_up:
                 self._write(RecordType.FOLLOWUP, fu_id, FollowUpCreate(
@@ -805,7 +821,8 @@ class Workspace:
     # --------------------------------------------------------------------- places
     def add_place(self, data: PlaceCreate | dict[str, Any]) -> PlacePublic:
         place = data if isinstance(data, PlaceCreate) else _validate(PlaceCreate, data)
-        values = self._write(RecordType.PLACE, uuid.uuid4().hex, self._fields(place, only_set=False))
+        with self._transaction():
+            values = self._write(RecordType.PLACE, self._new_id(), self._fields(place, only_set=False))
         return PlacePublic.model_validate(values)
 
     def edit_place(self, place_id: str, data: PlaceUpdate | dict[str, Any]) -> PlacePublic:
@@ -842,7 +859,8 @@ class Workspace:
         fu = data if isinstance(data, FollowUpCreate) else _validate(FollowUpCreate, data)
         if fu.person_id:
             self._require(RecordType.PERSON, fu.person_id, "person_id")
-        values = self._write(RecordType.FOLLOWUP, uuid.uuid4().hex, self._fields(fu, only_set=False))
+        with self._transaction():
+            values = self._write(RecordType.FOLLOWUP, self._new_id(), self._fields(fu, only_set=False))
         return FollowUpPublic.model_validate(values)
 
     def edit_follow_up(self, fu_id: str, data: FollowUpUpdate | dict[str, Any]) -> FollowUpPublic:
@@ -873,7 +891,8 @@ class Workspace:
             at=datetime.now().replace(microsecond=0), actor=self.worker_name() or "?", device_id=self.device_id,
             action=action, target_type=target_type, target_id=target_id, detail=detail,
         )
-        self._write(RecordType.AUDIT, uuid.uuid4().hex, self._fields(event, only_set=False))
+        with self._transaction():
+            self._write(RecordType.AUDIT, self._new_id(), self._fields(event, only_set=False))
 
     def audit_events(self) -> list[AuditEventPublic]:
         self._vault()

@@ -110,7 +110,7 @@ class SyncClient:
 
     # ------------------------------------------------------------------ transport
     def _request(self, method: str, path: str, *, body: BaseModel | EncodedBody | None = None,
-                 params: dict[str, Any] | None = None, model: type[T], timeout: float | None = None,
+                 params: dict[str, Any] | None = None, model: type[T] | None, timeout: float | None = None,
                  retry: bool = True) -> T:
         headers = {p.PROTOCOL_HEADER: p.PROTOCOL_VERSION, "Accept-Encoding": "gzip"}
         if self.token:
@@ -151,11 +151,9 @@ class SyncClient:
                                   "your changes are kept on this device.")
             if resp.status_code >= 400:
                 raise self._rejection(resp)
-            try:
-                return model.model_validate_json(resp.content)
-            except ValidationError as exc:
-                raise ServerFault(f"The server's answer to {path} did not follow the protocol: "
-                                  f"{exc.errors()[0]['loc']}") from None
+            if model is None:
+                return resp.content  # type: ignore[return-value]
+            return _parse(model, resp.content, path)
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -224,14 +222,30 @@ class SyncClient:
         return self._request("POST", "/v1/push", body=body, model=p.PushResponse)
 
     def pull(self, since: int, limit: int = 1000, wait: float = 0.0) -> p.PullResponse:
+        return self.parse_pull(self.pull_body(since, limit, wait))
+
+    def pull_body(self, since: int, limit: int = 1000, wait: float = 0.0) -> bytes:
+        """A pull page's JSON as the server sent it (unzipped), not yet checked: `parse_pull`
+        checks it. Apart, so that a thread fetching the next page meanwhile does I/O only."""
         params: dict[str, Any] = {"since": since, "limit": limit}
         if wait > 0:
             params["wait"] = wait
-        return self._request("GET", "/v1/pull", params=params, model=p.PullResponse,
-                             timeout=self.timeout[1] + wait)
+        return self._request("GET", "/v1/pull", params=params, model=None, timeout=self.timeout[1] + wait)
+
+    @staticmethod
+    def parse_pull(body: bytes) -> p.PullResponse:
+        return _parse(p.PullResponse, body, "/v1/pull")
 
     def purge(self, record_ids: list[str]) -> p.PurgeResponse:
         return self._request("POST", "/v1/purge", body=p.PurgeRequest(record_ids=record_ids), model=p.PurgeResponse)
+
+
+def _parse(model: type[T], content: bytes, path: str) -> T:
+    try:
+        return model.model_validate_json(content)
+    except ValidationError as exc:
+        raise ServerFault(f"The server's answer to {path} did not follow the protocol: "
+                          f"{exc.errors()[0]['loc']}") from None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import logging
 import platform
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -469,7 +470,7 @@ class SyncEngine:
 
     def pull(self, progress: Progress | None = None, *, wait: float = 0.0,
              fold: bool = True) -> tuple[int, int, int, int]:
-        """Pull every page after the stored cursor, then fold what came. The next page is fetched
+        """Pull every page after the stored cursor, then fold what came. The next pages are fetched
         while this one is stored; each page lands in the inbox, still sealed, with its cursor in
         one local transaction, so a run cut anywhere resumes at the last stored page and the
         device needs the network only as long as the transfer takes. `fold=False` leaves the
@@ -477,14 +478,28 @@ class SyncEngine:
         client = self.client()
         cursor = int(self.ws.sync_value("cursor", "0") or 0)
         pulled = purged = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outreach-pull") as pool:
-            ahead = pool.submit(client.pull, cursor, self.pull_limit, wait)
+        limit = self.pull_limit
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="outreach-pull") as pool:
+            # (since, page) requests in flight, oldest first. A page's `since` is the last one's
+            # `next`, known only once it is read; while a full page of `limit` entries is being
+            # stored, the one after the next is asked for on the guess that the log has no gap
+            # there (a purge leaves one). A guessed page is used only if its `since` turns out to
+            # be the cursor it was meant to follow; else it is dropped and asked for again.
+            ahead: deque[tuple[int, Future[bytes]]] = deque(
+                [(cursor, pool.submit(client.pull_body, cursor, limit, wait))])
             while True:
-                page = ahead.result()
+                since, request = ahead.popleft()
+                page = client.parse_pull(request.result())  # here: the fetching threads do I/O only
                 if page.next < cursor:
                     raise Offline("The server's cursor went backwards; not applied.")
                 if page.more:
-                    ahead = pool.submit(client.pull, page.next, self.pull_limit, 0.0)
+                    while ahead and ahead[0][0] != page.next:  # a wrong guess
+                        ahead.popleft()[1].cancel()
+                    if not ahead:
+                        ahead.append((page.next, pool.submit(client.pull_body, page.next, limit, 0.0)))
+                    if len(ahead) == 1 and page.next - since == limit:
+                        guess = page.next + limit
+                        ahead.append((guess, pool.submit(client.pull_body, guess, limit, 0.0)))
                 if page.current_epoch > max(self.ws.vault.epochs if self.ws.vault else [0]):
                     self.refresh_keys()
                 ops = [RemoteOp(o.op_id, o.device_id, o.device_seq, o.record_id, o.key_epoch, p.b64d(o.payload))
@@ -496,6 +511,8 @@ class SyncEngine:
                 if progress:
                     progress("pull", pulled, 0)
                 if not page.more:
+                    for _, extra in ahead:
+                        extra.cancel()
                     break
         applied, set_aside = self.fold(progress) if fold else (0, 0)
         return pulled, applied, set_aside, purged
