@@ -187,10 +187,11 @@ _OP_TABLE = """CREATE TABLE op (
 
 
 def push_floor(sizes: Sequence[int], batch: int, workdir: Path) -> float:
-    """Seconds for the server-side storage a push cannot avoid on this schema: the ops (random
-    uuid4 op and record ids, payloads of `sizes`) into a table shaped like the server's `op` table
-    (its unique keys and its record index), `batch` ops per transaction, WAL + synchronous=FULL,
-    with plain sqlite3 (no ORM, no HTTP)."""
+    """Seconds for the server-side storage a push cannot avoid on this schema: the ops (op and
+    record ids as devices make them, a random per-device prefix and a counter; payloads of
+    `sizes`) into a table shaped like the server's `op` table (its unique keys and its record
+    index), `batch` ops per transaction, WAL + synchronous=FULL, with plain sqlite3 (no ORM, no
+    HTTP)."""
     import uuid
 
     path = workdir / f"floor-push-{os.getpid()}-{time.monotonic_ns()}.db"
@@ -201,7 +202,9 @@ def push_floor(sizes: Sequence[int], batch: int, workdir: Path) -> float:
     conn.execute("CREATE INDEX ix_op_team_record ON op (team_id, record_id)")
     team, device = uuid.uuid4().hex, uuid.uuid4().hex
     payload = os.urandom(max(sizes) if sizes else 300)
-    rows = [(team, i + 1, uuid.uuid4().hex, device, i + 1, uuid.uuid4().hex, 1, payload[:size], size, 0.0)
+    op_prefix, record_prefix = uuid.uuid4().hex[:16], uuid.uuid4().hex[:16]
+    rows = [(team, i + 1, f"{op_prefix}{i + 1:016x}", device, i + 1, f"{record_prefix}{i + 1:016x}", 1,
+             payload[:size], size, 0.0)
             for i, size in enumerate(sizes)]
     start = time.perf_counter()
     for lo in range(0, len(rows), batch):

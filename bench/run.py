@@ -198,7 +198,7 @@ def device_limits(run: DeviceRun, blob_url: str, tmp: Path) -> None:
     r.add("floor.pull", n / (t_floor_pull + t_pull_http), "ops/s",
           note="per op: open (AES-GCM, zlib, json) + re-seal as a row + insert, plus the transfer")
     r.add("floor.push", n / (t_floor_push + t_push_http), "ops/s",
-          note=f"server storage in an op-shaped table (2 random-keyed indexes), {batch} ops per transaction, "
+          note=f"server storage in an op-shaped table (ids in per-device order), {batch} ops per transaction, "
                "plain sqlite3, plus the transfer")
     r.add("pull.ratio_to_floor", (run.pull_seconds + run.fold_seconds) / (t_floor_pull + t_pull_http), "x",
           note="pull + fold (pull.usable_rate) over the design's own per-op work: the code's overhead")

@@ -19,7 +19,8 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, with_config
+from typing_extensions import TypedDict
 
 __all__ = [
     "PROTOCOL_HEADER",
@@ -57,6 +58,7 @@ __all__ = [
     "OpIn",
     "PushRequest",
     "encode_push",
+    "PUSH_REQUEST",
     "encode_pull",
     "PushResponse",
     "OpOut",
@@ -343,6 +345,27 @@ class OpIn(_Msg):
 
 class PushRequest(_Msg):
     ops: Annotated[list[OpIn], Field(min_length=1, max_length=MAX_PUSH_OPS)]
+
+
+@with_config(ConfigDict(extra="forbid"))
+class OpInDict(TypedDict):
+    """`OpIn` as a dict: the same fields and checks."""
+
+    op_id: _Id
+    device_seq: Annotated[int, Field(ge=1)]
+    record_id: _Id
+    key_epoch: Annotated[int, Field(ge=1)]
+    payload: _B64
+
+
+@with_config(ConfigDict(extra="forbid"))
+class PushRequestDict(TypedDict):
+    ops: Annotated[list[OpInDict], Field(min_length=1, max_length=MAX_PUSH_OPS)]
+
+
+# The server checks a push with this: `PushRequest`'s schema, validated into dicts (a model per op
+# cost 2.3 ms of a 500-op push, dicts 1.35 ms). A test keeps the two schemas the same.
+PUSH_REQUEST = TypeAdapter(PushRequestDict)
 
 
 def encode_push(ops: Sequence[tuple[int, str, str, int, bytes]]) -> bytes:

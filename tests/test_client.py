@@ -182,6 +182,42 @@ def test_encode_push_is_the_push_request_json() -> None:
         p.encode_push([(1, 'a"' * 16, "cd" * 16, 1, b"x")])  # an id that would need escaping
 
 
+def _op_json(**change: object) -> dict[str, object]:
+    op: dict[str, object] = {"op_id": "ab" * 16, "device_seq": 1, "record_id": "cd" * 16, "key_epoch": 1,
+                             "payload": p.b64e(b"sealed")}
+    op.update(change)
+    return {k: v for k, v in op.items() if v is not None}
+
+
+@pytest.mark.parametrize("body", [
+    {"ops": [_op_json()]},
+    {"ops": [_op_json(), _op_json(device_seq=2, op_id="ef" * 16)]},
+    {"ops": []},
+    {"ops": [_op_json(op_id="AB" * 16)]},
+    {"ops": [_op_json(device_seq=0)]},
+    {"ops": [_op_json(key_epoch="1")]},
+    {"ops": [_op_json(payload="not base64!")]},
+    {"ops": [_op_json(payload="")]},
+    {"ops": [_op_json(record_id=None)]},
+    {"ops": [{**_op_json(), "extra": 1}]},
+    {"ops": [_op_json()] * (p.MAX_PUSH_OPS + 1)},
+    {"ops": "x"},
+    {},
+])
+def test_the_servers_push_check_is_the_push_request_schema(body: dict[str, object]) -> None:
+    from pydantic import ValidationError
+
+    raw = json.dumps(body).encode()
+    results = []
+    for check in (p.PushRequest.model_validate_json, p.PUSH_REQUEST.validate_json):
+        try:
+            check(raw)
+            results.append(None)
+        except ValidationError as exc:
+            results.append([(e["loc"], e["type"]) for e in exc.errors()])
+    assert results[0] == results[1]
+
+
 @pytest.mark.parametrize("more", [True, False])
 def test_encode_pull_is_the_pull_response_json(more: bool) -> None:
     ops = [(3, "ab" * 16, "12" * 16, 9, "cd" * 16, 2, bytes(range(256))), (5, "ef" * 16, "34" * 16, 1, "01" * 16, 1, b"")]

@@ -36,6 +36,7 @@ from sync.protocol import (
     MAX_PULL_LIMIT,
     MAX_PUSH_BYTES,
     MAX_WAIT_SECONDS,
+    PUSH_REQUEST,
     DeviceList,
     DevicePublic,
     DeviceStatus,
@@ -50,7 +51,6 @@ from sync.protocol import (
     MeResponse,
     PurgeRequest,
     PurgeResponse,
-    PushRequest,
     PushResponse,
     RecoverRequest,
     RecoverResponse,
@@ -528,13 +528,13 @@ def create_app(
 
     def store_push(raw: bytes, token: str) -> Response:
         try:
-            body = PushRequest.model_validate_json(raw)
+            body = PUSH_REQUEST.validate_json(raw)
         except ValidationError as exc:
             raise RequestValidationError(exc.errors(include_input=False, include_url=False)) from None
         ops: list[crud.PushOp] = []
         total = 0
-        for index, op in enumerate(body.ops):
-            payload = _decode(op.payload, f"ops.{index}.payload")
+        for index, op in enumerate(body["ops"]):
+            payload = _decode(op["payload"], f"ops.{index}.payload")
             if len(payload) > MAX_PAYLOAD_BYTES:
                 raise ApiError(
                     ErrorCode.TOO_LARGE,
@@ -542,7 +542,7 @@ def create_app(
                     {"field": f"ops.{index}.payload", "max_bytes": MAX_PAYLOAD_BYTES},
                 )
             total += len(payload)
-            ops.append(crud.PushOp(op.op_id, op.device_seq, op.record_id, op.key_epoch, payload))
+            ops.append(crud.PushOp(op["op_id"], op["device_seq"], op["record_id"], op["key_epoch"], payload))
         if total > MAX_PUSH_BYTES:
             raise ApiError(
                 ErrorCode.TOO_LARGE,
