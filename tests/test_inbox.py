@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import PASSPHRASE
@@ -119,6 +120,57 @@ def test_what_a_cut_sync_left_in_the_inbox_is_folded_offline(tmp_path: Path) -> 
             weng.sync()
         assert worker.inbox_count() == 0
         assert _aliases(worker) == sorted(f"Team person {i}" for i in range(30))
+        weng.close()
+        ceng.close()
+        worker.close()
+        coord.close()
+
+
+def test_a_gap_in_the_log_makes_the_guessed_page_wrong_and_nothing_is_lost(tmp_path: Path) -> None:
+    """Pages are asked for ahead on the guess that the log has no gap; a purge leaves one. The
+    wrong guess must be dropped and the right page fetched: every op that is left arrives once."""
+    (tmp_path / "server").mkdir()
+    with ServerProcess(workdir=tmp_path / "server") as server:
+        coord = Workspace(tmp_path / "coord", fast_kdf=True)
+        coord.init(PASS, worker_name="Kim")
+        ceng = SyncEngine(coord)
+        ceng.join(server.url, create_team(server.db_url, "Amager"))
+        for i in range(30):
+            coord.add_person({"alias": f"Team person {i:02d}"})
+        by_seq = {seq: rid for seq, _op, rid, _e, _p in coord.store.outbox_all()}
+        worker = Workspace(tmp_path / "worker", fast_kdf=True)
+        worker.init(PASS, worker_name="Ali")
+        weng = SyncEngine(worker)
+        weng.join(server.url, ceng.invite())
+        ceng.sync()
+        first = min(by_seq)
+        gone = [by_seq[first + k] for k in (8, 9, 10)]  # the team log's seqs 9-11 (after the device ops before)
+        ceng.client().purge(gone)
+        weng.pull_limit = 7
+        assert weng.refresh_keys()
+        seen: list[int] = []
+        real = weng.client().pull_body
+
+        def spy(since: int, limit: int = 1000, wait: float = 0.0) -> bytes:
+            seen.append(since)
+            return real(since, limit, wait)
+
+        used = [0]
+        parse = weng.client().parse_pull
+
+        def parse_spy(body: bytes) -> Any:
+            page = parse(body)
+            used.append(page.next)
+            return page
+
+        client = weng.client()
+        client.pull_body = spy  # type: ignore[method-assign]
+        client.parse_pull = parse_spy  # type: ignore[method-assign]
+        _pulled, _applied, set_aside, purged = weng.pull()
+        assert set_aside == 0 and purged == 3
+        assert _aliases(worker) == sorted(p.alias for p in coord.persons() if p.id not in gone)
+        assert len(_aliases(worker)) == 27
+        assert set(seen) - set(used), "no page was asked for on a guess that the gap made wrong"
         weng.close()
         ceng.close()
         worker.close()
