@@ -197,20 +197,6 @@ class Store:
     def iter_rows(self, record_type: RecordType) -> Iterator[tuple[str, int, bytes]]:
         yield from self.conn.execute(f"SELECT id, key_epoch, sealed FROM {SEALED_TABLES[record_type]}")
 
-    def row_pages(self, record_type: RecordType, size: int = 500) -> Iterator[list[tuple[str, int, bytes]]]:
-        """The rows in pages of `size`, each read by its own short query (by id): a reader in
-        another thread that pauses between pages holds no cursor open and reads no more at once."""
-        table = SEALED_TABLES[record_type]
-        after = ""
-        while True:
-            page = self.conn.execute(
-                f"SELECT id, key_epoch, sealed FROM {table} WHERE id > ? ORDER BY id LIMIT ?", (after, size)
-            ).fetchall()
-            if not page:
-                return
-            yield page
-            after = page[-1][0]
-
     def count_rows(self, record_type: RecordType) -> int:
         return int(self.conn.execute(f"SELECT count(*) FROM {SEALED_TABLES[record_type]}").fetchone()[0])
 

@@ -404,14 +404,15 @@ class Workspace:
         when the workspace is locked meanwhile."""
         vault = self._vault()
         damaged = []
+        n = 0
         for rtype in RecordType:
-            for page in self.store.row_pages(rtype, every):  # not all 100,000 rows read at once
-                for rid, epoch, blob in page:
-                    try:
-                        vault.open_row(rtype.value, rid, epoch, blob)
-                    except SealError:
-                        damaged.append(TamperedRecord(rtype.value, rid))
-                if pause:
+            for rid, epoch, blob in list(self.store.iter_rows(rtype)):
+                try:
+                    vault.open_row(rtype.value, rid, epoch, blob)
+                except SealError:
+                    damaged.append(TamperedRecord(rtype.value, rid))
+                n += 1
+                if pause and n % every == 0:
                     time.sleep(pause)
                     while busy is not None and busy():
                         if self.vault is not vault:

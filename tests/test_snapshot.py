@@ -257,12 +257,3 @@ def test_the_row_check_waits_while_the_user_is_busy_and_stops_at_a_lock(tmp_path
 
     with pytest.raises(VaultLocked):
         again.find_damaged(pause=1e-6, every=1, busy=locked_meanwhile)
-
-
-def test_row_pages_read_every_row_once(tmp_path: Path) -> None:
-    ws = _fresh(tmp_path)
-    for i in range(6):
-        ws.add_contact({"at": f"2026-11-2{i}T22:00", "note": f"side {i}"})
-    pages = list(ws.store.row_pages(RecordType.CONTACT, 4))
-    assert [len(p) for p in pages] == [4, 3]
-    assert sorted(r[0] for p in pages for r in p) == sorted(r[0] for r in ws.store.iter_rows(RecordType.CONTACT))
