@@ -897,7 +897,9 @@ class Workspace:
     def audit_events(self) -> list[AuditEventPublic]:
         self._vault()
         table = self.index.records[RecordType.AUDIT]
-        return sorted((AuditEventPublic.model_validate(v) for v in table.values()), key=lambda e: e.at, reverse=True)
+        # newest first; within one second (`at` has no finer grain) by the write's clock
+        ordered = sorted(table.values(), key=lambda v: v.get("created_hlc") or 0, reverse=True)
+        return sorted((AuditEventPublic.model_validate(v) for v in ordered), key=lambda e: e.at, reverse=True)
 
     # ---------------------------------------------------------------------- search
     def search(self, text: str, *, limit: int = 50) -> SearchResult:

@@ -63,8 +63,9 @@ def read_back(data: bytes) -> list[list[str]]:
 
 
 def exports_audited(ws: Workspace) -> list[Any]:
-    """Export events, newest first (by the write's clock: several happen within one second)."""
-    stamp = {rid: v["created_at"] for rid, v in ws.index.records[RecordType.AUDIT].items()}
+    """Export events, newest first (by the write's clock, the HLC: several happen within one
+    second, and two may fall in one millisecond)."""
+    stamp = {rid: v["created_hlc"] for rid, v in ws.index.records[RecordType.AUDIT].items()}
     return sorted((e for e in ws.audit_events() if e.action is AuditAction.EXPORT), key=lambda e: stamp[e.id],
                   reverse=True)
 
