@@ -3,8 +3,9 @@
 It owns the team lifecycle on a device (join, invite, verify and admit devices, revoke with a new
 key epoch, recover, erase) and the sync run: push the outbox in batches, pull pages by cursor and
 store each page, still sealed, with its cursor in one local transaction (so that a run cut at any
-point resumes where it stopped), then fold the stored ops into the rows. It keeps the sync status that the chip in the UI shows. Keys never leave the
-vault except wrapped for a device whose proof this coordinator checked itself.
+point resumes where it stopped), then fold the stored ops into the rows. It keeps the sync status
+that the chip in the UI shows. Keys never leave the vault except wrapped for a device whose proof
+this coordinator checked itself.
 """
 
 from __future__ import annotations

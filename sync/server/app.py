@@ -227,9 +227,10 @@ except ImportError:  # a platform without its wheels: zlib
 
 def _accepts_gzip(header: str) -> bool:
     for item in header.split(","):
-        name, _, params = item.strip().partition(";")
+        name, _, params = item.partition(";")
         if name.strip().lower() in ("gzip", "*"):
-            q = params.strip().removeprefix("q=").strip() if params.strip().startswith("q=") else "1"
+            params = params.strip()
+            q = params[2:].strip() if params.startswith("q=") else "1"
             try:
                 return float(q) > 0
             except ValueError:
