@@ -220,6 +220,7 @@ class Services:
         self._last_active = time.monotonic()
         self.desk = Desk(self)  # the coordinator's desk: devices, overview, review, data protection
         self._prefs = Preferences()
+        self._verify_task: asyncio.Task[None] | None = None  # the row check after an unlock
 
     # ------------------------------------------------------------------ plumbing
     def _active(self) -> None:
@@ -248,6 +249,8 @@ class Services:
 
     async def close(self) -> None:
         self.sync.stop()
+        if self._verify_task is not None and not self._verify_task.done():
+            self._verify_task.cancel()  # a row check already reading stops at its next page: the keys go
         await asyncio.to_thread(self._close)
 
     def _close(self) -> None:

@@ -327,7 +327,7 @@ class Workspace:
         self._forget()
         if self._store is not None:
             try:
-                self._store.conn.close()
+                self._store.close(checkpoint=False)
             finally:
                 self._store = None
         for p in self.data_dir.iterdir() if self.data_dir.exists() else []:
@@ -397,23 +397,29 @@ class Workspace:
 
     def find_damaged(self, *, pause: float = 0.0, every: int = 500,
                      busy: Callable[[], bool] | None = None) -> list[TamperedRecord]:
-        """The read-only half of `verify`: safe to run in a worker thread while the app is used.
-        With `pause`, it sleeps that long after every `every` rows, so that a screen being drawn
+        """The read-only half of `verify`: safe to run in a worker thread while the app is used,
+        through a connection of its own (`Store.reader()`), a page of rows at a time. With
+        `pause`, it sleeps that long after every `every` rows, so that a screen being drawn
         meanwhile is not kept waiting for the interpreter by 100,000 rows being opened; and while
         `busy()` says the user is at work, it waits (in steps of `BUSY_WAIT`). Raises VaultLocked
-        when the workspace is locked meanwhile."""
+        when the workspace is locked (or closed) meanwhile."""
         vault = self._vault()
         damaged = []
         n = 0
-        for rtype in RecordType:
-            for rid, epoch, blob in list(self.store.iter_rows(rtype)):
-                try:
-                    vault.open_row(rtype.value, rid, epoch, blob)
-                except SealError:
-                    damaged.append(TamperedRecord(rtype.value, rid))
-                n += 1
-                if pause and n % every == 0:
-                    time.sleep(pause)
+        with self.store.reader() as reader:
+            for rtype in RecordType:
+                for rid, epoch, blob in reader.iter_rows(rtype):
+                    try:
+                        vault.open_row(rtype.value, rid, epoch, blob)
+                    except SealError:
+                        damaged.append(TamperedRecord(rtype.value, rid))
+                    n += 1
+                    if n % every:
+                        continue
+                    if self.vault is not vault:
+                        raise VaultLocked("The workspace was locked during the row check.")
+                    if pause:
+                        time.sleep(pause)
                     while busy is not None and busy():
                         if self.vault is not vault:
                             raise VaultLocked("The workspace was locked during the row check.")

@@ -7,7 +7,10 @@ and is closed at teardown.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
+import os
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,14 @@ from models.vault import KdfParams, Vault
 from models.workspace import RemoteOp, Workspace
 
 PASSPHRASE = "correct horse battery"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Should the interpreter crash (a segfault in a C extension), print the crashing thread's
+    stack only: CI keeps the end of the output, and with every thread's stack (pytest's default)
+    the one that crashed scrolled out of it. A hang still prints every thread (pytest-timeout)."""
+    faulthandler.enable(file=os.dup(sys.stderr.fileno()), all_threads=False)
 
 
 class FakeClock:

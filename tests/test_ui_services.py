@@ -212,6 +212,7 @@ def test_a_row_damaged_on_disk_is_taken_off_the_screens_after_unlock(tmp_path: P
         async def unlock_and_check() -> tuple[list[str], list[str]]:
             await s.unlock(PIN)
             before = sorted(r.alias for r in (await s.persons())[0])
+            assert s._verify_task is not None
             await s._verify_task
             after = sorted(r.alias for r in (await s.persons())[0])
             return before, after
