@@ -136,6 +136,7 @@ class Delivery:
     status: int | None  # the answer the client got (None when it got an error)
     delivered: int  # how many times the server saw this request
     response: requests.Response | None = None  # the answer the server gave last (also when dropped)
+    query: str = ""  # the URL's query string (a pull's `since`)
 
 
 @dataclass
@@ -180,23 +181,24 @@ class FaultyAdapter(BaseAdapter):
         cert: Any = None,
         proxies: Any = None,
     ) -> requests.Response:
-        path = urlsplit(request.url or "").path
+        url = urlsplit(request.url or "")
+        path, query = url.path, url.query
         method = request.method or "?"
         fault = self._take(path)
         kwargs = {"stream": stream, "timeout": timeout, "verify": verify, "cert": cert, "proxies": proxies}
         if fault is Fault.DROP_REQUEST:
-            self.log.append(Delivery(method, path, fault, None, 0))
+            self.log.append(Delivery(method, path, fault, None, 0, query=query))
             raise requests.ConnectionError(f"injected: {method} {path} lost on the way to the server",
                                            request=request)
         resp = self.inner.send(request, **kwargs)
         if fault is Fault.DROP_RESPONSE:
-            self.log.append(Delivery(method, path, fault, None, 1, resp))
+            self.log.append(Delivery(method, path, fault, None, 1, resp, query))
             raise requests.ConnectionError(f"injected: the answer to {method} {path} was lost", request=request)
         if fault is Fault.DUPLICATE:
             resp = self.inner.send(request, **kwargs)
-            self.log.append(Delivery(method, path, fault, resp.status_code, 2, resp))
+            self.log.append(Delivery(method, path, fault, resp.status_code, 2, resp, query))
             return resp
-        self.log.append(Delivery(method, path, None, resp.status_code, 1, resp))
+        self.log.append(Delivery(method, path, None, resp.status_code, 1, resp, query))
         return resp
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+BLANK_PNG_BYTES = 10_000  # a screenshot smaller than this shows an empty page (see `UI.shot`)
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "ui"  # what a failing browser test saw (git-ignored)
 CHROMIUM = os.environ.get("OUTREACH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -397,7 +398,15 @@ class UI:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
         time.sleep(0.6)  # let animations settle
-        self.page.screenshot(path=str(path))
+        png = self.page.screenshot()
+        deadline = time.monotonic() + 20
+        # On a loaded machine the semantics tree (which `expect` waits for) can be there a moment
+        # before the canvas shows the frame (the fonts still loading): an empty page compresses
+        # to a few KB, a drawn screen to 30 KB and more. Shoot again until it is drawn.
+        while len(png) < BLANK_PNG_BYTES and time.monotonic() < deadline:
+            time.sleep(0.5)
+            png = self.page.screenshot()
+        path.write_bytes(png)
         return path
 
 
