@@ -32,6 +32,16 @@ def pytest_configure(config: pytest.Config) -> None:
     faulthandler.enable(file=os.dup(sys.stderr.fileno()), all_threads=False)
 
 
+def damage_on_disk(db_path: Path, table: str, row_id: str | None = None) -> None:
+    """Flip the last bit of a sealed blob in the device's file, as a bad disk or a meddler would:
+    the row `row_id` of `table` (a sealed record table), or the one row of `snapshot`."""
+    key = "id=?" if row_id is not None else "1"
+    args: tuple[str, ...] = (row_id,) if row_id is not None else ()
+    with contextlib.closing(sqlite3.connect(db_path)) as db, db:
+        (blob,) = db.execute(f"SELECT sealed FROM {table} WHERE {key}", args).fetchone()
+        db.execute(f"UPDATE {table} SET sealed=? WHERE {key}", (blob[:-1] + bytes([blob[-1] ^ 1]), *args))
+
+
 class FakeClock:
     """A wall clock the test moves by hand: `Workspace(now=clock)`, then `clock.advance(5)`."""
 

@@ -5,7 +5,9 @@ and is folded on the next sync even when the server cannot be reached."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,59 +96,67 @@ def test_the_inbox_survives_a_restart(make_team: MakeTeam, remote_ops: RemoteOps
     assert _aliases(again) == ["Across a restart"]
 
 
-def test_what_a_cut_sync_left_in_the_inbox_is_folded_offline(tmp_path: Path) -> None:
-    """A worker's app is killed right after the transfer (pages stored, not folded); it restarts
-    where there is no signal. The next sync attempt folds the inbox before it finds out it is
-    offline: the team's records are on screen without the server."""
+@dataclass
+class TwoDevices:
+    server: ServerProcess
+    coord: Workspace
+    ceng: SyncEngine
+    worker: Workspace
+    weng: SyncEngine
+    pushed: dict[int, str]  # the coordinator's ops as pushed: device seq -> record id
+
+
+@contextmanager
+def _two_devices(tmp_path: Path, team: str, persons: int) -> Iterator[TwoDevices]:
+    """A real server; a coordinator who added `persons` persons and pushed them; a worker let in
+    with the team's keys, who has pulled nothing yet and asks for pages of 7."""
     (tmp_path / "server").mkdir()
     with ServerProcess(workdir=tmp_path / "server") as server:
         coord = Workspace(tmp_path / "coord", fast_kdf=True)
         coord.init(PASS, worker_name="Kim")
         ceng = SyncEngine(coord)
-        ceng.join(server.url, create_team(server.db_url, "Nørrebro"))
-        for i in range(30):
-            coord.add_person({"alias": f"Team person {i}"})
+        ceng.join(server.url, create_team(server.db_url, team))
+        for i in range(persons):
+            coord.add_person({"alias": f"Team person {i:02d}"})
+        pushed = {seq: rid for seq, _op, rid, _e, _p in coord.store.outbox_all()}
         worker = Workspace(tmp_path / "worker", fast_kdf=True)
         worker.init(PASS, worker_name="Ali")
         weng = SyncEngine(worker)
         weng.join(server.url, ceng.invite())
         ceng.sync()  # pushes, and lets the worker in
         weng.pull_limit = 7  # several pages
+        try:
+            yield TwoDevices(server, coord, ceng, worker, weng, pushed)
+        finally:
+            for engine, ws in ((weng, worker), (ceng, coord)):
+                engine.close()
+                ws.close()
+
+
+def test_what_a_cut_sync_left_in_the_inbox_is_folded_offline(tmp_path: Path) -> None:
+    """A worker's app is killed right after the transfer (pages stored, not folded); it restarts
+    where there is no signal. The next sync attempt folds the inbox before it finds out it is
+    offline: the team's records are on screen without the server."""
+    with _two_devices(tmp_path, "Nørrebro", 30) as team:
+        worker, weng = team.worker, team.weng
         assert weng.refresh_keys()
         pulled, applied, _, _ = weng.pull(fold=False)
         assert pulled == 30 and applied == 0 and worker.inbox_count() == 30 and _aliases(worker) == []
-        server.stop()
+        team.server.stop()
         with pytest.raises(Offline):
             weng.sync()
         assert worker.inbox_count() == 0
-        assert _aliases(worker) == sorted(f"Team person {i}" for i in range(30))
-        weng.close()
-        ceng.close()
-        worker.close()
-        coord.close()
+        assert _aliases(worker) == sorted(f"Team person {i:02d}" for i in range(30))
 
 
 def test_a_gap_in_the_log_makes_the_guessed_page_wrong_and_nothing_is_lost(tmp_path: Path) -> None:
     """Pages are asked for ahead on the guess that the log has no gap; a purge leaves one. The
     wrong guess must be dropped and the right page fetched: every op that is left arrives once."""
-    (tmp_path / "server").mkdir()
-    with ServerProcess(workdir=tmp_path / "server") as server:
-        coord = Workspace(tmp_path / "coord", fast_kdf=True)
-        coord.init(PASS, worker_name="Kim")
-        ceng = SyncEngine(coord)
-        ceng.join(server.url, create_team(server.db_url, "Amager"))
-        for i in range(30):
-            coord.add_person({"alias": f"Team person {i:02d}"})
-        by_seq = {seq: rid for seq, _op, rid, _e, _p in coord.store.outbox_all()}
-        worker = Workspace(tmp_path / "worker", fast_kdf=True)
-        worker.init(PASS, worker_name="Ali")
-        weng = SyncEngine(worker)
-        weng.join(server.url, ceng.invite())
-        ceng.sync()
-        first = min(by_seq)
-        gone = [by_seq[first + k] for k in (8, 9, 10)]  # the team log's seqs 9-11 (after the device ops before)
-        ceng.client().purge(gone)
-        weng.pull_limit = 7
+    with _two_devices(tmp_path, "Amager", 30) as team:
+        worker, weng = team.worker, team.weng
+        first = min(team.pushed)
+        gone = [team.pushed[first + k] for k in (8, 9, 10)]  # the team log's seqs 9-11 (after the device ops before)
+        team.ceng.client().purge(gone)
         assert weng.refresh_keys()
         seen: list[int] = []
         real = weng.client().pull_body
@@ -168,10 +178,6 @@ def test_a_gap_in_the_log_makes_the_guessed_page_wrong_and_nothing_is_lost(tmp_p
         client.parse_pull = parse_spy  # type: ignore[method-assign]
         _pulled, _applied, set_aside, purged = weng.pull()
         assert set_aside == 0 and purged == 3
-        assert _aliases(worker) == sorted(p.alias for p in coord.persons() if p.id not in gone)
+        assert _aliases(worker) == sorted(p.alias for p in team.coord.persons() if p.id not in gone)
         assert len(_aliases(worker)) == 27
         assert set(seen) - set(used), "no page was asked for on a guess that the gap made wrong"
-        weng.close()
-        ceng.close()
-        worker.close()
-        coord.close()

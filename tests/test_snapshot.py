@@ -3,10 +3,10 @@ never trusted when it fails its check, and dropped by an erasure."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import damage_on_disk
 
 from models.vocab import RecordType
 from models.workspace import Workspace
@@ -66,11 +66,7 @@ def test_a_tampered_snapshot_is_not_used(tmp_path: Path) -> None:
     ws = _fresh(tmp_path)
     expected = _records(ws)
     ws.close()
-    conn = sqlite3.connect(tmp_path / "dev" / "outreach.db")
-    with conn:
-        (blob,) = conn.execute("SELECT sealed FROM snapshot").fetchone()
-        conn.execute("UPDATE snapshot SET sealed=?", (blob[:-1] + bytes([blob[-1] ^ 1]),))
-    conn.close()
+    damage_on_disk(tmp_path / "dev" / "outreach.db", "snapshot")
     ws = _unlock(tmp_path, snapshot=True)
     assert ws._snapshot_gen == -1
     assert _records(ws) == expected
@@ -202,11 +198,7 @@ def test_a_damaged_row_changed_since_the_snapshot_is_reported(tmp_path: Path) ->
     pid = ws.persons()[0].id
     ws.edit_person(pid, {"description": "grøn jakke"})
     ws._forget()
-    db = sqlite3.connect(tmp_path / "dev" / "outreach.db")
-    (blob,) = db.execute("SELECT sealed FROM person WHERE id=?", (pid,)).fetchone()
-    db.execute("UPDATE person SET sealed=? WHERE id=?", (blob[:-1] + bytes([blob[-1] ^ 1]), pid))
-    db.commit()
-    db.close()
+    damage_on_disk(tmp_path / "dev" / "outreach.db", "person", pid)
     again = _unlock(tmp_path, snapshot=True)
     assert [d.record_id for d in again.damaged] == [pid]
     assert pid not in {p.id for p in again.persons()}
@@ -233,11 +225,7 @@ def test_the_row_check_waits_while_the_user_is_busy_and_stops_at_a_lock(tmp_path
     ws = _fresh(tmp_path)
     pid = ws.persons()[0].id
     ws._forget()
-    db = sqlite3.connect(tmp_path / "dev" / "outreach.db")
-    (blob,) = db.execute("SELECT sealed FROM person WHERE id=?", (pid,)).fetchone()
-    db.execute("UPDATE person SET sealed=? WHERE id=?", (blob[:-1] + bytes([blob[-1] ^ 1]), pid))
-    db.commit()
-    db.close()
+    damage_on_disk(tmp_path / "dev" / "outreach.db", "person", pid)
     ws = _unlock(tmp_path, snapshot=True)
     asked = []
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import damage_on_disk
 
 from models.errors import VaultLocked
 from models.store import Store
@@ -93,16 +94,10 @@ def test_closing_the_app_during_the_row_check_stops_the_check(tmp_path: Path) ->
 
 
 def test_the_row_check_finds_a_damaged_row_beside_writes_on_the_app_connection(tmp_path: Path) -> None:
-    import sqlite3
-
     ws = Workspace(tmp_path / "dev", fast_kdf=True)
     ws.init(PASS)
     ids = [ws.add_person({"alias": f"Person {i}"}).id for i in range(30)]
-    db = sqlite3.connect(tmp_path / "dev" / "outreach.db")
-    with db:
-        (blob,) = db.execute("SELECT sealed FROM person WHERE id=?", (ids[7],)).fetchone()
-        db.execute("UPDATE person SET sealed=? WHERE id=?", (blob[:-1] + bytes([blob[-1] ^ 1]), ids[7]))
-    db.close()
+    damage_on_disk(tmp_path / "dev" / "outreach.db", "person", ids[7])
     found: list[list[str]] = []
     t = threading.Thread(target=lambda: found.append(
         [d.record_id for d in ws.find_damaged(pause=0.001, every=2)]))

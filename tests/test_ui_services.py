@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import damage_on_disk
 
 from app.i18n import Translator
 from app.services import AppConfig, Problem, Services, explain
@@ -192,8 +193,6 @@ def test_a_row_damaged_on_disk_is_taken_off_the_screens_after_unlock(tmp_path: P
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Unlock trusts the sealed snapshot for speed; the rows themselves are opened in the
     background a moment later, and one that fails its check leaves the lists."""
-    import sqlite3
-
     import app.services as services_module
 
     monkeypatch.setattr(services_module, "VERIFY_AFTER", 0.0)
@@ -203,11 +202,7 @@ def test_a_row_damaged_on_disk_is_taken_off_the_screens_after_unlock(tmp_path: P
         s.ws.add_person({"alias": "Hel"})
         damaged = s.ws.add_person({"alias": "Skadet"}).id
         run(s.lock())  # writes the snapshot
-        conn = sqlite3.connect(tmp_path / "device" / "outreach.db")
-        with conn:
-            (blob,) = conn.execute("SELECT sealed FROM person WHERE id=?", (damaged,)).fetchone()
-            conn.execute("UPDATE person SET sealed=? WHERE id=?", (blob[:-1] + bytes([blob[-1] ^ 1]), damaged))
-        conn.close()
+        damage_on_disk(tmp_path / "device" / "outreach.db", "person", damaged)
 
         async def unlock_and_check() -> tuple[list[str], list[str]]:
             await s.unlock(PIN)
