@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from uihelpers import LAPTOP, PHONE, PIN, UI, AppProcess, T, browser, seed_workspace  # noqa: F401
 
+from app.components.toast import TOAST_SECONDS
+
 pytestmark = pytest.mark.browser
 
 
@@ -50,7 +52,9 @@ def test_first_run_without_a_team_to_a_logged_contact(tmp_path: Path, browser: A
         ui.click("nc-new-person")
         ui.fill("nc-note", "Første møde")
         ui.click("nc-save")
+        ui.wait_id_text("toast", T("contact.saved"))  # said at once, and gone again by itself
         ui.expect("new-contact")
+        ui.gone("toast", timeout=TOAST_SECONDS + 5)
         ui.wait_text("Store Søren")
         ui.wait_text("Første møde")
 

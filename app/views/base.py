@@ -18,6 +18,7 @@ import flet as ft
 from models.errors import StoreError
 from sync.errors import SyncError
 
+from ..components.toast import Toast
 from ..components.ui import confirm_dialog
 from ..i18n import Translator
 from ..services import AppConfig, Problem, Services, explain
@@ -43,6 +44,7 @@ class Ctx:
         self.wide = is_wide(page.width)
         self.router: Router | None = None
         self._clipboard: ft.Clipboard | None = None
+        self._toast = Toast(page)  # in the page's overlay from the first screen on
         self.notice: Problem | None = None  # a message to show on the next screen (e.g. wiped)
         self.memory: dict[str, Any] = {}  # what a screen keeps across a redraw (filters, typed text)
         self.coordinator = False  # this device is the team's coordinator: the desk is shown
@@ -56,11 +58,7 @@ class Ctx:
 
     # -------------------------------------------------------------- messages
     def toast(self, text: str, *, error: bool = False) -> None:
-        bar = ft.SnackBar(
-            content=ft.Semantics(content=ft.Text(text, size=15), identifier="toast", live_region=True),
-            bgcolor=ft.Colors.ERROR if error else None, duration=ft.Duration(seconds=4),
-        )
-        self.page.show_dialog(bar)
+        self._toast.show(text, error=error, wide=self.wide)
 
     def confirm(self, title: str, content: ft.Control, *, confirm: str, on_confirm: Callable[..., Any],
                 identifier: str, icon: Any = None) -> None:
