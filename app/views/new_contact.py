@@ -34,7 +34,11 @@ __all__ = ["NewContactScreen"]
 _RECENT_PLACES = 8
 
 
-CONFIRM_FIRST = 0.05  # seconds between "saved" and leaving the form
+# Seconds between "saved" and leaving the form. The browser needs a frame (40-80 ms in web mode
+# here) to show the message; a route change sent before that frame is drawn waits with it for the
+# next screen's (~80 ms more). At 50 ms that happened to one save in ten (bench.ui: p95 113-132 ms);
+# at 120 ms the p95 is 70-96 ms, and Today comes 70 ms later (save_to_today p95 ~270-335 ms).
+CONFIRM_FIRST = 0.12
 
 
 class NewContactScreen(Screen):
@@ -406,7 +410,6 @@ class NewContactScreen(Screen):
             self.update()
             return
         self.ctx.toast(self.t("contact.saved"))
-        # "saved" first: sent together with the route change, the confirmation waited ~90 ms for
-        # the next screen's first frames (bench.ui: tap to "saved" p50 164 -> 65 ms)
+        # "saved" first, then the page change (see CONFIRM_FIRST)
         await asyncio.sleep(CONFIRM_FIRST)
         self.ctx.navigate(self.back or "/today")
