@@ -36,12 +36,15 @@ MIN_TOUCH = 48
 Handler = Callable[..., Any] | None
 
 
-def tid(control: ft.Control, identifier: str, label: str | None = None, *, button: bool | None = None) -> ft.Semantics:
+def tid(control: ft.Control, identifier: str, label: str | None = None, *, button: bool | None = None,
+        container: bool = False) -> ft.Semantics:
     """Give a control a stable identifier for tests (the web's `flt-semantics-identifier`) and,
-    when it has no words of its own, a label for screen readers."""
+    when it has no words of its own, a label for screen readers. `container=True` for a list of
+    rows that have identifiers of their own: without it Flutter may merge the wrapper's node away
+    once the rows are there (the devices list lost its identifier so, now and then, after loading)."""
     # an `expand` must sit on the Row's or Column's direct child: the wrapper takes it over (only
     # a true one: an explicit `expand=False` breaks a wrapping Row in Flet 1.0)
-    return ft.Semantics(content=control, identifier=identifier, label=label, button=button,
+    return ft.Semantics(content=control, identifier=identifier, label=label, button=button, container=container,
                         expand=getattr(control, "expand", None) or None)
 
 

@@ -88,7 +88,7 @@ class DevicesScreen(DeskScreen):
             ], wrap=True, spacing=8),
             self.notice,
             section_title(t("devices.list")),
-            tid(self.list, "devices-list"),
+            tid(self.list, "devices-list", container=True),
             section_title(t("devices.keys")),
             self.facts,
             ft.Container(height=24),

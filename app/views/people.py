@@ -135,7 +135,7 @@ class PersonPanel:
         timeline: list[ft.Control] = [section_title(t("person.timeline"), count=len(d.contacts))]
         timeline += [contact_tile(c, t, None, show_person=False, show_date=True) for c in d.contacts] or [
             empty_state(t("person.no_contacts"))]
-        self.column.controls = [*head, *profile, *fus, tid(ft.Column(timeline, spacing=0, horizontal_alignment=ft.CrossAxisAlignment.STRETCH), "person-timeline")]
+        self.column.controls = [*head, *profile, *fus, tid(ft.Column(timeline, spacing=0, horizontal_alignment=ft.CrossAxisAlignment.STRETCH), "person-timeline", container=True)]
 
     def _conflict(self, c: ConflictRow) -> ft.Control:
         t = self.t
@@ -246,7 +246,7 @@ class PeopleScreen(Screen):
             ft.Container(self.category_box, col={"xs": 12, "sm": 4}),
             ft.Container(self.not_seen_box, col={"xs": 12, "sm": 4}),
         ], spacing=8, run_spacing=8)
-        list_controls = [self.search_box, filters, self.count, tid(self.list, "people-list"), self.more,
+        list_controls = [self.search_box, filters, self.count, tid(self.list, "people-list", container=True), self.more,
                          ft.Container(height=72)]
         if not self.ctx.wide:
             return page_body(list_controls, wide=False)

@@ -55,7 +55,7 @@ class PlacesScreen(Screen):
             self.message.control,
             primary_button(t("places.add"), self._add, "places-add", icon=ft.Icons.ADD_LOCATION_ALT),
         ], spacing=8, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
-        controls = [tid(self.list, "places-list"), add, ft.Container(height=24)]
+        controls = [tid(self.list, "places-list", container=True), add, ft.Container(height=24)]
         if not self.ctx.wide:
             return page_body(controls, wide=False)
         left = ft.Container(ft.Column(controls, spacing=8, scroll=ft.ScrollMode.AUTO, expand=True,

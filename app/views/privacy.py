@@ -144,13 +144,13 @@ class PrivacyScreen(DeskScreen):
             muted(t("retention.intro")),
             ft.Row([self.months_box, secondary_button(t("retention.show"), self._on_months, "retention-show")],
                    vertical_alignment=ft.CrossAxisAlignment.START, wrap=True),
-            tid(self.retention, "retention-list"),
+            tid(self.retention, "retention-list", container=True),
             self.audit_title,
             muted(t("audit.intro")),
             ft.ResponsiveRow([ft.Container(self.actor_box, col={"xs": 12, "sm": 6}),
                               ft.Container(self.action_box, col={"xs": 12, "sm": 6})], spacing=8, run_spacing=8),
             self.person_filter,
-            tid(self.audit, "audit-list"),
+            tid(self.audit, "audit-list", container=True),
             ft.Container(height=24),
         ], wide=self.ctx.wide, max_width=1000)
 
