@@ -416,13 +416,13 @@ class Workspace:
                     n += 1
                     if n % every:
                         continue
-                    if self.vault is not vault:
-                        raise VaultLocked("The workspace was locked during the row check.")
                     if pause:
                         time.sleep(pause)
-                    while busy is not None and busy():
+                    while True:  # at every `every` rows, and at every look at `busy()`
                         if self.vault is not vault:
                             raise VaultLocked("The workspace was locked during the row check.")
+                        if busy is None or not busy():
+                            break
                         time.sleep(self.BUSY_WAIT)
         return damaged
 

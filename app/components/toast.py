@@ -44,11 +44,6 @@ class Toast:
         self._shown = 0  # which message is up: a hide timer of an older one leaves a newer one alone
         page.overlay.append(self._holder)
 
-    @property
-    def text(self) -> str | None:
-        """The message up now, or None."""
-        return self._text.value if self._holder.visible else None
-
     def show(self, text: str, *, error: bool = False, wide: bool = False, seconds: float = TOAST_SECONDS) -> None:
         self._shown += 1
         self._text.value = text
