@@ -1,0 +1,383 @@
+"""The threat model of docs/SECURITY.md as tests: a hostile server learns nothing and destroys nothing.
+
+Each test runs a real `outreach-server` process on loopback (SQLite) with a coordinator and a
+worker enrolled through the real code, then plays the attacker: it edits the server's database
+between syncs, as whoever controls the server can (it knows every public key and every row, no
+team key). Each asserts three things: the device refuses, the user is told in words, and nothing
+was lost. After every attack no canary string is in any server file.
+
+    1 team-key substitution         test_a_new_epoch_the_coordinator_did_not_sign_is_refused
+                                    test_the_server_cannot_let_a_pending_device_in_with_its_own_key
+    2 overwrite of a held key       test_a_second_key_for_a_held_epoch_is_refused_and_nothing_is_lost
+    3 forged purges                 test_a_forged_purge_erases_nothing
+                                    test_a_signed_erasure_sets_unsynced_edits_aside_with_a_reason
+    4 future stamps                 test_an_op_stamped_far_in_the_future_waits_for_its_time
+    5 audit forgery (team device)   test_audit_events_are_append_only_and_attributable
+    6 role, fingerprints, invites   test_a_worker_invite_does_not_become_a_coordinator
+                                    test_the_coordinator_sees_the_fingerprint_the_device_shows
+                                    test_invite_secrets_expire
+    migration from 1f0389c          test_a_team_of_the_previous_version_moves_to_signed_authority
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import FakeClock
+from serverproc import ServerProcess, create_team
+
+from models.clock import HLC
+from models.vault import KdfParams, SealError, Vault
+from models.vocab import AuditAction, RecordType
+from models.workspace import Workspace
+from sync import protocol as p
+from sync.engine import SyncEngine
+from sync.errors import SyncError
+
+pytestmark = pytest.mark.e2e
+
+PASS = "hostile server 1"
+FIXTURE = Path(__file__).parent / "fixtures" / "legacy_team"
+
+
+class Attacker:
+    """Whoever controls the server: its database, not one team key."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.path = server.db_url.split("///", 1)[1]
+        self.vault = Vault("0" * 32)
+        self.vault.create("the attacker's own", KdfParams.default(fast=True))
+
+    @contextlib.contextmanager
+    def db(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.path, timeout=10)
+        try:
+            with conn:
+                yield conn
+        finally:
+            conn.close()
+
+    def team(self) -> tuple[str, int, int]:
+        with self.db() as db:
+            team_id, epoch, next_seq = db.execute("SELECT id, current_epoch, next_seq FROM team").fetchone()
+        return team_id, epoch, next_seq
+
+    def forge_key(self, epoch: int, device_ids: list[str], *, raise_epoch: bool = False) -> bytes:
+        """A team key of the attacker's, wrapped for each device's public key as the server
+        knows it, stored as the device's key of `epoch`."""
+        team_id, current, _ = self.team()
+        key, _ = self.vault.new_team_key(epoch)
+        with self.db() as db:
+            for device_id in device_ids:
+                (public_key,) = db.execute("SELECT public_key FROM device WHERE id=?", (device_id,)).fetchone()
+                blob = self.vault.wrap_for_device(team_id, epoch, device_id, public_key)
+                db.execute("DELETE FROM wrapped_key WHERE epoch=? AND device_id=?", (epoch, device_id))
+                db.execute("INSERT INTO wrapped_key (team_id, epoch, device_id, blob, created_at) VALUES (?,?,?,?,0)",
+                           (team_id, epoch, device_id, blob))
+            if raise_epoch and epoch > current:
+                db.execute("UPDATE team SET current_epoch=?", (epoch,))
+        return key
+
+    def read_with(self, epoch: int, key: bytes) -> list[Any]:
+        """Every stored op the attacker's key of `epoch` opens."""
+        self.vault.add_team_key(epoch, key)
+        opened = []
+        with self.db() as db:
+            rows = db.execute("SELECT op_id, device_id, device_seq, record_id, key_epoch, payload FROM op").fetchall()
+        for op_id, device_id, seq, rid, e, payload in rows:
+            if e != epoch:
+                continue
+            with contextlib.suppress(SealError):
+                opened.append(self.vault.open_op(rid, e, device_id, seq, op_id, payload))
+        return opened
+
+    def forge_purge(self, record_ids: list[str]) -> None:
+        _, _, next_seq = self.team()
+        with self.db() as db:
+            for n, rid in enumerate(record_ids):
+                db.execute("INSERT INTO purge (team_id, seq, record_id, at) SELECT id, ?, ?, 0 FROM team",
+                           (next_seq + n, rid))
+            db.execute("UPDATE team SET next_seq=?", (next_seq + len(record_ids),))
+
+
+@dataclass
+class Team:
+    server: ServerProcess
+    attacker: Attacker
+    coord: Workspace
+    ceng: SyncEngine
+    worker: Workspace
+    weng: SyncEngine
+    tmp: Path
+
+    def device(self, name: str, **kwargs: Any) -> tuple[Workspace, SyncEngine]:
+        ws = Workspace(self.tmp / name, fast_kdf=True, **kwargs)
+        ws.init(PASS, worker_name=name)
+        return ws, SyncEngine(ws)
+
+    def assert_no_canary(self, canary: str) -> None:
+        needles = [canary.encode(), canary.lower().encode()]
+        for path in self.server.workdir.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                assert not any(n in data for n in needles), f"canary in {path.name}"
+
+
+@pytest.fixture
+def team(tmp_path: Path) -> Iterator[Team]:
+    (tmp_path / "server").mkdir()
+    with ServerProcess(workdir=tmp_path / "server") as server:
+        coord = Workspace(tmp_path / "coord", fast_kdf=True)
+        coord.init(PASS, worker_name="Kim")
+        ceng = SyncEngine(coord)
+        ceng.join(server.url, create_team(server.db_url, "Vesterbro"))
+        worker = Workspace(tmp_path / "worker", fast_kdf=True)
+        worker.init(PASS, worker_name="Ali")
+        weng = SyncEngine(worker)
+        weng.join(server.url, ceng.invite())
+        ceng.sync()
+        weng.sync()
+        assert worker.setting("device_status") == "active"
+        t = Team(server, Attacker(server), coord, ceng, worker, weng, tmp_path)
+        try:
+            yield t
+        finally:
+            for engine, ws in ((weng, worker), (ceng, coord)):
+                engine.close()
+                ws.close()
+
+
+def _aliases(ws: Workspace) -> list[str]:
+    return sorted(person.alias for person in ws.persons())
+
+
+def _reopen(ws: Workspace) -> None:
+    """Lock and unlock reading every row (no snapshot): a row a wrong key sealed would not open."""
+    ws.lock()
+    ws.store.drop_snapshot()
+    ws.unlock(PASS)
+    assert ws.damaged == []
+
+
+# ----------------------------------------------------------------------------- 1: keys
+def test_a_new_epoch_the_coordinator_did_not_sign_is_refused(team: Team) -> None:
+    canary = "Kanarie" + uuid.uuid4().hex[:10]
+    _, epoch, _ = team.attacker.team()
+    evil = team.attacker.forge_key(epoch + 1, [team.coord.device_id, team.worker.device_id], raise_epoch=True)
+    team.worker.add_person({"alias": canary, "description": canary})
+    team.coord.add_person({"alias": canary + "K"})
+    for engine in (team.weng, team.ceng):
+        with pytest.raises(SyncError) as refused:
+            engine.sync()
+        assert "coordinator did not sign" in str(refused.value)
+    for ws in (team.worker, team.coord):
+        assert ws.epoch == epoch and ws.outbox_count() == 1  # kept, under the team's own key
+        assert ws.notices() and ws.notices()[-1].kind == "key_refused"
+    assert team.attacker.read_with(epoch + 1, evil) == []
+    team.assert_no_canary(canary)
+
+
+def test_the_server_cannot_let_a_pending_device_in_with_its_own_key(team: Team) -> None:
+    canary = "Kanarie" + uuid.uuid4().hex[:10]
+    newcomer, neng = team.device("newcomer")
+    newcomer.add_person({"alias": canary})  # written before joining
+    neng.join(team.server.url, team.ceng.invite())
+    _, epoch, _ = team.attacker.team()
+    evil = team.attacker.forge_key(epoch, [newcomer.device_id])
+    with team.attacker.db() as db:
+        db.execute("UPDATE device SET status='active' WHERE id=?", (newcomer.device_id,))
+    with pytest.raises(SyncError):
+        neng.sync()
+    assert newcomer.setting("device_status") != "active"
+    assert _aliases(newcomer) == [canary] and newcomer.outbox_count() == 1
+    assert team.attacker.read_with(epoch, evil) == []
+    team.assert_no_canary(canary)
+    neng.close()
+    newcomer.close()
+
+
+def test_a_second_key_for_a_held_epoch_is_refused_and_nothing_is_lost(team: Team) -> None:
+    team.worker.add_person({"alias": "Held under epoch 1"})
+    team.weng.sync()
+    gone, geng = team.device("gone")
+    geng.join(team.server.url, team.ceng.invite())
+    team.ceng.sync()
+    new_epoch = team.ceng.revoke(gone.device_id)  # a real new epoch, signed by the coordinator
+    team.attacker.forge_key(1, [team.worker.device_id])  # and a different key for epoch 1
+    with pytest.raises(SyncError) as refused:
+        team.weng.sync()
+    assert "already has" in str(refused.value)
+    assert team.worker.notices()[-1].kind == "key_refused"
+    _reopen(team.worker)
+    assert "Held under epoch 1" in _aliases(team.worker)
+    assert new_epoch in team.worker.vault.epochs if team.worker.vault else False
+    geng.close()
+    gone.close()
+
+
+# --------------------------------------------------------------------------- 3: purges
+def test_a_forged_purge_erases_nothing(team: Team) -> None:
+    kept = team.coord.add_person({"alias": "Must stay"})
+    team.ceng.sync()
+    team.weng.sync()
+    team.worker.edit_person(kept.id, {"description": "not sent yet"})
+    team.attacker.forge_purge([kept.id])
+    team.weng.sync()
+    team.ceng.sync()
+    for ws in (team.worker, team.coord):
+        assert "Must stay" in _aliases(ws)
+        assert any(n.kind == "purge_refused" and n.record_id == kept.id for n in ws.notices())
+    assert team.worker.get_person(kept.id).description == "not sent yet"
+    team.weng.sync()
+    team.ceng.sync()
+    assert team.coord.get_person(kept.id).description == "not sent yet"
+
+
+def test_a_signed_erasure_sets_unsynced_edits_aside_with_a_reason(team: Team) -> None:
+    person = team.coord.add_person({"alias": "Erased later"})
+    team.ceng.sync()
+    team.weng.sync()
+    team.worker.edit_person(person.id, {"description": "written offline"})
+    assert team.ceng.erase_person(person.id) == 1
+    team.weng.sync()
+    assert "Erased later" not in _aliases(team.worker)
+    notices = [n for n in team.worker.notices() if n.kind == "erased_edit"]
+    assert [n.record_id for n in notices] == [person.id]
+    assert team.worker.outbox_count() == 0
+    assert "written offline" not in json.dumps([n.detail for n in team.worker.notices()])
+
+
+# ------------------------------------------------------------------------------ 4: clock
+def test_an_op_stamped_far_in_the_future_waits_for_its_time(team: Team, clock: FakeClock) -> None:
+    year = 365 * 86400
+    team.worker.clock = HLC(team.worker.clock.last, wall_ms=lambda: int((clock() + year) * 1000))
+    early = team.worker.add_person({"alias": "From next year"})
+    team.weng.sync()
+    before = team.coord.clock.last
+    team.ceng.sync()
+    assert "From next year" not in _aliases(team.coord)
+    assert team.coord.clock.last == before or team.coord.clock.last >> 16 < (clock() + 3600) * 1000
+    assert any(n.kind == "future_op" and n.record_id == early.id for n in team.coord.notices())
+    # its time comes: applied then, nothing lost
+    team.coord._now = lambda: clock() + year + 60  # noqa: SLF001 (the workspace's injectable wall clock)
+    team.ceng.sync()
+    assert "From next year" in _aliases(team.coord)
+
+
+# ------------------------------------------------------------------------------ 5: audit
+def test_audit_events_are_append_only_and_attributable(team: Team) -> None:
+    team.coord.audit(AuditAction.EXPORT, None, None, detail="contacts.csv")
+    team.ceng.sync()
+    team.weng.sync()
+    (event,) = [e for e in team.worker.audit_events() if e.detail == "contacts.csv"]
+    # a worker's device rewrites the coordinator's event, and writes one in the coordinator's name
+    team.worker._write(RecordType.AUDIT, event.id, {"detail": "nothing happened"}, must_exist=True)  # noqa: SLF001
+    team.worker._write(RecordType.AUDIT, team.worker._new_id(), {  # noqa: SLF001
+        "at": "2026-12-01T10:00:00", "actor": "Kim", "device_id": team.coord.device_id, "action": "erase",
+        "target_type": None, "target_id": None, "detail": "in another's name"})
+    team.weng.sync()
+    team.ceng.sync()
+    details = [e.detail for e in team.coord.audit_events()]
+    assert "contacts.csv" in details and "nothing happened" not in details and "in another's name" not in details
+    assert {n.kind for n in team.coord.notices()} >= {"audit_refused"}
+
+
+# ------------------------------------------------------------------- 6: role, fingerprints
+def test_a_worker_invite_does_not_become_a_coordinator(team: Team) -> None:
+    newcomer, neng = team.device("newcomer")
+    code = team.ceng.invite(p.Role.WORKER)
+    with team.attacker.db() as db:
+        assert db.execute("UPDATE invite SET role='coordinator' WHERE used_at IS NULL").rowcount == 1
+    neng.join(team.server.url, code)
+    team.ceng.sync()
+    neng.sync()
+    assert newcomer.setting("device_status") == "active"
+    assert newcomer.setting("role") == "worker"
+    assert not neng.is_coordinator and not neng.can_sign()
+    neng.close()
+    newcomer.close()
+
+
+def test_the_coordinator_sees_the_fingerprint_the_device_shows(team: Team) -> None:
+    newcomer, neng = team.device("newcomer")
+    shown = neng.join(team.server.url, team.ceng.invite()).fingerprint
+    listing = team.ceng.devices()
+    prints = team.ceng.fingerprints(listing)
+    assert prints[newcomer.device_id] == shown == newcomer.fingerprint()
+    assert prints[team.worker.device_id] == team.worker.fingerprint()
+    neng.close()
+    newcomer.close()
+
+
+def test_invite_secrets_expire(team: Team, clock: FakeClock) -> None:
+    team.coord._now = clock  # noqa: SLF001
+    team.ceng.invite(expires_in=3600)
+    assert team.ceng.open_invites() == 1
+    clock.advance(3601)
+    team.ceng.sync()
+    assert team.ceng.open_invites() == 0
+
+
+# ---------------------------------------------------------------------------- migration
+def _legacy(tmp_path: Path) -> tuple[dict[str, Any], Path]:
+    target = tmp_path / "legacy"
+    shutil.copytree(FIXTURE, target)
+    for path in target.rglob("*"):
+        os.chmod(path, 0o700 if path.is_dir() else 0o600)
+    return json.loads((target / "meta.json").read_text()), target
+
+
+def test_a_team_of_the_previous_version_moves_to_signed_authority(tmp_path: Path) -> None:
+    meta, root = _legacy(tmp_path)
+    with ServerProcess(f"sqlite:///{root / 'server.db'}", workdir=root) as server:
+        opened = {}
+        for name in ("coord", "worker"):
+            ws = Workspace(root / name)
+            ws.unlock(meta["passphrase"])
+            ws.set_settings(server_url=server.url)
+            opened[name] = (ws, SyncEngine(ws))
+        (coord, ceng), (worker, weng) = opened["coord"], opened["worker"]
+        try:
+            assert "Arbejders Anna" in _aliases(worker) and worker.outbox_count() == 1
+            ceng.sync()  # the coordinator makes the authority key and grants every epoch again, signed
+            weng.sync()  # the worker pins it (bound by the newest team key it holds) and pushes
+            ceng.sync()
+            assert ceng.can_sign() and worker.setting("authority_vk") == coord.setting("authority_vk")
+            assert coord.get_person(meta["worker_person"]).description == "ikke sendt endnu"
+            assert _aliases(coord) == _aliases(worker) == ["Arbejders Anna", "Gammel Gert"]
+            # from now on the team is signed: a forged epoch is refused, a signed erasure works
+            attacker = Attacker(server)
+            _, epoch, _ = attacker.team()
+            attacker.forge_key(epoch + 1, [worker.device_id], raise_epoch=True)
+            with pytest.raises(SyncError):
+                weng.sync()
+            assert worker.epoch == epoch
+            with attacker.db() as db:
+                db.execute("UPDATE team SET current_epoch=?", (epoch,))
+                db.execute("DELETE FROM wrapped_key WHERE epoch=?", (epoch + 1,))
+            assert ceng.erase_person(meta["kept_person"]) == 2
+            weng.sync()
+            assert _aliases(worker) == ["Arbejders Anna"]
+            # and a recovered coordinator signs with the same authority
+            code = ceng.new_recovery_code()
+            spare = Workspace(tmp_path / "spare", fast_kdf=True)
+            spare.init(PASS)
+            seng = SyncEngine(spare)
+            seng.recover(server.url, code)
+            assert seng.can_sign() and spare.setting("authority_vk") == coord.setting("authority_vk")
+            seng.close()
+            spare.close()
+        finally:
+            for ws, engine in opened.values():
+                engine.close()
+                ws.close()
