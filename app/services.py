@@ -45,6 +45,7 @@ from sync.errors import (
     DevicePending,
     DeviceRevoked,
     InsecureURL,
+    KeyRefused,
     NotJoined,
     Offline,
     ProofMismatch,
@@ -63,6 +64,7 @@ from .state import (
     DeviceInfo,
     FollowUpRow,
     JoinOutcome,
+    NoticeRow,
     PersonDetail,
     PersonDraft,
     PersonRow,
@@ -150,6 +152,8 @@ def explain(exc: BaseException) -> Problem:
         return Problem("errors.revoked")
     if isinstance(exc, ProofMismatch):
         return Problem("errors.proof")
+    if isinstance(exc, KeyRefused):  # nothing was adopted: the coordinator has to look, not the worker
+        return Problem("errors.key_changed" if exc.changed else "errors.key_refused")
     if isinstance(exc, NotJoined):
         return Problem("sync.not_joined")
     if isinstance(exc, ServerFault):
@@ -170,10 +174,10 @@ class _GuardedWorkspace(Workspace):
         super().__init__(data_dir, **kwargs)
         self.ui_lock = ui_lock
 
-    def receive(self, ops: Iterable[RemoteOp], *, purges: Iterable[str] = (),
+    def receive(self, ops: Iterable[RemoteOp], *, purges: Iterable[str] = (), refused_purges: Iterable[str] = (),
                 cursor: tuple[str, int] | None = None) -> int:
         with self.ui_lock:
-            return super().receive(ops, purges=purges, cursor=cursor)
+            return super().receive(ops, purges=purges, refused_purges=refused_purges, cursor=cursor)
 
     def fold(self, max_ops: int | None = None) -> ApplyResult:
         with self.ui_lock:
@@ -388,6 +392,16 @@ class Services:
             last_sync=datetime.fromtimestamp(st.last_success) if st.last_success else None,
             data_dir=str(ws.data_dir), app_version=_app_version(),
         )
+
+    async def notices(self) -> list[NoticeRow]:
+        """What this device refused or set aside for a security reason, newest first: kinds,
+        ids and times only (the notices hold no personal data, and the screens show no detail)."""
+        return await self.call(self._notices)
+
+    def _notices(self) -> list[NoticeRow]:
+        rows = [NoticeRow(at=n.at, kind=n.kind, record_id=n.record_id, device_id=n.device_id)
+                for n in self.ws.notices()]
+        return rows[::-1]  # stored in the order they were noted
 
     async def is_coordinator(self) -> bool:
         return await self.call(lambda: self.engine.is_coordinator)

@@ -69,12 +69,21 @@ def _m0005_dirty(db: sqlite_utils.Database) -> None:
     db.table("dirty").create({"record_id": str, "record_type": str}, pk="record_id", not_null={"record_type"})
 
 
+def _m0006_notices(db: sqlite_utils.Database) -> None:
+    """Signed authority: what a device refused or set aside is told, not silent."""
+    db.table("notice").create(
+        {"n": int, "at": float, "kind": str, "record_id": str, "device_id": str, "detail": str},
+        pk="n", not_null={"at", "kind", "detail"},
+    )
+
+
 MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_initial", _m0001_initial),
     ("0002_sync", _m0002_sync),
     ("0003_snapshot", _m0003_snapshot),
     ("0004_inbox", _m0004_inbox),
     ("0005_dirty", _m0005_dirty),
+    ("0006_notices", _m0006_notices),
 ]
 
 

@@ -333,6 +333,34 @@ class Store:
     def remove_set_aside(self, op_id: str) -> None:
         self._q("DELETE FROM setaside WHERE op_id=?", (op_id,))
 
+    def requeue_set_aside(self, op_ids: Iterable[str]) -> None:
+        """Put set-aside remote ops back in the inbox (their time has come), at its end."""
+        ids = json.dumps(list(op_ids))
+        self._q("INSERT INTO inbox (op_id, device_id, device_seq, record_id, key_epoch, payload) "
+                "SELECT op_id, device_id, device_seq, record_id, key_epoch, payload FROM setaside "
+                "WHERE op_id IN (SELECT value FROM json_each(?))", (ids,))
+        self._q("DELETE FROM setaside WHERE op_id IN (SELECT value FROM json_each(?))", (ids,))
+
+    # -------------------------------------------------------------------------- notices
+    def add_notice(self, at: float, kind: str, record_id: str | None, device_id: str | None, detail: str) -> bool:
+        """Note a refusal, once: the same (kind, record, device, detail) is not noted twice.
+        Returns whether it is new."""
+        seen = self._q("SELECT 1 FROM notice WHERE kind=? AND record_id IS ? AND device_id IS ? AND detail=?",
+                       (kind, record_id, device_id, detail)).fetchone()
+        if seen:
+            return False
+        self._q("INSERT INTO notice (at, kind, record_id, device_id, detail) VALUES (?, ?, ?, ?, ?)",
+                (at, kind, record_id, device_id, detail))
+        return True
+
+    def notices(self) -> list[tuple[int, float, str, str | None, str | None, str]]:
+        return list(self._q("SELECT n, at, kind, record_id, device_id, detail FROM notice ORDER BY n"))
+
+    def outbox_records(self, record_ids: Iterable[str]) -> list[tuple[int, str]]:
+        """(device seq, record id) of queued ops of these records."""
+        return list(self._q("SELECT device_seq, record_id FROM outbox WHERE record_id IN "
+                            "(SELECT value FROM json_each(?)) ORDER BY device_seq", (json.dumps(list(record_ids)),)))
+
     def mark_erased(self, record_ids: Iterable[str], at: float) -> None:
         ids = list(record_ids)
         self._many("INSERT OR IGNORE INTO erased (record_id, at) VALUES (?, ?)", ((r, at) for r in ids))

@@ -413,6 +413,21 @@ class Snapshot(SQLModel, table=True):
     sealed: bytes
 
 
+class Notice(SQLModel, table=True):
+    """Something a device refused or set aside for a security reason (a key or a purge the
+    coordinator did not sign, an audit event rewritten, an op from the future, an unsynced edit of
+    an erased record): what the user is told instead of a silent change. Ids and kinds only, never
+    personal data: the table is not sealed."""
+
+    __tablename__ = "notice"
+    n: int | None = Field(default=None, primary_key=True)
+    at: float
+    kind: str = Field(max_length=40)
+    record_id: str | None = Field(default=None, max_length=32)
+    device_id: str | None = Field(default=None, max_length=32)
+    detail: str = ""
+
+
 SEALED_TABLES: dict[RecordType, str] = {
     RecordType.PERSON: "person",
     RecordType.CONTACT: "contact",
@@ -422,7 +437,7 @@ SEALED_TABLES: dict[RecordType, str] = {
 }
 
 LOCAL_TABLES = ("keyring", "meta", "outbox", "syncstate", "reviewconflict", "setaside", "erased", "snapshot",
-                "inbox", "dirty")
+                "inbox", "dirty", "notice")
 
 # type -> (Create, Update, Public)
 FAMILIES: dict[RecordType, tuple[type[SQLModel], type[SQLModel] | None, type[SQLModel]]] = {

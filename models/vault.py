@@ -7,6 +7,11 @@ Key hierarchy:
     master key --AES-256-GCM--> device X25519 private key, team keys by epoch, small secrets
     team key[epoch] --AES-256-GCM--> every sealed row and every op payload
 
+Authority (docs/SECURITY.md): the team's coordinators share an Ed25519 signing key; every team-key
+grant and every purge is a statement signed by it, and a device adopts a key only from a grant
+signed by the verification key it pinned (bound to its invite's secret, or to the newest team key it
+holds when an existing team moves to signed authority).
+
 Sealed blob: version byte 0x01, 12-byte random nonce, ciphertext+tag; the plaintext is
 flag byte (0 raw, 1 zlib) + body, compressed before sealing, never after. Associated data binds
 what the blob is (row or op), the record type for rows, the record id, the key epoch and, for ops,
@@ -30,6 +35,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -47,6 +53,9 @@ __all__ = [
     "verify_proof",
     "RecoveryCode",
     "fingerprint",
+    "Grant",
+    "GrantError",
+    "verify_purge",
 ]
 
 _VERSION = b"\x01"
@@ -56,6 +65,85 @@ _COMPRESS_MIN = 96  # below this, zlib's header costs more than it saves
 
 class SealError(Exception):
     """A blob failed authentication or is malformed. Callers turn it into TamperedRecord."""
+
+
+class GrantError(SealError):
+    """A team-key grant this device must not adopt: unsigned, signed by another key, bound to
+    nothing it can check, or not for this device. The message says which, in plain words."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A verified team-key grant: what a device may adopt."""
+
+    epoch: int
+    key: bytes
+    vk: bytes  # the authority's verification key that signed it
+    role: str  # the role the coordinator gave the device
+    authority_seed: bytes | None  # coordinators only: the authority's signing key
+    purges_unsigned_through: int  # unsigned purges at or below this log position are the old version's
+
+
+_GRANT_V2 = b"\x02"
+_SIG = 64
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: object) -> bytes:
+    if not isinstance(text, str):
+        raise GrantError("a malformed grant")
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise GrantError("a malformed grant") from None
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _statement(kind: str, body: bytes) -> bytes:
+    return b"outreach/v2/" + kind.encode("ascii") + b"\n" + body
+
+
+def _verify(vk: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(vk).verify(signature, message)
+        return True
+    except (InvalidSignature, ValueError):
+        return False
+
+
+def _bind_message(team_id: str, device_id: str, public_key: bytes, vk: bytes, role: str) -> bytes:
+    return f"outreach/v2/vk-bind|{team_id}|{device_id}|{role}|".encode() + public_key + vk
+
+
+def _mac(key: bytes, message: bytes) -> bytes:
+    h = hmac.HMAC(key, hashes.SHA256())
+    h.update(message)
+    return h.finalize()
+
+
+def _mac_ok(key: bytes, message: bytes, tag: bytes) -> bool:
+    h = hmac.HMAC(key, hashes.SHA256())
+    h.update(message)
+    try:
+        h.verify(tag)
+        return True
+    except InvalidSignature:
+        return False
+
+
+def _purge_message(team_id: str, record_id: str) -> bytes:
+    return _statement("purge", f"{team_id}|{record_id}".encode())
+
+
+def verify_purge(vk: bytes, team_id: str, record_id: str, signature: bytes) -> bool:
+    """Whether the authority `vk` signed the erasure of `record_id` in this team."""
+    return len(signature) == _SIG and _verify(vk, _purge_message(team_id, record_id), signature)
 
 
 def argon2_available() -> bool:
@@ -240,9 +328,10 @@ class RecoveryCode:
     def lookup(self) -> bytes:
         return _hkdf(self.secret, b"outreach/v1/recovery-lookup")
 
-    def wrap(self, team_id: str, epoch: int, team_key: bytes) -> bytes:
+    def wrap(self, team_id: str, epoch: int, team_key: bytes, authority_seed: bytes = b"") -> bytes:
+        """The team key of `epoch` (and the authority's signing key, when the team has one)."""
         key = AESGCM(_hkdf(self.secret, b"outreach/v1/recovery-key"))
-        return _aead_seal(key, team_key, f"outreach/v1|recovery|{team_id}|{epoch}".encode())
+        return _aead_seal(key, team_key + authority_seed, f"outreach/v1|recovery|{team_id}|{epoch}".encode())
 
     def unwrap(self, team_id: str, epoch: int, blob: bytes) -> bytes:
         key = AESGCM(_hkdf(self.secret, b"outreach/v1/recovery-key"))
@@ -258,6 +347,7 @@ class Vault:
         self._device_key: X25519PrivateKey | None = None
         self._team: dict[int, AESGCM] = {}
         self._team_raw: dict[int, bytes] = {}
+        self._authority: Ed25519PrivateKey | None = None
 
     # -------------------------------------------------------------------------- lifecycle
     @property
@@ -290,6 +380,8 @@ class Vault:
         for name, blob in keyring.items():
             if name.startswith("team:"):
                 self._set_team_key(int(name[5:]), self.unwrap_secret(name, blob))
+            elif name == "authority":
+                self._authority = Ed25519PrivateKey.from_private_bytes(self.unwrap_secret(name, blob))
 
     def rewrap_master(self, old: str, new: str, old_params: KdfParams, new_params: KdfParams,
                       wrapped_master: bytes, pepper: bytes = b"") -> bytes:
@@ -302,6 +394,7 @@ class Vault:
         self._device_key = None
         self._team.clear()
         self._team_raw.clear()
+        self._authority = None
 
     def _need(self) -> AESGCM:
         if self._master is None:
@@ -366,14 +459,23 @@ class Vault:
         return f"outreach/v1/wrap|{team_id}|{epoch}|{device_id}|".encode() + eph + recipient
 
     def wrap_for_device(self, team_id: str, epoch: int, device_id: str, public_key: bytes) -> bytes:
-        """The team key of `epoch` for another device: ephemeral X25519 + HKDF + AES-GCM."""
+        """The team key of `epoch` for another device, unsigned (version 1: what a device of the
+        previous version sent; devices now send `make_grant`)."""
+        return self._wrap(team_id, epoch, device_id, public_key, self.team_key(epoch))
+
+    def _wrap(self, team_id: str, epoch: int, device_id: str, public_key: bytes, secret: bytes) -> bytes:
+        """Ephemeral X25519 + HKDF + AES-GCM, for the device's key `public_key`."""
         recipient = X25519PublicKey.from_public_bytes(public_key)
         eph = X25519PrivateKey.generate()
         eph_pub = eph.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         kek = _hkdf(eph.exchange(recipient), self._wrap_info(team_id, epoch, device_id, eph_pub, public_key))
-        return eph_pub + _aead_seal(AESGCM(kek), self.team_key(epoch), f"{team_id}|{epoch}".encode())
+        return eph_pub + _aead_seal(AESGCM(kek), secret, f"{team_id}|{epoch}".encode())
 
     def unwrap_from_team(self, team_id: str, epoch: int, blob: bytes) -> bytes:
+        """An unsigned (version 1) wrap: its key, checked against nothing but this device's key."""
+        return self._unwrap(team_id, epoch, blob)
+
+    def _unwrap(self, team_id: str, epoch: int, blob: bytes) -> bytes:
         if self._device_key is None:
             raise VaultLocked("The vault is locked.")
         eph_pub, rest = blob[:32], blob[32:]
@@ -382,6 +484,114 @@ class Vault:
         shared = self._device_key.exchange(X25519PublicKey.from_public_bytes(eph_pub))
         kek = _hkdf(shared, self._wrap_info(team_id, epoch, self.device_id, eph_pub, self.public_key))
         return _aead_open(AESGCM(kek), rest, f"{team_id}|{epoch}".encode())
+
+    # --------------------------------------------------------------------------- authority
+    def set_authority(self, seed: bytes) -> bytes:
+        """Hold the team's signing key (32-byte Ed25519 seed); returns its keyring entry."""
+        self._authority = Ed25519PrivateKey.from_private_bytes(seed)
+        return self.wrap_secret("authority", seed)
+
+    def new_authority(self) -> bytes:
+        """A new signing key for a team that has none (its founding, or its move to signed
+        authority). Returns its keyring entry."""
+        return self.set_authority(Ed25519PrivateKey.generate().private_bytes_raw())
+
+    @property
+    def can_sign(self) -> bool:
+        return self._authority is not None
+
+    def _signer(self) -> Ed25519PrivateKey:
+        self._need()
+        if self._authority is None:
+            raise GrantError("this device does not hold the team's signing key")
+        return self._authority
+
+    @property
+    def authority_vk(self) -> bytes:
+        return self._signer().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    @property
+    def authority_seed(self) -> bytes:
+        return self._signer().private_bytes_raw()
+
+    def sign_purge(self, team_id: str, record_id: str) -> bytes:
+        return self._signer().sign(_purge_message(team_id, record_id))
+
+    def make_grant(self, team_id: str, epoch: int, device_id: str, public_key: bytes, *, role: str,
+                   invite_secret: bytes | None = None, team_bind: bool = False,
+                   purges_unsigned_through: int = 0) -> bytes:
+        """The team key of `epoch` for a device, wrapped for its X25519 key and signed by the
+        authority. A coordinator's grant also carries the signing key. `invite_secret` binds the
+        verification key for a device that joined with that invite; `team_bind` binds it under
+        every team key held here (an existing team's devices, once: they check it under the
+        newest key they hold)."""
+        signer = self._signer()
+        vk = self.authority_vk
+        secret = self.team_key(epoch) + (self.authority_seed if role == "coordinator" else b"")
+        wrap = self._wrap(team_id, epoch, device_id, public_key, secret)
+        message = _bind_message(team_id, device_id, public_key, vk, role)
+        bind: dict[str, Any] | None = None
+        if invite_secret is not None:
+            bind = {"by": "invite", "mac": _b64(_mac(invite_secret, message))}
+        elif team_bind:
+            bind = {"by": "team", "macs": {str(e): _b64(_mac(_hkdf(k, b"outreach/v2/vk-bind"), message))
+                                           for e, k in self._team_raw.items()}}
+        body = _canonical({"v": 2, "team": team_id, "epoch": epoch, "device": device_id, "pub": _b64(public_key),
+                           "wrap": _b64(wrap), "vk": _b64(vk), "role": role, "bind": bind,
+                           "pu": purges_unsigned_through})
+        return _GRANT_V2 + signer.sign(_statement("grant", body)) + body
+
+    def open_grant(self, team_id: str, epoch: int, blob: bytes, *, pinned_vk: bytes | None,
+                   invite_secret: bytes | None = None, team_bind: bool = False) -> Grant:
+        """Verify a grant sent to this device and unwrap its key. Raises GrantError unless it is
+        signed by `pinned_vk` or, with none pinned, by a verification key bound to
+        `invite_secret` or (with `team_bind`) to the newest team key held here."""
+        if blob[:1] != _GRANT_V2 or len(blob) < 1 + _SIG + 2:
+            raise GrantError("the coordinator did not sign this key")
+        signature, raw = blob[1:1 + _SIG], blob[1 + _SIG:]
+        try:
+            body = json.loads(raw)
+            ok_shape = isinstance(body, dict) and body.get("v") == 2
+        except ValueError:
+            ok_shape = False
+        if not ok_shape:
+            raise GrantError("a malformed grant")
+        me = self.public_key
+        if (body.get("team"), body.get("epoch"), body.get("device")) != (team_id, epoch, self.device_id) \
+                or _unb64(body.get("pub")) != me:
+            raise GrantError("a grant meant for another device or epoch")
+        vk, role = _unb64(body.get("vk")), body.get("role")
+        if role not in ("worker", "coordinator"):
+            raise GrantError("a malformed grant")
+        if pinned_vk is not None:
+            if vk != pinned_vk:
+                raise GrantError("the coordinator did not sign this key (another signing key)")
+        else:
+            message = _bind_message(team_id, self.device_id, me, vk, role)
+            bind = body.get("bind") or {}
+            if invite_secret is not None and bind.get("by") == "invite":
+                bound = _mac_ok(invite_secret, message, _unb64(bind.get("mac")))
+            elif team_bind and bind.get("by") == "team" and self._team_raw:
+                newest = max(self._team_raw)
+                tag = (bind.get("macs") or {}).get(str(newest))
+                bound = tag is not None and _mac_ok(_hkdf(self._team_raw[newest], b"outreach/v2/vk-bind"),
+                                                    message, _unb64(tag))
+            else:
+                bound = False
+            if not bound:
+                raise GrantError("the coordinator did not sign this key (its signing key is bound to nothing "
+                                 "this device can check)")
+        if not _verify(vk, _statement("grant", raw), signature):
+            raise GrantError("the coordinator did not sign this key (a bad signature)")
+        secret = self._unwrap(team_id, epoch, _unb64(body.get("wrap")))
+        seed = secret[32:] or None
+        if len(secret) not in (32, 64) or (seed is not None and (
+                role != "coordinator"
+                or Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(
+                    Encoding.Raw, PublicFormat.Raw) != vk)):
+            raise GrantError("a malformed grant")
+        pu = body.get("pu", 0)
+        return Grant(epoch, secret[:32], vk, role, seed, pu if isinstance(pu, int) else 0)
 
     # ------------------------------------------------------------------------ seal / open
     def seal_row(self, record_type: str, record_id: str, epoch: int, obj: Any) -> bytes:

@@ -70,11 +70,15 @@ __all__ = [
     "SearchResult",
     "validation_error",
     "MIN_PASSPHRASE",
+    "Notice",
+    "MAX_SKEW_MS",
 ]
 
 log = logging.getLogger("outreach.workspace")
 
 MIN_PASSPHRASE = 6
+MAX_SKEW_MS = 3600 * 1000  # a remote op stamped further ahead of this device's clock waits for its time
+_FUTURE = "future:"  # the error prefix of such an op in the set-aside table: "future:<stamp ms>: ..."
 PERSON_CANDIDATES = 5000  # matching persons ranked by a search before its list is cut to the limit
 # a record without these is not shown (yet): e.g. an edit whose creating op was set aside
 _REQUIRED: dict[RecordType, tuple[str, ...]] = {
@@ -117,6 +121,18 @@ class ApplyResult:
     applied: int = 0
     skipped: int = 0  # own ops, erased records, no change
     set_aside: list[tuple[str, str]] = field(default_factory=list)  # (op id, error)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What this device refused or set aside for a security reason (docs/SECURITY.md). Kinds:
+    `key_refused`, `purge_refused`, `erased_edit`, `audit_refused`, `future_op`."""
+
+    at: datetime
+    kind: str
+    record_id: str | None
+    device_id: str | None
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -353,6 +369,27 @@ class Workspace:
     def fingerprint(self) -> str:
         """This device's public key as a person compares it by eye."""
         return fingerprint(self._vault().public_key)
+
+    def set_authority(self, seed: bytes | None = None) -> None:
+        """Hold the team's signing key: `seed` as given (a grant, the recovery code), or a new one."""
+        vault = self._vault()
+        entry = vault.new_authority() if seed is None else vault.set_authority(seed)
+        with self.store.atomic():
+            self.store.put_key("authority", entry)
+
+    def now(self) -> float:
+        return self._now()
+
+    def add_notice(self, kind: str, record_id: str | None = None, device_id: str | None = None,
+                   detail: str = "") -> None:
+        """Note a refusal for the user (ids and kinds only: the table is not sealed)."""
+        with self.store.atomic():
+            if self.store.add_notice(self._now(), kind, record_id, device_id, detail):
+                log.warning("refused (%s): record %s device %s: %s", kind, record_id, device_id, detail)
+
+    def notices(self) -> list[Notice]:
+        return [Notice(datetime.fromtimestamp(at), kind, rid, dev, detail)
+                for _n, at, kind, rid, dev, detail in self.store.notices()]
 
     def worker_name(self) -> str:
         blob = self.store.keyring().get("secret:worker_name")
@@ -981,6 +1018,10 @@ class Workspace:
         blob = self.store.keyring().get(f"secret:{name}")
         return self._vault().unwrap_secret(f"secret:{name}", blob) if blob else None
 
+    def secret_names(self, prefix: str) -> list[str]:
+        """The names (without `secret:`) of the small secrets that start with `prefix`."""
+        return sorted(name[len("secret:"):] for name in self.store.keyring() if name.startswith(f"secret:{prefix}"))
+
     def set_secret(self, name: str, value: bytes | None) -> None:
         with self.store.atomic():
             if value is None:
@@ -1026,6 +1067,8 @@ class Workspace:
         """Keep a team key epoch; a newer epoch becomes current and queued ops move to it."""
         vault = self._vault()
         store = self.store
+        if epoch in vault.epochs and vault.team_key(epoch) != key:
+            raise ValueError("never overwrite a held team key: every row of its epoch would be lost")
         with store.atomic():
             store.put_key(f"team:{epoch}", vault.add_team_key(epoch, key))
             if epoch > self.epoch:
@@ -1087,7 +1130,7 @@ class Workspace:
 
     FOLD_OPS = 1000  # pulled ops folded into the rows per transaction
 
-    def receive(self, ops: Iterable[RemoteOp], *, purges: Iterable[str] = (),
+    def receive(self, ops: Iterable[RemoteOp], *, purges: Iterable[str] = (), refused_purges: Iterable[str] = (),
                 cursor: tuple[str, int] | None = None) -> int:
         """Store a pulled page in the inbox as it came (sealed), with the page's purges and its
         cursor, in one transaction. Nothing is opened here: the device is done with the network
@@ -1095,15 +1138,25 @@ class Workspace:
         come back from the server too and are dropped).
 
         Not worth an fsync: a power cut can only undo whole pages together with their cursor,
-        and those pages are pulled again."""
+        and those pages are pulled again.
+
+        `purges` are erasures the coordinator signed: queued edits of those records are set aside
+        with a notice (their content goes: the erasure is the coordinator's decision); each of
+        `refused_purges` (not signed) erases nothing and becomes a notice."""
         vault = self._vault()
         store = self.store
         me = vault.device_id
         rows = [o for o in ops if o.device_id != me]
         purge_ids = list(purges)
+        now = self._now()
         with store.atomic(durable=False):
+            for rid in refused_purges:
+                store.add_notice(now, "purge_refused", rid, None, "an erasure the coordinator did not sign")
             if purge_ids:
-                store.mark_erased(purge_ids, self._now())  # also from the inbox
+                for seq, rid in store.outbox_records(purge_ids):
+                    store.add_notice(now, "erased_edit", rid, me,
+                                     f"change {seq} of this device was not kept: the record was erased")
+                store.mark_erased(purge_ids, now)  # also from the inbox
             store.inbox_put(rows)
             if cursor is not None:
                 store.set_sync_state(cursor[0], cursor[1])
@@ -1151,6 +1204,13 @@ class Workspace:
                     store.set_aside((op_id, record_id, device_id, device_seq, key_epoch, payload, error, self._now()))
                     result.set_aside.append((op_id, error))
                     continue
+                refusal = self._refusal(rtype, rop, op, record_id in states or record_id in self._types)
+                if refusal is not None:
+                    kind, error, detail = refusal
+                    store.set_aside((op_id, record_id, device_id, device_seq, key_epoch, payload, error, self._now()))
+                    store.add_notice(self._now(), kind, record_id, device_id, detail)
+                    result.set_aside.append((op_id, error))
+                    continue
                 self.clock.observe(op.hlc)
                 if apply_op(state, op, REVIEWED_FIELDS.get(rtype, _EMPTY)):
                     result.applied += 1
@@ -1171,6 +1231,33 @@ class Workspace:
         for rid, (rtype, state) in sorted(states.items(), key=lambda kv: kv[1][0] is not RecordType.PLACE):
             self._index_put(rtype, rid, state)
         return result
+
+    def _refusal(self, rtype: RecordType, rop: RemoteOp, op: Op, exists: bool) -> tuple[str, str, str] | None:
+        """Why an authentic op must not be applied, if it must not: (notice kind, set-aside error,
+        notice detail). An op stamped far ahead of this device's clock would win every field for
+        ever (it waits for its time instead); an audit event is written once, by the device it
+        names, and never changed."""
+        stamp_ms = hlc_ms(op.hlc)
+        if stamp_ms > self._now() * 1000 + MAX_SKEW_MS:
+            return ("future_op", f"{_FUTURE}{stamp_ms}: stamped more than an hour ahead of this device's clock",
+                    "stamped more than an hour ahead of this device's clock; applied when its time comes")
+        if rtype is RecordType.AUDIT:
+            if exists or op.delete:
+                return "audit_refused", "an audit event cannot be changed", "an audit event cannot be changed"
+            if op.fields.get("device_id") != rop.device_id:
+                return ("audit_refused", "an audit event in another device's name",
+                        "an audit event in another device's name")
+        return None
+
+    def requeue_due(self) -> int:
+        """Put ops set aside for a stamp in the future whose time has come back in the inbox."""
+        now_ms = self._now() * 1000
+        due = [row[0] for row in self.store.set_aside_rows()
+               if row[6].startswith(_FUTURE) and int(row[6][len(_FUTURE):].split(":", 1)[0]) <= now_ms + MAX_SKEW_MS]
+        if due:
+            with self.store.atomic():
+                self.store.requeue_set_aside(due)
+        return len(due)
 
     def apply_remote(self, ops: Iterable[RemoteOp], *, purges: Iterable[str] = (),
                      cursor: tuple[str, int] | None = None) -> ApplyResult:

@@ -236,8 +236,10 @@ class SyncClient:
     def parse_pull(body: bytes) -> p.PullResponse:
         return _parse(p.PullResponse, body, "/v1/pull")
 
-    def purge(self, record_ids: list[str]) -> p.PurgeResponse:
-        return self._request("POST", "/v1/purge", body=p.PurgeRequest(record_ids=record_ids), model=p.PurgeResponse)
+    def purge(self, record_ids: list[str], signatures: list[bytes] | None = None) -> p.PurgeResponse:
+        body = p.PurgeRequest(record_ids=record_ids,
+                              signatures=[p.b64e(s) for s in signatures] if signatures is not None else None)
+        return self._request("POST", "/v1/purge", body=body, model=p.PurgeResponse)
 
 
 def _parse(model: type[T], content: bytes, path: str) -> T:

@@ -5,7 +5,9 @@ key epoch, recover, erase) and the sync run: push the outbox in batches, pull pa
 store each page, still sealed, with its cursor in one local transaction (so that a run cut at any
 point resumes where it stopped), then fold the stored ops into the rows. It keeps the sync status
 that the chip in the UI shows. Keys never leave the vault except wrapped for a device whose proof
-this coordinator checked itself.
+this coordinator checked itself, in a grant signed by the team's authority key; a device adopts a
+key only from such a grant, never overwrites a key it holds, and applies only signed purges
+(docs/SECURITY.md).
 """
 
 from __future__ import annotations
@@ -19,15 +21,34 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NoReturn
 
 import requests
 
-from models.vault import RecoveryCode, SealError, Vault, fingerprint, make_proof, verify_proof
+from models.vault import (
+    Grant,
+    RecoveryCode,
+    SealError,
+    Vault,
+    fingerprint,
+    make_proof,
+    verify_proof,
+    verify_purge,
+)
 from models.workspace import RemoteOp, Workspace
 
 from . import protocol as p
 from .client import EncodedBody, SyncClient
-from .errors import DeviceRevoked, NotJoined, Offline, ProofMismatch, Rejected, StaleEpoch, SyncError
+from .errors import (
+    DeviceRevoked,
+    KeyRefused,
+    NotJoined,
+    Offline,
+    ProofMismatch,
+    Rejected,
+    StaleEpoch,
+    SyncError,
+)
 
 __all__ = ["SyncEngine", "SyncStatus", "SyncReport", "JoinResult", "Progress"]
 
@@ -136,10 +157,110 @@ class SyncEngine:
         raw = self.ws.secret("pinned")
         return json.loads(raw) if raw else {}
 
-    def _pin(self, device_id: str, public_key_b64: str) -> None:
+    def _pin(self, device_id: str, public_key_b64: str, role: str = p.Role.WORKER.value) -> None:
         pinned = self._pinned()
         pinned[device_id] = public_key_b64
         self.ws.set_secret("pinned", json.dumps(pinned).encode())
+        roles = self._pinned_roles()
+        roles[device_id] = role
+        self.ws.set_secret("pinned_roles", json.dumps(roles).encode())
+
+    def _pinned_roles(self) -> dict[str, str]:
+        """The role each pinned device was invited for (a device missing here: a worker)."""
+        raw = self.ws.secret("pinned_roles")
+        return json.loads(raw) if raw else {}
+
+    # --------------------------------------------------------------- authority
+    def authority_vk(self) -> bytes | None:
+        """The team's verification key as pinned here (None: a team of the previous version that
+        has not moved to signed authority yet)."""
+        return self.ws.secret("authority_vk")
+
+    def can_sign(self) -> bool:
+        """Whether this device holds the team's signing key (a coordinator's device)."""
+        return self.ws.vault is not None and self.ws.vault.can_sign
+
+    def _pin_authority(self, vk: bytes, purges_unsigned_through: int) -> None:
+        self.ws.set_secret("authority_vk", vk)
+        self.ws.set_secret("purges_unsigned_through", str(purges_unsigned_through).encode())
+
+    def _purges_unsigned_through(self) -> int:
+        raw = self.ws.secret("purges_unsigned_through")
+        return int(raw) if raw else 0
+
+    def _grant(self, team: str, epoch: int, device_id: str, public_key: bytes, role: str, **bind: object) -> str:
+        vault = self.ws.vault
+        assert vault is not None
+        return p.b64e(vault.make_grant(team, epoch, device_id, public_key, role=role,
+                                       purges_unsigned_through=self._purges_unsigned_through(),
+                                       **bind))  # type: ignore[arg-type]
+
+    def _ensure_authority(self) -> None:
+        """A coordinator's device of a team made by the previous version: make the team's signing
+        key, pin it, and grant every epoch again, signed and bound under the team keys, to every
+        active device whose key this device verified itself; then the recovery code carries it.
+        Unsigned purges up to this device's cursor are the previous version's."""
+        vault = self.ws.vault
+        assert vault is not None
+        if vault.can_sign or not self.is_coordinator:
+            return
+        self.ws.set_authority()
+        self._pin_authority(vault.authority_vk, int(self.ws.sync_value("cursor", "0") or 0))
+        team, me = self._team_id(), self.ws.device_id
+        client = self.client()
+        pinned = self._pinned()
+        wraps: dict[int, list[p.WrappedKey]] = {}
+        for dev in client.devices().devices:
+            if dev.status != p.DeviceStatus.ACTIVE:
+                continue
+            if pinned.get(dev.device_id) != dev.public_key:
+                log.warning("device %s: key not verified here; not given the signed keys", dev.device_id)
+                continue
+            role = p.Role.COORDINATOR.value if dev.device_id == me else p.Role.WORKER.value
+            for epoch in vault.epochs:
+                wraps.setdefault(epoch, []).append(p.WrappedKey(epoch=epoch, device_id=dev.device_id, wrapped=self._grant(
+                    team, epoch, dev.device_id, p.b64d(dev.public_key), role, team_bind=True)))
+        for epoch in sorted(wraps):
+            client.upload_keys(p.KeysUpload(epoch=epoch, keys=wraps[epoch]))
+        recovery = self.ws.secret("recovery")
+        if recovery:
+            self._upload_recovery(RecoveryCode(recovery))
+        log.info("the team moved to signed authority (%d devices)", len({k.device_id for ks in wraps.values() for k in ks}))
+
+    def fingerprints(self, listing: p.DeviceList) -> dict[str, str]:
+        """Each listed device's fingerprint, the figure its own screen shows: compare before trusting."""
+        return {d.device_id: fingerprint(p.b64d(d.public_key)) for d in listing.devices}
+
+    # ----------------------------------------------------------------- invites
+    def _invite(self, lookup: str) -> tuple[bytes, str, float] | None:
+        """(secret, invited role, expiry) of an invite made here. An invite kept by the previous
+        version holds only its secret: taken as a worker's, never expiring here."""
+        raw = self.ws.secret(f"invite:{lookup}")
+        if raw is None:
+            return None
+        try:
+            kept = json.loads(raw)
+            return kept["s"].encode("ascii"), str(kept["role"]), float(kept["exp"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return raw, p.Role.WORKER.value, float("inf")
+
+    def _invites(self) -> list[str]:
+        return [name[len("invite:"):] for name in self.ws.secret_names("invite:")]
+
+    def forget_expired_invites(self) -> int:
+        """Drop the secrets of invites past their expiry: nobody can join with them any more."""
+        now, dropped = self.ws.now(), 0
+        for lookup in self._invites():
+            found = self._invite(lookup)
+            if found is not None and found[2] <= now:
+                self.ws.set_secret(f"invite:{lookup}", None)
+                dropped += 1
+        return dropped
+
+    def open_invites(self) -> int:
+        """Invites made here that can still be used."""
+        now = self.ws.now()
+        return sum(1 for lookup in self._invites() if (found := self._invite(lookup)) and found[2] > now)
 
     # --------------------------------------------------------------- membership
     def join(self, url: str, code_text: str, *, device_name: str | None = None, allow_insecure: bool = False) -> JoinResult:
@@ -162,21 +283,27 @@ class SyncEngine:
             public_key=p.b64e(public_key), proof=p.b64e(make_proof(code.secret_bytes, public_key, device_id)),
         ))
         ws.set_secret("token", resp.token.encode())
+        # kept until the coordinator's first grant: the key that grant's signer is bound to
+        ws.set_secret("join_code", code.secret_bytes)
         ws.set_settings(server_url=client.base_url, team_id=resp.team_id, team_name=resp.team_name,
                         role=resp.role.value, device_status=resp.status.value,
                         allow_insecure="1" if self._allow_insecure else None)
         result = JoinResult(resp.team_name, resp.role.value, resp.status.value, resp.founding, fingerprint(public_key))
         self.close()
         if resp.founding:
-            # this device's own key becomes the team's key of epoch 1
+            # this device's own key becomes the team's key of epoch 1, and it makes the authority
             vault = ws.vault
             assert vault is not None
+            ws.set_authority()
+            self._pin_authority(vault.authority_vk, 0)
+            ws.set_secret("join_code", None)
+            coordinator = p.Role.COORDINATOR.value
             self.client().upload_keys(p.KeysUpload(epoch=max(vault.epochs), keys=[
                 p.WrappedKey(epoch=e, device_id=device_id,
-                             wrapped=p.b64e(vault.wrap_for_device(resp.team_id, e, device_id, public_key)))
+                             wrapped=self._grant(resp.team_id, e, device_id, public_key, coordinator))
                 for e in vault.epochs
             ]))
-            self._pin(device_id, p.b64e(public_key))
+            self._pin(device_id, p.b64e(public_key), coordinator)
             result.recovery_code = self.new_recovery_code()
             ws.set_settings(device_status=p.DeviceStatus.ACTIVE.value)
         log.info("joined team %s as %s (%s)", resp.team_id, resp.role.value, resp.status.value)
@@ -201,9 +328,11 @@ class SyncEngine:
         vault = self.ws.vault
         assert vault is not None
         team = self._team_id()
+        seed = vault.authority_seed if vault.can_sign else b""
         self.client().upload_recovery(p.RecoveryUpload(
             recovery_lookup=p.b64e(code.lookup),
-            keys=[p.WrappedKey(epoch=e, wrapped=p.b64e(code.wrap(team, e, vault.team_key(e)))) for e in vault.epochs],
+            keys=[p.WrappedKey(epoch=e, wrapped=p.b64e(code.wrap(team, e, vault.team_key(e), seed)))
+                  for e in vault.epochs],
         ))
 
     def recover(self, url: str, code_text: str, *, device_name: str | None = None,
@@ -225,28 +354,38 @@ class SyncEngine:
             public_key=p.b64e(ws.vault.public_key),
         ))
         try:
-            keys = {k.epoch: code.unwrap(resp.team_id, k.epoch, p.b64d(k.wrapped)) for k in resp.recovery_keys}
+            opened = {k.epoch: code.unwrap(resp.team_id, k.epoch, p.b64d(k.wrapped)) for k in resp.recovery_keys}
         except (SealError, ValueError) as exc:
             raise ProofMismatch("The recovery code does not open the team's keys.") from exc
+        if not opened or any(len(secret) not in (32, 64) for secret in opened.values()):
+            raise ProofMismatch("The recovery code does not open the team's keys.")
+        keys = {epoch: secret[:32] for epoch, secret in opened.items()}
+        seeds = {secret[32:] for secret in opened.values() if len(secret) == 64}
         ws.set_secret("token", resp.token.encode())
         ws.set_secret("recovery", code.secret)
         ws.set_settings(server_url=client.base_url, team_id=resp.team_id, team_name=resp.team_name,
                         role=resp.role.value, device_status=p.DeviceStatus.ACTIVE.value,
                         allow_insecure="1" if self._allow_insecure else None)
         ws.adopt_team_keys(keys, max(keys))
+        if len(seeds) == 1:  # the team's authority, restored; none: a team of the previous version
+            ws.set_authority(seeds.pop())
+            self._pin_authority(ws.vault.authority_vk, 0)
         self.close()
         me = ws.device_id
         pub = ws.vault.public_key
         for epoch in sorted(keys):
+            wrapped = (self._grant(resp.team_id, epoch, me, pub, p.Role.COORDINATOR.value) if self.can_sign()
+                       else p.b64e(ws.vault.wrap_for_device(resp.team_id, epoch, me, pub)))
             self.client().upload_keys(p.KeysUpload(epoch=epoch, keys=[p.WrappedKey(
-                epoch=epoch, device_id=me, wrapped=p.b64e(ws.vault.wrap_for_device(resp.team_id, epoch, me, pub)))]))
-        self._pin(me, p.b64e(pub))
+                epoch=epoch, device_id=me, wrapped=wrapped)]))
+        self._pin(me, p.b64e(pub), p.Role.COORDINATOR.value)
         return JoinResult(resp.team_name, resp.role.value, "active", False, fingerprint(pub))
 
     def invite(self, role: p.Role = p.Role.WORKER, expires_in: int = 24 * 3600) -> str:
         """Coordinator: a one-time code for a new device. Its secret half stays on this device."""
         code = p.EnrollmentCode.generate()
-        self.ws.set_secret(f"invite:{code.lookup}", code.secret_bytes)
+        kept = {"s": code.secret, "role": role.value, "exp": self.ws.now() + expires_in}
+        self.ws.set_secret(f"invite:{code.lookup}", json.dumps(kept).encode())
         self.client().invite(p.InviteRequest(lookup=code.lookup, role=role, expires_in_seconds=expires_in))
         return str(code)
 
@@ -256,6 +395,8 @@ class SyncEngine:
     def admit_pending(self) -> tuple[int, int]:
         """Coordinator: check each pending device's proof with the code's secret kept here; wrap
         every team key epoch for those that pass, reject those that fail. (admitted, rejected)"""
+        self._ensure_authority()
+        self.forget_expired_invites()
         listing = self.client().devices()
         vault = self.ws.vault
         assert vault is not None
@@ -265,19 +406,23 @@ class SyncEngine:
         for dev in listing.devices:
             if dev.status != p.DeviceStatus.PENDING or not dev.invite_lookup:
                 continue
-            secret = self.ws.secret(f"invite:{dev.invite_lookup}")
-            if secret is None:
-                continue  # invited from another coordinator device: that one admits it
+            invite = self._invite(dev.invite_lookup)
+            if invite is None:
+                continue  # invited from another coordinator device (that one admits it), or expired
+            secret, role, _expires = invite
             public_key = p.b64d(dev.public_key)
             if not verify_proof(secret, public_key, dev.device_id, p.b64d(dev.proof)):
                 log.warning("device %s: proof does not match its public key; refused", dev.device_id)
                 rejected.append(dev.device_id)
                 continue
+            if dev.role.value != role:  # the server's word; the signed grant carries the invited role
+                log.warning("device %s: the server names another role than it was invited for; granted as invited",
+                            dev.device_id)
             for epoch in vault.epochs:
                 wraps.setdefault(epoch, []).append(p.WrappedKey(
                     epoch=epoch, device_id=dev.device_id,
-                    wrapped=p.b64e(vault.wrap_for_device(team, epoch, dev.device_id, public_key))))
-            self._pin(dev.device_id, dev.public_key)
+                    wrapped=self._grant(team, epoch, dev.device_id, public_key, role, invite_secret=secret)))
+            self._pin(dev.device_id, dev.public_key, role)
             self.ws.set_secret(f"invite:{dev.invite_lookup}", None)
         client = self.client()
         for n, epoch in enumerate(sorted(wraps)):
@@ -290,6 +435,7 @@ class SyncEngine:
     def revoke(self, device_id: str) -> int:
         """Coordinator: revoke a device and start a new key epoch for the devices that remain.
         Returns the new epoch."""
+        self._ensure_authority()
         client = self.client()
         client.revoke(device_id)
         vault = self.ws.vault
@@ -297,6 +443,7 @@ class SyncEngine:
         team = self._team_id()
         listing = client.devices()
         pinned = self._pinned()
+        roles = self._pinned_roles()
         epoch = max(listing.current_epoch, max(vault.epochs)) + 1
         key, _ = vault.new_team_key(epoch)
         self.ws.add_epoch_key(epoch, key)
@@ -309,9 +456,10 @@ class SyncEngine:
                 # never wrap for a key this coordinator did not verify itself
                 log.warning("device %s: public key not verified here; not given the new key", dev.device_id)
                 continue
+            role = p.Role.COORDINATOR.value if dev.device_id == self.ws.device_id else \
+                roles.get(dev.device_id, p.Role.WORKER.value)
             wraps.append(p.WrappedKey(epoch=epoch, device_id=dev.device_id,
-                                      wrapped=p.b64e(vault.wrap_for_device(team, epoch, dev.device_id,
-                                                                           p.b64d(dev.public_key)))))
+                                      wrapped=self._grant(team, epoch, dev.device_id, p.b64d(dev.public_key), role)))
         client.upload_keys(p.KeysUpload(epoch=epoch, keys=wraps))
         recovery = self.ws.secret("recovery")
         if recovery:
@@ -325,16 +473,23 @@ class SyncEngine:
         leaves an audit record of the erasure that holds no personal data. Returns records erased."""
         from models.vocab import AuditAction, RecordType
 
+        self._ensure_authority()
         ids = self.ws.person_record_ids(person_id)
-        self.client().purge(ids)
+        vault = self.ws.vault
+        assert vault is not None
+        team = self._team_id()
+        self.client().purge(ids, [vault.sign_purge(team, rid) for rid in ids])
         self.ws.erase_local(ids)
         self.ws.audit(AuditAction.ERASE, RecordType.PERSON, person_id, detail=f"{len(ids)} records")
         return len(ids)
 
     # ------------------------------------------------------------------ keys
     def refresh_keys(self) -> bool:
-        """Fetch this device's wrapped keys; adopt the team's keys on first receipt, new epochs
-        later. Returns True when the device is (now) active."""
+        """Fetch this device's key grants and adopt what they hold: the team's keys on first
+        receipt, new epochs later. A key is adopted only from a grant signed by the team's
+        authority (docs/SECURITY.md); an unsigned or forged one, or a second key for an epoch held
+        here, changes nothing: it becomes a notice and `KeyRefused`. Returns True when the device
+        is (now) active."""
         ws = self.ws
         vault = ws.vault
         assert vault is not None
@@ -348,16 +503,51 @@ class SyncEngine:
                                     "code it joined with. Ask the coordinator for a new code.")
             return False
         team = self._team_id()
-        keys = {k.epoch: vault_unwrap(vault, team, k) for k in mine}
-        if ws.setting("device_status") != p.DeviceStatus.ACTIVE.value:
-            ws.adopt_team_keys(keys, max(keys))
-            ws.set_settings(device_status=p.DeviceStatus.ACTIVE.value)
-            log.info("received the team key (epochs %s)", sorted(keys))
+        active = ws.setting("device_status") == p.DeviceStatus.ACTIVE.value
+        pinned_vk = self.authority_vk()
+        join_secret = ws.secret("join_code")
+        grants: dict[int, Grant] = {}
+        for k in sorted(mine, key=lambda k: k.epoch):
+            try:
+                blob = p.b64d(k.wrapped)
+            except ValueError:
+                self._refuse_key(k.epoch, "a malformed grant", changed=False)
+            try:
+                grant = vault.open_grant(team, k.epoch, blob, pinned_vk=pinned_vk, invite_secret=join_secret,
+                                         team_bind=active)
+            except SealError as exc:  # GrantError, or a wrap that does not open
+                held = active and ws.has_epoch(k.epoch)
+                if held and _legacy_wrap_of(vault, team, k.epoch, blob) == vault.team_key(k.epoch):
+                    continue  # the previous version's unsigned copy of a key held here: changes nothing
+                self._refuse_key(k.epoch, str(exc), changed=held)
+            if active and ws.has_epoch(k.epoch) and vault.team_key(k.epoch) != grant.key:
+                self._refuse_key(k.epoch, "a second key for an epoch held here", changed=True)
+            pinned_vk = grant.vk
+            grants[k.epoch] = grant
+        if not grants:
+            return active
+        newest = grants[max(grants)]
+        if self.authority_vk() is None:
+            self._pin_authority(newest.vk, newest.purges_unsigned_through)
+        if not active:
+            ws.adopt_team_keys({e: g.key for e, g in grants.items()}, max(grants))
+            ws.set_settings(device_status=p.DeviceStatus.ACTIVE.value, role=newest.role)
+            ws.set_secret("join_code", None)
+            log.info("received the team key (epochs %s)", sorted(grants))
         else:
-            for epoch, key in sorted(keys.items()):
-                if not ws.has_epoch(epoch) or vault.team_key(epoch) != key:
-                    ws.add_epoch_key(epoch, key)
+            for epoch, grant in sorted(grants.items()):
+                if not ws.has_epoch(epoch):
+                    ws.add_epoch_key(epoch, grant.key)
+            ws.set_settings(role=newest.role)
+        seed = next((g.authority_seed for g in grants.values() if g.authority_seed), None)
+        if seed is not None and not vault.can_sign:
+            ws.set_authority(seed)
         return True
+
+    def _refuse_key(self, epoch: int, why: str, *, changed: bool) -> NoReturn:
+        self.ws.add_notice("key_refused", None, None, f"epoch {epoch}: {why}")
+        log.warning("a team key for epoch %d refused: %s", epoch, why)
+        raise KeyRefused(KeyRefused.CHANGED if changed else KeyRefused.UNSIGNED, changed=changed)
 
     # ------------------------------------------------------------------ sync run
     def exclusive(self) -> threading.Lock:
@@ -393,6 +583,12 @@ class SyncEngine:
             report.pending = True
             return report
         self.fold(progress)  # what a run cut short left behind: local work, also offline
+        if self.authority_vk() is None:
+            if self.is_coordinator:  # a team of the previous version: the log's end first, then sign
+                self.pull(progress)
+                self._ensure_authority()
+            else:
+                self.refresh_keys()  # the coordinator may have moved the team to signed authority
         if self.is_coordinator:
             report.admitted, report.rejected = self.admit_pending()
         report.pushed = self.push(progress)
@@ -457,6 +653,12 @@ class SyncEngine:
                         continue
                     if resp.acked_through < batch[-1][0]:
                         raise Offline("The server acknowledged less than was sent; will retry.")
+                    if resp.purged_records:  # changes of erased records: the worker is told, not silent
+                        erased = set(resp.purged_records)
+                        for seq, _op_id, rid, _epoch, _payload in batch:
+                            if rid in erased:
+                                self.ws.add_notice("erased_edit", rid, self.ws.device_id,
+                                                   f"change {seq} of this device was not kept: the record was erased")
                     sending = start(body)
                     acked, unflushed = resp.acked_through, unflushed + 1
                     if unflushed >= self.ACK_EVERY:
@@ -505,7 +707,8 @@ class SyncEngine:
                     self.refresh_keys()
                 ops = [RemoteOp(o.op_id, o.device_id, o.device_seq, o.record_id, o.key_epoch, p.b64d(o.payload))
                        for o in page.ops]
-                self.ws.receive(ops, purges=[x.record_id for x in page.purges], cursor=("cursor", page.next))
+                accepted, refused = self._check_purges(page.purges)
+                self.ws.receive(ops, purges=accepted, refused_purges=refused, cursor=("cursor", page.next))
                 cursor = page.next
                 pulled += len(ops)
                 purged += len(page.purges)
@@ -518,10 +721,33 @@ class SyncEngine:
         applied, set_aside = self.fold(progress) if fold else (0, 0)
         return pulled, applied, set_aside, purged
 
+    def _check_purges(self, purges: list[p.PurgeOut]) -> tuple[list[str], list[str]]:
+        """The record ids of a page's purges that the team's authority signed, and the others.
+        Unsigned purges up to the position the coordinator signed as the previous version's are
+        taken; a team that has no authority yet takes every purge, as the previous version did."""
+        vk = self.authority_vk()
+        if not purges or vk is None:
+            return [x.record_id for x in purges], []
+        team, legacy_through = self._team_id(), self._purges_unsigned_through()
+        accepted: list[str] = []
+        refused: list[str] = []
+        for x in purges:
+            if x.sig is None:
+                ok = x.seq <= legacy_through
+            else:
+                try:
+                    ok = verify_purge(vk, team, x.record_id, p.b64d(x.sig))
+                except ValueError:
+                    ok = False
+            (accepted if ok else refused).append(x.record_id)
+        return accepted, refused
+
     def fold(self, progress: Progress | None = None) -> tuple[int, int]:
         """Fold every pulled op waiting in the inbox into the rows, a transaction at a time (the
         UI may save between two). Local work only: also done offline, for what a run that was cut
-        short left behind. (applied, set aside)"""
+        short left behind. Ops set aside for a stamp in the future whose time has come go first
+        back in the inbox. (applied, set aside)"""
+        self.ws.requeue_due()
         total = self.ws.inbox_count()
         done = applied = set_aside = 0
         while total:
@@ -558,8 +784,9 @@ def _bad_op_index(exc: Rejected, size: int) -> int | None:
     return None
 
 
-def vault_unwrap(vault: Vault, team_id: str, key: p.WrappedKey) -> bytes:
+def _legacy_wrap_of(vault: Vault, team_id: str, epoch: int, blob: bytes) -> bytes | None:
+    """The key in an unsigned wrap of the previous version, or None when it does not open."""
     try:
-        return vault.unwrap_from_team(team_id, key.epoch, p.b64d(key.wrapped))
-    except (SealError, ValueError) as exc:
-        raise ProofMismatch("A team key sent to this device cannot be opened with its key.") from exc
+        return vault.unwrap_from_team(team_id, epoch, blob)
+    except (SealError, ValueError):
+        return None

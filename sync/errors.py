@@ -8,6 +8,8 @@ kept on this device and will be sent later."), never personal data.
     ├── ServerFault          5xx after retries, or an answer that breaks the protocol
     ├── NotJoined            this device is not in a team yet
     ├── ProofMismatch        a joining device's key does not match its code (server tampering?)
+    ├── KeyRefused           a team key the coordinator did not sign, or a second key for a held
+    │                        epoch: nothing adopted, syncing stops (docs/SECURITY.md)
     └── Rejected             a 4xx with a protocol error code; `.code` is the ErrorCode
         ├── DeviceRevoked    the team revoked this device: local data must be wiped
         ├── DevicePending    waiting for the coordinator to let this device in
@@ -21,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "SyncError", "Offline", "InsecureURL", "ServerFault", "NotJoined", "ProofMismatch", "Rejected",
+    "SyncError", "Offline", "InsecureURL", "ServerFault", "NotJoined", "ProofMismatch", "KeyRefused", "Rejected",
     "DeviceRevoked", "DevicePending", "StaleEpoch", "CodeInvalid", "Throttled",
 ]
 
@@ -51,6 +53,19 @@ class NotJoined(SyncError):
 
 class ProofMismatch(SyncError):
     pass
+
+
+class KeyRefused(SyncError):
+    """The server sent a team key this device must not adopt; it kept its own and stopped."""
+
+    UNSIGNED = ("The server sent a team key that the coordinator did not sign. Nothing was changed and "
+                "nothing was sent under it; syncing is stopped. Tell your coordinator.")
+    CHANGED = ("A different team key was sent for a key period this device already has. Nothing was "
+               "changed; syncing is stopped until your coordinator has looked into it.")
+
+    def __init__(self, message: str, *, changed: bool = False) -> None:
+        self.changed = changed
+        super().__init__(message)
 
 
 class Rejected(SyncError):

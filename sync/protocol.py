@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, with_config
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator, with_config
 from typing_extensions import TypedDict
 
 __all__ = [
@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 PROTOCOL_HEADER = "Outreach-Protocol"
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 SUPPORTED_MAJORS = (1,)
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # a push of 256 KB sealed payloads, base64 and JSON, fits well
@@ -392,6 +392,7 @@ class PushResponse(_Msg):
     duplicates: int
     purged: int  # dropped because the record id was erased
     last_seq: int  # the team log's sequence after this push
+    purged_records: list[_Id] = Field(default_factory=list)  # 1.1: the erased record ids of those ops
 
 
 class OpOut(_Msg):
@@ -407,6 +408,7 @@ class OpOut(_Msg):
 class PurgeOut(_Msg):
     seq: int
     record_id: _Id  # erased: drop every local copy and every later op of it
+    sig: str | None = None  # the coordinator's signature of the erasure (1.1); devices ignore a purge without one
 
 
 class PullResponse(_Msg):
@@ -417,10 +419,11 @@ class PullResponse(_Msg):
     current_epoch: int
 
 
-def encode_pull(ops: Iterable[tuple[int, str, str, int, str, int, bytes]], purges: Iterable[tuple[int, str]],
+def encode_pull(ops: Iterable[tuple[int, str, str, int, str, int, bytes]],
+                purges: Iterable[tuple[int, str] | tuple[int, str, bytes | None]],
                 next_: int, more: bool, current_epoch: int) -> bytes:
     """The JSON of `PullResponse` for ops given as (seq, op id, device id, device seq, record id,
-    key epoch, sealed payload) and purges as (seq, record id): byte for byte what
+    key epoch, sealed payload) and purges as (seq, record id[, signature]): byte for byte what
     `PullResponse(...).model_dump_json()` gives, without a model per op. The server's own log
     rows: ids were checked to be hex when pushed, payloads are `b64e` output."""
     op_parts = [
@@ -428,13 +431,25 @@ def encode_pull(ops: Iterable[tuple[int, str, str, int, str, int, bytes]], purge
         f'"key_epoch":{epoch:d},"payload":"{b64e(payload)}"}}'
         for seq, op_id, dev, dseq, rid, epoch, payload in ops
     ]
-    purge_parts = [f'{{"seq":{seq:d},"record_id":"{rid}"}}' for seq, rid in purges]
+    purge_parts = [
+        f'{{"seq":{purge[0]:d},"record_id":"{purge[1]}","sig":'
+        + (f'"{b64e(purge[2])}"' if len(purge) > 2 and purge[2] is not None else "null") + "}"  # type: ignore[misc]
+        for purge in purges
+    ]
     return (f'{{"ops":[{",".join(op_parts)}],"purges":[{",".join(purge_parts)}],"next":{next_:d},'
             f'"more":{"true" if more else "false"},"current_epoch":{current_epoch:d}}}').encode("ascii")
 
 
 class PurgeRequest(_Msg):
     record_ids: Annotated[list[_Id], Field(min_length=1, max_length=10000)]
+    # 1.1: the coordinator's Ed25519 signature of each erasure, in the order of `record_ids`
+    signatures: list[_B64] | None = None
+
+    @model_validator(mode="after")
+    def _one_signature_each(self) -> PurgeRequest:
+        if self.signatures is not None and len(self.signatures) != len(self.record_ids):
+            raise ValueError("signatures: one for each record id")
+        return self
 
 
 class PurgeResponse(_Msg):

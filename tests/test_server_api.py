@@ -450,9 +450,11 @@ def test_push_is_idempotent(h: Harness) -> None:
     coord = h.found()
     batch = [op(1), op(2), op(3)]
     first = h.push(coord, batch)
-    assert first == {"acked_through": 3, "accepted": 3, "duplicates": 0, "purged": 0, "last_seq": 3}
+    assert first == {"acked_through": 3, "accepted": 3, "duplicates": 0, "purged": 0, "last_seq": 3,
+                     "purged_records": []}
     replay = h.push(coord, batch)
-    assert replay == {"acked_through": 3, "accepted": 0, "duplicates": 3, "purged": 0, "last_seq": 3}
+    assert replay == {"acked_through": 3, "accepted": 0, "duplicates": 3, "purged": 0, "last_seq": 3,
+                      "purged_records": []}
     dup_ids = h.push(coord, [batch[0], op(4), {**op(5), "op_id": batch[1]["op_id"]}])
     assert (dup_ids["accepted"], dup_ids["duplicates"], dup_ids["last_seq"]) == (1, 2, 4)
     same_seq = h.push(coord, [op(2)])  # a different op at a used device seq is acknowledged, not stored
@@ -529,15 +531,30 @@ def test_purge_drops_ops_and_later_pushes(h: Harness) -> None:
     assert answer == {"purged_ops": 2, "last_seq": 4}
     page = h.pull(worker)
     assert [o["record_id"] for o in page["ops"]] == [kept]
-    assert page["purges"] == [{"seq": 4, "record_id": erased}] and page["next"] == 4
+    assert page["purges"] == [{"seq": 4, "record_id": erased, "sig": None}] and page["next"] == 4
     late = h.push(worker, [op(4, record_id=erased), op(5, record_id=kept)])
     assert (late["accepted"], late["purged"], late["acked_through"]) == (1, 1, 5)
+    assert late["purged_records"] == [erased]  # the device tells its user which change was not kept
     assert h.call("POST", "/v1/purge", coord.token, json={"record_ids": [erased]}).json() == {
         "purged_ops": 0,
         "last_seq": 5,
     }
     after = h.pull(worker, since=4)
     assert [o["device_seq"] for o in after["ops"]] == [5] and after["purges"] == []
+
+
+def test_a_purge_keeps_the_coordinators_signature_blind(h: Harness) -> None:
+    coord = h.found()
+    worker = h.worker(coord)
+    a, b = _hex(), _hex()
+    sig_a, sig_b = b64e(bytes(range(64))), b64e(bytes(64 * [7]))
+    bad = h.call("POST", "/v1/purge", coord.token, json={"record_ids": [a, b], "signatures": [sig_a]})
+    assert bad.status_code == 422 and error_of(bad)["code"] == "malformed"
+    short = h.call("POST", "/v1/purge", coord.token, json={"record_ids": [a], "signatures": [b64e(b"x" * 63)]})
+    assert short.status_code == 422 and error_of(short)["detail"]["field"] == "signatures.0"
+    ok = h.call("POST", "/v1/purge", coord.token, json={"record_ids": [a, b], "signatures": [sig_a, sig_b]})
+    assert ok.status_code == 200
+    assert h.pull(worker)["purges"] == [{"seq": 1, "record_id": a, "sig": sig_a}, {"seq": 2, "record_id": b, "sig": sig_b}]
 
 
 # --- pull ---------------------------------------------------------------------------------------

@@ -573,6 +573,7 @@ def create_app(
                 duplicates=result.duplicates,
                 purged=result.purged,
                 last_seq=result.last_seq,
+                purged_records=result.purged_records,
             )
         )
 
@@ -616,11 +617,16 @@ def create_app(
 
     @app.post("/v1/purge")
     def purge(body: PurgeRequest, token: Token) -> Response:
+        signatures = (
+            [_decode(sig, f"signatures.{i}", size=64) for i, sig in enumerate(body.signatures)]
+            if body.signatures is not None
+            else None
+        )
         with db.transaction(write=True) as session:
             device = _authenticate(session, token, coordinator=True)
             seen(session, device)
             deleted, last_seq = crud.purge_records(
-                session, team_id=device.team_id, record_ids=body.record_ids, now=clock()
+                session, team_id=device.team_id, record_ids=body.record_ids, now=clock(), signatures=signatures
             )
         watch.notify(device.team_id)
         log.info(

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import bindparam, delete, func, literal, update
@@ -458,6 +458,7 @@ class PushResult:
     duplicates: int
     purged: int
     last_seq: int
+    purged_records: list[str] = field(default_factory=list)
 
 
 def _log_head(session: Session, *, team_id: str, for_update: bool = False) -> tuple[int, int]:
@@ -532,6 +533,7 @@ def push_ops(
 
     rows: list[tuple[object, ...]] = []
     seen_ops, duplicates, purged = set(known_ops), 0, 0
+    purged_records: dict[str, None] = {}
     for op in ops:
         if op.op_id in seen_ops or op.device_seq in taken_seqs:
             duplicates += 1
@@ -551,6 +553,7 @@ def push_ops(
         taken_seqs[op.device_seq] = op.op_id
         if op.record_id in purged_ids:
             purged += 1
+            purged_records[op.record_id] = None
             continue
         rows.append(
             (team_id, next_seq, op.op_id, device_id, op.device_seq, op.record_id, op.key_epoch, op.payload,
@@ -569,12 +572,13 @@ def push_ops(
         duplicates=duplicates,
         purged=purged,
         last_seq=next_seq - 1,
+        purged_records=list(purged_records),
     )
 
 
 # seq, op_id, device_id, device_seq, record_id, key_epoch, payload
 OpRow = tuple[int, str, str, int, str, int, bytes]
-PurgeRow = tuple[int, str]  # seq, record_id
+PurgeRow = tuple[int, str, bytes | None]  # seq, record_id, the coordinator's signature
 
 
 @dataclass(frozen=True)
@@ -603,7 +607,7 @@ def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_byte
         )
         ops: list[Any] = list(cursor.fetchall())
         cursor.execute(
-            f"SELECT seq, record_id FROM purge WHERE team_id = {mark} AND seq > {mark} ORDER BY seq LIMIT {mark}",
+            f"SELECT seq, record_id, sig FROM purge WHERE team_id = {mark} AND seq > {mark} ORDER BY seq LIMIT {mark}",
             (team_id, since, limit + 1),
         )
         purges: list[Any] = list(cursor.fetchall())
@@ -626,11 +630,14 @@ def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_byte
 
 
 def purge_records(
-    session: Session, *, team_id: str, record_ids: Sequence[str], now: float
+    session: Session, *, team_id: str, record_ids: Sequence[str], now: float,
+    signatures: Sequence[bytes | None] | None = None,
 ) -> tuple[int, int]:
     """Delete every op of the record ids and append one purge entry per record id not purged
-    before. Returns (ops deleted, the log's last sequence)."""
+    before, with its signature (opaque: devices check it). Returns (ops deleted, the log's last
+    sequence)."""
     team = get_team(session, team_id=team_id, for_update=True)
+    sig_of = dict(zip(record_ids, signatures or [None] * len(record_ids), strict=True))
     unique_ids = list(dict.fromkeys(record_ids))
     already: set[str] = set()
     deleted = 0
@@ -645,7 +652,7 @@ def purge_records(
     for record_id in unique_ids:
         if record_id in already:
             continue
-        session.add(Purge(team_id=team_id, seq=team.next_seq, record_id=record_id, at=now))
+        session.add(Purge(team_id=team_id, seq=team.next_seq, record_id=record_id, at=now, sig=sig_of[record_id]))
         team.next_seq += 1
     session.add(team)
     session.flush()

@@ -250,6 +250,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     # A purge deletes every op of a record id: without this it scans the team's whole log.
     Migration("0002_op_record_index", ("CREATE INDEX ix_op_team_record ON op (team_id, record_id)",)),
+    # Signed authority: the coordinator's signature of each erasure, kept and passed on blind.
+    Migration("0003_purge_signature", ("ALTER TABLE purge ADD COLUMN sig {blob}",)),
 )
 
 

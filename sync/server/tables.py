@@ -107,6 +107,7 @@ class Purge(ServerTable, table=True):
     seq: int = Field(primary_key=True)
     record_id: str = Field(max_length=32)
     at: float
+    sig: bytes | None = None  # the coordinator's signature of the erasure, opaque here
 
 
 class JoinFailure(ServerTable, table=True):
