@@ -150,16 +150,23 @@ def team(tmp_path: Path) -> Iterator[Team]:
         weng.sync()
         assert worker.setting("device_status") == "active"
         t = Team(server, Attacker(server), coord, ceng, worker, weng, tmp_path)
+        # a canary on every device, synced before the attack: after it, in no server file or log
+        canary = "Kanariefugl-" + uuid.uuid4().hex[:10]
+        coord.add_person({"alias": canary, "description": canary})
+        ceng.sync()
+        weng.sync()
         try:
             yield t
         finally:
             for engine, ws in ((weng, worker), (ceng, coord)):
                 engine.close()
                 ws.close()
+        server.stop()
+        t.assert_no_canary(canary)
 
 
 def _aliases(ws: Workspace) -> list[str]:
-    return sorted(person.alias for person in ws.persons())
+    return sorted(person.alias for person in ws.persons() if not person.alias.startswith("Kanariefugl-"))
 
 
 def _reopen(ws: Workspace) -> None:
