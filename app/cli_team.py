@@ -1,6 +1,7 @@
-"""The team and sync commands of the `outreach` CLI: join, invite, devices, revoke, sync, recover,
-erase, status. Thin: each parses its flags, asks the sync engine, prints. Kept apart from
-`app.cli` so that the data commands load without the network stack.
+"""The team and sync commands of the `outreach` CLI: join, invite, devices (with each device's
+fingerprint), revoke, sync, recover, erase, status, and notices (what this device refused or set
+aside for a security reason). Thin: each parses its flags, asks the sync engine, prints. Kept
+apart from `app.cli` so that the data commands load without the network stack.
 """
 
 from __future__ import annotations
@@ -79,18 +80,24 @@ def cmd_invite(args: argparse.Namespace, out: Any) -> int:
 def cmd_devices(args: argparse.Namespace, out: Any) -> int:
     eng = _engine(args)
     listing = eng.devices()
-
+    prints = eng.fingerprints(listing)  # compare with each device's own screen before trusting it
     recovery = eng.recovery_status()
+    here = eng.open_invites()
 
     def text() -> str:
         made = recovery["made_at"]
-        rows = [f"key epoch {listing.current_epoch}; open invites {listing.invites_pending}; recovery code: "
+        rows = [f"key epoch {listing.current_epoch}; open invites {listing.invites_pending}; "
+                f"open invites here: {here}; recovery code: "
                 + (f"made {datetime.fromtimestamp(float(made)):%d-%m-%Y}" if isinstance(made, float) else "none here")]
         for d in listing.devices:
             seen = datetime.fromtimestamp(d.last_seen).strftime("%d-%m-%Y %H:%M") if d.last_seen else "never"
-            rows.append(f"{d.device_id}  {d.role.value:<11} {d.status.value:<8} {d.name:<20.20} last sync {seen}")
+            rows.append(f"{d.device_id}  {d.role.value:<11} {d.status.value:<8} {d.name:<20.20} last sync {seen}"
+                        f"  fingerprint {prints.get(d.device_id, '-')}")
         return "\n".join(rows)
-    out.emit({**listing.model_dump(mode="json"), "recovery": recovery}, text)
+    data = listing.model_dump(mode="json")
+    for device in data["devices"]:
+        device["fingerprint"] = prints.get(device["device_id"])
+    out.emit({**data, "open_invites_here": here, "recovery": recovery}, text)
     return 0
 
 
@@ -121,9 +128,28 @@ def cmd_status(args: argparse.Namespace, out: Any) -> int:
     eng = _engine(args)
     st = eng.status()
     when = datetime.fromtimestamp(st.last_success).strftime("%d-%m-%Y %H:%M") if st.last_success else "never"
-    out.emit({**st.__dict__, "device_id": eng.ws.device_id, "team": eng.ws.setting("team_name")}, f"team: {eng.ws.setting('team_name') or '-'} ({st.role or 'not joined'}, "
-                          f"{st.device_status or '-'})\nwaiting to send: {st.pending_ops}\nlast sync: {when}"
-             + (f"\nlast error: {st.last_error}" if st.last_error else ""))
+    notices = len(eng.ws.notices())
+    out.emit({**st.__dict__, "device_id": eng.ws.device_id, "team": eng.ws.setting("team_name"), "notices": notices},
+             f"team: {eng.ws.setting('team_name') or '-'} ({st.role or 'not joined'}, "
+             f"{st.device_status or '-'})\nwaiting to send: {st.pending_ops}\nlast sync: {when}"
+             + (f"\nlast error: {st.last_error}" if st.last_error else "")
+             + (f"\nsecurity notices: {notices} (see 'outreach notices')" if notices else ""))
+    return 0
+
+
+def cmd_notices(args: argparse.Namespace, out: Any) -> int:
+    """What this device refused or set aside for a security reason (docs/SECURITY.md), oldest
+    first: kinds, ids and technical sentences, never personal data. Needs no server."""
+    from .cli import open_workspace
+
+    notices = open_workspace(args).notices()
+
+    def line(n: Any) -> str:
+        return (f"{n.at:%d-%m-%Y %H:%M}  {n.kind:<13} record {n.record_id or '-'}  "
+                f"device {n.device_id[:8] if n.device_id else '-'}  {n.detail}")
+    out.emit([{"at": n.at.isoformat(timespec="seconds"), "kind": n.kind, "record_id": n.record_id,
+               "device_id": n.device_id, "detail": n.detail} for n in notices],
+             lambda: "\n".join(line(n) for n in notices) or "No notices.")
     return 0
 
 
@@ -160,12 +186,13 @@ def add_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     sp.add_argument("--role", choices=[r.value for r in p.Role], default=p.Role.WORKER.value)
     sp.add_argument("--hours", type=float, default=24.0)
     sp.add_argument("--qr", action="store_true", help="also draw the code as a QR code")
-    add("devices", cmd_devices, "coordinator: the team's devices")
+    add("devices", cmd_devices, "coordinator: the team's devices, each with its fingerprint")
     sp = add("revoke", cmd_revoke, "coordinator: revoke a device (new key epoch for the rest)")
     sp.add_argument("device_id")
     sp = add("sync", cmd_sync, "send and receive changes now")
     sp.add_argument("--progress", action="store_true", help="show a progress bar")
     add("status", cmd_status, "team membership and sync status")
+    add("notices", cmd_notices, "security notices: keys, erasures and changes this device refused or set aside")
     sp = add("erase", cmd_erase, "coordinator: erase a person everywhere (GDPR art. 17)")
     sp.add_argument("person_id")
     sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")

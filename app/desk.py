@@ -94,16 +94,17 @@ class Desk:
     # ================================================================================ devices
     async def devices(self) -> DevicesView:
         """The team's devices as the server lists them (pending ones admitted first, as a sync
-        would), this device marked, and the recovery code's status."""
+        would), this device marked, each with its fingerprint, and the recovery code's status."""
         admitted = await self.s._network(self._admit)
         listing = await self.s._network(self.engine.devices)
         recovery = await self.s.call(self.engine.recovery_status)
+        prints = self.engine.fingerprints(listing)
         me = self.ws.device_id
         rows = [DeskDevice(
             device_id=d.device_id, name=d.name, role=d.role.value, status=d.status.value,
             joined_at=datetime.fromtimestamp(d.joined_at),
             last_seen=datetime.fromtimestamp(d.last_seen) if d.last_seen else None,
-            key_epoch=d.key_epoch, this_device=d.device_id == me,
+            key_epoch=d.key_epoch, this_device=d.device_id == me, fingerprint=prints.get(d.device_id, ""),
         ) for d in listing.devices]
         order = {"pending": 0, "active": 1, "rejected": 2, "revoked": 3}
         rows.sort(key=lambda r: (order.get(r.status, 9), not r.this_device, r.name.casefold()))

@@ -34,6 +34,8 @@ __all__ = [
     "ContactChoices",
     "DeviceInfo",
     "JoinOutcome",
+    "NOTICE_KINDS",
+    "NoticeRow",
     "Preferences",
     "AUTOLOCK_CHOICES",
     "NOT_SEEN_CHOICES",
@@ -464,6 +466,30 @@ class JoinOutcome:
     recovery_code: str | None
 
 
+# what a device notes when it refuses or sets aside something for a security reason
+# (docs/SECURITY.md); each has words of its own (`notice.<kind>`), any other kind is said generally
+NOTICE_KINDS = ("key_refused", "purge_refused", "erased_edit", "audit_refused", "future_op")
+
+
+@dataclass(frozen=True)
+class NoticeRow:
+    """One security notice as the settings screen lists it: what happened (the kind), when, and
+    the ids involved. Never personal data; the technical detail stays for the CLI and the log."""
+
+    at: datetime
+    kind: str
+    record_id: str | None
+    device_id: str | None
+
+    @property
+    def kind_key(self) -> str:
+        return f"notice.{self.kind}" if self.kind in NOTICE_KINDS else "notice.other"
+
+    @property
+    def short_device(self) -> str | None:
+        return self.device_id[:8] if self.device_id else None
+
+
 @dataclass
 class Preferences:
     language: str = "da"
@@ -505,6 +531,7 @@ class DeskDevice:
     last_seen: datetime | None
     key_epoch: int | None
     this_device: bool
+    fingerprint: str  # the figure the device's own screen shows: compared before it is trusted
 
 
 @dataclass(frozen=True)

@@ -287,12 +287,14 @@ class DevicePublic(_Msg):
     name: str
     role: Role
     status: DeviceStatus
-    public_key: str
+    public_key: _B64  # raw X25519 public key, 32 bytes: a list that says otherwise breaks the protocol
     proof: str
     invite_lookup: str | None
     joined_at: float
     last_seen: float | None
     key_epoch: int | None  # the newest epoch wrapped for it
+
+    _pk = field_validator("public_key")(_x25519_key)
 
 
 class DeviceList(_Msg):

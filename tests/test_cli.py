@@ -105,3 +105,57 @@ def test_cli_log_holds_no_personal_data(cli: Callable[..., Any], tmp_path: Path)
     log = (tmp_path / "dev" / "outreach.log").read_text(encoding="utf-8")
     assert pid in log  # it does log: ids and what happened
     assert canary not in log and canary.lower() not in log
+
+
+def _text(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """The CLI's text output (the `cli` fixture asks for --json)."""
+    capsys.readouterr()
+    rc = main(["--data-dir", str(tmp_path / "dev"), *args])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    return out
+
+
+def test_devices_show_each_fingerprint(cli: Callable[..., Any], tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from serverproc import ServerProcess, create_team
+
+    (tmp_path / "server").mkdir()
+    with ServerProcess(workdir=tmp_path / "server") as server:
+        cli("init", "--worker", "Coordinator")
+        joined = cli("join", server.url, create_team(server.db_url, "Vesterbro"))
+        cli("invite")
+        listed = cli("devices")
+        (me,) = listed["devices"]
+        assert me["fingerprint"] == joined["fingerprint"]  # the figure the device's own screen shows
+        assert listed["open_invites_here"] == 1
+        text = _text(tmp_path, capsys, "devices")
+        assert f"fingerprint {joined['fingerprint']}" in text and "open invites here: 1" in text
+
+
+def test_notices_list_what_this_device_refused(cli: Callable[..., Any], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from models.workspace import Workspace
+
+    cli("init")
+    assert cli("notices") == []
+    assert _text(tmp_path, capsys, "notices").strip() == "No notices."
+    assert "security notices" not in _text(tmp_path, capsys, "status")
+    ws = Workspace(tmp_path / "dev")
+    ws.unlock(PASS)
+    record, device = "a" * 32, "b" * 32
+    ws.add_notice("purge_refused", record, device, "an erasure without the coordinator's signature: ignored")
+    ws.add_notice("future_op", "c" * 32, device, "stamped in the future")
+    ws.close()
+
+    listed = cli("notices")
+    assert [n["kind"] for n in listed] == ["purge_refused", "future_op"]
+    assert (listed[0]["record_id"], listed[0]["device_id"]) == (record, device)
+    assert listed[0]["at"] and "signature" in listed[0]["detail"]
+    text = _text(tmp_path, capsys, "notices")
+    first = text.splitlines()[0]
+    assert "purge_refused" in first and record in first and f"device {device[:8]} " in first
+    assert "signature" in first and device not in first  # the device id short
+    assert cli("status")["notices"] == 2
+    assert "security notices: 2 (see 'outreach notices')" in _text(tmp_path, capsys, "status")
+    assert "notices" in _text(tmp_path, capsys, "--help")

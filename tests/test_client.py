@@ -280,3 +280,19 @@ def test_an_ack_is_not_durable_but_leaves_the_store_durable(tmp_path: Path) -> N
     assert [row[0] for row in ws.store.outbox_all()] == [2]
     assert ws.store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again
     ws.close()
+
+
+def test_a_device_list_with_a_key_that_is_no_key_breaks_the_protocol() -> None:
+    """A hostile server's list cannot crash the coordinator's screens: it fails as a ServerFault."""
+    from sync.client import _parse
+
+    device = {"device_id": "a" * 32, "name": "x", "role": "worker", "status": "active", "proof": "",
+              "invite_lookup": None, "joined_at": 0.0, "last_seen": None, "key_epoch": 1}
+    good = json.dumps({"devices": [{**device, "public_key": p.b64e(bytes(32))}], "current_epoch": 1,
+                       "invites_pending": 0}).encode()
+    assert _parse(p.DeviceList, good, "/v1/devices").devices[0].device_id == "a" * 32
+    for bad in ("not base64!", p.b64e(bytes(31))):
+        body = json.dumps({"devices": [{**device, "public_key": bad}], "current_epoch": 1,
+                           "invites_pending": 0}).encode()
+        with pytest.raises(ServerFault):
+            _parse(p.DeviceList, body, "/v1/devices")

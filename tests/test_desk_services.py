@@ -1,9 +1,10 @@
 """The coordinator's desk behind the screens (`Services.desk`), without a browser: devices against a
 real `outreach-server` process (invite with its QR code, a pending device admitted when the list is
-fetched, revoke with the revoked device wiping itself), erasure that reaches a second device,
-the overview's rows, conflicts resolved by keeping a side or writing a value, duplicates merged,
-retention, access-request files, exports that Danish Excel reads and that say where they go, the
-aggregate report, the national count, and bad input refused with the field named."""
+fetched, each with the fingerprint its own screen shows, revoke with the revoked device wiping
+itself), erasure that reaches a second device, the overview's rows, conflicts resolved by keeping a
+side or writing a value, duplicates merged, retention, access-request files, exports that Danish
+Excel reads and that say where they go, the aggregate report, the national count, and bad input
+refused with the field named."""
 
 from __future__ import annotations
 
@@ -72,7 +73,9 @@ def test_invite_admit_revoke_and_the_revoked_device_wipes(team: tuple[Services, 
     assert view.admitted == 1
     ali = next(d for d in view.devices if d.name == "ali")
     assert ali.status == "active" and not ali.this_device
-    assert next(d for d in view.devices if d.this_device).role == "coordinator"
+    assert ali.fingerprint == ws.fingerprint()  # the figure the joining phone shows on its own screen
+    me = next(d for d in view.devices if d.this_device)
+    assert me.role == "coordinator" and me.fingerprint == s.ws.fingerprint()
     assert view.recovery_here and view.current_epoch == 1
 
     s.ws.add_person({"alias": "Lange Peter"})

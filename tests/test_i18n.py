@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.i18n import I18N_DIR, LANGUAGES, Translator
+from app.state import NOTICE_KINDS
 from models.vocab import VOCABULARIES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +85,7 @@ def test_every_key_named_in_the_app_exists() -> None:
 def test_dynamic_keys_exist() -> None:
     catalog = _catalog("en")
     dynamic = [*(f"weekday.{i}" for i in range(7)), *(f"language.{lang}" for lang in LANGUAGES),
-               "role.coordinator", "role.worker",
+               "role.coordinator", "role.worker", *(f"notice.{kind}" for kind in NOTICE_KINDS), "notice.other",
                *(f"person.{f}" for f in ("alias", "full_name", "cpr", "birth_year", "status", "consent",
                                           "category", "ethos"))]
     assert [k for k in dynamic if k not in catalog] == []

@@ -16,7 +16,7 @@ from app.i18n import Translator
 from app.services import AppConfig, Problem, Services, explain
 from app.state import ContactDraft, PersonDraft, PlaceDraft, SyncView
 from models.errors import InvalidInput, StoreError, Throttled, WrongPassphrase
-from sync.errors import CodeInvalid, Offline
+from sync.errors import CodeInvalid, KeyRefused, Offline
 
 PIN = "246810"
 
@@ -132,12 +132,24 @@ def test_checks_of_what_was_typed() -> None:
     (Offline(), "errors.offline", "server"),
     (CodeInvalid("code_invalid", "bad", 404), "errors.code_invalid", "code"),
     (StoreError("x"), "errors.store", None),
+    (KeyRefused(KeyRefused.UNSIGNED), "errors.key_refused", None),
+    (KeyRefused(KeyRefused.CHANGED, changed=True), "errors.key_changed", None),
 ])
 def test_errors_become_words_at_fields(exc: Exception, key: str, field: str | None) -> None:
     problem = explain(exc)
     assert (problem.key, problem.field) == (key, field)
     for lang in ("da", "en"):
         assert Translator(lang).has(problem.key)
+
+
+def test_a_refused_team_key_is_said_plainly_in_both_languages() -> None:
+    for lang, words in (("da", ("koordinator", "stoppet", "Intet er ændret")),
+                        ("en", ("coordinator", "stopped", "Nothing was changed"))):
+        t = Translator(lang)
+        unsigned, changed = t("errors.key_refused"), t("errors.key_changed")
+        assert unsigned != changed
+        for text in (unsigned, changed):
+            assert all(w in text for w in words), text
 
 
 def test_wrong_pin_wait_is_carried() -> None:

@@ -1,6 +1,6 @@
-"""List rows shared by the screens: a contact, a person, a place, a follow-up. Each takes a row of
-`app.state`, the translator and what to do on a tap; each is at least 48 px high and carries an
-identifier for tests.
+"""List rows shared by the screens: a contact, a person, a place, a follow-up, a security notice.
+Each takes a row of `app.state`, the translator and what to do on a tap; each is at least 48 px
+high and carries an identifier for tests.
 """
 
 from __future__ import annotations
@@ -12,11 +12,16 @@ from typing import Any
 import flet as ft
 
 from ..i18n import Translator
-from ..state import ContactRow, FollowUpRow, PersonRow, PlaceRow
+from ..state import ContactRow, FollowUpRow, NoticeRow, PersonRow, PlaceRow
 from .ui import tid
 
-__all__ = ["contact_tile", "person_tile", "place_tile", "follow_up_tile", "ago"]
+__all__ = ["contact_tile", "person_tile", "place_tile", "follow_up_tile", "notice_tile", "ago"]
 
+_NOTICE_ICONS = {
+    "key_refused": ft.Icons.KEY_OFF, "purge_refused": ft.Icons.GPP_BAD_OUTLINED,
+    "erased_edit": ft.Icons.DELETE_SWEEP_OUTLINED, "audit_refused": ft.Icons.POLICY_OUTLINED,
+    "future_op": ft.Icons.UPDATE,
+}
 _KIND_ICONS = {
     "street": ft.Icons.DIRECTIONS_WALK, "drop_in": ft.Icons.HOUSE_OUTLINED, "phone": ft.Icons.PHONE,
     "home_visit": ft.Icons.DOOR_FRONT_DOOR_OUTLINED, "not_found": ft.Icons.SEARCH_OFF,
@@ -105,3 +110,19 @@ def follow_up_tile(row: FollowUpRow, t: Translator, on_done: Callable[..., Any] 
         on_click=on_open, min_height=56,
     )
     return tid(tile, f"followup-{row.id[:8]}")
+
+
+def notice_tile(row: NoticeRow, t: Translator, index: int) -> ft.Control:
+    """A security notice: what happened in words (the kind), when, and the ids (never content)."""
+    what = t(row.kind_key, kind=row.kind)
+    ids = [t.datetime(row.at)]
+    if row.record_id:
+        ids.append(t("notice.record", id=row.record_id))
+    if row.short_device:
+        ids.append(t("notice.device", id=row.short_device))
+    tile = ft.ListTile(
+        leading=ft.Icon(_NOTICE_ICONS.get(row.kind, ft.Icons.SHIELD_OUTLINED)),
+        title=ft.Text(what, weight=ft.FontWeight.W_600, size=15),
+        subtitle=ft.Text(" · ".join(ids), size=13), min_height=56,
+    )
+    return tid(tile, f"notice-{index}", f"{what}: {' · '.join(ids)}")

@@ -1,8 +1,9 @@
 """The desk's devices: invite a device (the one-time code as text and as a QR code), the pending
 ones (their proofs are checked on this device when the list is fetched, and those that pass are
-let in), each device's role, state and last sync, revoking a device (the server refuses it at
-once, it wipes itself on its next contact, and a new key epoch goes to the devices that remain),
-and the recovery code's status. Needs the server: offline, it says so and shows nothing stale.
+let in), each device's role, state, last sync and fingerprint (to compare with the joining phone's
+own screen), revoking a device (the server refuses it at once, it wipes itself on its next
+contact, and a new key epoch goes to the devices that remain), and the recovery code's status.
+Needs the server: offline, it says so and shows nothing stale.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class DevicesScreen(DeskScreen):
             ], wrap=True, spacing=8),
             self.notice,
             section_title(t("devices.list")),
+            muted(t("devices.fingerprint_hint"), size=13),
             tid(self.list, "devices-list", container=True),
             section_title(t("devices.keys")),
             self.facts,
@@ -138,10 +140,15 @@ class DevicesScreen(DeskScreen):
         if d.status in ("active", "pending") and not d.this_device:
             actions.append(secondary_button(t("devices.revoke"), self._revoke(d), f"device-revoke-{d.device_id[:8]}",
                                             icon=ft.Icons.BLOCK))
+        subtitle: list[ft.Control] = [ft.Text(x, size=14) for x in lines]
+        if d.fingerprint:  # compared with the joining phone's own screen before it is trusted
+            printed = t("devices.fingerprint", fingerprint=d.fingerprint)
+            subtitle.append(ft.Text(printed, size=14, font_family="monospace"))
+            lines.append(printed)
         tile = ft.ListTile(
             leading=ft.Icon(_STATUS_ICONS.get(d.status, ft.Icons.DEVICES)),
             title=ft.Text(name, weight=ft.FontWeight.W_600),
-            subtitle=ft.Column([ft.Text(x, size=14) for x in lines], spacing=2),
+            subtitle=ft.Column(subtitle, spacing=2),
             trailing=actions[0] if actions else None, min_height=64,
         )
         return tid(tile, f"device-{d.device_id[:8]}", f"{name}: {' · '.join(lines)}")

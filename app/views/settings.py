@@ -1,6 +1,7 @@
 """Settings: language, auto-lock, the worker's name, the team and its server (join, sync now,
 invite a device for the coordinator), this device's facts (id, fingerprint, what waits to be
-sent), and lock now.
+sent), its security notices (what it refused or set aside, for every user, workers too), and lock
+now.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from typing import Any
 
 import flet as ft
 
+from ..components.rows import notice_tile
 from ..components.ui import (
     banner,
     dropdown,
+    empty_state,
     labelled,
     muted,
     page_body,
@@ -21,7 +24,7 @@ from ..components.ui import (
     text_field,
     tid,
 )
-from ..state import AUTOLOCK_CHOICES, DeviceInfo, SyncView, chip_model
+from ..state import AUTOLOCK_CHOICES, DeviceInfo, NoticeRow, SyncView, chip_model
 from .base import Ctx, Screen
 from .devices import invite_now
 from .setup import language_switch
@@ -46,7 +49,9 @@ class SettingsScreen(Screen):
                                                   keyboard=ft.KeyboardType.URL)
         self.team = ft.Column(spacing=8, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
         self.device = ft.Column(spacing=8, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
+        self.notices = ft.Column(spacing=0, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
         self.sync_status = ft.Text("", size=15)
+        self._sync_running = False
 
     def build(self) -> ft.Control:
         t = self.t
@@ -64,6 +69,9 @@ class SettingsScreen(Screen):
             self.team,
             section_title(t("settings.device")),
             self.device,
+            section_title(t("settings.notices")),
+            muted(t("settings.notices_hint"), size=13),
+            tid(self.notices, "notices-list", container=True),
             ft.Container(height=24),
         ], wide=self.ctx.wide)
 
@@ -74,11 +82,25 @@ class SettingsScreen(Screen):
         self.name.value = info.worker_name
         self._fill_team(info)
         self._fill_device(info)
+        await self._load_notices()
         self.on_sync(self.services.sync.view)
 
     def on_sync(self, view: SyncView) -> None:
         model = chip_model(view)
         self.sync_status.value = self.t(model.key, **model.params)
+        if self._sync_running and not view.running:  # a run may have refused something: say so here
+            self.spawn(self._notices_after_sync)
+        self._sync_running = view.running
+
+    async def _load_notices(self) -> None:
+        rows, problem = await self.ctx.attempt(self.services.notices())
+        if problem is None and rows is not None:  # unreadable (locked meanwhile): the list stays as it was
+            self._fill_notices(rows)
+
+    async def _notices_after_sync(self) -> None:
+        if not self.disposed:
+            await self._load_notices()
+            self.update()
 
     def _fill_team(self, info: DeviceInfo) -> None:
         t = self.t
@@ -121,6 +143,11 @@ class SettingsScreen(Screen):
             labelled(t("settings.data_dir"), info.data_dir),
             labelled(t("settings.version"), info.app_version),
         ]
+
+    def _fill_notices(self, rows: list[NoticeRow]) -> None:
+        t = self.t
+        self.notices.controls = [notice_tile(row, t, i) for i, row in enumerate(rows)] \
+            or [empty_state(t("settings.notices_none"), "notices-none")]
 
     # ------------------------------------------------------------------ actions
     async def _language(self, e: ft.Event[Any]) -> None:
