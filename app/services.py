@@ -175,9 +175,11 @@ class _GuardedWorkspace(Workspace):
         self.ui_lock = ui_lock
 
     def receive(self, ops: Iterable[RemoteOp], *, purges: Iterable[str] = (), refused_purges: Iterable[str] = (),
+                refused_ops: Iterable[tuple[RemoteOp, str, str]] = (),
                 cursor: tuple[str, int] | None = None) -> int:
         with self.ui_lock:
-            return super().receive(ops, purges=purges, refused_purges=refused_purges, cursor=cursor)
+            return super().receive(ops, purges=purges, refused_purges=refused_purges, refused_ops=refused_ops,
+                                   cursor=cursor)
 
     def fold(self, max_ops: int | None = None) -> ApplyResult:
         with self.ui_lock:

@@ -56,6 +56,8 @@ __all__ = [
     "Grant",
     "GrantError",
     "verify_purge",
+    "verify_signature",
+    "open_statement",
 ]
 
 _VERSION = b"\x01"
@@ -82,6 +84,7 @@ class Grant:
     role: str  # the role the coordinator gave the device
     authority_seed: bytes | None  # coordinators only: the authority's signing key
     purges_unsigned_through: int  # unsigned purges at or below this log position are the old version's
+    cutoffs: dict[str, int]  # revoked devices: the last device sequence of each that counts
 
 
 _GRANT_V2 = b"\x02"
@@ -139,6 +142,28 @@ def _mac_ok(key: bytes, message: bytes, tag: bytes) -> bool:
 
 def _purge_message(team_id: str, record_id: str) -> bytes:
     return _statement("purge", f"{team_id}|{record_id}".encode())
+
+
+def verify_signature(vk: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether `signature` is the Ed25519 signature of `message` under the verification key `vk`."""
+    return len(signature) == _SIG and len(vk) == 32 and _verify(vk, message, signature)
+
+
+def open_statement(vk: bytes, kind: str, blob: bytes) -> dict[str, Any]:
+    """The body of a statement the authority `vk` signed (`Vault.sign_statement`); GrantError
+    when it is not one."""
+    if blob[:1] != _GRANT_V2 or len(blob) < 1 + _SIG + 2:
+        raise GrantError("not a signed statement")
+    signature, raw = blob[1:1 + _SIG], blob[1 + _SIG:]
+    if not _verify(vk, _statement(kind, raw), signature):
+        raise GrantError("the coordinator did not sign this statement")
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise GrantError("a malformed statement") from None
+    if not isinstance(body, dict):
+        raise GrantError("a malformed statement")
+    return body
 
 
 def verify_purge(vk: bytes, team_id: str, record_id: str, signature: bytes) -> bool:
@@ -348,6 +373,7 @@ class Vault:
         self._team: dict[int, AESGCM] = {}
         self._team_raw: dict[int, bytes] = {}
         self._authority: Ed25519PrivateKey | None = None
+        self._signing: Ed25519PrivateKey | None = None  # this device's own signing key
 
     # -------------------------------------------------------------------------- lifecycle
     @property
@@ -369,6 +395,7 @@ class Vault:
             "master": _aead_seal(kek, master, self._master_ad()),
             "device": self.wrap_secret("device", self._device_key.private_bytes_raw()),
             "team:1": self.wrap_secret("team:1", team_key),
+            "signing": self.new_signing_key(),
         }
 
     def unlock(self, passphrase: str, params: KdfParams, keyring: dict[str, bytes], pepper: bytes = b"") -> None:
@@ -382,6 +409,8 @@ class Vault:
                 self._set_team_key(int(name[5:]), self.unwrap_secret(name, blob))
             elif name == "authority":
                 self._authority = Ed25519PrivateKey.from_private_bytes(self.unwrap_secret(name, blob))
+            elif name == "signing":
+                self._signing = Ed25519PrivateKey.from_private_bytes(self.unwrap_secret(name, blob))
 
     def rewrap_master(self, old: str, new: str, old_params: KdfParams, new_params: KdfParams,
                       wrapped_master: bytes, pepper: bytes = b"") -> bytes:
@@ -395,6 +424,7 @@ class Vault:
         self._team.clear()
         self._team_raw.clear()
         self._authority = None
+        self._signing = None
 
     def _need(self) -> AESGCM:
         if self._master is None:
@@ -485,7 +515,46 @@ class Vault:
         kek = _hkdf(shared, self._wrap_info(team_id, epoch, self.device_id, eph_pub, self.public_key))
         return _aead_open(AESGCM(kek), rest, f"{team_id}|{epoch}".encode())
 
+    # ------------------------------------------------------------------ this device's signatures
+    def new_signing_key(self) -> bytes:
+        """This device's Ed25519 key, which signs its pushes; returns its keyring entry (`signing`)."""
+        self._signing = Ed25519PrivateKey.generate()
+        return self.wrap_secret("signing", self._signing.private_bytes_raw())
+
+    @property
+    def has_signing_key(self) -> bool:
+        return self._signing is not None
+
+    @property
+    def signing_vk(self) -> bytes:
+        if self._signing is None:
+            raise VaultLocked("The vault is locked.")
+        return self._signing.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    def sign_as_device(self, message: bytes) -> bytes:
+        if self._signing is None:
+            raise VaultLocked("The vault is locked.")
+        return self._signing.sign(message)
+
+    def announce_mac(self, team_id: str, epoch: int, device_id: str, signing_vk: bytes, unsigned_through: int) -> bytes:
+        """How a device admitted by the previous version vouches for its new signing key to its
+        coordinator: a MAC under the team key of `epoch`, which the server does not hold."""
+        message = f"outreach/v2/announce|{team_id}|{device_id}|{unsigned_through:d}|".encode() + signing_vk
+        return _mac(_hkdf(self.team_key(epoch), b"outreach/v2/announce"), message)
+
+    def check_announce(self, team_id: str, epoch: int, device_id: str, signing_vk: bytes, unsigned_through: int,
+                       tag: bytes) -> bool:
+        if epoch not in self._team_raw:
+            return False
+        message = f"outreach/v2/announce|{team_id}|{device_id}|{unsigned_through:d}|".encode() + signing_vk
+        return _mac_ok(_hkdf(self._team_raw[epoch], b"outreach/v2/announce"), message, tag)
+
     # --------------------------------------------------------------------------- authority
+    def sign_statement(self, kind: str, body: dict[str, Any]) -> bytes:
+        """A statement of the team's authority (`open_statement` reads it): version, signature, body."""
+        raw = _canonical(body)
+        return _GRANT_V2 + self._signer().sign(_statement(kind, raw)) + raw
+
     def set_authority(self, seed: bytes) -> bytes:
         """Hold the team's signing key (32-byte Ed25519 seed); returns its keyring entry."""
         self._authority = Ed25519PrivateKey.from_private_bytes(seed)
@@ -519,7 +588,7 @@ class Vault:
 
     def make_grant(self, team_id: str, epoch: int, device_id: str, public_key: bytes, *, role: str,
                    invite_secret: bytes | None = None, team_bind: bool = False,
-                   purges_unsigned_through: int = 0) -> bytes:
+                   purges_unsigned_through: int = 0, cutoffs: dict[str, int] | None = None) -> bytes:
         """The team key of `epoch` for a device, wrapped for its X25519 key and signed by the
         authority. A coordinator's grant also carries the signing key. `invite_secret` binds the
         verification key for a device that joined with that invite; `team_bind` binds it under
@@ -538,7 +607,7 @@ class Vault:
                                            for e, k in self._team_raw.items()}}
         body = _canonical({"v": 2, "team": team_id, "epoch": epoch, "device": device_id, "pub": _b64(public_key),
                            "wrap": _b64(wrap), "vk": _b64(vk), "role": role, "bind": bind,
-                           "pu": purges_unsigned_through})
+                           "pu": purges_unsigned_through, "cutoffs": cutoffs or {}})
         return _GRANT_V2 + signer.sign(_statement("grant", body)) + body
 
     def open_grant(self, team_id: str, epoch: int, blob: bytes, *, pinned_vk: bytes | None,
@@ -590,8 +659,11 @@ class Vault:
                 or Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(
                     Encoding.Raw, PublicFormat.Raw) != vk)):
             raise GrantError("a malformed grant")
-        pu = body.get("pu", 0)
-        return Grant(epoch, secret[:32], vk, role, seed, pu if isinstance(pu, int) else 0)
+        pu, cutoffs = body.get("pu", 0), body.get("cutoffs") or {}
+        if not isinstance(pu, int) or not isinstance(cutoffs, dict) or \
+                not all(isinstance(k, str) and isinstance(v, int) for k, v in cutoffs.items()):
+            raise GrantError("a malformed grant")
+        return Grant(epoch, secret[:32], vk, role, seed, pu, cutoffs)
 
     # ------------------------------------------------------------------------ seal / open
     def seal_row(self, record_type: str, record_id: str, epoch: int, obj: Any) -> bytes:

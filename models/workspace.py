@@ -380,6 +380,15 @@ class Workspace:
     def now(self) -> float:
         return self._now()
 
+    def ensure_signing_key(self) -> bytes:
+        """This device's signing key (made now for a vault of the previous version); its public half."""
+        vault = self._vault()
+        if not vault.has_signing_key:
+            entry = vault.new_signing_key()
+            with self.store.atomic():
+                self.store.put_key("signing", entry)
+        return vault.signing_vk
+
     def add_notice(self, kind: str, record_id: str | None = None, device_id: str | None = None,
                    detail: str = "") -> None:
         """Note a refusal for the user (ids and kinds only: the table is not sealed)."""
@@ -1131,6 +1140,7 @@ class Workspace:
     FOLD_OPS = 1000  # pulled ops folded into the rows per transaction
 
     def receive(self, ops: Iterable[RemoteOp], *, purges: Iterable[str] = (), refused_purges: Iterable[str] = (),
+                refused_ops: Iterable[tuple[RemoteOp, str, str]] = (),
                 cursor: tuple[str, int] | None = None) -> int:
         """Store a pulled page in the inbox as it came (sealed), with the page's purges and its
         cursor, in one transaction. Nothing is opened here: the device is done with the network
@@ -1142,7 +1152,9 @@ class Workspace:
 
         `purges` are erasures the coordinator signed: queued edits of those records are set aside
         with a notice (their content goes: the erasure is the coordinator's decision); each of
-        `refused_purges` (not signed) erases nothing and becomes a notice."""
+        `refused_purges` (not signed) erases nothing and becomes a notice; each of `refused_ops`
+        (op, notice kind, reason: not written by the device it names) is set aside and noted.
+        The highest sequence seen of each device is kept (`seen:<device id>`)."""
         vault = self._vault()
         store = self.store
         me = vault.device_id
@@ -1158,6 +1170,16 @@ class Workspace:
                                      f"change {seq} of this device was not kept: the record was erased")
                 store.mark_erased(purge_ids, now)  # also from the inbox
             store.inbox_put(rows)
+            for op, kind, reason in refused_ops:
+                store.set_aside((op.op_id, op.record_id, op.device_id, op.device_seq, op.key_epoch, op.payload,
+                                 reason, now))
+                store.add_notice(now, kind, op.record_id, op.device_id, reason)
+            highest: dict[str, int] = {}
+            for op in rows:
+                highest[op.device_id] = max(highest.get(op.device_id, 0), op.device_seq)
+            for dev, seq in highest.items():
+                if seq > int(store.sync_state(f"seen:{dev}", "0") or 0):
+                    store.set_sync_state(f"seen:{dev}", seq)
             if cursor is not None:
                 store.set_sync_state(cursor[0], cursor[1])
         self._unindex(purge_ids)

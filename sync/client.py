@@ -216,9 +216,19 @@ class SyncClient:
     def upload_recovery(self, req: p.RecoveryUpload) -> None:
         self._request("POST", "/v1/recovery", body=req, model=_Empty)
 
-    def push(self, ops: list[p.OpIn] | EncodedBody) -> p.PushResponse:
-        """A push of `ops`, or of a body made with `encode(p.encode_push(...))`."""
-        body = ops if isinstance(ops, EncodedBody) else p.PushRequest(ops=ops)
+    def roster(self) -> p.RosterResponse:
+        return self._request("GET", "/v1/roster", model=p.RosterResponse)
+
+    def upload_roster(self, req: p.RosterUpload) -> None:
+        self._request("POST", "/v1/roster", body=req, model=_Empty)
+
+    def announce_signing_key(self, req: p.SigningKeyAnnounce) -> None:
+        self._request("POST", "/v1/signing-key", body=req, model=_Empty)
+
+    def push(self, ops: list[p.OpIn] | EncodedBody, sig: bytes | None = None) -> p.PushResponse:
+        """A push of `ops` (signed with `sig`), or of a body made with `encode(p.encode_push(...))`."""
+        body = ops if isinstance(ops, EncodedBody) else p.PushRequest(
+            ops=ops, sig=p.b64e(sig) if sig is not None else None)
         return self._request("POST", "/v1/push", body=body, model=p.PushResponse)
 
     def pull(self, since: int, limit: int = 1000, wait: float = 0.0) -> p.PullResponse:

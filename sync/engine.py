@@ -27,13 +27,16 @@ import requests
 
 from models.vault import (
     Grant,
+    GrantError,
     RecoveryCode,
     SealError,
     Vault,
     fingerprint,
     make_proof,
+    open_statement,
     verify_proof,
     verify_purge,
+    verify_signature,
 )
 from models.workspace import RemoteOp, Workspace
 
@@ -80,6 +83,32 @@ class SyncReport:
     pending: bool = False
 
 
+@dataclass(frozen=True)
+class RosterEntry:
+    """The coordinator's signed word on one device: its signing key (None: a device of the
+    previous version that does not sign yet, whose ops are taken as that version took them), the
+    device sequence up to which its ops may come unsigned, and, once revoked, the last sequence
+    of it that counts."""
+
+    device_id: str
+    sign_vk: bytes | None
+    role: str
+    unsigned_through: int
+    cutoff: int | None
+    n: int  # when the coordinator issued it (ms): an older entry never replaces a newer one
+
+    def to_json(self) -> dict[str, object]:
+        return {"sign_vk": p.b64e(self.sign_vk) if self.sign_vk else None, "role": self.role,
+                "unsigned_through": self.unsigned_through, "cutoff": self.cutoff, "n": self.n}
+
+    @classmethod
+    def from_json(cls, device_id: str, d: dict[str, object]) -> RosterEntry:
+        vk, cutoff = d.get("sign_vk"), d.get("cutoff")
+        return cls(device_id, p.b64d(vk) if isinstance(vk, str) else None, str(d.get("role") or "worker"),
+                   int(d.get("unsigned_through") or 0),  # type: ignore[call-overload]
+                   cutoff if isinstance(cutoff, int) else None, int(d.get("n") or 0))  # type: ignore[call-overload]
+
+
 @dataclass
 class JoinResult:
     team_name: str
@@ -111,6 +140,7 @@ class SyncEngine:
         self.pull_limit = pull_limit
         self._client: SyncClient | None = None
         self._run_lock = threading.Lock()  # one sync run at a time per device
+        self._fetched_roster = False  # the server's roster was read in this pull
 
     # ------------------------------------------------------------------ plumbing
     def client(self, url: str | None = None, token: str | None = None) -> SyncClient:
@@ -193,7 +223,7 @@ class SyncEngine:
         assert vault is not None
         return p.b64e(vault.make_grant(team, epoch, device_id, public_key, role=role,
                                        purges_unsigned_through=self._purges_unsigned_through(),
-                                       **bind))  # type: ignore[arg-type]
+                                       cutoffs=self.cutoffs(), **bind))  # type: ignore[arg-type]
 
     def _ensure_authority(self) -> None:
         """A coordinator's device of a team made by the previous version: make the team's signing
@@ -210,22 +240,133 @@ class SyncEngine:
         client = self.client()
         pinned = self._pinned()
         wraps: dict[int, list[p.WrappedKey]] = {}
-        for dev in client.devices().devices:
+        listing = client.devices()
+        entries = []
+        for dev in listing.devices:
             if dev.status != p.DeviceStatus.ACTIVE:
                 continue
             if pinned.get(dev.device_id) != dev.public_key:
                 log.warning("device %s: key not verified here; not given the signed keys", dev.device_id)
                 continue
             role = p.Role.COORDINATOR.value if dev.device_id == me else p.Role.WORKER.value
+            if dev.device_id == me:  # signs from its next op on
+                through = int(self.ws.store.meta("device_seq", "0") or 0)
+                entries.append(self._entry(me, self.ws.ensure_signing_key(), role, through))
+            else:  # does not sign until it announces its key
+                entries.append(self._entry(dev.device_id, None, role))
             for epoch in vault.epochs:
                 wraps.setdefault(epoch, []).append(p.WrappedKey(epoch=epoch, device_id=dev.device_id, wrapped=self._grant(
                     team, epoch, dev.device_id, p.b64d(dev.public_key), role, team_bind=True)))
+        self._publish_roster(entries)
         for epoch in sorted(wraps):
             client.upload_keys(p.KeysUpload(epoch=epoch, keys=wraps[epoch]))
         recovery = self.ws.secret("recovery")
         if recovery:
             self._upload_recovery(RecoveryCode(recovery))
         log.info("the team moved to signed authority (%d devices)", len({k.device_id for ks in wraps.values() for k in ks}))
+
+    # ------------------------------------------------------------------ roster
+    def roster(self) -> dict[str, RosterEntry]:
+        """The devices as the coordinator signed them, as kept here (verified when they came)."""
+        raw = self.ws.secret("roster")
+        return {d: RosterEntry.from_json(d, e) for d, e in json.loads(raw).items()} if raw else {}
+
+    def _keep_roster(self, entries: dict[str, RosterEntry]) -> None:
+        self.ws.set_secret("roster", json.dumps({d: e.to_json() for d, e in entries.items()}).encode())
+
+    def cutoffs(self) -> dict[str, int]:
+        """Revoked devices and the last device sequence of each that counts, from signed grants."""
+        raw = self.ws.secret("cutoffs")
+        return json.loads(raw) if raw else {}
+
+    def refresh_roster(self) -> dict[str, RosterEntry]:
+        """Read the server's roster and keep each entry the team's authority signed for this team
+        that is newer than the one kept; a forged entry becomes a notice."""
+        vk = self.authority_vk()
+        kept = self.roster()
+        if vk is None:
+            return kept
+        team = self._team_id()
+        changed = False
+        for e in self.client().roster().entries:
+            try:
+                body = open_statement(vk, "roster", p.b64d(e.entry))
+                if body.get("team") != team or body.get("device") != e.device_id:
+                    raise GrantError("an entry of another device or team")
+                entry = RosterEntry.from_json(e.device_id, body)
+            except (SealError, ValueError, TypeError):
+                self.ws.add_notice("roster_refused", None, e.device_id, "a device entry the coordinator did not sign")
+                continue
+            old = kept.get(e.device_id)
+            if old is None or entry.n > old.n:
+                kept[e.device_id] = entry
+                changed = True
+        if changed:
+            self._keep_roster(kept)
+        return kept
+
+    def _roster_out(self, entry: RosterEntry) -> p.RosterEntryOut:
+        vault = self.ws.vault
+        assert vault is not None
+        body = {"v": 2, "team": self._team_id(), "device": entry.device_id, **entry.to_json()}
+        return p.RosterEntryOut(device_id=entry.device_id, entry=p.b64e(vault.sign_statement("roster", body)))
+
+    def _publish_roster(self, entries: list[RosterEntry]) -> None:
+        """Sign and upload roster entries (before the keys that let those devices write)."""
+        if not entries:
+            return
+        self.client().upload_roster(p.RosterUpload(entries=[self._roster_out(e) for e in entries]))
+        kept = self.roster()
+        kept.update({e.device_id: e for e in entries})
+        self._keep_roster(kept)
+
+    def _entry(self, device_id: str, sign_vk: bytes | None, role: str, unsigned_through: int = 0,
+               cutoff: int | None = None) -> RosterEntry:
+        return RosterEntry(device_id, sign_vk, role, unsigned_through, cutoff, int(self.ws.now() * 1000))
+
+    def _announce(self) -> None:
+        """A device admitted by the previous version: tell the coordinator its new signing key,
+        vouched for under the newest team key (which the server does not hold). Ops up to the
+        current device sequence went unsigned."""
+        ws, vault = self.ws, self.ws.vault
+        assert vault is not None
+        vk = ws.ensure_signing_key()
+        epoch = max(vault.epochs)
+        through = int(ws.store.meta("device_seq", "0") or 0)
+        team, me = self._team_id(), ws.device_id
+        tag = vault.announce_mac(team, epoch, me, vk, through)
+        self.client().announce_signing_key(p.SigningKeyAnnounce(
+            signing_key=p.b64e(vk), announce=json.dumps({"epoch": epoch, "through": through, "mac": p.b64e(tag)})))
+        ws.set_settings(signing_announced=1)
+
+    def _confirm_announced(self, listing: p.DeviceList) -> list[RosterEntry]:
+        """Coordinator: roster entries for the devices of the previous version that announced a
+        signing key, vouched for under this device's newest team key."""
+        vault = self.ws.vault
+        assert vault is not None
+        kept, pinned, roles = self.roster(), self._pinned(), self._pinned_roles()
+        team, newest = self._team_id(), max(vault.epochs)
+        out = []
+        for dev in listing.devices:
+            if dev.status != p.DeviceStatus.ACTIVE or not dev.signing_key or not dev.announce:
+                continue
+            if pinned.get(dev.device_id) != dev.public_key:
+                continue
+            have = kept.get(dev.device_id)
+            if have is not None and have.sign_vk is not None:
+                continue
+            try:
+                said = json.loads(p.b64d(dev.announce))
+                vk, through, epoch = p.b64d(dev.signing_key), int(said["through"]), int(said["epoch"])
+                ok = epoch == newest and vault.check_announce(team, epoch, dev.device_id, vk, through,
+                                                              p.b64d(said["mac"]))
+            except (ValueError, KeyError, TypeError):
+                ok = False
+            if not ok:
+                log.warning("device %s: its announced signing key is not vouched for; not confirmed", dev.device_id)
+                continue
+            out.append(self._entry(dev.device_id, vk, roles.get(dev.device_id, p.Role.WORKER.value), through))
+        return out
 
     def fingerprints(self, listing: p.DeviceList) -> dict[str, str]:
         """Each listed device's fingerprint, the figure its own screen shows: compare before trusting."""
@@ -275,18 +416,20 @@ class SyncEngine:
         ws = self.ws
         device_id = ws.device_id
         public_key = ws.vault.public_key if ws.vault else b""
+        signing_key = ws.ensure_signing_key()
         self._allow_insecure = self._allow_insecure or allow_insecure
         client = self.client(url)
         resp = client.join(p.JoinRequest(
             lookup=code.lookup, device_id=device_id,
             device_name=device_name or f"{platform.system() or 'device'} {device_id[:4]}",
-            public_key=p.b64e(public_key), proof=p.b64e(make_proof(code.secret_bytes, public_key, device_id)),
+            public_key=p.b64e(public_key), signing_key=p.b64e(signing_key),
+            proof=p.b64e(make_proof(code.secret_bytes, public_key + signing_key, device_id)),
         ))
         ws.set_secret("token", resp.token.encode())
         # kept until the coordinator's first grant: the key that grant's signer is bound to
         ws.set_secret("join_code", code.secret_bytes)
         ws.set_settings(server_url=client.base_url, team_id=resp.team_id, team_name=resp.team_name,
-                        role=resp.role.value, device_status=resp.status.value,
+                        role=resp.role.value, device_status=resp.status.value, signing_announced=1,
                         allow_insecure="1" if self._allow_insecure else None)
         result = JoinResult(resp.team_name, resp.role.value, resp.status.value, resp.founding, fingerprint(public_key))
         self.close()
@@ -298,6 +441,7 @@ class SyncEngine:
             self._pin_authority(vault.authority_vk, 0)
             ws.set_secret("join_code", None)
             coordinator = p.Role.COORDINATOR.value
+            self._publish_roster([self._entry(device_id, signing_key, coordinator)])
             self.client().upload_keys(p.KeysUpload(epoch=max(vault.epochs), keys=[
                 p.WrappedKey(epoch=e, device_id=device_id,
                              wrapped=self._grant(resp.team_id, e, device_id, public_key, coordinator))
@@ -373,6 +517,9 @@ class SyncEngine:
         self.close()
         me = ws.device_id
         pub = ws.vault.public_key
+        ws.set_settings(signing_announced=1)
+        if self.can_sign():
+            self._publish_roster([self._entry(me, ws.ensure_signing_key(), p.Role.COORDINATOR.value)])
         for epoch in sorted(keys):
             wrapped = (self._grant(resp.team_id, epoch, me, pub, p.Role.COORDINATOR.value) if self.can_sign()
                        else p.b64e(ws.vault.wrap_for_device(resp.team_id, epoch, me, pub)))
@@ -403,6 +550,7 @@ class SyncEngine:
         team = self._team_id()
         wraps: dict[int, list[p.WrappedKey]] = {}
         rejected: list[str] = []
+        entries: list[RosterEntry] = []
         for dev in listing.devices:
             if dev.status != p.DeviceStatus.PENDING or not dev.invite_lookup:
                 continue
@@ -411,7 +559,8 @@ class SyncEngine:
                 continue  # invited from another coordinator device (that one admits it), or expired
             secret, role, _expires = invite
             public_key = p.b64d(dev.public_key)
-            if not verify_proof(secret, public_key, dev.device_id, p.b64d(dev.proof)):
+            signing_key = p.b64d(dev.signing_key) if dev.signing_key else None
+            if not verify_proof(secret, public_key + (signing_key or b""), dev.device_id, p.b64d(dev.proof)):
                 log.warning("device %s: proof does not match its public key; refused", dev.device_id)
                 rejected.append(dev.device_id)
                 continue
@@ -423,7 +572,10 @@ class SyncEngine:
                     epoch=epoch, device_id=dev.device_id,
                     wrapped=self._grant(team, epoch, dev.device_id, public_key, role, invite_secret=secret)))
             self._pin(dev.device_id, dev.public_key, role)
+            entries.append(self._entry(dev.device_id, signing_key, role))
             self.ws.set_secret(f"invite:{dev.invite_lookup}", None)
+        # the roster first: a device can write only once it has a key, and its ops then check
+        self._publish_roster(entries + self._confirm_announced(listing))
         client = self.client()
         for n, epoch in enumerate(sorted(wraps)):
             client.upload_keys(p.KeysUpload(epoch=epoch, keys=wraps[epoch], reject=rejected if n == 0 else []))
@@ -438,6 +590,17 @@ class SyncEngine:
         self._ensure_authority()
         client = self.client()
         client.revoke(device_id)
+        # everything it wrote before the server shut it out, then its signed cut-off: its ops after
+        # that, or relayed later under an old key, count nowhere (and the new epoch's grants say so)
+        self.pull(fold=False)
+        cutoff = int(self.ws.sync_value(f"seen:{device_id}", "0") or 0)
+        cutoffs = self.cutoffs()
+        cutoffs[device_id] = cutoff
+        self.ws.set_secret("cutoffs", json.dumps(cutoffs).encode())
+        old = self.roster().get(device_id)
+        self._publish_roster([self._entry(device_id, old.sign_vk if old else None,
+                                          old.role if old else p.Role.WORKER.value,
+                                          old.unsigned_through if old else 0, cutoff)])
         vault = self.ws.vault
         assert vault is not None
         team = self._team_id()
@@ -529,6 +692,12 @@ class SyncEngine:
         newest = grants[max(grants)]
         if self.authority_vk() is None:
             self._pin_authority(newest.vk, newest.purges_unsigned_through)
+        cutoffs = self.cutoffs()
+        for grant in grants.values():
+            for dev, cut in grant.cutoffs.items():
+                cutoffs.setdefault(dev, cut)
+        if grants and cutoffs != self.cutoffs():
+            ws.set_secret("cutoffs", json.dumps(cutoffs).encode())
         if not active:
             ws.adopt_team_keys({e: g.key for e, g in grants.items()}, max(grants))
             ws.set_settings(device_status=p.DeviceStatus.ACTIVE.value, role=newest.role)
@@ -589,6 +758,8 @@ class SyncEngine:
                 self._ensure_authority()
             else:
                 self.refresh_keys()  # the coordinator may have moved the team to signed authority
+        if self.authority_vk() is not None and not self.ws.setting("signing_announced"):
+            self._announce()  # a device of the previous version: from now on it signs its pushes
         if self.is_coordinator:
             report.admitted, report.rejected = self.admit_pending()
         report.pushed = self.push(progress)
@@ -619,8 +790,12 @@ class SyncEngine:
         def start(body: Future[EncodedBody | list[p.OpIn]] | None) -> Future[p.PushResponse] | None:
             return sender.submit(lambda: client.push(body.result())) if body is not None else None
 
+        vault = self.ws.vault
+        signer = vault.sign_as_device if vault is not None and vault.has_signing_key else None
+        team, me = self._team_id(), self.ws.device_id
+
         def encode(ops: list[tuple[int, str, str, int, bytes]]) -> Future[EncodedBody | list[p.OpIn]] | None:
-            return encoder.submit(_push_body, client, ops) if ops else None
+            return encoder.submit(_push_body, client, ops, team, me, signer) if ops else None
 
         try:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outreach-push") as sender, \
@@ -682,6 +857,8 @@ class SyncEngine:
         cursor = int(self.ws.sync_value("cursor", "0") or 0)
         pulled = purged = 0
         limit = self.pull_limit
+        self._fetched_roster = False
+        checked: dict[int, frozenset[bytes]] = {}  # batches of this pull: id -> digests its device signed
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="outreach-pull") as pool:
             # (since, page) requests in flight, oldest first. A page's `since` is the last one's
             # `next`, known only once it is read; while a full page of `limit` entries is being
@@ -708,7 +885,9 @@ class SyncEngine:
                 ops = [RemoteOp(o.op_id, o.device_id, o.device_seq, o.record_id, o.key_epoch, p.b64d(o.payload))
                        for o in page.ops]
                 accepted, refused = self._check_purges(page.purges)
-                self.ws.receive(ops, purges=accepted, refused_purges=refused, cursor=("cursor", page.next))
+                ops, refused_ops = self._check_ops(page, ops, checked)
+                self.ws.receive(ops, purges=accepted, refused_purges=refused, refused_ops=refused_ops,
+                                cursor=("cursor", page.next))
                 cursor = page.next
                 pulled += len(ops)
                 purged += len(page.purges)
@@ -720,6 +899,55 @@ class SyncEngine:
                     break
         applied, set_aside = self.fold(progress) if fold else (0, 0)
         return pulled, applied, set_aside, purged
+
+    def _check_ops(self, page: p.PullResponse, ops: list[RemoteOp], checked: dict[int, frozenset[bytes]]
+                   ) -> tuple[list[RemoteOp], list[tuple[RemoteOp, str, str]]]:
+        """The ops of a page that their device wrote, as far as this device can tell, and the
+        others with (notice kind, reason). An op counts when its device's signed push holds its
+        digest, or when its device does not sign yet (the previous version) or its sequence is
+        from before it signed; never after the device's revocation cut-off, and never from a
+        device the coordinator did not admit. A team without signed authority takes every op."""
+        if self.authority_vk() is None or not ops:
+            return ops, []
+        team, me = self._team_id(), self.ws.device_id
+        roster, cutoffs = self.roster(), self.cutoffs()
+        stale = any(o.device_id not in roster for o in ops if o.device_id != me) or any(
+            (e := roster.get(b.device_id)) is not None and e.sign_vk is None for b in page.batches)
+        if not self._fetched_roster and stale:  # a new device, or one that signs now: its entry changed
+            roster = self.refresh_roster()
+            self._fetched_roster = True
+        for batch in page.batches:
+            if batch.id in checked:
+                continue
+            entry = roster.get(batch.device_id)
+            try:
+                digests, sig = p.b64d(batch.digests), p.b64d(batch.sig)
+            except ValueError:
+                digests, sig = b"", b""
+            good = (entry is not None and entry.sign_vk is not None and len(digests) % 32 == 0
+                    and verify_signature(entry.sign_vk, p.batch_message(team, batch.device_id, digests), sig))
+            checked[batch.id] = frozenset(digests[i:i + 32] for i in range(0, len(digests), 32)) if good else frozenset()
+        batch_of = {o.op_id: o.batch for o in page.ops}
+        accepted: list[RemoteOp] = []
+        refused: list[tuple[RemoteOp, str, str]] = []
+        for op in ops:
+            if op.device_id == me:
+                accepted.append(op)  # our own, back from the server: dropped by `receive`
+                continue
+            entry = roster.get(op.device_id)
+            cutoff = cutoffs.get(op.device_id, entry.cutoff if entry else None)
+            if entry is None:
+                refused.append((op, "unknown_device", "an op from a device the coordinator did not admit"))
+            elif cutoff is not None and op.device_seq > cutoff:
+                refused.append((op, "revoked_write", "an op of a revoked device, after its cut-off"))
+            elif entry.sign_vk is None or op.device_seq <= entry.unsigned_through:
+                accepted.append(op)
+            elif p.op_digest(team, op.device_id, op.device_seq, op.op_id, op.record_id, op.key_epoch,
+                             op.payload) in checked.get(batch_of.get(op.op_id) or -1, frozenset()):
+                accepted.append(op)
+            else:
+                refused.append((op, "unsigned_op", "an op its device did not sign"))
+        return accepted, refused
 
     def _check_purges(self, purges: list[p.PurgeOut]) -> tuple[list[str], list[str]]:
         """The record ids of a page's purges that the team's authority signed, and the others.
@@ -762,12 +990,19 @@ class SyncEngine:
         return applied, set_aside
 
 
-def _push_body(client: SyncClient, ops: list[tuple[int, str, str, int, bytes]]) -> EncodedBody | list[p.OpIn]:
+def _push_body(client: SyncClient, ops: list[tuple[int, str, str, int, bytes]], team: str, device_id: str,
+               signer: Callable[[bytes], bytes] | None) -> EncodedBody | list[p.OpIn]:
     """The wire body of a push of our own outbox rows (no model per op: they are not re-validated
-    on the way out). Should an id not be one of ours, the ops go as models and the server names
-    the bad op, which is then set aside."""
+    on the way out), signed by this device: its signature covers every op's digest, so that no
+    one else can write in its name. Should an id not be one of ours, the ops go as models and the
+    server names the bad op, which is then set aside."""
+    sig = None
+    if signer is not None:
+        digests = b"".join(p.op_digest(team, device_id, seq, op_id, rid, epoch, payload)
+                           for seq, op_id, rid, epoch, payload in ops)
+        sig = signer(p.batch_message(team, device_id, digests))
     try:
-        return client.encode(p.encode_push(ops))
+        return client.encode(p.encode_push(ops, sig))
     except ValueError:
         return [p.OpIn.model_construct(op_id=op_id, device_seq=seq, record_id=rid, key_epoch=epoch,
                                        payload=p.b64e(payload))

@@ -13,11 +13,12 @@ Errors always have the body ``{"error": {"code": ..., "message": ..., "detail": 
 from __future__ import annotations
 
 import binascii
+import hashlib
 import re
 import secrets
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator, with_config
 from typing_extensions import TypedDict
@@ -67,6 +68,13 @@ __all__ = [
     "PurgeRequest",
     "PurgeResponse",
     "RevokeResponse",
+    "BatchOut",
+    "RosterEntryOut",
+    "RosterResponse",
+    "RosterUpload",
+    "SigningKeyAnnounce",
+    "op_digest",
+    "batch_message",
 ]
 
 PROTOCOL_HEADER = "Outreach-Protocol"
@@ -230,14 +238,23 @@ def _x25519_key(v: str) -> str:
     return v
 
 
+def _ed25519_key(v: str | None) -> str | None:
+    if v is not None and len(b64d(v)) != 32:
+        raise ValueError("signing_key must be 32 bytes")
+    return v
+
+
 class JoinRequest(_Msg):
     lookup: Annotated[str, Field(min_length=1, max_length=64)]
     device_id: _Id
     device_name: Annotated[str, Field(min_length=1, max_length=80)]
     public_key: _B64  # raw X25519 public key, 32 bytes
-    proof: _B64  # HMAC-SHA256(secret half of the code, public key | device id)
+    # HMAC-SHA256(secret half of the code, public key | signing key (1.1, when sent) | device id)
+    proof: _B64
+    signing_key: _B64 | None = None  # 1.1: the device's Ed25519 verification key, 32 bytes
 
     _pk = field_validator("public_key")(_x25519_key)
+    _sk = field_validator("signing_key")(_ed25519_key)
 
 
 class JoinResponse(_Msg):
@@ -293,6 +310,8 @@ class DevicePublic(_Msg):
     joined_at: float
     last_seen: float | None
     key_epoch: int | None  # the newest epoch wrapped for it
+    signing_key: str | None = None  # 1.1: its Ed25519 key, from its join (proof covers it) or its announce
+    announce: str | None = None  # 1.1: a device of the previous version's announce of its signing key
 
     _pk = field_validator("public_key")(_x25519_key)
 
@@ -347,6 +366,8 @@ class OpIn(_Msg):
 
 class PushRequest(_Msg):
     ops: Annotated[list[OpIn], Field(min_length=1, max_length=MAX_PUSH_OPS)]
+    # 1.1: the pushing device's Ed25519 signature of `batch_message` over the ops' `op_digest`s
+    sig: _B64 | None = None
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -363,6 +384,7 @@ class OpInDict(TypedDict):
 @with_config(ConfigDict(extra="forbid"))
 class PushRequestDict(TypedDict):
     ops: Annotated[list[OpInDict], Field(min_length=1, max_length=MAX_PUSH_OPS)]
+    sig: NotRequired[_B64 | None]
 
 
 # The server checks a push with this: `PushRequest`'s schema, validated into dicts (a model per op
@@ -370,7 +392,20 @@ class PushRequestDict(TypedDict):
 PUSH_REQUEST = TypeAdapter(PushRequestDict)
 
 
-def encode_push(ops: Sequence[tuple[int, str, str, int, bytes]]) -> bytes:
+def op_digest(team_id: str, device_id: str, device_seq: int, op_id: str, record_id: str, key_epoch: int,
+              payload: bytes) -> bytes:
+    """What a device's batch signature covers of one op: SHA-256 of everything the op is, in the
+    clear and sealed. The same function on both ends of the wire."""
+    head = f"outreach/v2/op|{team_id}|{device_id}|{device_seq:d}|{op_id}|{record_id}|{key_epoch:d}|".encode("ascii")
+    return hashlib.sha256(head + payload).digest()
+
+
+def batch_message(team_id: str, device_id: str, digests: bytes) -> bytes:
+    """The message a device signs for a push: its ops' digests, in order."""
+    return f"outreach/v2/batch\n{team_id}|{device_id}|".encode("ascii") + digests
+
+
+def encode_push(ops: Sequence[tuple[int, str, str, int, bytes]], sig: bytes | None = None) -> bytes:
     """The JSON of `PushRequest` for ops given as (device_seq, op_id, record_id, key_epoch, sealed
     payload), byte for byte what `PushRequest(...).model_dump_json()` gives, without building a
     model per op (a push is up to 500 ops; the models cost more than the rest of the encoding).
@@ -384,7 +419,8 @@ def encode_push(ops: Sequence[tuple[int, str, str, int, bytes]]) -> bytes:
         f'"payload":"{b64e(payload)}"}}'
         for seq, op_id, rid, epoch, payload in ops
     ]
-    return ('{"ops":[' + ",".join(parts) + "]}").encode("ascii")
+    signed = f'"{b64e(sig)}"' if sig is not None else "null"
+    return ('{"ops":[' + ",".join(parts) + '],"sig":' + signed + "}").encode("ascii")
 
 
 class PushResponse(_Msg):
@@ -405,6 +441,17 @@ class OpOut(_Msg):
     record_id: _Id
     key_epoch: int
     payload: str
+    batch: int | None = None  # 1.1: the signed push it came in (`PullResponse.batches`)
+
+
+class BatchOut(_Msg):
+    """A signed push, as far as a puller needs it to check its ops: the pushing device, its
+    signature and the digests of every op it held, in order (32 bytes each)."""
+
+    id: int
+    device_id: _Id
+    sig: str
+    digests: str
 
 
 class PurgeOut(_Msg):
@@ -419,27 +466,34 @@ class PullResponse(_Msg):
     next: int  # the cursor to send as `since` next time
     more: bool
     current_epoch: int
+    batches: list[BatchOut] = Field(default_factory=list)  # 1.1: the signed pushes the page's ops came in
 
 
-def encode_pull(ops: Iterable[tuple[int, str, str, int, str, int, bytes]],
+def encode_pull(ops: Iterable[tuple[int, str, str, int, str, int, bytes] | tuple[int, str, str, int, str, int, bytes,
+                                                                                     int | None]],
                 purges: Iterable[tuple[int, str] | tuple[int, str, bytes | None]],
-                next_: int, more: bool, current_epoch: int) -> bytes:
+                next_: int, more: bool, current_epoch: int,
+                batches: Iterable[tuple[int, str, bytes, bytes]] = ()) -> bytes:
     """The JSON of `PullResponse` for ops given as (seq, op id, device id, device seq, record id,
     key epoch, sealed payload) and purges as (seq, record id[, signature]): byte for byte what
     `PullResponse(...).model_dump_json()` gives, without a model per op. The server's own log
     rows: ids were checked to be hex when pushed, payloads are `b64e` output."""
     op_parts = [
-        f'{{"seq":{seq:d},"op_id":"{op_id}","device_id":"{dev}","device_seq":{dseq:d},"record_id":"{rid}",'
-        f'"key_epoch":{epoch:d},"payload":"{b64e(payload)}"}}'
-        for seq, op_id, dev, dseq, rid, epoch, payload in ops
+        f'{{"seq":{op[0]:d},"op_id":"{op[1]}","device_id":"{op[2]}","device_seq":{op[3]:d},"record_id":"{op[4]}",'
+        f'"key_epoch":{op[5]:d},"payload":"{b64e(op[6])}","batch":'
+        + (f"{op[7]:d}" if len(op) > 7 and op[7] is not None else "null") + "}"  # type: ignore[misc]
+        for op in ops
     ]
+    batch_parts = [f'{{"id":{bid:d},"device_id":"{dev}","sig":"{b64e(sig)}","digests":"{b64e(digests)}"}}'
+                   for bid, dev, sig, digests in batches]
     purge_parts = [
         f'{{"seq":{purge[0]:d},"record_id":"{purge[1]}","sig":'
         + (f'"{b64e(purge[2])}"' if len(purge) > 2 and purge[2] is not None else "null") + "}"  # type: ignore[misc]
         for purge in purges
     ]
     return (f'{{"ops":[{",".join(op_parts)}],"purges":[{",".join(purge_parts)}],"next":{next_:d},'
-            f'"more":{"true" if more else "false"},"current_epoch":{current_epoch:d}}}').encode("ascii")
+            f'"more":{"true" if more else "false"},"current_epoch":{current_epoch:d},'
+            f'"batches":[{",".join(batch_parts)}]}}').encode("ascii")
 
 
 class PurgeRequest(_Msg):
@@ -457,6 +511,29 @@ class PurgeRequest(_Msg):
 class PurgeResponse(_Msg):
     purged_ops: int
     last_seq: int
+
+
+class RosterEntryOut(_Msg):
+    device_id: _Id
+    entry: _B64  # signed by the team's authority (docs/SECURITY.md); opaque to the server
+
+
+class RosterResponse(_Msg):
+    entries: list[RosterEntryOut]
+
+
+class RosterUpload(_Msg):
+    entries: Annotated[list[RosterEntryOut], Field(min_length=1, max_length=1000)]
+
+
+class SigningKeyAnnounce(_Msg):
+    """A device admitted by the previous version tells its coordinator its new signing key,
+    authenticated under the current team key (`mac`), which the server does not hold."""
+
+    signing_key: _B64
+    announce: Annotated[str, Field(min_length=1, max_length=4096)]  # opaque: the coordinator checks it
+
+    _sk = field_validator("signing_key")(_ed25519_key)
 
 
 class RevokeResponse(_Msg):

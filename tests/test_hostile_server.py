@@ -11,7 +11,9 @@ was lost. After every attack no canary string is in any server file.
     2 overwrite of a held key       test_a_second_key_for_a_held_epoch_is_refused_and_nothing_is_lost
     3 forged purges                 test_a_forged_purge_erases_nothing
                                     test_a_signed_erasure_sets_unsynced_edits_aside_with_a_reason
-    4 future stamps                 test_an_op_stamped_far_in_the_future_waits_for_its_time
+    4 revoked and forged writers    test_a_revoked_devices_writes_after_its_cutoff_count_nowhere
+                                    test_an_op_in_another_devices_name_is_refused
+      future stamps                 test_an_op_stamped_far_in_the_future_waits_for_its_time
     5 audit forgery (team device)   test_audit_events_are_append_only_and_attributable
     6 role, fingerprints, invites   test_a_worker_invite_does_not_become_a_coordinator
                                     test_the_coordinator_sees_the_fingerprint_the_device_shows
@@ -38,9 +40,10 @@ from conftest import FakeClock
 from serverproc import ServerProcess, create_team
 
 from models.clock import HLC
+from models.merge import Op
 from models.vault import KdfParams, SealError, Vault
 from models.vocab import AuditAction, RecordType
-from models.workspace import Workspace
+from models.workspace import Workspace, encode_op
 from sync import protocol as p
 from sync.engine import SyncEngine
 from sync.errors import SyncError
@@ -101,6 +104,21 @@ class Attacker:
             with contextlib.suppress(SealError):
                 opened.append(self.vault.open_op(rid, e, device_id, seq, op_id, payload))
         return opened
+
+    def relay(self, device_id: str, seq: int, op_id: str, record_id: str, epoch: int, payload: bytes,
+              batch: tuple[bytes, bytes] | None = None) -> None:
+        """Put an op into the team's log as if `device_id` had pushed it (with a signed batch of
+        (signature, digests) when given)."""
+        team_id, _, next_seq = self.team()
+        with self.db() as db:
+            batch_id = None
+            if batch is not None:
+                batch_id = db.execute("INSERT INTO batch (team_id, device_id, sig, digests, at) VALUES (?,?,?,?,0)",
+                                      (team_id, device_id, *batch)).lastrowid
+            db.execute("INSERT INTO op (team_id, seq, op_id, device_id, device_seq, record_id, key_epoch, payload, "
+                       "size, received_at, batch_id) VALUES (?,?,?,?,?,?,?,?,?,0,?)",
+                       (team_id, next_seq, op_id, device_id, seq, record_id, epoch, payload, len(payload), batch_id))
+            db.execute("UPDATE team SET next_seq=?", (next_seq + 1,))
 
     def forge_purge(self, record_ids: list[str]) -> None:
         _, _, next_seq = self.team()
@@ -263,6 +281,72 @@ def test_a_signed_erasure_sets_unsynced_edits_aside_with_a_reason(team: Team) ->
     assert "written offline" not in json.dumps([n.detail for n in team.worker.notices()])
 
 
+# ------------------------------------------------------------- 4: revoked and forged writers
+def _op_as(ws: Workspace, device_id: str, seq: int, alias: str) -> tuple[str, str, int, bytes]:
+    """A new person's creating op sealed with `ws`'s team key in the name of `device_id`:
+    what any holder of a team key can make. (op id, record id, epoch, payload)"""
+    op_id, rid, epoch = uuid.uuid4().hex, uuid.uuid4().hex, ws.epoch
+    body = encode_op(Op("person", rid, device_id, ws.clock.now(), {"alias": alias}, {}, False))
+    assert ws.vault is not None
+    return op_id, rid, epoch, ws.vault.seal_op(rid, epoch, device_id, seq, op_id, body)
+
+
+def test_a_revoked_devices_writes_after_its_cutoff_count_nowhere(team: Team) -> None:
+    gone, geng = team.device("gone")
+    geng.join(team.server.url, team.ceng.invite())
+    team.ceng.sync()
+    geng.sync()
+    gone.add_person({"alias": "Written before the revocation"})
+    geng.sync()
+    seen = int(gone.store.meta("device_seq", "0") or 0)
+    team.ceng.revoke(gone.device_id)
+    # still holding the old key, it writes on, signs its own push, and the server relays it
+    for n, signed in ((1, False), (2, True)):
+        op_id, rid, epoch, payload = _op_as(gone, gone.device_id, seen + n, f"After revocation {n}")
+        batch = None
+        if signed:
+            team_id = gone.setting("team_id") or ""
+            digests = p.op_digest(team_id, gone.device_id, seen + n, op_id, rid, epoch, payload)
+            assert gone.vault is not None
+            batch = (gone.vault.sign_as_device(p.batch_message(team_id, gone.device_id, digests)), digests)
+        team.attacker.relay(gone.device_id, seen + n, op_id, rid, epoch, payload, batch)
+    team.weng.sync()
+    team.ceng.sync()
+    for ws in (team.worker, team.coord):
+        assert "Written before the revocation" in _aliases(ws)
+        assert not any(a.startswith("After revocation") for a in _aliases(ws))
+        assert sum(n.kind == "revoked_write" for n in ws.notices()) == 2
+    geng.close()
+    gone.close()
+
+
+def test_an_op_in_another_devices_name_is_refused(team: Team) -> None:
+    mole, meng = team.device("mole")  # a team device with the current key, gone bad
+    meng.join(team.server.url, team.ceng.invite())
+    team.ceng.sync()
+    meng.sync()
+    coord_seq = int(team.coord.store.meta("device_seq", "0") or 0)
+    op_id, rid, epoch, payload = _op_as(mole, team.coord.device_id, coord_seq + 100, "In the coordinator's name")
+    team.attacker.relay(team.coord.device_id, coord_seq + 100, op_id, rid, epoch, payload)
+    # and one signed by the mole's own key but in the coordinator's name
+    op2, rid2, epoch2, payload2 = _op_as(mole, team.coord.device_id, coord_seq + 101, "Signed by another")
+    team_id = mole.setting("team_id") or ""
+    digests = p.op_digest(team_id, team.coord.device_id, coord_seq + 101, op2, rid2, epoch2, payload2)
+    assert mole.vault is not None
+    sig = mole.vault.sign_as_device(p.batch_message(team_id, team.coord.device_id, digests))
+    team.attacker.relay(team.coord.device_id, coord_seq + 101, op2, rid2, epoch2, payload2, (sig, digests))
+    team.weng.sync()
+    assert not {"In the coordinator's name", "Signed by another"} & set(_aliases(team.worker))
+    assert {n.record_id for n in team.worker.notices() if n.kind == "unsigned_op"} == {rid, rid2}
+    # the mole's own writes still count
+    mole.add_person({"alias": "The mole's own"})
+    meng.sync()
+    team.weng.sync()
+    assert "The mole's own" in _aliases(team.worker)
+    meng.close()
+    mole.close()
+
+
 # ------------------------------------------------------------------------------ 4: clock
 def test_an_op_stamped_far_in_the_future_waits_for_its_time(team: Team) -> None:
     year = 365 * 86400
@@ -359,6 +443,18 @@ def test_a_team_of_the_previous_version_moves_to_signed_authority(tmp_path: Path
             weng.sync()  # the worker pins it (bound by the newest team key it holds) and pushes
             ceng.sync()
             assert ceng.can_sign() and weng.authority_vk() == ceng.authority_vk() is not None
+            weng.sync()  # the worker's announce of its signing key is confirmed by the next coordinator sync
+            ceng.sync()
+            weng.sync()
+            entry = ceng.roster()[worker.device_id]
+            assert entry.sign_vk is not None and entry.unsigned_through >= 2
+            worker.add_person({"alias": "Signed now"})
+            weng.sync()
+            ceng.sync()
+            assert "Signed now" in _aliases(coord)
+            coord.delete_record(RecordType.PERSON, next(q.id for q in coord.persons() if q.alias == "Signed now"))
+            ceng.sync()
+            weng.sync()
             assert coord.get_person(meta["worker_person"]).description == "ikke sendt endnu"
             assert _aliases(coord) == _aliases(worker) == ["Arbejders Anna", "Gammel Gert"]
             # from now on the team is signed: a forged epoch is refused, a signed erasure works

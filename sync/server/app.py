@@ -57,6 +57,10 @@ from sync.protocol import (
     RecoveryUpload,
     RevokeResponse,
     Role,
+    RosterEntryOut,
+    RosterResponse,
+    RosterUpload,
+    SigningKeyAnnounce,
     WrappedKey,
     b64d,
     b64e,
@@ -241,7 +245,7 @@ def _accepts_gzip(header: str) -> bool:
 def _pull_response(page: crud.PullPage, gzip_ok: bool) -> Response:
     """A pull page as a finished response. Built without validation: every value came from the
     database, validated when pushed (`encode_pull` writes what `PullResponse` would)."""
-    body = encode_pull(page.ops, page.purges, page.next, page.more, page.current_epoch)
+    body = encode_pull(page.ops, page.purges, page.next, page.more, page.current_epoch, page.batches)
     if gzip_ok and len(body) >= GZIP_MINIMUM:
         return Response(_pull_gzip.compress(body, PULL_GZIP_LEVEL, mtime=0), media_type="application/json",
                         headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
@@ -315,6 +319,7 @@ def create_app(
         now, address = clock(), client_address(request)
         public_key = _decode(body.public_key, "public_key", size=32)
         proof = _decode(body.proof, "proof")
+        signing_key = _decode(body.signing_key, "signing_key", size=32) if body.signing_key else None
         check_throttle(address, now)
         token = secrets.token_urlsafe(32)
         with db.transaction(write=True) as session:
@@ -327,6 +332,7 @@ def create_app(
                 proof=proof,
                 token_hash=crud.sha256_hex(token),
                 now=now,
+                signing_key=signing_key,
             )
         if joined is None:
             raise code_failed(address, now)
@@ -447,6 +453,8 @@ def create_app(
                         joined_at=row.joined_at,
                         last_seen=row.last_seen,
                         key_epoch=epoch,
+                        signing_key=b64e(row.signing_key) if row.signing_key else None,
+                        announce=b64e(row.announce) if row.announce else None,
                     )
                     for row, epoch in rows
                 ],
@@ -550,10 +558,14 @@ def create_app(
                 f"A push may hold at most {MAX_PUSH_BYTES} bytes of sealed payload: split it.",
                 {"field": "ops", "max_bytes": MAX_PUSH_BYTES},
             )
+        raw_sig = body.get("sig")
+        sig = _decode(raw_sig, "sig", size=64) if raw_sig else None
         with db.transaction(write=True) as session:
             device = _authenticate(session, token)
             seen(session, device)
-            result = crud.push_ops(session, team_id=device.team_id, device_id=device.id, ops=ops, now=clock())
+            result = crud.push_ops(
+                session, team_id=device.team_id, device_id=device.id, ops=ops, now=clock(), sig=sig
+            )
         if result.accepted:
             watch.notify(device.team_id)
         log.info(
@@ -614,6 +626,35 @@ def create_app(
             )
         # Encoded and compressed in the thread pool, not on the event loop that serves the others.
         return await run_in_threadpool(_pull_response, page, _accepts_gzip(request.headers.get("accept-encoding", "")))
+
+    @app.get("/v1/roster")
+    def get_roster(token: Token) -> Response:
+        with db.transaction() as session:
+            device = _authenticate(session, token)
+            entries = crud.roster(session, team_id=device.team_id)
+        seen_after_read(device)
+        return _json(RosterResponse(entries=[RosterEntryOut(device_id=d, entry=b64e(e)) for d, e in entries]))
+
+    @app.post("/v1/roster")
+    def post_roster(body: RosterUpload, token: Token) -> dict[str, object]:
+        entries = [(e.device_id, _decode(e.entry, f"entries.{i}.entry")) for i, e in enumerate(body.entries)]
+        with db.transaction(write=True) as session:
+            device = _authenticate(session, token, coordinator=True)
+            seen(session, device)
+            crud.put_roster(session, team_id=device.team_id, entries=entries, now=clock())
+        log.info("roster team=%s by=%s entries=%d", device.team_id, device.id, len(entries))
+        return {}
+
+    @app.post("/v1/signing-key")
+    def signing_key(body: SigningKeyAnnounce, token: Token) -> dict[str, object]:
+        key = _decode(body.signing_key, "signing_key", size=32)
+        announce = body.announce.encode("ascii", errors="replace")
+        with db.transaction(write=True) as session:
+            device = _authenticate(session, token)
+            seen(session, device)
+            crud.announce_signing_key(session, device_id=device.id, signing_key=key, announce=announce)
+        log.info("signing key team=%s device=%s", device.team_id, device.id)
+        return {}
 
     @app.post("/v1/purge")
     def purge(body: PurgeRequest, token: Token) -> Response:

@@ -21,9 +21,9 @@ from sqlalchemy import bindparam, delete, func, literal, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
-from sync.protocol import DeviceStatus, ErrorCode, Role
+from sync.protocol import DeviceStatus, ErrorCode, Role, op_digest
 from sync.server.errors import ApiError
-from sync.server.tables import Device, Invite, JoinFailure, Op, Purge, Team, WrappedKeyRow
+from sync.server.tables import Batch, Device, Invite, JoinFailure, Op, Purge, RosterRow, Team, WrappedKeyRow
 
 __all__ = [
     "sha256_hex",
@@ -49,6 +49,9 @@ __all__ = [
     "push_ops",
     "PullPage",
     "pull_log",
+    "roster",
+    "put_roster",
+    "announce_signing_key",
     "purge_records",
 ]
 
@@ -147,6 +150,7 @@ def join_team(
     proof: bytes,
     token_hash: str,
     now: float,
+    signing_key: bytes | None = None,
 ) -> tuple[Team, Device, bool] | None:
     """Claim the code's invite (once, while unexpired) and enroll the device: pending, or active
     when the code is the operator's founding code. None when the code is unknown, used or expired."""
@@ -175,6 +179,7 @@ def join_team(
         role=invite.role,
         status=status.value,
         public_key=public_key,
+        signing_key=signing_key,
         proof=proof,
         invite_lookup=lookup,
         token_hash=token_hash,
@@ -235,7 +240,7 @@ _TEAM_TABLE = Team.__table__  # type: ignore[attr-defined]
 _TEAM = _TEAM_TABLE.c
 _OP_TABLE = Op.__table__  # type: ignore[attr-defined]
 _OP_COLUMNS = ("team_id", "seq", "op_id", "device_id", "device_seq", "record_id", "key_epoch", "payload", "size",
-               "received_at")
+               "received_at", "batch_id")
 # positional parameters of the drivers the server runs on (sqlite3, psycopg); another driver
 # fails here with a KeyError, not with wrong SQL
 _PLACEHOLDER = {"qmark": "?", "format": "%s", "pyformat": "%s"}
@@ -473,10 +478,12 @@ def _log_head(session: Session, *, team_id: str, for_update: bool = False) -> tu
 
 
 def push_ops(
-    session: Session, *, team_id: str, device_id: str, ops: Sequence[PushOp], now: float
+    session: Session, *, team_id: str, device_id: str, ops: Sequence[PushOp], now: float, sig: bytes | None = None
 ) -> PushResult:
     """Append a device's ops to the team log, all or nothing. Duplicates (by op id, or by device
-    sequence) and ops of purged records are acknowledged without being stored again."""
+    sequence) and ops of purged records are acknowledged without being stored again. With the
+    device's signature `sig`, the push is kept as a batch (the signature and every op's digest,
+    in order: what a puller needs to check the ops it gets) and its new ops name it."""
     # The team row stays locked until commit: seq order = commit order.
     next_seq, current_epoch = _log_head(session, team_id=team_id, for_update=True)
     for index, op in enumerate(ops):
@@ -531,6 +538,14 @@ def push_ops(
                 ).scalars()
             )
 
+    batch_id: int | None = None
+    if sig is not None:
+        digests = b"".join(op_digest(team_id, device_id, op.device_seq, op.op_id, op.record_id, op.key_epoch,
+                                     op.payload) for op in ops)
+        batch = Batch(team_id=team_id, device_id=device_id, sig=sig, digests=digests, at=now)
+        session.add(batch)
+        session.flush()
+        batch_id = batch.id
     rows: list[tuple[object, ...]] = []
     seen_ops, duplicates, purged = set(known_ops), 0, 0
     purged_records: dict[str, None] = {}
@@ -557,7 +572,7 @@ def push_ops(
             continue
         rows.append(
             (team_id, next_seq, op.op_id, device_id, op.device_seq, op.record_id, op.key_epoch, op.payload,
-             len(op.payload), now)
+             len(op.payload), now, batch_id)
         )
         next_seq += 1
     if rows:
@@ -577,7 +592,7 @@ def push_ops(
 
 
 # seq, op_id, device_id, device_seq, record_id, key_epoch, payload
-OpRow = tuple[int, str, str, int, str, int, bytes]
+OpRow = tuple[int, str, str, int, str, int, bytes, int | None]
 PurgeRow = tuple[int, str, bytes | None]  # seq, record_id, the coordinator's signature
 
 
@@ -588,6 +603,7 @@ class PullPage:
     next: int
     more: bool
     current_epoch: int
+    batches: Sequence[tuple[int, str, bytes, bytes]] = ()  # id, device id, signature, digests
 
 
 def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_bytes: int) -> PullPage:
@@ -601,7 +617,7 @@ def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_byte
     cursor = connection.connection.cursor()  # the DB-API cursor, in this session's transaction
     try:
         cursor.execute(
-            "SELECT seq, op_id, device_id, device_seq, record_id, key_epoch, payload FROM op "
+            "SELECT seq, op_id, device_id, device_seq, record_id, key_epoch, payload, batch_id FROM op "
             f"WHERE team_id = {mark} AND seq > {mark} ORDER BY seq LIMIT {mark}",
             (team_id, since, limit + 1),
         )
@@ -614,7 +630,7 @@ def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_byte
     finally:
         cursor.close()
     if not ops and not purges:  # the common case of a long-poll: nothing new
-        return PullPage([], [], since, False, current_epoch)
+        return PullPage([], [], since, False, current_epoch, [])
     entries = sorted([(op[0], len(op[6])) for op in ops] + [(purge[0], 0) for purge in purges])
     last = entries[0][0]
     total = 0
@@ -626,7 +642,51 @@ def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_byte
     more = entries[-1][0] > last
     ops = [op for op in ops if op[0] <= last]
     purges = [purge for purge in purges if purge[0] <= last]
-    return PullPage(ops, purges, last, more, current_epoch)
+    batch_ids = sorted({op[7] for op in ops if op[7] is not None})
+    batches: list[Any] = []
+    if batch_ids:
+        cursor = connection.connection.cursor()
+        try:
+            for start in range(0, len(batch_ids), _CHUNK):
+                chunk = batch_ids[start : start + _CHUNK]
+                cursor.execute(
+                    f"SELECT id, device_id, sig, digests FROM batch WHERE team_id = {mark} "
+                    f"AND id IN ({', '.join([mark] * len(chunk))}) ORDER BY id",
+                    (team_id, *chunk),
+                )
+                batches.extend(cursor.fetchall())
+        finally:
+            cursor.close()
+    return PullPage(ops, purges, last, more, current_epoch, batches)
+
+
+def roster(session: Session, *, team_id: str) -> list[tuple[str, bytes]]:
+    """The coordinator's signed statements of the team's devices: (device id, entry)."""
+    rows = session.exec(select(RosterRow).where(RosterRow.team_id == team_id).order_by(col(RosterRow.device_id)))
+    return [(row.device_id, row.entry) for row in rows]
+
+
+def put_roster(session: Session, *, team_id: str, entries: Sequence[tuple[str, bytes]], now: float) -> None:
+    """Store (replace) signed roster entries of devices of the team, as they are."""
+    for index, (device_id, entry) in enumerate(entries):
+        if get_device(session, team_id=team_id, device_id=device_id) is None:  # revoked ones too
+            raise ApiError(ErrorCode.NOT_FOUND, "No such device in this team.",
+                           {"field": f"entries.{index}.device_id", "device_id": device_id})
+        row = session.get(RosterRow, (team_id, device_id))
+        if row is None:
+            session.add(RosterRow(team_id=team_id, device_id=device_id, entry=entry, updated_at=now))
+        else:
+            row.entry, row.updated_at = entry, now
+            session.add(row)
+
+
+def announce_signing_key(session: Session, *, device_id: str, signing_key: bytes, announce: bytes) -> None:
+    """A device of the previous version's new signing key and its announce (checked by the coordinator)."""
+    device = session.get(Device, device_id)
+    if device is None:
+        raise ApiError(ErrorCode.NOT_FOUND, "No such device.")
+    device.signing_key, device.announce = signing_key, announce
+    session.add(device)
 
 
 def purge_records(

@@ -252,6 +252,31 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0002_op_record_index", ("CREATE INDEX ix_op_team_record ON op (team_id, record_id)",)),
     # Signed authority: the coordinator's signature of each erasure, kept and passed on blind.
     Migration("0003_purge_signature", ("ALTER TABLE purge ADD COLUMN sig {blob}",)),
+    # Per-device signatures: each push's signature and its ops' digests, kept for pullers to check;
+    # each device's signing key; the coordinator's signed roster of devices (all opaque here).
+    Migration(
+        "0004_device_signatures",
+        (
+            """CREATE TABLE batch (
+                id {id},
+                team_id VARCHAR(32) NOT NULL REFERENCES team (id),
+                device_id VARCHAR(32) NOT NULL REFERENCES device (id),
+                sig {blob} NOT NULL,
+                digests {blob} NOT NULL,
+                at {float} NOT NULL
+            )""",
+            "ALTER TABLE op ADD COLUMN batch_id {int}",
+            "ALTER TABLE device ADD COLUMN signing_key {blob}",
+            "ALTER TABLE device ADD COLUMN announce {blob}",
+            """CREATE TABLE roster (
+                team_id VARCHAR(32) NOT NULL REFERENCES team (id),
+                device_id VARCHAR(32) NOT NULL REFERENCES device (id),
+                entry {blob} NOT NULL,
+                updated_at {float} NOT NULL,
+                PRIMARY KEY (team_id, device_id)
+            )""",
+        ),
+    ),
 )
 
 

@@ -15,7 +15,8 @@ from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-__all__ = ["ServerTable", "Team", "Device", "Invite", "WrappedKeyRow", "Op", "Purge", "JoinFailure"]
+__all__ = ["ServerTable", "Team", "Device", "Invite", "WrappedKeyRow", "Op", "Purge", "JoinFailure", "Batch",
+           "RosterRow"]
 
 
 class ServerTable(SQLModel, registry=registry()):
@@ -47,6 +48,8 @@ class Device(ServerTable, table=True):
     token_hash: str = Field(max_length=64, unique=True)
     joined_at: float
     last_seen: float | None = None
+    signing_key: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    announce: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 class Invite(ServerTable, table=True):
@@ -95,6 +98,31 @@ class Op(ServerTable, table=True):
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     size: int
     received_at: float
+    batch_id: int | None = None  # the signed push it came in
+
+
+class Batch(ServerTable, table=True):
+    """A signed push: the device's signature over its ops' digests (kept for pullers to check)."""
+
+    __tablename__ = "batch"
+
+    id: int | None = Field(default=None, primary_key=True)
+    team_id: str = Field(foreign_key="team.id", max_length=32)
+    device_id: str = Field(foreign_key="device.id", max_length=32)
+    sig: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    digests: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    at: float
+
+
+class RosterRow(ServerTable, table=True):
+    """The coordinator's signed statement of one device (admitted, its keys, revoked): opaque here."""
+
+    __tablename__ = "roster"
+
+    team_id: str = Field(foreign_key="team.id", primary_key=True, max_length=32)
+    device_id: str = Field(foreign_key="device.id", primary_key=True, max_length=32)
+    entry: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    updated_at: float
 
 
 class Purge(ServerTable, table=True):
