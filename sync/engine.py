@@ -368,6 +368,36 @@ class SyncEngine:
             out.append(self._entry(dev.device_id, vk, roles.get(dev.device_id, p.Role.WORKER.value), through))
         return out
 
+    # --------------------------------------------------- compare before admitting (optional)
+    @property
+    def confirms_devices(self) -> bool:
+        """Whether this coordinator admits a device only after someone compared its fingerprint."""
+        return self.ws.setting("confirm_devices") == "1"
+
+    def set_confirms_devices(self, on: bool) -> None:
+        self.ws.set_settings(confirm_devices="1" if on else None)
+
+    def confirm_device(self, device_id: str, fingerprint_seen: str) -> None:
+        """Coordinator: the fingerprint on the joining device's screen is `fingerprint_seen`; when
+        it is the one the server lists for that pending device, the next admission lets it in.
+        Raises ProofMismatch when they differ (a key swapped on the way: it is not let in)."""
+        listing = self.client().devices()
+        dev = next((d for d in listing.devices if d.device_id == device_id), None)
+        if dev is None or dev.status != p.DeviceStatus.PENDING:
+            raise SyncError("No device waiting to be let in has that id.")
+        shown = "".join(fingerprint_seen.split()).upper()
+        if shown != "".join(self.fingerprints(listing)[device_id].split()):
+            raise ProofMismatch("The fingerprints differ: this is not the key of the device in your hand. "
+                                "It was not let in.")
+        self.ws.set_secret(f"approved:{device_id}", b"1")
+
+    def awaiting_confirmation(self, listing: p.DeviceList) -> list[str]:
+        """Pending devices invited from here that wait for their fingerprint to be compared."""
+        if not self.confirms_devices:
+            return []
+        return [d.device_id for d in listing.devices if d.status == p.DeviceStatus.PENDING and d.invite_lookup
+                and self._invite(d.invite_lookup) is not None and self.ws.secret(f"approved:{d.device_id}") is None]
+
     def fingerprints(self, listing: p.DeviceList) -> dict[str, str]:
         """Each listed device's fingerprint, the figure its own screen shows: compare before trusting."""
         return {d.device_id: fingerprint(p.b64d(d.public_key)) for d in listing.devices}
@@ -564,6 +594,9 @@ class SyncEngine:
                 log.warning("device %s: proof does not match its public key; refused", dev.device_id)
                 rejected.append(dev.device_id)
                 continue
+            if self.confirms_devices and self.ws.secret(f"approved:{dev.device_id}") is None:
+                continue  # waits until someone compared its fingerprint (`confirm_device`)
+            self.ws.set_secret(f"approved:{dev.device_id}", None)
             if dev.role.value != role:  # the server's word; the signed grant carries the invited role
                 log.warning("device %s: the server names another role than it was invited for; granted as invited",
                             dev.device_id)

@@ -17,6 +17,7 @@ was lost. After every attack no canary string is in any server file.
     5 audit forgery (team device)   test_audit_events_are_append_only_and_attributable
     6 role, fingerprints, invites   test_a_worker_invite_does_not_become_a_coordinator
                                     test_the_coordinator_sees_the_fingerprint_the_device_shows
+                                    test_a_coordinator_can_compare_fingerprints_before_admitting
                                     test_invite_secrets_expire
     migration from 1f0389c          test_a_team_of_the_previous_version_moves_to_signed_authority
 """
@@ -405,6 +406,24 @@ def test_the_coordinator_sees_the_fingerprint_the_device_shows(team: Team) -> No
     prints = team.ceng.fingerprints(listing)
     assert prints[newcomer.device_id] == shown == newcomer.fingerprint()
     assert prints[team.worker.device_id] == team.worker.fingerprint()
+    neng.close()
+    newcomer.close()
+
+
+def test_a_coordinator_can_compare_fingerprints_before_admitting(team: Team) -> None:
+    team.ceng.set_confirms_devices(True)
+    newcomer, neng = team.device("newcomer")
+    shown = neng.join(team.server.url, team.ceng.invite()).fingerprint
+    assert team.ceng.sync().admitted == 0
+    assert team.ceng.awaiting_confirmation(team.ceng.devices()) == [newcomer.device_id]
+    other = team.worker.fingerprint()
+    with pytest.raises(SyncError, match="fingerprints differ"):
+        team.ceng.confirm_device(newcomer.device_id, other)
+    assert team.ceng.sync().admitted == 0
+    team.ceng.confirm_device(newcomer.device_id, shown.lower())  # as read aloud: case and spaces do not matter
+    assert team.ceng.sync().admitted == 1 and team.ceng.awaiting_confirmation(team.ceng.devices()) == []
+    neng.sync()
+    assert newcomer.setting("device_status") == "active"
     neng.close()
     newcomer.close()
 
