@@ -242,11 +242,15 @@ class SyncEngine:
         wraps: dict[int, list[p.WrappedKey]] = {}
         listing = client.devices()
         entries = []
+        self._scan_seen()
         for dev in listing.devices:
             if dev.status != p.DeviceStatus.ACTIVE:
                 continue
             if pinned.get(dev.device_id) != dev.public_key:
+                # admitted by another coordinator device: its ops count as the previous version's
+                # did (refusing them would lose its records), but it gets no key from here
                 log.warning("device %s: key not verified here; not given the signed keys", dev.device_id)
+                entries.append(self._entry(dev.device_id, None, p.Role.WORKER.value))
                 continue
             role = p.Role.COORDINATOR.value if dev.device_id == me else p.Role.WORKER.value
             if dev.device_id == me:  # signs from its next op on
@@ -397,6 +401,22 @@ class SyncEngine:
             return []
         return [d.device_id for d in listing.devices if d.status == p.DeviceStatus.PENDING and d.invite_lookup
                 and self._invite(d.invite_lookup) is not None and self.ws.secret(f"approved:{d.device_id}") is None]
+
+    def _scan_seen(self) -> None:
+        """Read the whole log once for the highest sequence of each device (what a revocation's
+        cut-off is made of), without storing it: a coordinator of the previous version pulled its
+        history before this device kept count."""
+        client, since = self.client(), 0
+        highest: dict[str, int] = {}
+        while True:
+            page = client.pull(since, 5000)
+            for o in page.ops:
+                highest[o.device_id] = max(highest.get(o.device_id, 0), o.device_seq)
+            since = page.next
+            if not page.more:
+                break
+        self.ws.set_sync_values(**{f"seen:{dev}": seq for dev, seq in highest.items()
+                                   if seq > int(self.ws.sync_value(f"seen:{dev}", "0") or 0)})
 
     def fingerprints(self, listing: p.DeviceList) -> dict[str, str]:
         """Each listed device's fingerprint, the figure its own screen shows: compare before trusting."""

@@ -459,6 +459,8 @@ def test_a_team_of_the_previous_version_moves_to_signed_authority(tmp_path: Path
         try:
             assert "Arbejders Anna" in _aliases(worker) and worker.outbox_count() == 1
             ceng.sync()  # the coordinator makes the authority key and grants every epoch again, signed
+            # it counted every device's writes of the old history: a later revocation's cut-off keeps them
+            assert int(coord.sync_value(f"seen:{meta['worker']}", "0") or 0) >= 1
             weng.sync()  # the worker pins it (bound by the newest team key it holds) and pushes
             ceng.sync()
             assert ceng.can_sign() and weng.authority_vk() == ceng.authority_vk() is not None
