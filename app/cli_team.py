@@ -1,6 +1,8 @@
 """The team and sync commands of the `outreach` CLI: join, invite, devices (with each device's
-fingerprint), revoke, sync, recover, erase, status, and notices (what this device refused or set
-aside for a security reason). Thin: each parses its flags, asks the sync engine, prints. Kept
+fingerprint, and whether a new device is let in only after its fingerprint was compared), admit (a
+device waiting for that: the fingerprint its screen shows typed in, compared, the device let in),
+revoke, sync, recover, erase, status, and notices (what this device refused or set aside for a
+security reason). Thin: each parses its flags, asks the sync engine, prints. Kept
 apart from `app.cli` so that the data commands load without the network stack.
 """
 
@@ -79,25 +81,100 @@ def cmd_invite(args: argparse.Namespace, out: Any) -> int:
 
 def cmd_devices(args: argparse.Namespace, out: Any) -> int:
     eng = _engine(args)
+    if args.confirm_devices is not None:
+        _set_confirms(eng, args.confirm_devices == "on")
     listing = eng.devices()
     prints = eng.fingerprints(listing)  # compare with each device's own screen before trusting it
     recovery = eng.recovery_status()
     here = eng.open_invites()
+    confirms = eng.confirms_devices
+    waiting = set(eng.awaiting_confirmation(listing))
 
     def text() -> str:
         made = recovery["made_at"]
         rows = [f"key epoch {listing.current_epoch}; open invites {listing.invites_pending}; "
                 f"open invites here: {here}; recovery code: "
-                + (f"made {datetime.fromtimestamp(float(made)):%d-%m-%Y}" if isinstance(made, float) else "none here")]
+                + (f"made {datetime.fromtimestamp(float(made)):%d-%m-%Y}" if isinstance(made, float) else "none here")
+                + f"; compare fingerprints before a device is let in: {'on' if confirms else 'off'}"]
         for d in listing.devices:
             seen = datetime.fromtimestamp(d.last_seen).strftime("%d-%m-%Y %H:%M") if d.last_seen else "never"
             rows.append(f"{d.device_id}  {d.role.value:<11} {d.status.value:<8} {d.name:<20.20} last sync {seen}"
-                        f"  fingerprint {prints.get(d.device_id, '-')}")
+                        f"  fingerprint {prints.get(d.device_id, '-')}"
+                        + ("  WAITING: compare the fingerprint on its screen, then "
+                           f"'outreach admit {d.device_id} FINGERPRINT'" if d.device_id in waiting else ""))
         return "\n".join(rows)
     data = listing.model_dump(mode="json")
     for device in data["devices"]:
         device["fingerprint"] = prints.get(device["device_id"])
-    out.emit({**data, "open_invites_here": here, "recovery": recovery}, text)
+        device["awaiting_confirmation"] = device["device_id"] in waiting
+    out.emit({**data, "open_invites_here": here, "recovery": recovery, "confirms_devices": confirms}, text)
+    return 0
+
+
+def _set_confirms(eng: SyncEngine, on: bool) -> None:
+    if eng.confirms_devices == on:
+        return
+    from models.vocab import AuditAction
+
+    eng.set_confirms_devices(on)
+    eng.ws.audit(AuditAction.CHANGE, None, None,
+                 detail=f"compare fingerprints before a device is let in: {'on' if on else 'off'}")
+
+
+def _listed_id(listing: p.DeviceList, text: str) -> str:
+    """A device id as typed: the whole id, or a prefix of 6 or more characters that only one has."""
+    from .cli import CliError
+
+    typed = text.strip().lower()
+    ids = [d.device_id for d in listing.devices]
+    if typed in ids:
+        return typed
+    found = [i for i in ids if len(typed) >= 6 and i.startswith(typed)]
+    if len(found) != 1:
+        raise CliError(f"no device with id {text!r} (see 'outreach devices')" if not found else
+                       f"more than one device has an id starting with {text!r}: type more of it")
+    return found[0]
+
+
+def cmd_admit(args: argparse.Namespace, out: Any) -> int:
+    """Coordinator: the fingerprint the joining device shows, compared with the key the server
+    lists for it; when they match it is let in at once, when they differ it is not."""
+    from models.vocab import AuditAction
+
+    from .cli import CliError
+    from .state import typed_fingerprint
+
+    shown = " ".join(args.fingerprint)
+    try:
+        typed_fingerprint(shown)
+    except ValueError:
+        raise CliError("a fingerprint is what the new device shows: 0-9 and A-F, "
+                       "e.g. 1A2B 3C4D 5E6F 7A8B 9C0D") from None
+    eng = _engine(args)
+    listing = eng.devices()
+    device_id = _listed_id(listing, args.device_id)
+    if device_id not in eng.awaiting_confirmation(listing):
+        raise CliError(f"{device_id} does not wait for its fingerprint to be compared"
+                       + ("" if eng.confirms_devices else
+                          " (comparing is off: 'outreach devices --confirm-devices on')"))
+    listed = "".join(eng.fingerprints(listing)[device_id].split())
+    try:
+        seen = typed_fingerprint(shown, length=len(listed))
+    except ValueError:
+        raise CliError(f"a fingerprint has {len(listed)} characters, 0-9 and A-F") from None
+    eng.confirm_device(device_id, seen)  # ProofMismatch: the fingerprints differ, not let in
+    eng.ws.audit(AuditAction.CHANGE, None, None, detail=f"device fingerprint compared: {device_id}")
+    admitted, rejected = eng.admit_pending()
+    dev = next((d for d in eng.devices().devices if d.device_id == device_id), None)
+    status = dev.status.value if dev else "unknown"
+    if status == p.DeviceStatus.REJECTED.value:
+        raise CliError(f"{device_id} was not let in: its proof does not match the code it was invited with")
+    if status != p.DeviceStatus.ACTIVE.value:
+        raise CliError(f"{device_id} was not let in yet ({status})")
+    name = dev.name if dev else ""
+    out.emit({"device_id": device_id, "name": name, "status": status, "fingerprint": seen,
+              "admitted": admitted, "rejected": rejected},
+             f"Let in {device_id} ({name}): its fingerprint matched, and it has the team's key.")
     return 0
 
 
@@ -186,7 +263,12 @@ def add_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     sp.add_argument("--role", choices=[r.value for r in p.Role], default=p.Role.WORKER.value)
     sp.add_argument("--hours", type=float, default=24.0)
     sp.add_argument("--qr", action="store_true", help="also draw the code as a QR code")
-    add("devices", cmd_devices, "coordinator: the team's devices, each with its fingerprint")
+    sp = add("devices", cmd_devices, "coordinator: the team's devices, each with its fingerprint")
+    sp.add_argument("--confirm-devices", choices=("on", "off"),
+                    help="on: let a new device in only after its fingerprint was compared ('outreach admit')")
+    sp = add("admit", cmd_admit, "coordinator: compare a waiting device's fingerprint and let it in")
+    sp.add_argument("device_id", help="its id (or a unique prefix of 6+ characters), see 'outreach devices'")
+    sp.add_argument("fingerprint", nargs="+", help="as the new device shows it, e.g. 1A2B 3C4D 5E6F 7A8B 9C0D")
     sp = add("revoke", cmd_revoke, "coordinator: revoke a device (new key epoch for the rest)")
     sp.add_argument("device_id")
     sp = add("sync", cmd_sync, "send and receive changes now")

@@ -1,5 +1,6 @@
 """The coordinator's desk behind the screens: devices (invite, the pending ones admitted on sync,
-revoke, the recovery code's status), the overview against the goal with its monthly series,
+or, when the coordinator asks for it, only once the fingerprint a joining phone shows was typed in
+and matched; revoke, the recovery code's status), the overview against the goal with its monthly series,
 review (conflicts side by side, duplicate persons and their merge), data protection (erasure,
 retention review, access requests, the audit log) and the files a coordinator takes away (CSV for
 Danish Excel, the aggregate report, the national count).
@@ -23,7 +24,7 @@ from models import exports, reports, review
 from models.errors import InvalidInput, NotFound
 from models.vocab import AuditAction
 from sync import protocol as proto
-from sync.errors import SyncError
+from sync.errors import ProofMismatch, SyncError
 
 from .i18n import Translator
 from .state import (
@@ -41,6 +42,7 @@ from .state import (
     OverviewView,
     RetentionRow,
     period_bounds,
+    typed_fingerprint,
 )
 
 if TYPE_CHECKING:
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
 
     from .services import Services
 
-__all__ = ["Desk", "default_export_dir", "qr_png"]
+__all__ = ["Desk", "FingerprintMismatch", "default_export_dir", "qr_png"]
 
 log = logging.getLogger("outreach.app")
 
@@ -71,6 +73,11 @@ def qr_png(text: str, *, scale: int = 6) -> bytes:
     buf = io.BytesIO()
     segno.make(text, error="m").save(buf, kind="png", scale=scale, border=2)
     return buf.getvalue()
+
+
+class FingerprintMismatch(ProofMismatch):
+    """The fingerprint typed at the desk is not the one the server lists for that device: its key
+    may have been swapped on the way. It was not let in (said at the field, not as a join error)."""
 
 
 class Desk:
@@ -96,8 +103,11 @@ class Desk:
         """The team's devices as the server lists them (pending ones admitted first, as a sync
         would), this device marked, each with its fingerprint, and the recovery code's status."""
         admitted = await self.s._network(self._admit)
+        return await self._devices_view(admitted)
+
+    async def _devices_view(self, admitted: int) -> DevicesView:
         listing = await self.s._network(self.engine.devices)
-        recovery = await self.s.call(self.engine.recovery_status)
+        recovery, confirms, awaiting = await self.s.call(self._kept_here, listing)
         prints = self.engine.fingerprints(listing)
         me = self.ws.device_id
         rows = [DeskDevice(
@@ -105,6 +115,7 @@ class Desk:
             joined_at=datetime.fromtimestamp(d.joined_at),
             last_seen=datetime.fromtimestamp(d.last_seen) if d.last_seen else None,
             key_epoch=d.key_epoch, this_device=d.device_id == me, fingerprint=prints.get(d.device_id, ""),
+            awaiting_confirmation=d.device_id in awaiting,
         ) for d in listing.devices]
         order = {"pending": 0, "active": 1, "rejected": 2, "revoked": 3}
         rows.sort(key=lambda r: (order.get(r.status, 9), not r.this_device, r.name.casefold()))
@@ -113,13 +124,63 @@ class Desk:
             devices=rows, current_epoch=listing.current_epoch, invites_pending=listing.invites_pending,
             recovery_here=bool(recovery.get("on_this_device")),
             recovery_made=datetime.fromtimestamp(float(made)) if isinstance(made, (int, float)) else None,
-            admitted=admitted,
+            admitted=admitted, confirms_devices=confirms,
         )
+
+    def _kept_here(self, listing: proto.DeviceList) -> tuple[dict[str, object], bool, set[str]]:
+        """What this device keeps about the list: the recovery code, whether a fingerprint is
+        compared before a device is let in, and which pending devices wait for that."""
+        return (self.engine.recovery_status(), self.engine.confirms_devices,
+                set(self.engine.awaiting_confirmation(listing)))
 
     def _admit(self) -> int:
         with self.engine.exclusive(), self.s._lock:  # the order a sync run takes them in
             admitted, _rejected = self.engine.admit_pending()
         return int(admitted)
+
+    async def set_confirms_devices(self, on: bool) -> None:
+        """Let a new device in only after the fingerprint on its screen was typed in here (on), or
+        as soon as its proof checks (off). Kept on this device; audited."""
+        await self.s.call(self._set_confirms, bool(on))
+
+    def _set_confirms(self, on: bool) -> None:
+        if self.engine.confirms_devices == on:
+            return
+        self.engine.set_confirms_devices(on)
+        self.ws.audit(AuditAction.CHANGE, None, None,
+                      detail=f"compare fingerprints before a device is let in: {'on' if on else 'off'}")
+
+    async def confirm_device(self, device_id: str, fingerprint_seen: str) -> DevicesView:
+        """The coordinator typed the fingerprint the joining phone shows: when it is the listed
+        one, the device is let in at once (its proof checked as always); when it differs it is not
+        (FingerprintMismatch). Returns the list as it is afterwards."""
+        try:
+            typed_fingerprint(fingerprint_seen or "")
+        except ValueError:
+            raise InvalidInput("fingerprint", "type the fingerprint the new device shows: 0-9 and A-F") from None
+
+        def run() -> int:
+            with self.engine.exclusive(), self.s._lock:  # the order a sync run takes them in
+                listing = self.engine.devices()
+                if device_id not in self.engine.awaiting_confirmation(listing):
+                    raise InvalidInput("device_waiting", "no device with that id waits to be let in")
+                listed = self.engine.fingerprints(listing)[device_id]
+                try:
+                    seen = typed_fingerprint(fingerprint_seen, length=len("".join(listed.split())))
+                except ValueError:
+                    raise InvalidInput("fingerprint", f"{len(''.join(listed.split()))} characters, "
+                                                      "0-9 and A-F") from None
+                try:
+                    self.engine.confirm_device(device_id, seen)
+                except ProofMismatch as exc:
+                    log.warning("device %s: the fingerprint typed in differs from its key; not let in", device_id)
+                    raise FingerprintMismatch(str(exc)) from None
+                self.ws.audit(AuditAction.CHANGE, None, None, detail=f"device fingerprint compared: {device_id}")
+                admitted, _rejected = self.engine.admit_pending()
+            return int(admitted)
+
+        admitted = await self.s._network(run)
+        return await self._devices_view(admitted)
 
     async def invite(self, role: str = proto.Role.WORKER.value, hours: float = 24) -> Invite:
         if role not in {r.value for r in proto.Role}:

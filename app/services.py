@@ -55,7 +55,7 @@ from sync.errors import (
 )
 from sync.errors import Throttled as ServerThrottled
 
-from .desk import Desk
+from .desk import Desk, FingerprintMismatch
 from .state import (
     ConflictRow,
     ContactChoices,
@@ -113,7 +113,8 @@ class Problem:
 
 
 # fields whose bad input has words of its own (`errors.invalid_<field>`); others say "not valid"
-_SPECIFIC_INVALID = frozenset({"folder", "device", "reason", "value", "months", "year", "week"})
+_SPECIFIC_INVALID = frozenset({"folder", "device", "reason", "value", "months", "year", "week", "fingerprint",
+                               "device_waiting"})
 
 
 def explain(exc: BaseException) -> Problem:
@@ -150,6 +151,8 @@ def explain(exc: BaseException) -> Problem:
         return Problem("sync.device_pending")
     if isinstance(exc, DeviceRevoked):
         return Problem("errors.revoked")
+    if isinstance(exc, FingerprintMismatch):  # the coordinator's comparison, not a join refused
+        return Problem("errors.fingerprint_mismatch", {}, "fingerprint")
     if isinstance(exc, ProofMismatch):
         return Problem("errors.proof")
     if isinstance(exc, KeyRefused):  # nothing was adopted: the coordinator has to look, not the worker

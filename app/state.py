@@ -43,6 +43,7 @@ __all__ = [
     "PERIOD_CHOICES",
     "period_bounds",
     "parse_count",
+    "typed_fingerprint",
     "DeskDevice",
     "DevicesView",
     "Invite",
@@ -521,6 +522,19 @@ def parse_count(text: str, *, low: int, high: int) -> int:
     return value
 
 
+def typed_fingerprint(text: str, *, length: int | None = None) -> str:
+    """A fingerprint as a coordinator typed it from a joining phone's screen, in the groups that
+    screen shows ("1A2B 3C4D ..."): spaces, dashes and case do not matter. Raises ValueError when
+    it is empty, holds other than 0-9 and A-F, or (with `length`, the listed one's) is too short
+    or too long: a slip of the finger, not a different key."""
+    digits = "".join(text.replace("-", " ").split()).upper()
+    if not digits or any(c not in "0123456789ABCDEF" for c in digits):
+        raise ValueError(text)
+    if length is not None and len(digits) != length:
+        raise ValueError(text)
+    return " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
+
+
 @dataclass(frozen=True)
 class DeskDevice:
     device_id: str
@@ -532,6 +546,8 @@ class DeskDevice:
     key_epoch: int | None
     this_device: bool
     fingerprint: str  # the figure the device's own screen shows: compared before it is trusted
+    # pending, invited from here, and let in only once someone typed the fingerprint its screen shows
+    awaiting_confirmation: bool = False
 
 
 @dataclass(frozen=True)
@@ -542,6 +558,7 @@ class DevicesView:
     recovery_here: bool  # the recovery code's secret is kept on this device (never shown again)
     recovery_made: datetime | None
     admitted: int  # devices let in by this look (their proofs checked here)
+    confirms_devices: bool = False  # a new device is let in only after its fingerprint was compared here
 
 
 @dataclass(frozen=True)

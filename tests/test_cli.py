@@ -159,3 +159,59 @@ def test_notices_list_what_this_device_refused(cli: Callable[..., Any], tmp_path
     assert cli("status")["notices"] == 2
     assert "security notices: 2 (see 'outreach notices')" in _text(tmp_path, capsys, "status")
     assert "notices" in _text(tmp_path, capsys, "--help")
+
+
+def test_admit_after_comparing_the_fingerprint(cli: Callable[..., Any], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from serverproc import ServerProcess, create_team
+
+    from models.workspace import Workspace
+    from sync.engine import SyncEngine
+
+    (tmp_path / "server").mkdir()
+    with ServerProcess(workdir=tmp_path / "server") as server:
+        cli("init", "--worker", "Coordinator")
+        me = cli("join", server.url, create_team(server.db_url, "Vesterbro"))
+        assert cli("devices")["confirms_devices"] is False
+        assert cli("devices", "--confirm-devices", "on")["confirms_devices"] is True
+        ws = Workspace(tmp_path / "ali", fast_kdf=True)
+        ws.init("worker passphrase 1", worker_name="ali")
+        eng = SyncEngine(ws)
+        eng.join(server.url, cli("invite")["code"], device_name="ali")
+
+        assert cli("sync")["admitted"] == 0  # its proof checks, yet it waits for the comparison
+        listed = cli("devices")
+        ali = next(d for d in listed["devices"] if d["name"] == "ali")
+        assert ali["status"] == "pending" and ali["awaiting_confirmation"] is True
+        assert [d["awaiting_confirmation"] for d in listed["devices"] if d is not ali] == [False]
+        text = _text(tmp_path, capsys, "devices")
+        assert "compare fingerprints before a device is let in: on" in text
+        (row,) = [line for line in text.splitlines() if line.startswith(ali["device_id"])]
+        assert f"WAITING: compare the fingerprint on its screen, then 'outreach admit {ali['device_id']}" in row
+
+        assert "fingerprint" in cli("admit", ali["device_id"], "not-hex!", fail=True)
+        assert "20 characters" in cli("admit", ali["device_id"], "1A2B", "3C4D", fail=True)
+        assert "no device" in cli("admit", "f" * 32, *ws.fingerprint().split(), fail=True)
+        assert "fingerprints differ" in cli("admit", ali["device_id"], *me["fingerprint"].split(), fail=True)
+        assert eng.sync().pending  # not let in
+
+        # the groups as the phone shows them, each its own word on the command line; a prefix of the id
+        out = _text(tmp_path, capsys, "admit", ali["device_id"][:8], *ws.fingerprint().lower().split())
+        assert out.startswith(f"Let in {ali['device_id']} (ali)")
+        assert not eng.sync().pending
+        listed = cli("devices")
+        ali = next(d for d in listed["devices"] if d["name"] == "ali")
+        assert ali["status"] == "active" and ali["awaiting_confirmation"] is False
+        assert "does not wait" in cli("admit", ali["device_id"], *ws.fingerprint().split(), fail=True)
+        bo = Workspace(tmp_path / "bo", fast_kdf=True)
+        bo.init("worker passphrase 2", worker_name="bo")
+        joined = SyncEngine(bo).join(server.url, cli("invite")["code"], device_name="bo")
+        bo_id = bo.device_id
+        admitted = cli("admit", bo_id, joined.fingerprint)  # --json; the fingerprint quoted as one word
+        assert (admitted["device_id"], admitted["name"], admitted["status"]) == (bo_id, "bo", "active")
+        assert admitted["fingerprint"] == bo.fingerprint() and admitted["admitted"] == 1
+        bo.close()
+        assert cli("devices", "--confirm-devices", "off")["confirms_devices"] is False
+        assert "comparing is off" in cli("admit", ali["device_id"], *ws.fingerprint().split(), fail=True)
+        assert "--confirm-devices" in _text(tmp_path, capsys, "devices", "--help")
+        ws.close()

@@ -19,7 +19,8 @@ import pytest
 from serverproc import ServerProcess, create_team
 from test_ui_services import PIN, run
 
-from app.services import AppConfig, Services
+from app.desk import FingerprintMismatch
+from app.services import AppConfig, Problem, Services, explain
 from models.errors import InvalidInput, StoreError
 from models.exports import DanishExcel
 from models.workspace import Workspace
@@ -131,6 +132,61 @@ def test_offline_devices_and_erase_are_words_not_crashes(team: tuple[Services, S
     with pytest.raises(SyncError):
         run(s.desk.erase(pid))
     assert [p.id for p in s.ws.persons()] == [pid]  # nothing erased here when the server did not
+
+
+def test_compare_fingerprints_before_a_device_is_let_in(team: tuple[Services, ServerProcess],
+                                                         tmp_path: Path) -> None:
+    s, server = team
+    assert not run(s.desk.devices()).confirms_devices  # off unless the coordinator turns it on
+    run(s.desk.set_confirms_devices(True))
+    ws, eng = _worker(tmp_path, "ali", server.url, run(s.desk.invite()).code)
+
+    view = run(s.desk.devices())  # its proof is checked, but it waits for the comparison
+    assert view.confirms_devices and view.admitted == 0
+    ali = next(d for d in view.devices if d.name == "ali")
+    assert ali.status == "pending" and ali.awaiting_confirmation
+    assert not any(d.awaiting_confirmation for d in view.devices if d is not ali)
+    assert eng.sync().pending
+    assert s.engine.sync().admitted == 0  # nor does a coordinator's sync let it in
+
+    for typed, field in [("", "fingerprint"), ("   ", "fingerprint"), ("not hex!", "fingerprint"),
+                         ("1A2B 3C4D", "fingerprint")]:  # too short: a slip, not another key
+        with pytest.raises(InvalidInput) as bad:
+            run(s.desk.confirm_device(ali.device_id, typed))
+        assert bad.value.field == field
+        assert explain(bad.value) == Problem("errors.invalid_fingerprint", {"field": "fingerprint"}, "fingerprint")
+    with pytest.raises(InvalidInput) as bad:
+        run(s.desk.confirm_device("f" * 32, ws.fingerprint()))
+    assert explain(bad.value).key == "errors.invalid_device_waiting"
+
+    with pytest.raises(FingerprintMismatch) as differ:  # another key than the phone in the hand
+        run(s.desk.confirm_device(ali.device_id, s.ws.fingerprint()))
+    assert explain(differ.value) == Problem("errors.fingerprint_mismatch", {}, "fingerprint")
+    view = run(s.desk.devices())
+    assert next(d for d in view.devices if d.device_id == ali.device_id).awaiting_confirmation  # not let in
+    assert eng.sync().pending
+
+    typed = ws.fingerprint().replace(" ", "").lower()  # as a person types it: case and spaces ignored
+    view = run(s.desk.confirm_device(ali.device_id, typed))
+    assert view.admitted == 1 and view.confirms_devices
+    ali = next(d for d in view.devices if d.device_id == ali.device_id)
+    assert ali.status == "active" and not ali.awaiting_confirmation
+    s.ws.add_person({"alias": "Lange Peter"})
+    s.engine.sync()
+    assert not eng.sync().pending
+    assert [p.alias for p in ws.persons()] == ["Lange Peter"]  # it has the team's key
+    with pytest.raises(InvalidInput):
+        run(s.desk.confirm_device(ali.device_id, ws.fingerprint()))  # no longer waiting
+    details = [e.detail for e in s.ws.audit_events()]
+    assert "compare fingerprints before a device is let in: on" in details
+    assert f"device fingerprint compared: {ali.device_id}" in details
+
+    run(s.desk.set_confirms_devices(False))  # off again: a proof that checks is enough
+    ws2, eng2 = _worker(tmp_path, "bo", server.url, run(s.desk.invite()).code)
+    view = run(s.desk.devices())
+    assert not view.confirms_devices and view.admitted == 1
+    assert next(d for d in view.devices if d.name == "bo").status == "active"
+    assert "compare fingerprints before a device is let in: off" in [e.detail for e in s.ws.audit_events()]
 
 
 # ================================================================================= overview

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.i18n import I18N_DIR, LANGUAGES, Translator
+from app.services import _SPECIFIC_INVALID
 from app.state import NOTICE_KINDS
 from models.vocab import VOCABULARIES
 
@@ -87,7 +88,8 @@ def test_dynamic_keys_exist() -> None:
     dynamic = [*(f"weekday.{i}" for i in range(7)), *(f"language.{lang}" for lang in LANGUAGES),
                "role.coordinator", "role.worker", *(f"notice.{kind}" for kind in NOTICE_KINDS), "notice.other",
                *(f"person.{f}" for f in ("alias", "full_name", "cpr", "birth_year", "status", "consent",
-                                          "category", "ethos"))]
+                                          "category", "ethos")),
+               *(f"errors.invalid_{f}" for f in _SPECIFIC_INVALID)]  # bad input with words of its own
     assert [k for k in dynamic if k not in catalog] == []
 
 

@@ -1,6 +1,7 @@
 """Security notices and fingerprints on the screens, without a browser: the notices as plain rows,
 newest first, with ids and times and no detail; the settings screen lists them for every user
-(`notices-list`) or says "None"; the coordinator's device rows carry each device's fingerprint.
+(`notices-list`) or says "None"; the coordinator's device rows carry each device's fingerprint, and
+a device that waits for its fingerprint to be compared has a field for it, whose problems show there.
 The screens are built on a stand-in page (the controls are plain objects until a page draws them)."""
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import flet as ft
 import pytest
 from test_ui_services import PIN, run
 
+from app.desk import FingerprintMismatch
 from app.i18n import Translator
 from app.services import AppConfig, Services
-from app.state import NOTICE_KINDS, DeskDevice, NoticeRow
+from app.state import NOTICE_KINDS, DeskDevice, DevicesView, NoticeRow
 from app.views.base import Ctx
 from app.views.devices import DevicesScreen
 from app.views.settings import SettingsScreen
@@ -148,3 +150,59 @@ def test_a_device_row_shows_its_fingerprint(services: Services) -> None:
     assert "Fingeraftryk: 1A2B 3C4D 5E6F 7A8B 9C0D" in _words(tile)
     assert tile.label and "1A2B 3C4D 5E6F 7A8B 9C0D" in tile.label
 
+
+
+def _pending(awaiting: bool = True) -> DeskDevice:
+    return DeskDevice(device_id=DEVICE, name="ali", role="worker", status="pending",
+                      joined_at=datetime(2026, 2, 1, 9, 0), last_seen=None, key_epoch=None, this_device=False,
+                      fingerprint="1A2B 3C4D 5E6F 7A8B 9C0D", awaiting_confirmation=awaiting)
+
+
+def _press(root: Any, identifier: str) -> None:
+    button = _find(root, identifier).content
+    run(button.on_click(None))
+
+
+def test_a_waiting_device_has_a_field_for_its_fingerprint_and_a_button(services: Services) -> None:
+    screen = DevicesScreen(_ctx(services), {})
+    plain = screen._tile(_pending(awaiting=False))
+    assert not [c for c in _walk(plain) if isinstance(c, ft.TextField)]
+    row = screen._tile(_pending())
+    words = _words(row)
+    assert "Venter på, at du sammenligner fingeraftrykket" in words
+    field = _find(row, f"device-fingerprint-{DEVICE[:8]}").content
+    assert isinstance(field, ft.TextField) and field.label == "Fingeraftryk på enhedens skærm"
+    button = _find(row, f"device-let-in-{DEVICE[:8]}").content
+    assert isinstance(button, ft.FilledButton) and button.content == "Luk ind"
+
+
+def test_the_switch_shows_the_setting_once_the_list_came(services: Services) -> None:
+    screen = DevicesScreen(_ctx(services, "en"), {})
+    root = screen.build()
+    switch = _find(root, "devices-confirm-switch").content
+    assert isinstance(switch, ft.Switch) and switch.label == "Compare fingerprints before a device is let in"
+    assert not screen.confirms_box.visible  # nothing to say before the server answered
+    screen._show(DevicesView(devices=[_pending()], current_epoch=1, invites_pending=1, recovery_here=True,
+                             recovery_made=None, admitted=0, confirms_devices=True))
+    assert screen.confirms_box.visible and switch.value is True
+    assert _find(root, f"device-fingerprint-{DEVICE[:8]}")
+
+
+def test_problems_with_the_fingerprint_show_at_the_field(services: Services,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    screen = DevicesScreen(_ctx(services, "en"), {})
+    row = screen._tile(_pending())
+    field = _find(row, f"device-fingerprint-{DEVICE[:8]}").content
+    t = Translator("en")
+    _press(row, f"device-let-in-{DEVICE[:8]}")  # empty: refused before anything goes to the server
+    assert field.error == t("errors.invalid_fingerprint")
+
+    async def differ(device_id: str, fingerprint_seen: str) -> DevicesView:
+        assert (device_id, fingerprint_seen) == (DEVICE, "0000 0000 0000 0000 0000")
+        raise FingerprintMismatch("The fingerprints differ")
+
+    monkeypatch.setattr(services.desk, "confirm_device", differ)
+    field.value = "0000 0000 0000 0000 0000"
+    _press(row, f"device-let-in-{DEVICE[:8]}")
+    assert field.error == t("errors.fingerprint_mismatch")
+    assert "not let in" in str(field.error)

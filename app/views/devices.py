@@ -3,6 +3,8 @@ ones (their proofs are checked on this device when the list is fetched, and thos
 let in), each device's role, state, last sync and fingerprint (to compare with the joining phone's
 own screen), revoking a device (the server refuses it at once, it wipes itself on its next
 contact, and a new key epoch goes to the devices that remain), and the recovery code's status.
+With "compare fingerprints" switched on, a pending device is let in only once the coordinator typed
+the fingerprint the joining phone shows and it matched (a difference is said at the field).
 Needs the server: offline, it says so and shows nothing stale.
 """
 
@@ -23,6 +25,7 @@ from ..components.ui import (
     secondary_button,
     section_title,
     text_button,
+    text_field,
     tid,
 )
 from ..state import DeskDevice, DevicesView, Invite
@@ -76,6 +79,10 @@ class DevicesScreen(DeskScreen):
         self.list = ft.Column(spacing=0, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
         self.facts = ft.Column(spacing=8, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
         self.notice = ft.Column(spacing=8, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
+        # shown once the list came: the setting is this device's, but it only matters with the server
+        self.confirms = ft.Switch(label=ctx.t("devices.confirm_switch"), value=False, on_change=self._set_confirms)
+        self.confirms_box = ft.Column([tid(self.confirms, "devices-confirm-switch"),
+                                       muted(ctx.t("devices.confirm_hint"), size=13)], spacing=2, visible=False)
 
     def build(self) -> ft.Control:
         t = self.t
@@ -87,6 +94,7 @@ class DevicesScreen(DeskScreen):
                 primary_button(t("settings.invite"), self._invite, "devices-invite", icon=ft.Icons.PERSON_ADD_ALT),
                 secondary_button(t("devices.refresh"), self._refresh, "devices-refresh", icon=ft.Icons.REFRESH),
             ], wrap=True, spacing=8),
+            self.confirms_box,
             self.notice,
             section_title(t("devices.list")),
             muted(t("devices.fingerprint_hint"), size=13),
@@ -97,17 +105,23 @@ class DevicesScreen(DeskScreen):
         ], wide=self.ctx.wide, max_width=900)
 
     async def load(self) -> None:
-        t = self.t
         view, problem = await self.ctx.attempt(self.services.desk.devices())
         if problem or view is None:
             assert problem is not None
             self.list.controls = [banner(self.ctx.words(problem), tone="error", identifier="devices-error",
                                          icon=ft.Icons.CLOUD_OFF)]
             self.facts.controls = []
+            self.confirms_box.visible = False
             return
         await self.services.desk.remember_device_names(view)
+        self._show(view)
+
+    def _show(self, view: DevicesView) -> None:
+        t = self.t
         self.notice.controls = [banner(t("devices.admitted", n=view.admitted), identifier="devices-admitted",
                                        icon=ft.Icons.VERIFIED_USER)] if view.admitted else []
+        self.confirms.value = view.confirms_devices
+        self.confirms_box.visible = True
         self.list.controls = [self._tile(d) for d in view.devices] or [empty_state(t("devices.none"))]
         self._fill_facts(view)
 
@@ -135,6 +149,8 @@ class DevicesScreen(DeskScreen):
                  t("devices.joined", when=t.datetime(d.joined_at))]
         if d.key_epoch and d.status == "active":
             lines.append(t("devices.key_epoch", n=d.key_epoch))
+        if d.awaiting_confirmation:
+            lines.append(t("devices.awaiting"))
         name = d.name + (f" ({t('devices.this')})" if d.this_device else "")
         actions: list[ft.Control] = []
         if d.status in ("active", "pending") and not d.this_device:
@@ -146,12 +162,30 @@ class DevicesScreen(DeskScreen):
             subtitle.append(ft.Text(printed, size=14, font_family="monospace"))
             lines.append(printed)
         tile = ft.ListTile(
-            leading=ft.Icon(_STATUS_ICONS.get(d.status, ft.Icons.DEVICES)),
+            leading=ft.Icon(ft.Icons.FINGERPRINT if d.awaiting_confirmation else
+                            _STATUS_ICONS.get(d.status, ft.Icons.DEVICES)),
             title=ft.Text(name, weight=ft.FontWeight.W_600),
             subtitle=ft.Column(subtitle, spacing=2),
             trailing=actions[0] if actions else None, min_height=64,
         )
-        return tid(tile, f"device-{d.device_id[:8]}", f"{name}: {' · '.join(lines)}")
+        row = tid(tile, f"device-{d.device_id[:8]}", f"{name}: {' · '.join(lines)}")
+        if not d.awaiting_confirmation:
+            return row
+        return ft.Column([row, self._let_in_form(d)], spacing=4)
+
+    def _let_in_form(self, d: DeskDevice) -> ft.Control:
+        """The fingerprint the joining phone shows, typed in, and "Let in"; a problem at the field."""
+        t, short = self.t, d.device_id[:8]
+        box, field = text_field(t("devices.fingerprint_seen"), f"device-fingerprint-{short}",
+                                hint="XXXX XXXX XXXX XXXX XXXX", expand=True, prefix_icon=ft.Icons.FINGERPRINT)
+        field.capitalization = ft.TextCapitalization.CHARACTERS
+        field.autocorrect = False
+        field.enable_suggestions = False
+        let_in = self._let_in(d, field)
+        field.on_submit = let_in
+        button = primary_button(t("devices.let_in"), let_in, f"device-let-in-{short}", icon=ft.Icons.HOW_TO_REG)
+        return ft.Container(ft.Row([box, button], spacing=8, vertical_alignment=ft.CrossAxisAlignment.START),
+                            padding=ft.Padding.only(left=56, right=16, bottom=12))
 
     # ------------------------------------------------------------------ actions
     async def _refresh(self, e: Any = None) -> None:
@@ -162,6 +196,35 @@ class DevicesScreen(DeskScreen):
         if await invite_now(self.ctx):
             await self.load()
             self.update()
+
+    async def _set_confirms(self, e: Any = None) -> None:
+        on = bool(self.confirms.value)
+        _done, problem = await self.ctx.attempt(self.services.desk.set_confirms_devices(on))
+        if problem:
+            self.confirms.value = not on
+            self.ctx.toast(self.ctx.words(problem), error=True)
+            self.update()
+            return
+        self.ctx.toast(self.t("devices.confirm_on" if on else "devices.confirm_off"))
+        await self.load()  # a device that waited may be let in now, or wait from now on
+        self.update()
+
+    def _let_in(self, d: DeskDevice, field: ft.TextField) -> Any:
+        async def let_in(e: Any = None) -> None:
+            field.error = None
+            view, problem = await self.ctx.attempt(self.services.desk.confirm_device(d.device_id, field.value or ""))
+            if problem or view is None:
+                assert problem is not None
+                field.error = self.ctx.words(problem)
+                self.update()
+                return
+            if any(x.device_id == d.device_id and x.status == "active" for x in view.devices):
+                self.ctx.toast(self.t("devices.let_in_done", name=d.name))
+            await self.services.desk.remember_device_names(view)
+            self._show(view)
+            self.update()
+
+        return let_in
 
     def _revoke(self, d: DeskDevice) -> Any:
         async def ask(e: Any = None) -> None:
