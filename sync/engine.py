@@ -256,6 +256,7 @@ class SyncEngine:
             if dev.device_id == me:  # signs from its next op on
                 through = int(self.ws.store.meta("device_seq", "0") or 0)
                 entries.append(self._entry(me, self.ws.ensure_signing_key(), role, through))
+                self.ws.set_settings(signing_announced=1)
             else:  # does not sign until it announces its key
                 entries.append(self._entry(dev.device_id, None, role))
             for epoch in vault.epochs:
