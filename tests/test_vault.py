@@ -363,3 +363,86 @@ def test_derive_depends_on_passphrase_salt_and_pepper() -> None:
 def test_unknown_kdf_is_refused() -> None:
     with pytest.raises(ValueError):
         KdfParams("md5", b"\0" * 16).derive("correct horse")
+
+
+# ------------------------------------------------------------------ signed authority (grants)
+TEAM = "7e" * 16
+
+
+def _coordinator_and_device(make_vault: MakeVault) -> tuple[Vault, Vault]:
+    coord, _, _ = make_vault("coord")
+    coord.new_authority()
+    device, _, _ = make_vault("dev-b")
+    return coord, device
+
+
+def test_a_grant_opens_only_for_its_device_with_the_bound_verification_key(make_vault: MakeVault) -> None:
+    coord, device = _coordinator_and_device(make_vault)
+    secret = b"invite secret half"
+    blob = coord.make_grant(TEAM, 1, "dev-b", device.public_key, role="worker", invite_secret=secret,
+                            cutoffs={"gone" * 8: 41})
+    grant = device.open_grant(TEAM, 1, blob, pinned_vk=None, invite_secret=secret)
+    assert grant.key == coord.team_key(1) and grant.vk == coord.authority_vk and grant.role == "worker"
+    assert grant.authority_seed is None and grant.cutoffs == {"gone" * 8: 41}
+    refusals = [
+        lambda: device.open_grant(TEAM, 1, blob, pinned_vk=None, invite_secret=b"another secret"),
+        lambda: device.open_grant(TEAM, 1, blob, pinned_vk=None),  # bound to nothing it can check
+        lambda: device.open_grant(TEAM, 1, blob, pinned_vk=bytes(32)),  # another signing key pinned
+        lambda: device.open_grant("00" * 16, 1, blob, pinned_vk=coord.authority_vk),  # another team
+        lambda: device.open_grant(TEAM, 2, blob, pinned_vk=coord.authority_vk),  # another epoch
+        lambda: device.open_grant(TEAM, 1, blob[:70] + bytes([blob[70] ^ 1]) + blob[71:],
+                                  pinned_vk=coord.authority_vk),  # a changed body
+        lambda: device.open_grant(TEAM, 1, device.wrap_for_device(TEAM, 1, "dev-b", device.public_key),
+                                  pinned_vk=coord.authority_vk),  # unsigned (version 1)
+    ]
+    for refuse in refusals:
+        with pytest.raises(vault_mod.GrantError):
+            refuse()
+    other, _, _ = make_vault("dev-c")
+    with pytest.raises(vault_mod.GrantError):  # meant for dev-b
+        other.open_grant(TEAM, 1, blob, pinned_vk=coord.authority_vk)
+
+
+def test_a_coordinators_grant_carries_the_signing_key(make_vault: MakeVault) -> None:
+    coord, device = _coordinator_and_device(make_vault)
+    blob = coord.make_grant(TEAM, 1, "dev-b", device.public_key, role="coordinator")
+    grant = device.open_grant(TEAM, 1, blob, pinned_vk=coord.authority_vk)
+    assert grant.authority_seed is not None and grant.role == "coordinator"
+    device.set_authority(grant.authority_seed)
+    assert device.authority_vk == coord.authority_vk
+    assert vault_mod.verify_purge(coord.authority_vk, TEAM, "ab" * 16, device.sign_purge(TEAM, "ab" * 16))
+    assert not vault_mod.verify_purge(coord.authority_vk, TEAM, "ab" * 16, device.sign_purge(TEAM, "cd" * 16))
+
+
+def test_the_team_bind_holds_only_under_the_newest_key_the_device_holds(make_vault: MakeVault) -> None:
+    coord, device = _coordinator_and_device(make_vault)
+    coord.add_team_key(2, os.urandom(32))
+    device.replace_team_keys({1: coord.team_key(1), 2: coord.team_key(2)})
+    blob = coord.make_grant(TEAM, 1, "dev-b", device.public_key, role="worker", team_bind=True)
+    assert device.open_grant(TEAM, 1, blob, pinned_vk=None, team_bind=True).vk == coord.authority_vk
+    forger = Vault("x")  # a device revoked before epoch 2: it holds epoch 1 only
+    forger.create("p", KdfParams.default(fast=True))
+    forger.new_authority()
+    forger.replace_team_keys({1: coord.team_key(1)})  # binds its own key under epoch 1 only
+    forged = forger.make_grant(TEAM, 1, "dev-b", device.public_key, role="worker", team_bind=True)
+    with pytest.raises(vault_mod.GrantError):
+        device.open_grant(TEAM, 1, forged, pinned_vk=None, team_bind=True)
+
+
+def test_statements_and_device_signatures(make_vault: MakeVault) -> None:
+    coord, device = _coordinator_and_device(make_vault)
+    blob = coord.sign_statement("roster", {"device": "dev-b", "n": 1})
+    assert vault_mod.open_statement(coord.authority_vk, "roster", blob) == {"device": "dev-b", "n": 1}
+    with pytest.raises(vault_mod.GrantError):
+        vault_mod.open_statement(coord.authority_vk, "grant", blob)  # signed as another kind
+    with pytest.raises(vault_mod.GrantError):
+        vault_mod.open_statement(device.signing_vk, "roster", blob)
+    sig = device.sign_as_device(b"batch")
+    assert vault_mod.verify_signature(device.signing_vk, b"batch", sig)
+    assert not vault_mod.verify_signature(coord.signing_vk, b"batch", sig)
+    tag = device.announce_mac(TEAM, 1, "dev-b", device.signing_vk, 9)
+    assert not coord.check_announce(TEAM, 1, "dev-b", device.signing_vk, 9, tag)  # another team key
+    device.replace_team_keys({1: coord.team_key(1)})
+    tag = device.announce_mac(TEAM, 1, "dev-b", device.signing_vk, 9)
+    assert coord.check_announce(TEAM, 1, "dev-b", device.signing_vk, 9, tag)
+    assert not coord.check_announce(TEAM, 1, "dev-b", device.signing_vk, 10, tag)
