@@ -50,6 +50,7 @@ from sync.errors import (
     Offline,
     ProofMismatch,
     Rejected,
+    RevocationUnproven,
     ServerFault,
     SyncError,
 )
@@ -155,6 +156,8 @@ def explain(exc: BaseException) -> Problem:
         return Problem("errors.fingerprint_mismatch", {}, "fingerprint")
     if isinstance(exc, ProofMismatch):
         return Problem("errors.proof")
+    if isinstance(exc, RevocationUnproven):
+        return Problem("errors.revocation_unproven")
     if isinstance(exc, KeyRefused):  # nothing was adopted: the coordinator has to look, not the worker
         return Problem("errors.key_changed" if exc.changed else "errors.key_refused")
     if isinstance(exc, NotJoined):

@@ -159,7 +159,7 @@ def open_statement(vk: bytes, kind: str, blob: bytes) -> dict[str, Any]:
         raise GrantError("the coordinator did not sign this statement")
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise GrantError("a malformed statement") from None
     if not isinstance(body, dict):
         raise GrantError("a malformed statement")
@@ -614,9 +614,23 @@ class Vault:
                    invite_secret: bytes | None = None, team_bind: bool = False) -> Grant:
         """Verify a grant sent to this device and unwrap its key. Raises GrantError unless it is
         signed by `pinned_vk` or, with none pinned, by a verification key bound to
-        `invite_secret` or (with `team_bind`) to the newest team key held here."""
-        if blob[:1] != _GRANT_V2 or len(blob) < 1 + _SIG + 2:
+        `invite_secret` or (with `team_bind`) to the newest team key held here. With a key
+        pinned, the signature is checked before anything of the body is read; whatever the
+        body holds, the answer is a grant or GrantError."""
+        if blob[:1] != _GRANT_V2 or len(blob) < 1 + _SIG + 2 or len(blob) > 64 * 1024:
             raise GrantError("the coordinator did not sign this key")
+        if pinned_vk is not None and not _verify(pinned_vk, _statement("grant", blob[1 + _SIG:]), blob[1:1 + _SIG]):
+            raise GrantError("the coordinator did not sign this key (another signing key, or a bad signature)")
+        try:
+            return self._open_grant(team_id, epoch, blob, pinned_vk=pinned_vk, invite_secret=invite_secret,
+                                    team_bind=team_bind)
+        except SealError:
+            raise
+        except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
+            raise GrantError("a malformed grant") from None
+
+    def _open_grant(self, team_id: str, epoch: int, blob: bytes, *, pinned_vk: bytes | None,
+                    invite_secret: bytes | None, team_bind: bool) -> Grant:
         signature, raw = blob[1:1 + _SIG], blob[1 + _SIG:]
         try:
             body = json.loads(raw)

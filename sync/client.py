@@ -225,9 +225,10 @@ class SyncClient:
     def announce_signing_key(self, req: p.SigningKeyAnnounce) -> None:
         self._request("POST", "/v1/signing-key", body=req, model=_Empty)
 
-    def push(self, ops: list[p.OpIn] | EncodedBody, sig: bytes | None = None) -> p.PushResponse:
-        """A push of `ops` (signed with `sig`), or of a body made with `encode(p.encode_push(...))`."""
-        body = ops if isinstance(ops, EncodedBody) else p.PushRequest(
+    def push(self, ops: list[p.OpIn] | p.PushRequest | EncodedBody, sig: bytes | None = None) -> p.PushResponse:
+        """A push of `ops` (signed with `sig`), of a request, or of a body made with
+        `encode(p.encode_push(...))`."""
+        body = ops if isinstance(ops, (EncodedBody, p.PushRequest)) else p.PushRequest(
             ops=ops, sig=p.b64e(sig) if sig is not None else None)
         return self._request("POST", "/v1/push", body=body, model=p.PushResponse)
 

@@ -49,6 +49,7 @@ from .errors import (
     Offline,
     ProofMismatch,
     Rejected,
+    RevocationUnproven,
     StaleEpoch,
     SyncError,
 )
@@ -140,7 +141,7 @@ class SyncEngine:
         self.pull_limit = pull_limit
         self._client: SyncClient | None = None
         self._run_lock = threading.Lock()  # one sync run at a time per device
-        self._fetched_roster = False  # the server's roster was read in this pull
+        self._roster_tried: set[str] = set()  # devices the server's roster was read for in this pull
 
     # ------------------------------------------------------------------ plumbing
     def client(self, url: str | None = None, token: str | None = None) -> SyncClient:
@@ -234,6 +235,14 @@ class SyncEngine:
         assert vault is not None
         if vault.can_sign or not self.is_coordinator:
             return
+        if self.authority_vk() is None:
+            self.refresh_keys()  # another coordinator may have moved the team already: its grant, not a new key
+        if self.authority_vk() is not None:
+            return
+        if self.client().roster().entries:
+            raise ProofMismatch("The team already has a signing key that this device does not hold (a recovery code "
+                                "older than it?). Nothing was changed: make a new recovery code on a coordinator's "
+                                "device that has it.")
         self.ws.set_authority()
         self._pin_authority(vault.authority_vk, int(self.ws.sync_value("cursor", "0") or 0))
         team, me = self._team_id(), self.ws.device_id
@@ -244,6 +253,10 @@ class SyncEngine:
         entries = []
         self._scan_seen()
         for dev in listing.devices:
+            if dev.status == p.DeviceStatus.REVOKED:  # its history counts; nothing after it
+                cutoff = int(self.ws.sync_value(f"seen:{dev.device_id}", "0") or 0)
+                entries.append(self._entry(dev.device_id, None, p.Role.WORKER.value, cutoff=cutoff))
+                continue
             if dev.status != p.DeviceStatus.ACTIVE:
                 continue
             if pinned.get(dev.device_id) != dev.public_key:
@@ -337,12 +350,16 @@ class SyncEngine:
         assert vault is not None
         vk = ws.ensure_signing_key()
         epoch = max(vault.epochs)
-        through = int(ws.store.meta("device_seq", "0") or 0)
+        # the sequence of the first announce: what came after it was signed, whenever it is confirmed
+        through = int(ws.setting("signing_through") or ws.store.meta("device_seq", "0") or 0)
+        ws.set_settings(signing_through=through)
         team, me = self._team_id(), ws.device_id
         tag = vault.announce_mac(team, epoch, me, vk, through)
         self.client().announce_signing_key(p.SigningKeyAnnounce(
             signing_key=p.b64e(vk), announce=json.dumps({"epoch": epoch, "through": through, "mac": p.b64e(tag)})))
-        ws.set_settings(signing_announced=1)
+        entry = self.refresh_roster().get(me)
+        if entry is not None and entry.sign_vk == vk:  # confirmed: no more announces
+            ws.set_settings(signing_announced=1)
 
     def _confirm_announced(self, listing: p.DeviceList) -> list[RosterEntry]:
         """Coordinator: roster entries for the devices of the previous version that announced a
@@ -785,7 +802,13 @@ class SyncEngine:
         with self._run_lock:
             try:
                 report = self._sync(progress, wait)
-            except DeviceRevoked:
+            except DeviceRevoked as exc:
+                if not self._revocation_signed(exc):
+                    self.ws.add_notice("revocation_unproven", None, self.ws.device_id,
+                                       "the server said this device was revoked, without the coordinator's word")
+                    unproven = RevocationUnproven()
+                    self.ws.set_sync_values(last_error=str(unproven), last_error_at=time.time())
+                    raise unproven from None
                 log.warning("this device was revoked: wiping local data")
                 self.close()
                 self.ws.wipe()
@@ -796,6 +819,23 @@ class SyncEngine:
                 raise
             self.ws.set_sync_values(last_success=time.time(), last_error="")
             return report
+
+    def _revocation_signed(self, exc: DeviceRevoked) -> bool:
+        """Whether the coordinator signed this device's revocation (its roster entry with a
+        cut-off, sent along by the server). A team without signed authority takes the server's
+        word, as the previous version did."""
+        vk = self.authority_vk()
+        if vk is None:
+            return True
+        blob = exc.detail.get("revocation")
+        if not isinstance(blob, str):
+            return False
+        try:
+            body = open_statement(vk, "roster", p.b64d(blob))
+        except (SealError, ValueError):
+            return False
+        return (body.get("team") == self._team_id() and body.get("device") == self.ws.device_id
+                and isinstance(body.get("cutoff"), int))
 
     def _sync(self, progress: Progress | None, wait: float) -> SyncReport:
         report = SyncReport()
@@ -841,14 +881,14 @@ class SyncEngine:
                 unflushed = 0
                 self.ws.ack(acked)
 
-        def start(body: Future[EncodedBody | list[p.OpIn]] | None) -> Future[p.PushResponse] | None:
+        def start(body: Future[EncodedBody | p.PushRequest] | None) -> Future[p.PushResponse] | None:
             return sender.submit(lambda: client.push(body.result())) if body is not None else None
 
         vault = self.ws.vault
         signer = vault.sign_as_device if vault is not None and vault.has_signing_key else None
         team, me = self._team_id(), self.ws.device_id
 
-        def encode(ops: list[tuple[int, str, str, int, bytes]]) -> Future[EncodedBody | list[p.OpIn]] | None:
+        def encode(ops: list[tuple[int, str, str, int, bytes]]) -> Future[EncodedBody | p.PushRequest] | None:
             return encoder.submit(_push_body, client, ops, team, me, signer) if ops else None
 
         try:
@@ -911,7 +951,7 @@ class SyncEngine:
         cursor = int(self.ws.sync_value("cursor", "0") or 0)
         pulled = purged = 0
         limit = self.pull_limit
-        self._fetched_roster = False
+        self._roster_tried = set()
         checked: dict[int, frozenset[bytes]] = {}  # batches of this pull: id -> digests its device signed
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="outreach-pull") as pool:
             # (since, page) requests in flight, oldest first. A page's `since` is the last one's
@@ -938,8 +978,8 @@ class SyncEngine:
                     self.refresh_keys()
                 ops = [RemoteOp(o.op_id, o.device_id, o.device_seq, o.record_id, o.key_epoch, p.b64d(o.payload))
                        for o in page.ops]
-                accepted, refused = self._check_purges(page.purges)
-                ops, refused_ops = self._check_ops(page, ops, checked)
+                accepted, refused = self._check_purges(page.purges, since, page.next)
+                ops, refused_ops = self._check_ops(page, ops, checked, since)
                 self.ws.receive(ops, purges=accepted, refused_purges=refused, refused_ops=refused_ops,
                                 cursor=("cursor", page.next))
                 cursor = page.next
@@ -954,8 +994,8 @@ class SyncEngine:
         applied, set_aside = self.fold(progress) if fold else (0, 0)
         return pulled, applied, set_aside, purged
 
-    def _check_ops(self, page: p.PullResponse, ops: list[RemoteOp], checked: dict[int, frozenset[bytes]]
-                   ) -> tuple[list[RemoteOp], list[tuple[RemoteOp, str, str]]]:
+    def _check_ops(self, page: p.PullResponse, ops: list[RemoteOp], checked: dict[int, frozenset[bytes]],
+                   since: int = 0) -> tuple[list[RemoteOp], list[tuple[RemoteOp, str, str]]]:
         """The ops of a page that their device wrote, as far as this device can tell, and the
         others with (notice kind, reason). An op counts when its device's signed push holds its
         digest, or when its device does not sign yet (the previous version) or its sequence is
@@ -965,48 +1005,61 @@ class SyncEngine:
             return ops, []
         team, me = self._team_id(), self.ws.device_id
         roster, cutoffs = self.roster(), self.cutoffs()
-        stale = any(o.device_id not in roster for o in ops if o.device_id != me) or any(
-            (e := roster.get(b.device_id)) is not None and e.sign_vk is None for b in page.batches)
-        if not self._fetched_roster and stale:  # a new device, or one that signs now: its entry changed
+        # a device not heard of, or one that signs now: its entry is new or changed (once per
+        # device and pull, so that a device admitted during a long pull is known all the same)
+        wanted = {o.device_id for o in ops if o.device_id != me and o.device_id not in roster} | {
+            b.device_id for b in page.batches if (e := roster.get(b.device_id)) is not None and e.sign_vk is None}
+        if wanted - self._roster_tried:
             roster = self.refresh_roster()
-            self._fetched_roster = True
+            self._roster_tried |= wanted
         for batch in page.batches:
-            if batch.id in checked:
-                continue
             entry = roster.get(batch.device_id)
             try:
                 digests, sig = p.b64d(batch.digests), p.b64d(batch.sig)
             except ValueError:
-                digests, sig = b"", b""
-            good = (entry is not None and entry.sign_vk is not None and len(digests) % 32 == 0
-                    and verify_signature(entry.sign_vk, p.batch_message(team, batch.device_id, digests), sig))
-            checked[batch.id] = frozenset(digests[i:i + 32] for i in range(0, len(digests), 32)) if good else frozenset()
-        batch_of = {o.op_id: o.batch for o in page.ops}
+                continue
+            if (entry is not None and entry.sign_vk is not None and len(digests) % 32 == 0
+                    and verify_signature(entry.sign_vk, p.batch_message(team, batch.device_id, digests), sig)):
+                # what a batch of this id is known to hold: only what its device signed (a bogus
+                # batch under the same id adds nothing and hides nothing)
+                checked[batch.id] = checked.get(batch.id, frozenset()) | frozenset(
+                    digests[i:i + 32] for i in range(0, len(digests), 32))
         accepted: list[RemoteOp] = []
         refused: list[tuple[RemoteOp, str, str]] = []
-        for op in ops:
+        seen: dict[str, int] = {}
+        for op, out in zip(ops, page.ops, strict=True):
+            if out.seq <= since:
+                continue  # not after the cursor asked for: a replay of what this device has stored
             if op.device_id == me:
                 accepted.append(op)  # our own, back from the server: dropped by `receive`
                 continue
             entry = roster.get(op.device_id)
             cutoff = cutoffs.get(op.device_id, entry.cutoff if entry else None)
+            if cutoff is not None and op.device_id not in seen:
+                seen[op.device_id] = int(self.ws.sync_value(f"seen:{op.device_id}", "0") or 0)
             if entry is None:
                 refused.append((op, "unknown_device", "an op from a device the coordinator did not admit"))
             elif cutoff is not None and op.device_seq > cutoff:
                 refused.append((op, "revoked_write", "an op of a revoked device, after its cut-off"))
-            elif entry.sign_vk is None or op.device_seq <= entry.unsigned_through:
+            elif cutoff is not None and op.device_seq <= seen[op.device_id]:
+                # a revoked device's sequence this device already had: written again after the fact
+                refused.append((op, "revoked_write", "an op of a revoked device, under a sequence it used before"))
+            elif entry.sign_vk is None or op.device_seq <= entry.unsigned_through or p.op_digest(
+                    team, op.device_id, op.device_seq, op.op_id, op.record_id, op.key_epoch, op.payload
+            ) in checked.get(out.batch if out.batch is not None else -1, frozenset()):
                 accepted.append(op)
-            elif p.op_digest(team, op.device_id, op.device_seq, op.op_id, op.record_id, op.key_epoch,
-                             op.payload) in checked.get(batch_of.get(op.op_id) or -1, frozenset()):
-                accepted.append(op)
+                if cutoff is not None:
+                    seen[op.device_id] = max(seen[op.device_id], op.device_seq)
             else:
                 refused.append((op, "unsigned_op", "an op its device did not sign"))
         return accepted, refused
 
-    def _check_purges(self, purges: list[p.PurgeOut]) -> tuple[list[str], list[str]]:
+    def _check_purges(self, purges: list[p.PurgeOut], since: int, upto: int) -> tuple[list[str], list[str]]:
         """The record ids of a page's purges that the team's authority signed, and the others.
         Unsigned purges up to the position the coordinator signed as the previous version's are
-        taken; a team that has no authority yet takes every purge, as the previous version did."""
+        taken when they are where the page says it is (after `since`, up to `upto`): a device
+        past that position takes none; a team that has no authority yet takes every purge, as
+        the previous version did."""
         vk = self.authority_vk()
         if not purges or vk is None:
             return [x.record_id for x in purges], []
@@ -1015,7 +1068,7 @@ class SyncEngine:
         refused: list[str] = []
         for x in purges:
             if x.sig is None:
-                ok = x.seq <= legacy_through
+                ok = since < x.seq <= min(upto, legacy_through)
             else:
                 try:
                     ok = verify_purge(vk, team, x.record_id, p.b64d(x.sig))
@@ -1045,7 +1098,7 @@ class SyncEngine:
 
 
 def _push_body(client: SyncClient, ops: list[tuple[int, str, str, int, bytes]], team: str, device_id: str,
-               signer: Callable[[bytes], bytes] | None) -> EncodedBody | list[p.OpIn]:
+               signer: Callable[[bytes], bytes] | None) -> EncodedBody | p.PushRequest:
     """The wire body of a push of our own outbox rows (no model per op: they are not re-validated
     on the way out), signed by this device: its signature covers every op's digest, so that no
     one else can write in its name. Should an id not be one of ours, the ops go as models and the
@@ -1058,9 +1111,9 @@ def _push_body(client: SyncClient, ops: list[tuple[int, str, str, int, bytes]], 
     try:
         return client.encode(p.encode_push(ops, sig))
     except ValueError:
-        return [p.OpIn.model_construct(op_id=op_id, device_seq=seq, record_id=rid, key_epoch=epoch,
-                                       payload=p.b64e(payload))
-                for seq, op_id, rid, epoch, payload in ops]
+        return p.PushRequest.model_construct(ops=[
+            p.OpIn.model_construct(op_id=op_id, device_seq=seq, record_id=rid, key_epoch=epoch, payload=p.b64e(payload))
+            for seq, op_id, rid, epoch, payload in ops], sig=p.b64e(sig) if sig is not None else None)
 
 
 def _bad_op_index(exc: Rejected, size: int) -> int | None:

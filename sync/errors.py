@@ -8,6 +8,7 @@ kept on this device and will be sent later."), never personal data.
     ├── ServerFault          5xx after retries, or an answer that breaks the protocol
     ├── NotJoined            this device is not in a team yet
     ├── ProofMismatch        a joining device's key does not match its code (server tampering?)
+    ├── RevocationUnproven   "revoked" on the server's word alone: nothing erased, syncing stops
     ├── KeyRefused           a team key the coordinator did not sign, or a second key for a held
     │                        epoch: nothing adopted, syncing stops (docs/SECURITY.md)
     └── Rejected             a 4xx with a protocol error code; `.code` is the ErrorCode
@@ -23,7 +24,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "SyncError", "Offline", "InsecureURL", "ServerFault", "NotJoined", "ProofMismatch", "KeyRefused", "Rejected",
+    "SyncError", "Offline", "InsecureURL", "ServerFault", "NotJoined", "ProofMismatch", "KeyRefused",
+    "RevocationUnproven", "Rejected",
     "DeviceRevoked", "DevicePending", "StaleEpoch", "CodeInvalid", "Throttled",
 ]
 
@@ -53,6 +55,15 @@ class NotJoined(SyncError):
 
 class ProofMismatch(SyncError):
     pass
+
+
+class RevocationUnproven(SyncError):
+    """The server says this device was revoked, without the coordinator's signed word: nothing
+    is erased, and syncing stops."""
+
+    def __init__(self) -> None:
+        super().__init__("The server says this device was removed from the team, but the coordinator's signed "
+                         "word is missing: nothing was erased. Syncing is stopped; tell your coordinator.")
 
 
 class KeyRefused(SyncError):

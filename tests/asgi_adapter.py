@@ -20,12 +20,19 @@ are dropped; `wire_bytes` keeps the compressed size as sent by the server.
   `requests.ConnectionError`. The client cannot know whether the server acted.
 - `DUPLICATE`: the request is delivered twice (a retransmission the client did not make); the
   second answer is returned.
+And two a hostile server can do:
+- `REPLAY`: the request never reaches the server; the client gets, as its answer, a copy of an
+  answer the test chose (`schedule(..., answer=)`), e.g. an old pull page.
+- `REORDER`: the request is delivered; every list at the top of the JSON answer (a pull's `ops`
+  and `purges`, a key listing's `keys`...) comes in reverse order.
 Every request (and what happened to it) is recorded in `log`.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
@@ -119,6 +126,8 @@ class Fault(Enum):
     DROP_REQUEST = "drop_request"
     DROP_RESPONSE = "drop_response"
     DUPLICATE = "duplicate"
+    REPLAY = "replay"
+    REORDER = "reorder"
 
 
 @dataclass
@@ -126,6 +135,37 @@ class _Planned:
     fault: Fault
     path: str | None  # match requests whose path starts with this; None: any request
     skip: int  # let this many matching requests through first
+    answer: requests.Response | None = None  # REPLAY: what the client gets instead
+
+
+def _answer(request: requests.PreparedRequest, status: int, headers: Any, content: bytes) -> requests.Response:
+    """A fresh `requests.Response` to `request` (a Response's body is read once; never hand one out twice)."""
+    resp = requests.Response()
+    resp.status_code = status
+    resp.reason = "OK" if status == 200 else ""
+    resp.headers = CaseInsensitiveDict(headers)
+    resp.headers["Content-Length"] = str(len(content))
+    resp._content = content
+    resp._content_consumed = True
+    resp.raw = io.BytesIO(content)
+    resp.url = request.url or ""
+    resp.request = request
+    resp.encoding = "utf-8"
+    resp.wire_bytes = len(content)  # type: ignore[attr-defined]
+    return resp
+
+
+def _reordered(request: requests.PreparedRequest, resp: requests.Response) -> requests.Response:
+    """`resp` with every top-level list of its JSON object reversed (anything else as it was)."""
+    try:
+        body = json.loads(resp.content)
+    except ValueError:
+        return resp
+    if not isinstance(body, dict):
+        return resp
+    body = {k: v[::-1] if isinstance(v, list) else v for k, v in body.items()}
+    content = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    return _answer(request, resp.status_code, resp.headers, content)
 
 
 @dataclass(frozen=True)
@@ -146,31 +186,38 @@ class FaultyAdapter(BaseAdapter):
     inner: BaseAdapter
     plan: deque[_Planned] = field(default_factory=deque)
     log: list[Delivery] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # a pull fetches pages in threads
 
     def __post_init__(self) -> None:
         super().__init__()
 
-    def schedule(self, fault: Fault, *, path: str | None = None, skip: int = 0) -> None:
+    def schedule(self, fault: Fault, *, path: str | None = None, skip: int = 0,
+                 answer: requests.Response | None = None) -> None:
         """Break the (skip+1)-th next request whose path starts with `path` (any when None).
-        Faults are matched in the order scheduled; each fires once."""
-        self.plan.append(_Planned(fault, path, skip))
+        Faults are matched in the order scheduled; each fires once. `REPLAY` needs `answer`."""
+        if (fault is Fault.REPLAY) != (answer is not None):
+            raise ValueError("an answer goes with REPLAY, and only with it")
+        with self._lock:
+            self.plan.append(_Planned(fault, path, skip, answer))
 
     def clear(self) -> None:
-        self.plan.clear()
+        with self._lock:
+            self.plan.clear()
 
     @property
     def pending(self) -> int:
         return len(self.plan)
 
-    def _take(self, path: str) -> Fault | None:
-        for planned in self.plan:
-            if planned.path is None or path.startswith(planned.path):
-                if planned.skip > 0:
-                    planned.skip -= 1
-                    return None
-                self.plan.remove(planned)
-                return planned.fault
-        return None
+    def _take(self, path: str) -> _Planned | None:
+        with self._lock:
+            for planned in self.plan:
+                if planned.path is None or path.startswith(planned.path):
+                    if planned.skip > 0:
+                        planned.skip -= 1
+                        return None
+                    self.plan.remove(planned)
+                    return planned
+            return None
 
     def send(  # type: ignore[override]
         self,
@@ -184,8 +231,14 @@ class FaultyAdapter(BaseAdapter):
         url = urlsplit(request.url or "")
         path, query = url.path, url.query
         method = request.method or "?"
-        fault = self._take(path)
+        planned = self._take(path)
+        fault = planned.fault if planned is not None else None
         kwargs = {"stream": stream, "timeout": timeout, "verify": verify, "cert": cert, "proxies": proxies}
+        if planned is not None and planned.answer is not None:  # REPLAY
+            old = planned.answer
+            resp = _answer(request, old.status_code, old.headers, old.content)
+            self.log.append(Delivery(method, path, fault, resp.status_code, 0, resp, query))
+            return resp
         if fault is Fault.DROP_REQUEST:
             self.log.append(Delivery(method, path, fault, None, 0, query=query))
             raise requests.ConnectionError(f"injected: {method} {path} lost on the way to the server",
@@ -198,7 +251,9 @@ class FaultyAdapter(BaseAdapter):
             resp = self.inner.send(request, **kwargs)
             self.log.append(Delivery(method, path, fault, resp.status_code, 2, resp, query))
             return resp
-        self.log.append(Delivery(method, path, None, resp.status_code, 1, resp, query))
+        if fault is Fault.REORDER:
+            resp = _reordered(request, resp)
+        self.log.append(Delivery(method, path, fault, resp.status_code, 1, resp, query))
         return resp
 
     def close(self) -> None:

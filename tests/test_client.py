@@ -146,6 +146,7 @@ def test_a_refused_op_is_set_aside_and_the_queue_goes_on(tmp_path: Path) -> None
     ids = [ws.add_person({"alias": f"P{i}"}).id for i in range(3)]
     ws.set_settings(server_url="https://outreach.example", team_id="c" * 32, role="worker", device_status="active")
     ws.set_secret("authority_vk", bytes(32))  # a device of a team with signed authority
+    ws.set_settings(signing_announced=1)
     ws.set_secret("token", b"t0ken")
     pushes: list[list[int]] = []
 
@@ -246,6 +247,7 @@ def _joined(tmp_path: Path, people: int) -> tuple[Workspace, list[str]]:
     ids = [ws.add_person({"alias": f"P{i}"}).id for i in range(people)]
     ws.set_settings(server_url="https://outreach.example", team_id="c" * 32, role="worker", device_status="active")
     ws.set_secret("authority_vk", bytes(32))  # a device of a team with signed authority
+    ws.set_settings(signing_announced=1)
     ws.set_secret("token", b"t0ken")
     return ws, ids
 

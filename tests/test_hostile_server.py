@@ -12,6 +12,7 @@ was lost. After every attack no canary string is in any server file.
     3 forged purges                 test_a_forged_purge_erases_nothing
                                     test_a_signed_erasure_sets_unsynced_edits_aside_with_a_reason
     4 revoked and forged writers    test_a_revoked_devices_writes_after_its_cutoff_count_nowhere
+                                    test_the_servers_word_alone_wipes_nothing
                                     test_an_op_in_another_devices_name_is_refused
       future stamps                 test_an_op_stamped_far_in_the_future_waits_for_its_time
     5 audit forgery (team device)   test_audit_events_are_append_only_and_attributable
@@ -116,6 +117,8 @@ class Attacker:
             if batch is not None:
                 batch_id = db.execute("INSERT INTO batch (team_id, device_id, sig, digests, at) VALUES (?,?,?,?,0)",
                                       (team_id, device_id, *batch)).lastrowid
+            # the server's own rows are the server's to rewrite: an op taking a used sequence moves to the end
+            db.execute("DELETE FROM op WHERE device_id=? AND device_seq=?", (device_id, seq))
             db.execute("INSERT INTO op (team_id, seq, op_id, device_id, device_seq, record_id, key_epoch, payload, "
                        "size, received_at, batch_id) VALUES (?,?,?,?,?,?,?,?,?,0,?)",
                        (team_id, next_seq, op_id, device_id, seq, record_id, epoch, payload, len(payload), batch_id))
@@ -299,10 +302,12 @@ def test_a_revoked_devices_writes_after_its_cutoff_count_nowhere(team: Team) -> 
     geng.sync()
     gone.add_person({"alias": "Written before the revocation"})
     geng.sync()
+    team.weng.sync()
     seen = int(gone.store.meta("device_seq", "0") or 0)
     team.ceng.revoke(gone.device_id)
-    # still holding the old key, it writes on, signs its own push, and the server relays it
-    for n, signed in ((1, False), (2, True)):
+    # still holding the old key, it writes on, signs its own push, and the server relays it; or it
+    # writes again under a sequence number it used before the cut-off
+    for n, signed in ((1, False), (2, True), (0, True)):
         op_id, rid, epoch, payload = _op_as(gone, gone.device_id, seen + n, f"After revocation {n}")
         batch = None
         if signed:
@@ -316,9 +321,30 @@ def test_a_revoked_devices_writes_after_its_cutoff_count_nowhere(team: Team) -> 
     for ws in (team.worker, team.coord):
         assert "Written before the revocation" in _aliases(ws)
         assert not any(a.startswith("After revocation") for a in _aliases(ws))
-        assert sum(n.kind == "revoked_write" for n in ws.notices()) == 2
+        assert sum(n.kind == "revoked_write" for n in ws.notices()) == 3
     geng.close()
     gone.close()
+
+
+def test_the_servers_word_alone_wipes_nothing(team: Team) -> None:
+    unsynced = team.worker.add_person({"alias": "Not sent yet"})
+    with team.attacker.db() as db:
+        db.execute("UPDATE device SET status='revoked' WHERE id=?", (team.worker.device_id,))
+    with pytest.raises(SyncError) as stopped:
+        team.weng.sync()
+    assert "nothing was erased" in str(stopped.value)
+    assert team.worker.exists() and team.worker.get_person(unsynced.id).alias == "Not sent yet"
+    assert team.worker.notices()[-1].kind == "revocation_unproven"
+    with team.attacker.db() as db:  # the server relents: the record goes out after all
+        db.execute("UPDATE device SET status='active' WHERE id=?", (team.worker.device_id,))
+    team.weng.sync()
+    team.ceng.sync()
+    assert "Not sent yet" in _aliases(team.coord)
+    # a real revocation, signed by the coordinator, still wipes the device
+    team.ceng.revoke(team.worker.device_id)
+    with pytest.raises(SyncError):
+        team.weng.sync()
+    assert not team.worker.exists()
 
 
 def test_an_op_in_another_devices_name_is_refused(team: Team) -> None:

@@ -16,7 +16,7 @@ from app.i18n import Translator
 from app.services import AppConfig, Problem, Services, explain
 from app.state import ContactDraft, PersonDraft, PlaceDraft, SyncView
 from models.errors import InvalidInput, StoreError, Throttled, WrongPassphrase
-from sync.errors import CodeInvalid, KeyRefused, Offline
+from sync.errors import CodeInvalid, KeyRefused, Offline, RevocationUnproven
 
 PIN = "246810"
 
@@ -134,6 +134,7 @@ def test_checks_of_what_was_typed() -> None:
     (StoreError("x"), "errors.store", None),
     (KeyRefused(KeyRefused.UNSIGNED), "errors.key_refused", None),
     (KeyRefused(KeyRefused.CHANGED, changed=True), "errors.key_changed", None),
+    (RevocationUnproven(), "errors.revocation_unproven", None),
 ])
 def test_errors_become_words_at_fields(exc: Exception, key: str, field: str | None) -> None:
     problem = explain(exc)

@@ -201,8 +201,12 @@ def _authenticate(
         raise ApiError(ErrorCode.UNAUTHENTICATED, "Unknown device token.")
     device = Caller(*row)
     if device.status == DeviceStatus.REVOKED:
+        # the coordinator's signed word, for the device to check before it erases anything
+        entry = crud.roster_entry(session, team_id=device.team_id, device_id=device.id)
         raise ApiError(
-            ErrorCode.DEVICE_REVOKED, "This device was revoked: erase its team data.", {"wipe": True}
+            ErrorCode.DEVICE_REVOKED,
+            "This device was revoked: erase its team data.",
+            {"wipe": True, "revocation": b64e(entry) if entry else None},
         )
     if device.status != DeviceStatus.ACTIVE and not allow_pending:
         if device.status == DeviceStatus.PENDING:

@@ -666,6 +666,11 @@ def roster(session: Session, *, team_id: str) -> list[tuple[str, bytes]]:
     return [(row.device_id, row.entry) for row in rows]
 
 
+def roster_entry(session: Session, *, team_id: str, device_id: str) -> bytes | None:
+    row = session.get(RosterRow, (team_id, device_id))
+    return row.entry if row is not None else None
+
+
 def put_roster(session: Session, *, team_id: str, entries: Sequence[tuple[str, bytes]], now: float) -> None:
     """Store (replace) signed roster entries of devices of the team, as they are."""
     for index, (device_id, entry) in enumerate(entries):
