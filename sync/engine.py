@@ -952,7 +952,7 @@ class SyncEngine:
         pulled = purged = 0
         limit = self.pull_limit
         self._roster_tried = set()
-        checked: dict[int, frozenset[bytes]] = {}  # batches of this pull: id -> digests its device signed
+        checked: dict[int, frozenset[tuple[str, bytes]]] = {}  # batches of this pull: id -> digests its device signed
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="outreach-pull") as pool:
             # (since, page) requests in flight, oldest first. A page's `since` is the last one's
             # `next`, known only once it is read; while a full page of `limit` entries is being
@@ -994,7 +994,7 @@ class SyncEngine:
         applied, set_aside = self.fold(progress) if fold else (0, 0)
         return pulled, applied, set_aside, purged
 
-    def _check_ops(self, page: p.PullResponse, ops: list[RemoteOp], checked: dict[int, frozenset[bytes]],
+    def _check_ops(self, page: p.PullResponse, ops: list[RemoteOp], checked: dict[int, frozenset[tuple[str, bytes]]],
                    since: int = 0) -> tuple[list[RemoteOp], list[tuple[RemoteOp, str, str]]]:
         """The ops of a page that their device wrote, as far as this device can tell, and the
         others with (notice kind, reason). An op counts when its device's signed push holds its
@@ -1018,12 +1018,13 @@ class SyncEngine:
                 digests, sig = p.b64d(batch.digests), p.b64d(batch.sig)
             except ValueError:
                 continue
-            if (entry is not None and entry.sign_vk is not None and len(digests) % 32 == 0
+            size = p.DIGEST_BYTES
+            if (entry is not None and entry.sign_vk is not None and len(digests) % size == 0
                     and verify_signature(entry.sign_vk, p.batch_message(team, batch.device_id, digests), sig)):
                 # what a batch of this id is known to hold: only what its device signed (a bogus
                 # batch under the same id adds nothing and hides nothing)
                 checked[batch.id] = checked.get(batch.id, frozenset()) | frozenset(
-                    digests[i:i + 32] for i in range(0, len(digests), 32))
+                    (batch.device_id, digests[i:i + size]) for i in range(0, len(digests), size))
         accepted: list[RemoteOp] = []
         refused: list[tuple[RemoteOp, str, str]] = []
         seen: dict[str, int] = {}
@@ -1044,9 +1045,8 @@ class SyncEngine:
             elif cutoff is not None and op.device_seq <= seen[op.device_id]:
                 # a revoked device's sequence this device already had: written again after the fact
                 refused.append((op, "revoked_write", "an op of a revoked device, under a sequence it used before"))
-            elif entry.sign_vk is None or op.device_seq <= entry.unsigned_through or p.op_digest(
-                    team, op.device_id, op.device_seq, op.op_id, op.record_id, op.key_epoch, op.payload
-            ) in checked.get(out.batch if out.batch is not None else -1, frozenset()):
+            elif entry.sign_vk is None or op.device_seq <= entry.unsigned_through or (
+                    op.device_id, p.op_digest(op.payload)) in checked.get(out.batch if out.batch is not None else -1, ()):
                 accepted.append(op)
                 if cutoff is not None:
                     seen[op.device_id] = max(seen[op.device_id], op.device_seq)
@@ -1105,8 +1105,7 @@ def _push_body(client: SyncClient, ops: list[tuple[int, str, str, int, bytes]], 
     server names the bad op, which is then set aside."""
     sig = None
     if signer is not None:
-        digests = b"".join(p.op_digest(team, device_id, seq, op_id, rid, epoch, payload)
-                           for seq, op_id, rid, epoch, payload in ops)
+        digests = b"".join(p.op_digest(payload) for _seq, _op_id, _rid, _epoch, payload in ops)
         sig = signer(p.batch_message(team, device_id, digests))
     try:
         return client.encode(p.encode_push(ops, sig))

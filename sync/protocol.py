@@ -75,6 +75,7 @@ __all__ = [
     "SigningKeyAnnounce",
     "op_digest",
     "batch_message",
+    "DIGEST_BYTES",
 ]
 
 PROTOCOL_HEADER = "Outreach-Protocol"
@@ -392,12 +393,15 @@ class PushRequestDict(TypedDict):
 PUSH_REQUEST = TypeAdapter(PushRequestDict)
 
 
-def op_digest(team_id: str, device_id: str, device_seq: int, op_id: str, record_id: str, key_epoch: int,
-              payload: bytes) -> bytes:
-    """What a device's batch signature covers of one op: SHA-256 of everything the op is, in the
-    clear and sealed. The same function on both ends of the wire."""
-    head = f"outreach/v2/op|{team_id}|{device_id}|{device_seq:d}|{op_id}|{record_id}|{key_epoch:d}|".encode("ascii")
-    return hashlib.sha256(head + payload).digest()
+DIGEST_BYTES = 16  # SHA-256, truncated: 128-bit second-preimage resistance, as strong as the signature
+
+
+def op_digest(payload: bytes) -> bytes:
+    """What a device's batch signature covers of one op: its sealed payload's SHA-256, first 16
+    bytes. The op's place (team, device, sequence, op id, record, epoch) needs no hashing here:
+    the payload's AES-GCM associated data binds it, so an op moved to another place does not open,
+    and a batch names its device. The same function on both ends of the wire."""
+    return hashlib.sha256(payload).digest()[:DIGEST_BYTES]
 
 
 def batch_message(team_id: str, device_id: str, digests: bytes) -> bytes:
@@ -446,7 +450,7 @@ class OpOut(_Msg):
 
 class BatchOut(_Msg):
     """A signed push, as far as a puller needs it to check its ops: the pushing device, its
-    signature and the digests of every op it held, in order (32 bytes each)."""
+    signature and the digests of every op it held, in order (`DIGEST_BYTES` each)."""
 
     id: int
     device_id: _Id

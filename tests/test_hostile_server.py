@@ -10,6 +10,7 @@ was lost. After every attack no canary string is in any server file.
                                     test_the_server_cannot_let_a_pending_device_in_with_its_own_key
     2 overwrite of a held key       test_a_second_key_for_a_held_epoch_is_refused_and_nothing_is_lost
     3 forged purges                 test_a_forged_purge_erases_nothing
+                                    test_an_unsigned_purge_counts_only_where_the_previous_version_left_it
                                     test_a_signed_erasure_sets_unsynced_edits_aside_with_a_reason
     4 revoked and forged writers    test_a_revoked_devices_writes_after_its_cutoff_count_nowhere
                                     test_the_servers_word_alone_wipes_nothing
@@ -271,6 +272,20 @@ def test_a_forged_purge_erases_nothing(team: Team) -> None:
     assert team.worker.get_person(kept.id).description == "not sent yet"
 
 
+def test_an_unsigned_purge_counts_only_where_the_previous_version_left_it(team: Team) -> None:
+    """After a team's move, unsigned purges up to the signed position are the previous version's:
+    taken only inside the page that holds them, never by a device already past them."""
+    weng = team.weng
+    team.worker.set_secret("purges_unsigned_through", b"5")
+    rid = "ab" * 16
+    old = [p.PurgeOut(seq=3, record_id=rid)]
+    assert weng._check_purges(old, 2, 8) == ([rid], [])  # noqa: SLF001 (a first sync's page)
+    assert weng._check_purges(old, 4, 8) == ([], [rid])  # noqa: SLF001 (claims a place before the cursor)
+    assert weng._check_purges([p.PurgeOut(seq=6, record_id=rid)], 4, 8) == ([], [rid])  # noqa: SLF001
+    assert weng._check_purges([p.PurgeOut(seq=3, record_id=rid, sig=p.b64e(bytes(64)))], 2, 8) == (  # noqa: SLF001
+        [], [rid])
+
+
 def test_a_signed_erasure_sets_unsynced_edits_aside_with_a_reason(team: Team) -> None:
     person = team.coord.add_person({"alias": "Erased later"})
     team.ceng.sync()
@@ -312,7 +327,7 @@ def test_a_revoked_devices_writes_after_its_cutoff_count_nowhere(team: Team) -> 
         batch = None
         if signed:
             team_id = gone.setting("team_id") or ""
-            digests = p.op_digest(team_id, gone.device_id, seen + n, op_id, rid, epoch, payload)
+            digests = p.op_digest(payload)
             assert gone.vault is not None
             batch = (gone.vault.sign_as_device(p.batch_message(team_id, gone.device_id, digests)), digests)
         team.attacker.relay(gone.device_id, seen + n, op_id, rid, epoch, payload, batch)
@@ -358,7 +373,7 @@ def test_an_op_in_another_devices_name_is_refused(team: Team) -> None:
     # and one signed by the mole's own key but in the coordinator's name
     op2, rid2, epoch2, payload2 = _op_as(mole, team.coord.device_id, coord_seq + 101, "Signed by another")
     team_id = mole.setting("team_id") or ""
-    digests = p.op_digest(team_id, team.coord.device_id, coord_seq + 101, op2, rid2, epoch2, payload2)
+    digests = p.op_digest(payload2)
     assert mole.vault is not None
     sig = mole.vault.sign_as_device(p.batch_message(team_id, team.coord.device_id, digests))
     team.attacker.relay(team.coord.device_id, coord_seq + 101, op2, rid2, epoch2, payload2, (sig, digests))

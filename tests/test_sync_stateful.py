@@ -1098,7 +1098,7 @@ class HostileSyncMachine(SyncMachine):
             team_id, next_seq = db.execute("SELECT id, next_seq FROM team").fetchone()
             batch_id = None
             if signer is not None:
-                digests = b"".join(op_digest(team_id, device_id, seq, op_id, rid, epoch, payload)
+                digests = b"".join(op_digest(payload)
                                    for seq, op_id, rid, epoch, payload in ops)
                 sig = signer.sign_as_device(batch_message(team_id, device_id, digests))
                 batch_id = db.execute("INSERT INTO batch (team_id, device_id, sig, digests, at) VALUES (?, ?, ?, ?, 0)",

@@ -540,8 +540,7 @@ def push_ops(
 
     batch_id: int | None = None
     if sig is not None:
-        digests = b"".join(op_digest(team_id, device_id, op.device_seq, op.op_id, op.record_id, op.key_epoch,
-                                     op.payload) for op in ops)
+        digests = b"".join(op_digest(op.payload) for op in ops)
         batch = Batch(team_id=team_id, device_id=device_id, sig=sig, digests=digests, at=now)
         session.add(batch)
         session.flush()
