@@ -136,8 +136,19 @@ def _mac_ok(key: bytes, message: bytes, tag: bytes) -> bool:
     try:
         h.verify(tag)
         return True
-    except InvalidSignature:
+    except InvalidSignature:  # what HMAC.verify raises (not InvalidTag, which is AEAD's)
         return False
+
+
+def _split_signed(blob: bytes) -> tuple[bytes, bytes]:
+    """(signature, body) of a signed statement `0x02 ‖ signature ‖ body` (`Vault.sign_statement`)."""
+    if blob[:1] != _GRANT_V2 or len(blob) < 1 + _SIG + 2 or len(blob) > 64 * 1024:
+        raise GrantError("the coordinator did not sign this")
+    return blob[1:1 + _SIG], blob[1 + _SIG:]
+
+
+def _announce_message(team_id: str, device_id: str, signing_vk: bytes, unsigned_through: int) -> bytes:
+    return f"outreach/v2/announce|{team_id}|{device_id}|{unsigned_through:d}|".encode() + signing_vk
 
 
 def _purge_message(team_id: str, record_id: str) -> bytes:
@@ -152,9 +163,7 @@ def verify_signature(vk: bytes, message: bytes, signature: bytes) -> bool:
 def open_statement(vk: bytes, kind: str, blob: bytes) -> dict[str, Any]:
     """The body of a statement the authority `vk` signed (`Vault.sign_statement`); GrantError
     when it is not one."""
-    if blob[:1] != _GRANT_V2 or len(blob) < 1 + _SIG + 2:
-        raise GrantError("not a signed statement")
-    signature, raw = blob[1:1 + _SIG], blob[1 + _SIG:]
+    signature, raw = _split_signed(blob)
     if not _verify(vk, _statement(kind, raw), signature):
         raise GrantError("the coordinator did not sign this statement")
     try:
@@ -168,7 +177,7 @@ def open_statement(vk: bytes, kind: str, blob: bytes) -> dict[str, Any]:
 
 def verify_purge(vk: bytes, team_id: str, record_id: str, signature: bytes) -> bool:
     """Whether the authority `vk` signed the erasure of `record_id` in this team."""
-    return len(signature) == _SIG and _verify(vk, _purge_message(team_id, record_id), signature)
+    return verify_signature(vk, _purge_message(team_id, record_id), signature)
 
 
 def argon2_available() -> bool:
@@ -293,19 +302,11 @@ def op_ad(record_id: str, epoch: int, device_id: str, device_seq: int, op_id: st
 
 
 def make_proof(secret: bytes, public_key: bytes, device_id: str) -> bytes:
-    h = hmac.HMAC(secret, hashes.SHA256())
-    h.update(public_key + device_id.encode("ascii"))
-    return h.finalize()
+    return _mac(secret, public_key + device_id.encode("ascii"))
 
 
 def verify_proof(secret: bytes, public_key: bytes, device_id: str, proof: bytes) -> bool:
-    h = hmac.HMAC(secret, hashes.SHA256())
-    h.update(public_key + device_id.encode("ascii"))
-    try:
-        h.verify(proof)
-        return True
-    except InvalidSignature:  # what HMAC.verify raises (not InvalidTag, which is AEAD's)
-        return False
+    return _mac_ok(secret, public_key + device_id.encode("ascii"), proof)
 
 
 def fingerprint(public_key: bytes) -> str:
@@ -539,15 +540,15 @@ class Vault:
     def announce_mac(self, team_id: str, epoch: int, device_id: str, signing_vk: bytes, unsigned_through: int) -> bytes:
         """How a device admitted by the previous version vouches for its new signing key to its
         coordinator: a MAC under the team key of `epoch`, which the server does not hold."""
-        message = f"outreach/v2/announce|{team_id}|{device_id}|{unsigned_through:d}|".encode() + signing_vk
-        return _mac(_hkdf(self.team_key(epoch), b"outreach/v2/announce"), message)
+        return _mac(_hkdf(self.team_key(epoch), b"outreach/v2/announce"),
+                    _announce_message(team_id, device_id, signing_vk, unsigned_through))
 
     def check_announce(self, team_id: str, epoch: int, device_id: str, signing_vk: bytes, unsigned_through: int,
                        tag: bytes) -> bool:
         if epoch not in self._team_raw:
             return False
-        message = f"outreach/v2/announce|{team_id}|{device_id}|{unsigned_through:d}|".encode() + signing_vk
-        return _mac_ok(_hkdf(self._team_raw[epoch], b"outreach/v2/announce"), message, tag)
+        return _mac_ok(_hkdf(self._team_raw[epoch], b"outreach/v2/announce"),
+                       _announce_message(team_id, device_id, signing_vk, unsigned_through), tag)
 
     # --------------------------------------------------------------------------- authority
     def sign_statement(self, kind: str, body: dict[str, Any]) -> bytes:
@@ -594,7 +595,6 @@ class Vault:
         verification key for a device that joined with that invite; `team_bind` binds it under
         every team key held here (an existing team's devices, once: they check it under the
         newest key they hold)."""
-        signer = self._signer()
         vk = self.authority_vk
         secret = self.team_key(epoch) + (self.authority_seed if role == "coordinator" else b"")
         wrap = self._wrap(team_id, epoch, device_id, public_key, secret)
@@ -605,10 +605,9 @@ class Vault:
         elif team_bind:
             bind = {"by": "team", "macs": {str(e): _b64(_mac(_hkdf(k, b"outreach/v2/vk-bind"), message))
                                            for e, k in self._team_raw.items()}}
-        body = _canonical({"v": 2, "team": team_id, "epoch": epoch, "device": device_id, "pub": _b64(public_key),
-                           "wrap": _b64(wrap), "vk": _b64(vk), "role": role, "bind": bind,
-                           "pu": purges_unsigned_through, "cutoffs": cutoffs or {}})
-        return _GRANT_V2 + signer.sign(_statement("grant", body)) + body
+        return self.sign_statement("grant", {
+            "v": 2, "team": team_id, "epoch": epoch, "device": device_id, "pub": _b64(public_key), "wrap": _b64(wrap),
+            "vk": _b64(vk), "role": role, "bind": bind, "pu": purges_unsigned_through, "cutoffs": cutoffs or {}})
 
     def open_grant(self, team_id: str, epoch: int, blob: bytes, *, pinned_vk: bytes | None,
                    invite_secret: bytes | None = None, team_bind: bool = False) -> Grant:
@@ -617,21 +616,22 @@ class Vault:
         `invite_secret` or (with `team_bind`) to the newest team key held here. With a key
         pinned, the signature is checked before anything of the body is read; whatever the
         body holds, the answer is a grant or GrantError."""
-        if blob[:1] != _GRANT_V2 or len(blob) < 1 + _SIG + 2 or len(blob) > 64 * 1024:
-            raise GrantError("the coordinator did not sign this key")
-        if pinned_vk is not None and not _verify(pinned_vk, _statement("grant", blob[1 + _SIG:]), blob[1:1 + _SIG]):
+        try:
+            signature, raw = _split_signed(blob)
+        except GrantError:
+            raise GrantError("the coordinator did not sign this key") from None
+        if pinned_vk is not None and not _verify(pinned_vk, _statement("grant", raw), signature):
             raise GrantError("the coordinator did not sign this key (another signing key, or a bad signature)")
         try:
-            return self._open_grant(team_id, epoch, blob, pinned_vk=pinned_vk, invite_secret=invite_secret,
+            return self._open_grant(team_id, epoch, signature, raw, pinned_vk=pinned_vk, invite_secret=invite_secret,
                                     team_bind=team_bind)
         except SealError:
             raise
         except (ValueError, TypeError, AttributeError, KeyError, RecursionError):
             raise GrantError("a malformed grant") from None
 
-    def _open_grant(self, team_id: str, epoch: int, blob: bytes, *, pinned_vk: bytes | None,
+    def _open_grant(self, team_id: str, epoch: int, signature: bytes, raw: bytes, *, pinned_vk: bytes | None,
                     invite_secret: bytes | None, team_bind: bool) -> Grant:
-        signature, raw = blob[1:1 + _SIG], blob[1 + _SIG:]
         try:
             body = json.loads(raw)
             ok_shape = isinstance(body, dict) and body.get("v") == 2
@@ -664,8 +664,8 @@ class Vault:
             if not bound:
                 raise GrantError("the coordinator did not sign this key (its signing key is bound to nothing "
                                  "this device can check)")
-        if not _verify(vk, _statement("grant", raw), signature):
-            raise GrantError("the coordinator did not sign this key (a bad signature)")
+            if not _verify(vk, _statement("grant", raw), signature):  # with a key pinned: checked above
+                raise GrantError("the coordinator did not sign this key (a bad signature)")
         secret = self._unwrap(team_id, epoch, _unb64(body.get("wrap")))
         seed = secret[32:] or None
         if len(secret) not in (32, 64) or (seed is not None and (

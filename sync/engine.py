@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import requests
 
@@ -183,23 +183,33 @@ class SyncEngine:
             raise NotJoined()
         return team
 
+    def _json_secret(self, name: str) -> dict[str, Any]:
+        """A small JSON object kept as a secret (wrapped by the master key); {} when there is none."""
+        raw = self.ws.secret(name)
+        return json.loads(raw) if raw else {}
+
+    def _set_json_secret(self, name: str, value: dict[str, Any]) -> None:
+        self.ws.set_secret(name, json.dumps(value).encode())
+
+    def _seen(self, device_id: str) -> int:
+        """The highest device sequence of `device_id` this device has stored (`Workspace.receive`)."""
+        return int(self.ws.sync_value(f"seen:{device_id}", "0") or 0)
+
     def _pinned(self) -> dict[str, str]:
         """Devices this coordinator admitted after checking their proof: id -> public key (b64)."""
-        raw = self.ws.secret("pinned")
-        return json.loads(raw) if raw else {}
+        return self._json_secret("pinned")
 
     def _pin(self, device_id: str, public_key_b64: str, role: str = p.Role.WORKER.value) -> None:
         pinned = self._pinned()
         pinned[device_id] = public_key_b64
-        self.ws.set_secret("pinned", json.dumps(pinned).encode())
+        self._set_json_secret("pinned", pinned)
         roles = self._pinned_roles()
         roles[device_id] = role
-        self.ws.set_secret("pinned_roles", json.dumps(roles).encode())
+        self._set_json_secret("pinned_roles", roles)
 
     def _pinned_roles(self) -> dict[str, str]:
         """The role each pinned device was invited for (a device missing here: a worker)."""
-        raw = self.ws.secret("pinned_roles")
-        return json.loads(raw) if raw else {}
+        return self._json_secret("pinned_roles")
 
     # --------------------------------------------------------------- authority
     def authority_vk(self) -> bytes | None:
@@ -254,7 +264,7 @@ class SyncEngine:
         self._scan_seen()
         for dev in listing.devices:
             if dev.status == p.DeviceStatus.REVOKED:  # its history counts; nothing after it
-                cutoff = int(self.ws.sync_value(f"seen:{dev.device_id}", "0") or 0)
+                cutoff = self._seen(dev.device_id)
                 entries.append(self._entry(dev.device_id, None, p.Role.WORKER.value, cutoff=cutoff))
                 continue
             if dev.status != p.DeviceStatus.ACTIVE:
@@ -286,16 +296,14 @@ class SyncEngine:
     # ------------------------------------------------------------------ roster
     def roster(self) -> dict[str, RosterEntry]:
         """The devices as the coordinator signed them, as kept here (verified when they came)."""
-        raw = self.ws.secret("roster")
-        return {d: RosterEntry.from_json(d, e) for d, e in json.loads(raw).items()} if raw else {}
+        return {d: RosterEntry.from_json(d, e) for d, e in self._json_secret("roster").items()}
 
     def _keep_roster(self, entries: dict[str, RosterEntry]) -> None:
-        self.ws.set_secret("roster", json.dumps({d: e.to_json() for d, e in entries.items()}).encode())
+        self._set_json_secret("roster", {d: e.to_json() for d, e in entries.items()})
 
     def cutoffs(self) -> dict[str, int]:
         """Revoked devices and the last device sequence of each that counts, from signed grants."""
-        raw = self.ws.secret("cutoffs")
-        return json.loads(raw) if raw else {}
+        return self._json_secret("cutoffs")
 
     def refresh_roster(self) -> dict[str, RosterEntry]:
         """Read the server's roster and keep each entry the team's authority signed for this team
@@ -382,7 +390,7 @@ class SyncEngine:
                 vk, through, epoch = p.b64d(dev.signing_key), int(said["through"]), int(said["epoch"])
                 ok = epoch == newest and vault.check_announce(team, epoch, dev.device_id, vk, through,
                                                               p.b64d(said["mac"]))
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):  # the server's bytes, whatever they hold
                 ok = False
             if not ok:
                 log.warning("device %s: its announced signing key is not vouched for; not confirmed", dev.device_id)
@@ -434,7 +442,7 @@ class SyncEngine:
             if not page.more:
                 break
         self.ws.set_sync_values(**{f"seen:{dev}": seq for dev, seq in highest.items()
-                                   if seq > int(self.ws.sync_value(f"seen:{dev}", "0") or 0)})
+                                   if seq > self._seen(dev)})
 
     def fingerprints(self, listing: p.DeviceList) -> dict[str, str]:
         """Each listed device's fingerprint, the figure its own screen shows: compare before trusting."""
@@ -664,10 +672,10 @@ class SyncEngine:
         # everything it wrote before the server shut it out, then its signed cut-off: its ops after
         # that, or relayed later under an old key, count nowhere (and the new epoch's grants say so)
         self.pull(fold=False)
-        cutoff = int(self.ws.sync_value(f"seen:{device_id}", "0") or 0)
+        cutoff = self._seen(device_id)
         cutoffs = self.cutoffs()
         cutoffs[device_id] = cutoff
-        self.ws.set_secret("cutoffs", json.dumps(cutoffs).encode())
+        self._set_json_secret("cutoffs", cutoffs)
         old = self.roster().get(device_id)
         self._publish_roster([self._entry(device_id, old.sign_vk if old else None,
                                           old.role if old else p.Role.WORKER.value,
@@ -699,7 +707,7 @@ class SyncEngine:
         if recovery:
             self._upload_recovery(RecoveryCode(recovery))
         pinned.pop(device_id, None)
-        self.ws.set_secret("pinned", json.dumps(pinned).encode())
+        self._set_json_secret("pinned", pinned)
         return epoch
 
     def erase_person(self, person_id: str) -> int:
@@ -763,12 +771,13 @@ class SyncEngine:
         newest = grants[max(grants)]
         if self.authority_vk() is None:
             self._pin_authority(newest.vk, newest.purges_unsigned_through)
-        cutoffs = self.cutoffs()
+        kept = self.cutoffs()
+        cutoffs = dict(kept)
         for grant in grants.values():
             for dev, cut in grant.cutoffs.items():
                 cutoffs.setdefault(dev, cut)
-        if grants and cutoffs != self.cutoffs():
-            ws.set_secret("cutoffs", json.dumps(cutoffs).encode())
+        if cutoffs != kept:
+            self._set_json_secret("cutoffs", cutoffs)
         if not active:
             ws.adopt_team_keys({e: g.key for e, g in grants.items()}, max(grants))
             ws.set_settings(device_status=p.DeviceStatus.ACTIVE.value, role=newest.role)
@@ -1037,7 +1046,7 @@ class SyncEngine:
             entry = roster.get(op.device_id)
             cutoff = cutoffs.get(op.device_id, entry.cutoff if entry else None)
             if cutoff is not None and op.device_id not in seen:
-                seen[op.device_id] = int(self.ws.sync_value(f"seen:{op.device_id}", "0") or 0)
+                seen[op.device_id] = self._seen(op.device_id)
             if entry is None:
                 refused.append((op, "unknown_device", "an op from a device the coordinator did not admit"))
             elif cutoff is not None and op.device_seq > cutoff:
