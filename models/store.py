@@ -333,6 +333,11 @@ class Store:
     def remove_set_aside(self, op_id: str) -> None:
         self._q("DELETE FROM setaside WHERE op_id=?", (op_id,))
 
+    def set_aside_errors(self, prefix: str) -> list[tuple[str, str]]:
+        """(op id, error) of the set-aside ops whose error starts with `prefix` (no payloads read:
+        this runs at every sync)."""
+        return list(self._q("SELECT op_id, error FROM setaside WHERE substr(error, 1, ?) = ?", (len(prefix), prefix)))
+
     def requeue_set_aside(self, op_ids: Iterable[str]) -> None:
         """Put set-aside remote ops back in the inbox (their time has come), at its end."""
         ids = json.dumps(list(op_ids))

@@ -1274,8 +1274,8 @@ class Workspace:
     def requeue_due(self) -> int:
         """Put ops set aside for a stamp in the future whose time has come back in the inbox."""
         now_ms = self._now() * 1000
-        due = [row[0] for row in self.store.set_aside_rows()
-               if row[6].startswith(_FUTURE) and int(row[6][len(_FUTURE):].split(":", 1)[0]) <= now_ms + MAX_SKEW_MS]
+        due = [op_id for op_id, error in self.store.set_aside_errors(_FUTURE)
+               if int(error[len(_FUTURE):].split(":", 1)[0]) <= now_ms + MAX_SKEW_MS]
         if due:
             with self.store.atomic():
                 self.store.requeue_set_aside(due)
