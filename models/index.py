@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from itertools import accumulate
@@ -20,11 +21,25 @@ from typing import Any
 
 from .vocab import RecordType
 
-__all__ = ["fold", "query_forms", "TextIndex", "Index"]
+__all__ = ["fold", "query_forms", "TextIndex", "Index", "merged_away"]
 
 _DANISH = str.maketrans({"æ": "ae", "ø": "oe", "å": "aa", "ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
 _PLAIN = str.maketrans({"æ": "ae", "ø": "o", "ß": "ss", "đ": "d", "ł": "l"})
 _SEP = "\x1e"
+_MERGED = re.compile(r"^merged ([0-9a-f]{32})")
+
+
+def merged_away(audit: dict[str, Any]) -> tuple[str, str] | None:
+    """(merged-away person id, kept person id) when an audit event's values record a merge of two
+    persons, else None. A merge is written once, with the re-pointing of what its device knew;
+    records that arrive later still name the merged-away person and are redirected by it."""
+    if audit.get("action") != "merge" or audit.get("target_type") not in (None, RecordType.PERSON.value):
+        return None
+    m = _MERGED.match(str(audit.get("detail") or ""))
+    keep = audit.get("target_id")
+    if m is None or not keep or m.group(1) == keep:
+        return None
+    return m.group(1), str(keep)
 
 
 def _mark_free_table() -> dict[int, str]:
@@ -173,10 +188,19 @@ class TextIndex:
 
 
 class Index:
-    """Opened records by type, and the derived lists."""
+    """Opened records by type, and the derived lists.
+
+    Merges redirect: a contact or follow-up that names a person merged into another (it was
+    written, or arrived, after the merge) is shown, counted and exported as the kept person's.
+    The redirect is read from the merge's audit event, which every device holds, so every device
+    shows the same whatever the order its records arrived in; the sealed row keeps what was
+    written."""
+
+    _PERSON_REF = (RecordType.CONTACT, RecordType.FOLLOWUP)
 
     def __init__(self) -> None:
         self.records: dict[RecordType, dict[str, dict[str, Any]]] = {t: {} for t in RecordType}
+        self.merged: dict[str, str] = {}  # merged-away person id -> the person it was merged into
         self.text: dict[RecordType, TextIndex] = {
             RecordType.PERSON: TextIndex(), RecordType.CONTACT: TextIndex(), RecordType.PLACE: TextIndex(),
         }
@@ -198,12 +222,50 @@ class Index:
     def _place_text(pl: dict[str, Any]) -> str:
         return f"{pl.get('name') or ''} {pl.get('zone') or ''}"
 
+    # ---------------------------------------------------------------------- merges
+    def person_of(self, person_id: str | None) -> str | None:
+        """The person a reference means today: itself, or the person it was merged into (through
+        every later merge; a circle of merges stops where it closes)."""
+        seen: set[str] = set()
+        while person_id in self.merged and person_id not in seen:
+            seen.add(person_id)
+            person_id = self.merged[person_id]
+        return person_id
+
+    def _redirect(self, values: dict[str, Any]) -> dict[str, Any]:
+        pid = values.get("person_id")
+        if pid and pid in self.merged:
+            values = {**values, "person_id": self.person_of(pid)}
+        return values
+
+    def _load_merges(self) -> None:
+        self.merged = {}
+        for values in sorted(self.records[RecordType.AUDIT].values(), key=lambda v: str(v.get("at") or "")):
+            pair = merged_away(values)
+            if pair is not None:
+                self.merged.setdefault(*pair)
+
+    def _add_merge(self, drop: str, keep: str) -> None:
+        if drop in self.merged:
+            return
+        self.merged[drop] = keep
+        for rtype in self._PERSON_REF:
+            table = self.records[rtype]
+            for rid in [r for r, v in table.items() if v.get("person_id") == drop]:
+                self.put(rtype, rid, table[rid])
+
     # ---------------------------------------------------------------------- loading
     def load(self, rows: dict[RecordType, dict[str, dict[str, Any]]],
              derived: dict[str, Any] | None = None) -> None:
         """Load opened records. `derived` (`dump_derived` of an index of the same records) spares
         folding every text and sorting by time; ValueError when it does not fit the records."""
         self.records = {t: dict(rows.get(t, {})) for t in RecordType}
+        self._load_merges()
+        if self.merged:
+            for rtype in self._PERSON_REF:
+                table = self.records[rtype]
+                for rid, values in table.items():
+                    table[rid] = self._redirect(values)
         if derived is not None:
             self._load_derived(derived)
             return
@@ -248,6 +310,8 @@ class Index:
     def put(self, rtype: RecordType, rid: str, values: dict[str, Any] | None) -> None:
         """Replace one record's values (None: it is gone: deleted, erased)."""
         table = self.records[rtype]
+        if values is not None and rtype in self._PERSON_REF:
+            values = self._redirect(values)
         old = table.pop(rid, None)
         if rtype is RecordType.CONTACT and old is not None:
             self._unlink_contact(rid, old)
@@ -258,7 +322,9 @@ class Index:
                 self._refresh_persons_at(rid)
             return
         table[rid] = values
-        if rtype is RecordType.PERSON:
+        if rtype is RecordType.AUDIT and (pair := merged_away(values)) is not None:
+            self._add_merge(*pair)
+        elif rtype is RecordType.PERSON:
             self.text[rtype].set(rid, self._person_text(values))
         elif rtype is RecordType.PLACE:
             self.text[rtype].set(rid, self._place_text(values))

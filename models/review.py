@@ -59,7 +59,6 @@ __all__ = [
 DEFAULT_RETENTION_MONTHS = 24
 RETENTION_KEEP = "retention: keep"  # the audit detail of a keep decision
 _DISMISSED_KEY = "duplicates_dismissed"
-_MERGED = re.compile(r"^merged ([0-9a-f]{32})")
 _UNSET: Any = object()
 
 
@@ -552,14 +551,9 @@ def _jsonable(values: dict[str, Any], rtype: RecordType | None = None) -> dict[s
 
 
 def _merged_into(ws: Workspace, person_id: str) -> set[str]:
-    """Ids of persons merged into this one (read from the merge audit events)."""
-    out = set()
-    for values in ws.index.records[RecordType.AUDIT].values():
-        if values.get("action") == AuditAction.MERGE.value and values.get("target_id") == person_id:
-            m = _MERGED.match(str(values.get("detail") or ""))
-            if m:
-                out.add(m.group(1))
-    return out
+    """Ids of persons merged into this one, directly or through later merges."""
+    index = ws.index
+    return {drop for drop in index.merged if index.person_of(drop) == person_id}
 
 
 def _about(ws: Workspace, person_id: str) -> set[str]:

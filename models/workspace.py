@@ -10,6 +10,7 @@ It must never print, log or raise personal data: errors name fields and ids only
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import shutil
@@ -121,6 +122,7 @@ class ApplyResult:
     applied: int = 0
     skipped: int = 0  # own ops, erased records, no change
     set_aside: list[tuple[str, str]] = field(default_factory=list)  # (op id, error)
+    erased_late: int = 0  # records of an erased person that arrived late, removed
 
 
 @dataclass(frozen=True)
@@ -1103,11 +1105,13 @@ class Workspace:
                     self.index.put(rtype, rid, None)
 
     def person_record_ids(self, person_id: str) -> list[str]:
-        """The person and every record that names them (contacts, follow-ups)."""
+        """The person, every record that names them (contacts, follow-ups) and the persons merged
+        into them (whose tombstones still hold what they were)."""
         self._vault()
-        recs = self.index.records
-        ids = [person_id, *sorted(self.index.contacts_of.get(person_id, ()))]
-        ids += [fid for fid, f in recs[RecordType.FOLLOWUP].items() if f.get("person_id") == person_id]
+        index = self.index
+        ids = [person_id, *sorted(index.contacts_of.get(person_id, ()))]
+        ids += [fid for fid, f in index.records[RecordType.FOLLOWUP].items() if f.get("person_id") == person_id]
+        ids += sorted(d for d in index.merged if index.person_of(d) == person_id)
         return ids
 
     def outbox_batch(self, max_ops: int, max_bytes: int, after_seq: int = 0) -> list[tuple[int, str, str, int, bytes]]:
@@ -1160,15 +1164,17 @@ class Workspace:
         me = vault.device_id
         rows = [o for o in ops if o.device_id != me]
         purge_ids = list(purges)
+        late = self._dependents(purge_ids)
         now = self._now()
         with store.atomic(durable=False):
             for rid in refused_purges:
                 store.add_notice(now, "purge_refused", rid, None, "an erasure the coordinator did not sign")
             if purge_ids:
-                for seq, rid in store.outbox_records(purge_ids):
+                for seq, rid in store.outbox_records([*purge_ids, *late]):
                     store.add_notice(now, "erased_edit", rid, me,
                                      f"change {seq} of this device was not kept: the record was erased")
                 store.mark_erased(purge_ids, now)  # also from the inbox
+                self._erase_late(late, now)
             store.inbox_put(rows)
             for op, kind, reason in refused_ops:
                 store.set_aside((op.op_id, op.record_id, op.device_id, op.device_seq, op.key_epoch, op.payload,
@@ -1182,7 +1188,7 @@ class Workspace:
                     store.set_sync_state(f"seen:{dev}", seq)
             if cursor is not None:
                 store.set_sync_state(cursor[0], cursor[1])
-        self._unindex(purge_ids)
+        self._unindex([*purge_ids, *late])
         return len(rows)
 
     def inbox_count(self) -> int:
@@ -1239,6 +1245,13 @@ class Workspace:
                 else:
                     result.skipped += 1
                 states[record_id] = (rtype, state)
+            late = {rid: pid for rid, (rtype, state) in states.items()
+                    if (pid := self._erased_reference(rtype, state, erased)) is not None}
+            if late:  # records of an erased person that arrived after the erasure: they go too
+                for rid in late:
+                    del states[rid]
+                result.erased_late = len(late)
+                self._erase_late(late, self._now())
             epoch = self.epoch
             by_type: dict[RecordType, list[tuple[str, int, bytes]]] = {}
             for rid, (rtype, state) in states.items():
@@ -1252,7 +1265,70 @@ class Workspace:
         # places first: persons' texts include their usual place's name
         for rid, (rtype, state) in sorted(states.items(), key=lambda kv: kv[1][0] is not RecordType.PLACE):
             self._index_put(rtype, rid, state)
+        if late:
+            self._unindex(late)
         return result
+
+    # ------------------------------------------------------------ erasure holds
+    # An erased person's contacts and follow-ups that a device did not know when the coordinator
+    # erased them (written offline, or pulled later) must not live on: they are dropped wherever
+    # they arrive, whichever came first, the record or the erasure, and listed for the
+    # coordinator's device to purge on the server in turn (`late_erased`).
+    _LATE = "late_erased"
+
+    def _erased_reference(self, rtype: RecordType, state: RecordState, erased: set[str]) -> str | None:
+        """The erased person a contact or follow-up names (itself, or through a merge), if any."""
+        if rtype not in (RecordType.CONTACT, RecordType.FOLLOWUP) or state.deleted is not None:
+            return None
+        entry = state.values.get("person_id")
+        pid = entry[0] if entry else None
+        seen: set[str] = set()
+        merged = self.index.merged
+        while isinstance(pid, str) and pid not in seen:
+            if pid in erased:
+                return pid
+            seen.add(pid)
+            pid = merged.get(pid)
+        return None
+
+    def _dependents(self, person_ids: list[str]) -> dict[str, str]:
+        """Contacts and follow-ups on the screens that name one of these persons (record id ->
+        person id): what an erasure of them takes along."""
+        if not person_ids:
+            return {}
+        wanted = set(person_ids)
+        out = {cid: pid for pid in person_ids for cid in self.index.contacts_of.get(pid, ())}
+        for fid, fu in self.index.records[RecordType.FOLLOWUP].items():
+            if fu.get("person_id") in wanted:
+                out[fid] = str(fu["person_id"])
+        return out
+
+    def _erase_late(self, late: dict[str, str], now: float) -> None:
+        """Erase records of erased persons here and list them for a purge on the server (in the
+        caller's transaction)."""
+        if not late:
+            return
+        store = self.store
+        store.mark_erased(list(late), now)
+        pending = json.loads(store.sync_state(self._LATE, "{}") or "{}")
+        pending.update(late)
+        store.set_sync_state(self._LATE, json.dumps(pending, sort_keys=True))
+        for rid in late:
+            self._types.pop(rid, None)
+            store.add_notice(now, "erased_late", rid, None,
+                             "a record of an erased person arrived after the erasure and was removed")
+
+    def late_erased(self) -> dict[str, str]:
+        """Records removed here because they belong to an erased person (record id -> person id),
+        not yet purged on the server: the coordinator's device purges them (`forget_late_erased`
+        after)."""
+        return dict(json.loads(self.store.sync_state(self._LATE, "{}") or "{}"))
+
+    def forget_late_erased(self, record_ids: Iterable[str]) -> None:
+        done = set(record_ids)
+        with self.store.atomic():
+            pending = {r: p for r, p in self.late_erased().items() if r not in done}
+            self.store.set_sync_state(self._LATE, json.dumps(pending, sort_keys=True))
 
     def _refusal(self, rtype: RecordType, rop: RemoteOp, op: Op, exists: bool) -> tuple[str, str, str] | None:
         """Why an authentic op must not be applied, if it must not: (notice kind, set-aside error,
@@ -1292,6 +1368,7 @@ class Workspace:
             total.applied += part.applied
             total.skipped += part.skipped
             total.set_aside += part.set_aside
+            total.erased_late += part.erased_late
         return total
 
     def _open_remote(self, rop: RemoteOp) -> Op:

@@ -17,7 +17,7 @@ import logging
 import platform
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -79,6 +79,7 @@ class SyncReport:
     applied: int = 0
     set_aside: int = 0
     purged: int = 0
+    erased_late: int = 0  # records of erased persons that arrived late, purged on the server
     admitted: int = 0
     rejected: int = 0
     pending: bool = False
@@ -868,7 +869,37 @@ class SyncEngine:
         report.pushed = self.push(progress)
         pulled = self.pull(progress, wait=wait)
         report.pulled, report.applied, report.set_aside, report.purged = pulled
+        report.erased_late = self.purge_late()
         return report
+
+    def purge_late(self) -> int:
+        """Purge on the server the records of erased persons that reached this device after the
+        erasure (a contact written offline, a follow-up pulled later): every device dropped them
+        on arrival; the coordinator's device signs their purge, and the erasure's audit record
+        says how many went late. A worker's device cannot sign: it forgets its list (the
+        coordinator's device meets the same records). Returns the records purged."""
+        ws = self.ws
+        late = ws.late_erased()
+        if not late:
+            return 0
+        vault = ws.vault
+        if not self.is_coordinator or vault is None or not vault.can_sign:
+            ws.forget_late_erased(late)
+            return 0
+        from models.vocab import AuditAction, RecordType
+
+        team = self._team_id()
+        ids = sorted(late)
+        for start in range(0, len(ids), self.PURGE_CHUNK):
+            chunk = ids[start:start + self.PURGE_CHUNK]
+            self.client().purge(chunk, [vault.sign_purge(team, rid) for rid in chunk])
+        with ws.store.atomic():
+            for person_id, n in sorted(Counter(late.values()).items()):
+                ws.audit(AuditAction.ERASE, RecordType.PERSON, person_id, detail=f"{n} records removed late")
+            ws.forget_late_erased(ids)
+        return len(ids)
+
+    PURGE_CHUNK = 5000
 
     ACK_EVERY = 10  # answered batches dropped from the outbox in one local commit
 
