@@ -1070,6 +1070,7 @@ class Workspace:
                 for seq, op_id, rid, body in queued:
                     store.replace_outbox_payload(seq, current_epoch, vault.seal_op(
                         rid, current_epoch, vault.device_id, seq, op_id, body))
+                store.drop_snapshot()  # sealed under the device's own key: the next lock seals a new one
             except BaseException:
                 vault.replace_team_keys(old)
                 raise

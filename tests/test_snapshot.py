@@ -245,3 +245,23 @@ def test_the_row_check_waits_while_the_user_is_busy_and_stops_at_a_lock(tmp_path
 
     with pytest.raises(VaultLocked):
         again.find_damaged(pause=1e-6, every=1, busy=locked_meanwhile)
+
+
+def test_the_snapshot_works_after_joining_a_team(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Joining replaces the device's own key with the team's: the snapshot sealed under the old
+    one must not be the one the next unlocks try (it failed on every command of a joined worker)."""
+    import os
+
+    ws = _fresh(tmp_path)
+    ws.close()
+    ws = _unlock(tmp_path, snapshot=True)
+    before = _records(ws)
+    ws.adopt_team_keys({1: os.urandom(32), 2: os.urandom(32)}, 2)
+    ws.close()
+    for _ in range(2):
+        with caplog.at_level("WARNING"):
+            again = _unlock(tmp_path, snapshot=True)
+        assert "snapshot could not be used" not in caplog.text
+        assert again._snapshot_gen == again.store.gen() > 0  # loaded from the snapshot
+        assert _records(again) == before
+        again.close()
