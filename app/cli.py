@@ -3,25 +3,34 @@
 It parses flags, asks for the passphrase (``OUTREACH_PASSPHRASE`` or a prompt), calls the
 workspace and the sync engine, and prints text or ``--json``. Errors from the layers arrive as
 their roots (`StoreError`, `SyncError`) and leave as one line on stderr with a non-zero exit code.
-It never prints or logs personal data except what the user asked to see on stdout.
+It never prints or logs personal data except what the user asked to see on stdout, and what it
+prints has its control characters escaped (a record synced from another device cannot drive this
+terminal). Whatever fails ends in one line and an exit code of its own (`EXIT_CODES`, shown in
+`--help`), never in a traceback: a damaged or full store, a data folder that cannot be written.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
 import json
 import logging
+import math
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NoReturn
 
+from pydantic import ValidationError
+
 from models.demo import populate
-from models.errors import InvalidInput, StoreError, VaultMissing
+from models.errors import InvalidInput, StoreError, TamperedRecord, VaultMissing
 from models.vocab import (
     Consent,
     ContactKind,
@@ -37,25 +46,87 @@ from models.vocab import (
 from models.workspace import Workspace
 
 from .config import resolve_data_dir
+from .i18n import LANGUAGES, Translator
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_CODES", "CliError", "say", "escape"]
 
 log = logging.getLogger("outreach.cli")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_NOT_HERE = 3  # a coordinator's command on a worker's device
+EXIT_FILES = 4  # a folder or file could not be read or written (permissions, read-only, not a folder)
+EXIT_DISK_FULL = 5  # the disk is full: nothing was saved
+EXIT_DAMAGED = 6  # the data file is damaged: restore this device from the server
+EXIT_BUG = 70  # an error the CLI did not expect (a bug: the log names its kind)
+EXIT_INTERRUPTED = 130
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "cli.exit.ok", EXIT_ERROR: "cli.exit.error", EXIT_USAGE: "cli.exit.usage",
+    EXIT_NOT_HERE: "cli.exit.not_here", EXIT_FILES: "cli.exit.files", EXIT_DISK_FULL: "cli.exit.disk_full",
+    EXIT_DAMAGED: "cli.exit.damaged", EXIT_BUG: "cli.exit.bug", EXIT_INTERRUPTED: "cli.exit.interrupted",
+}
+CLI_DEFAULT_LANGUAGE = "en"
+
+# the language of one run (set by `main` from --lang or OUTREACH_LANG): not import-time state
+_LANG: ContextVar[str] = ContextVar("outreach_cli_lang", default=CLI_DEFAULT_LANGUAGE)
+
+
+def say(key: str, **params: Any) -> str:
+    """The CLI's words for `key` in this run's language (assets/i18n/<lang>.json)."""
+    return Translator(_LANG.get())(key, **params)
+
+
+def _language(argv: Sequence[str]) -> str:
+    """--lang (read before the parser is built: its help is in that language too), else
+    OUTREACH_LANG, else the default."""
+    lang = None
+    for i, arg in enumerate(argv):
+        if arg == "--lang" and i + 1 < len(argv):
+            lang = argv[i + 1]
+        elif arg.startswith("--lang="):
+            lang = arg.split("=", 1)[1]
+    lang = (lang or os.environ.get("OUTREACH_LANG") or CLI_DEFAULT_LANGUAGE).strip().lower()
+    return lang if lang in LANGUAGES else CLI_DEFAULT_LANGUAGE
+
+
+# Control characters (C0 but line break and tab, DEL, C1) as visible escapes: a record typed or
+# synced elsewhere, or stored by an older version, may still hold them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_C1 = re.compile(r"[\x7f-\x9f]")
+
+
+def escape(text: str) -> str:
+    """`text` safe for a terminal: NUL, ESC, BEL, CR, DEL and C1 shown as \\xNN."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def one_line(text: str | None) -> str:
+    """A field inside a table row: line breaks and tabs too as escapes."""
+    return escape(text or "").replace("\n", "\\n").replace("\t", "\\t")
 
 
 class CliError(Exception):
     """A problem with what the user typed, found by the CLI itself."""
 
+    exit_code = EXIT_ERROR
+
+
+class NotHere(CliError):
+    """A command this device may not run (the desk on a worker's device)."""
+
+    exit_code = EXIT_NOT_HERE
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not usage + line
-        self.exit(EXIT_USAGE, f"outreach: {message} (see 'outreach --help')\n")
+        self.exit(EXIT_USAGE, "outreach: " + escape(say("cli.usage_error", message=message)) + "\n")
 
 
 def _values(enum: type[StrEnum]) -> str:
     return ", ".join(e.value for e in enum)
+
+
+def _choices(enum: type[StrEnum]) -> list[str]:
+    return [e.value for e in enum]
 
 
 def _add_person_flags(p: argparse.ArgumentParser, *, alias_required: bool) -> None:
@@ -63,19 +134,19 @@ def _add_person_flags(p: argparse.ArgumentParser, *, alias_required: bool) -> No
     p.add_argument("--name", dest="full_name", help="full name, if known and consented")
     p.add_argument("--cpr", help="CPR number DDMMYY-XXXX")
     p.add_argument("--birth-year", type=_int("birth-year"))
-    p.add_argument("--gender", help=_values(Gender))
+    p.add_argument("--gender", choices=_choices(Gender))
     p.add_argument("--nationality")
     p.add_argument("--language", dest="languages", action="append", help="repeatable")
     p.add_argument("--description", help="for recognition")
-    p.add_argument("--category", help=f"homeless category: {_values(HomelessCategory)}")
-    p.add_argument("--ethos", help=_values(Ethos))
-    p.add_argument("--consent", help=_values(Consent))
+    p.add_argument("--category", choices=_choices(HomelessCategory), help="homeless category")
+    p.add_argument("--ethos", choices=_choices(Ethos))
+    p.add_argument("--consent", choices=_choices(Consent))
     p.add_argument("--consent-date", help="YYYY-MM-DD")
     p.add_argument("--consent-scope")
-    p.add_argument("--status", help=_values(Status))
+    p.add_argument("--status", choices=_choices(Status))
     p.add_argument("--status-date", help="YYYY-MM-DD")
     p.add_argument("--icm-worker")
-    p.add_argument("--need", dest="needs", action="append", help=f"repeatable: {_values(Need)}")
+    p.add_argument("--need", dest="needs", action="append", choices=_choices(Need), help="repeatable")
     p.add_argument("--safety-note")
     p.add_argument("--usual-place", help="place name or id")
 
@@ -85,21 +156,39 @@ _PERSON_KEYS = ("alias", "full_name", "cpr", "birth_year", "gender", "nationalit
                 "icm_worker", "needs", "safety_note", "usual_place")
 
 
+def _exit_codes_text() -> str:
+    return say("cli.exit.title") + "\n" + "\n".join(f"  {code:<4}{say(key)}" for code, key in EXIT_CODES.items())
+
+
+def _hours(text: str) -> float:
+    """Hours an invite stays valid: a finite number from one minute to a week (the server's bounds)."""
+    try:
+        hours = float(text)
+    except ValueError:
+        hours = math.nan
+    if not (math.isfinite(hours) and 1 / 60 <= hours <= 7 * 24):
+        raise argparse.ArgumentTypeError(say("cli.invalid_hours", text=text))
+    return hours
+
+
 def _int(name: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             return int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"--{name} must be a whole number, not {text!r}") from None
+            raise argparse.ArgumentTypeError(say("cli.invalid_int", flag=f"--{name}", text=text)) from None
     return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="outreach", description="Outreach: offline-first field records for street outreach teams.")
+    parser = _Parser(prog="outreach", description="Outreach: offline-first field records for street outreach teams.",
+                     epilog=_exit_codes_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", help="where this device keeps its data (default: OUTREACH_DATA_DIR, "
                                            "FLET_APP_STORAGE_DATA, or the platform's user data dir)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr as well")
+    parser.add_argument("--lang", choices=LANGUAGES, help="language of the output (default: OUTREACH_LANG, "
+                                                          f"else {CLI_DEFAULT_LANGUAGE})")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("init", help="create this device's encrypted store")
@@ -114,8 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = person.add_parser("add", help="add a person; prints the new id")
     _add_person_flags(p, alias_required=True)
     p = person.add_parser("list", help="persons, most recently met first")
-    p.add_argument("--status")
-    p.add_argument("--category")
+    p.add_argument("--status", choices=_choices(Status))
+    p.add_argument("--category", choices=_choices(HomelessCategory))
     p.add_argument("--not-seen", type=_int("not-seen"), metavar="DAYS")
     p = person.add_parser("show", help="one person, with contacts and follow-ups")
     p.add_argument("id")
@@ -133,10 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--anonymous", action="store_true")
     p.add_argument("--at", help="when, YYYY-MM-DDTHH:MM (default: now)")
     p.add_argument("--place", help="place name or id; a new name creates the place")
-    p.add_argument("--kind", default=ContactKind.STREET.value, help=_values(ContactKind))
-    p.add_argument("--living", help=f"where the person sleeps tonight: {_values(Living)}")
-    p.add_argument("--service", dest="services", action="append", default=[], help=f"repeatable: {_values(Service)}")
-    p.add_argument("--referral", dest="referrals", action="append", default=[], help=f"repeatable: {_values(Referral)}")
+    p.add_argument("--kind", default=ContactKind.STREET.value, choices=_choices(ContactKind))
+    p.add_argument("--living", choices=_choices(Living), help="where the person sleeps tonight")
+    p.add_argument("--service", dest="services", action="append", default=[], choices=_choices(Service),
+                   help="repeatable")
+    p.add_argument("--referral", dest="referrals", action="append", default=[], choices=_choices(Referral),
+                   help="repeatable")
     p.add_argument("--worker", dest="workers", action="append", default=[], help="workers present, repeatable")
     p.add_argument("--note")
     p.add_argument("--follow-up", help="YYYY-MM-DD")
@@ -185,15 +276,22 @@ def _add_team_commands(sub: Any) -> None:
 
 
 # ============================================================================ helpers
+def show(text: str) -> None:
+    """Print for the user: control characters escaped (see `escape`)."""
+    print(escape(text))
+
+
 class Output:
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
 
     def emit(self, data: Any, text: str | Callable[[], str]) -> None:
         if self.as_json:
-            print(json.dumps(data, ensure_ascii=False, default=str, indent=None))
+            # json escapes C0 itself; DEL and C1 it leaves raw, and a terminal may act on them
+            raw = json.dumps(data, ensure_ascii=False, default=str, indent=None)
+            print(_C1.sub(lambda m: f"\\u{ord(m.group()):04x}", raw))
         else:
-            print(text() if callable(text) else text)
+            show(text() if callable(text) else text)
 
 
 def passphrase(prompt: str = "Passphrase: ", *, confirm: bool = False) -> str:
@@ -222,7 +320,7 @@ def _parse_date(text: str | None, flag: str) -> str | None:
     try:
         return date.fromisoformat(text).isoformat()
     except ValueError:
-        raise InvalidInput(flag, f"not a date: use YYYY-MM-DD (got {text!r})") from None
+        raise CliError(say("cli.invalid.line", flag=f"--{flag}", words=say("cli.invalid.date"))) from None
 
 
 def _person_fields(args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
@@ -425,45 +523,169 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
 
 
 def _setup_logging(data_dir: Path, verbose: bool) -> None:
+    """The log in the data folder when it can be written; a folder that cannot be is said by the
+    command that needs it, not by a traceback of the log."""
     root = logging.getLogger("outreach")
     root.setLevel(logging.INFO)
     root.handlers.clear()
-    if data_dir.exists():
-        handler = logging.FileHandler(data_dir / "outreach.log", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        root.addHandler(handler)
+    if data_dir.is_dir():
+        try:
+            handler = logging.FileHandler(data_dir / "outreach.log", encoding="utf-8")
+        except OSError:
+            handler = None
+        if handler is not None:
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+            root.addHandler(handler)
     if verbose:
         root.addHandler(logging.StreamHandler(sys.stderr))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    token = _LANG.set(_language(argv))
+    try:
+        return _run(argv)
+    finally:
+        for handler in logging.getLogger("outreach").handlers:
+            handler.close()
+        _LANG.reset(token)
+
+
+def _run(argv: list[str]) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already printed as one line
         return int(exc.code or 0)
-    args.data_dir_path = resolve_data_dir(args.data_dir)
     out = Output(args.json)
-    _setup_logging(args.data_dir_path, args.verbose)
-    handler = getattr(args, "handler", None) or COMMANDS.get(args.command)
-    if handler is None:
-        parser.error(f"unknown command {args.command!r}")
+    command = getattr(args, "command", "?")
     try:
+        args.data_dir_path = resolve_data_dir(args.data_dir)
+        if args.data_dir_path.exists() and not args.data_dir_path.is_dir():
+            raise _Failure(EXIT_FILES, say("cli.error.not_a_folder", path=args.data_dir_path))
+        _setup_logging(args.data_dir_path, args.verbose)
+        handler = getattr(args, "handler", None) or COMMANDS.get(args.command)
+        if handler is None:
+            parser.error(f"unknown command {args.command!r}")
         return int(handler(args, out))
-    except (StoreError, CliError) as exc:
-        log.info("%s failed: %s", args.command, type(exc).__name__)
-        print(f"outreach: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except _sync_errors() as exc:
-        log.info("%s failed: %s", args.command, type(exc).__name__)
-        print(f"outreach: {exc}", file=sys.stderr)
-        return EXIT_ERROR
     except KeyboardInterrupt:
-        print("outreach: interrupted; nothing half-written was kept", file=sys.stderr)
-        return 130
+        print("outreach: " + say("cli.error.interrupted"), file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `outreach ... | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:  # noqa: BLE001 - every error leaves as one line; the kind goes to the log
+        code, line = explain(exc, getattr(args, "data_dir_path", None))
+        # the kind only: messages of lower layers may quote what was typed
+        log.info("%s failed: %s (exit %d)", command, type(exc).__name__, code)
+        print("outreach: " + one_line(line), file=sys.stderr)
+        return code
+
+
+class _Failure(Exception):
+    def __init__(self, code: int, line: str) -> None:
+        super().__init__(line)
+        self.code = code
+
+
+def _sqlite_error(exc: BaseException) -> BaseException | None:
+    """The SQLite error behind `exc`, if any (by its class's name: the CLI does not import the
+    database layer)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if any(c.__module__ == "sqlite3" and c.__name__ == "DatabaseError" for c in type(seen).__mro__):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def explain(exc: BaseException, data_dir: Path | None) -> tuple[int, str]:
+    """(exit code, one line in the user's words) for any error a command ends in."""
+    folder = str(data_dir) if data_dir else "?"
+    if isinstance(exc, _Failure):
+        return exc.code, str(exc)
+    if isinstance(exc, CliError):
+        return exc.exit_code, str(exc)
+    db = _sqlite_error(exc)
+    if db is not None:
+        text = str(db).lower()
+        if "full" in text:
+            return EXIT_DISK_FULL, say("cli.error.disk_full")
+        if any(w in text for w in ("readonly", "read-only", "unable to open", "permission", "access")):
+            return EXIT_FILES, say("cli.error.cannot_write", path=folder)
+        if "locked" in text or "busy" in text:
+            return EXIT_ERROR, say("cli.error.busy")
+        return EXIT_DAMAGED, say("cli.error.damaged", path=Path(folder) / "outreach.db")
+    if isinstance(exc, OSError):
+        path = exc.filename or folder
+        if exc.errno in _FULL:
+            return EXIT_DISK_FULL, say("cli.error.disk_full")
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST) and not Path(str(path)).is_dir():
+            return EXIT_FILES, say("cli.error.not_a_folder", path=path)
+        return EXIT_FILES, say("cli.error.cannot_write", path=path)
+    if isinstance(exc, TamperedRecord):
+        return EXIT_DAMAGED, say("cli.error.tampered", kind=exc.kind, id=exc.record_id)
+    if isinstance(exc, InvalidInput):
+        return EXIT_ERROR, invalid_words(exc)
+    if isinstance(exc, StoreError):
+        return EXIT_ERROR, str(exc)
+    if isinstance(exc, _sync_errors()):
+        return EXIT_ERROR, str(exc)
+    return EXIT_BUG, say("cli.error.bug", kind=type(exc).__name__)
+
+
+# the flag that sets a field, where it is not the field's name with dashes
+_FLAGS = {"full_name": "--name", "languages": "--language", "needs": "--need", "services": "--service",
+          "referrals": "--referral", "workers": "--worker", "person_id": "--person", "place_id": "--place",
+          "path": "--out", "worker_name": "--worker"}
+_PYDANTIC_WORDS = {
+    "string_too_short": "cli.invalid.empty", "string_too_long": "cli.invalid.too_long",
+    "too_long": "cli.invalid.too_many", "greater_than_equal": "cli.invalid.at_least",
+    "greater_than": "cli.invalid.above", "less_than_equal": "cli.invalid.at_most", "less_than": "cli.invalid.below",
+    "int_parsing": "cli.invalid.whole_number", "int_from_float": "cli.invalid.whole_number",
+    "int_type": "cli.invalid.whole_number", "float_parsing": "cli.invalid.number", "float_type": "cli.invalid.number",
+    "date_parsing": "cli.invalid.date", "date_from_datetime_parsing": "cli.invalid.date",
+    "date_from_datetime_inexact": "cli.invalid.date", "date_type": "cli.invalid.date",
+    "datetime_parsing": "cli.invalid.datetime", "datetime_from_date_parsing": "cli.invalid.datetime",
+    "datetime_type": "cli.invalid.datetime", "enum": "cli.invalid.choice", "missing": "cli.invalid.missing",
+    "control_characters": "cli.invalid.control_characters", "date_too_early": "cli.invalid.date_too_early",
+    "date_too_late": "cli.invalid.date_too_late", "date_in_future": "cli.invalid.date_in_future",
+    "birth_year": "cli.invalid.birth_year", "cpr_format": "cli.invalid.cpr_format",
+    "cpr_date": "cli.invalid.cpr_date",
+}
+
+
+def flag_of(field: str) -> str:
+    name = field.split(".")[0]
+    return _FLAGS.get(name) or "--" + name.replace("_", "-")
+
+
+def invalid_words(exc: InvalidInput) -> str:
+    """Bad input in plain words naming the flag: pydantic's own words ('Input should be ...',
+    'month value is outside expected range of 1-12') never reach the user."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ValidationError) and cause.errors():
+        first = cause.errors()[0]
+        field = ".".join(str(p) for p in first["loc"] if not isinstance(p, int)) or exc.field
+        ctx = {k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in (first.get("ctx") or {}).items()}
+        key = _PYDANTIC_WORDS.get(first["type"], "cli.invalid.value")
+        return say("cli.invalid.line", flag=flag_of(field), words=say(key, **ctx))
+    return say("cli.invalid.line", flag=flag_of(exc.field), words=_reason_words(exc.reason))
+
+
+def _reason_words(reason: str) -> str:
+    """The reasons the layers give in English, in this run's language where they have words."""
+    known = {"no such place (add it with 'outreach place add')": "cli.invalid.no_place",
+             "choose a file name, not a folder": "cli.invalid.not_a_file",
+             "the folder does not exist": "cli.invalid.no_folder",
+             "a person needs an alias": "cli.invalid.empty"}
+    key = known.get(reason)
+    return say(key) if key else reason
 
 
 def _sync_errors() -> tuple[type[BaseException], ...]:

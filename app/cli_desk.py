@@ -16,6 +16,7 @@ from typing import Any
 
 from models import exports, reports, review
 from models.errors import InvalidInput
+from models.vocab import AuditAction
 
 from .i18n import Translator
 
@@ -214,5 +215,5 @@ def add_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     sp = add("audit", cmd_audit, "who read, changed, exported or erased what")
     sp.add_argument("--person")
     sp.add_argument("--worker")
-    sp.add_argument("--action")
+    sp.add_argument("--action", choices=[a.value for a in AuditAction])
     sp.add_argument("--limit", type=int, default=100)

@@ -19,6 +19,12 @@ from sync.engine import SyncEngine
 __all__ = ["add_commands"]
 
 
+def _hours(text: str) -> float:
+    from .cli import _hours as hours
+
+    return hours(text)
+
+
 def _engine(args: argparse.Namespace) -> SyncEngine:
     from .cli import open_workspace
 
@@ -261,7 +267,7 @@ def add_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     sp.add_argument("--allow-insecure", action="store_true")
     sp = add("invite", cmd_invite, "coordinator: a one-time code for a new device")
     sp.add_argument("--role", choices=[r.value for r in p.Role], default=p.Role.WORKER.value)
-    sp.add_argument("--hours", type=float, default=24.0)
+    sp.add_argument("--hours", type=_hours, default=24.0, help="how long the code works: a minute to a week")
     sp.add_argument("--qr", action="store_true", help="also draw the code as a QR code")
     sp = add("devices", cmd_devices, "coordinator: the team's devices, each with its fingerprint")
     sp.add_argument("--confirm-devices", choices=("on", "off"),

@@ -10,10 +10,11 @@ This module must never open a database or hold a key; `store` and `vault` do tha
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import field_validator
+from pydantic_core import PydanticCustomError
 from sqlmodel import Field, SQLModel
 
 from .vocab import (
@@ -39,6 +40,7 @@ __all__ = [
     "AuditEventBase", "AuditEventCreate", "AuditEventPublic", "AuditEvent",
     "Keyring", "Meta", "Outbox", "SyncState", "ReviewConflict", "SetAside", "Inbox", "Dirty", "Erased", "Snapshot",
     "SEALED_TABLES", "FAMILIES", "REVIEWED_FIELDS", "LOCAL_TABLES",
+    "check_line", "check_text", "CONTROL_CHARACTERS", "EARLIEST",
 ]
 
 _CPR = re.compile(r"^\d{6}-?\d{4}$")
@@ -57,13 +59,91 @@ def _check_cpr(v: str | None) -> str | None:
     if v is None:
         return v
     if not _CPR.match(v):
-        raise ValueError("a CPR number is 10 digits, DDMMYY-XXXX")
+        raise PydanticCustomError("cpr_format", "a CPR number is 10 digits, DDMMYY-XXXX")
     digits = v.replace("-", "")
     try:
         date(2000, int(digits[2:4]), int(digits[0:2]))
-    except ValueError as exc:
-        raise ValueError("a CPR number starts with a valid date DDMMYY") from exc
+    except ValueError:
+        raise PydanticCustomError("cpr_date", "a CPR number starts with a valid date DDMMYY") from None
     return f"{digits[:6]}-{digits[6:]}"
+
+
+# ------------------------------------------------------------------------- free text and dates
+# C0 and C1 control characters and DEL: a NUL or an escape sequence typed (or synced) into an alias
+# or a note could drive the terminal of whoever lists it. Notes keep their line breaks and tabs.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+EARLIEST = date(1900, 1, 1)  # no record of this work is older; a date before it is a typing slip
+_LATEST_DUE = date(2100, 12, 31)
+
+
+def check_line(v: Any) -> Any:
+    """One line of free text (an alias, a name, a place): no control characters at all."""
+    if isinstance(v, str) and CONTROL_CHARACTERS.search(v):
+        raise PydanticCustomError("control_characters", "control characters (such as NUL or ESC) are not allowed")
+    if isinstance(v, list):
+        for item in v:
+            check_line(item)
+    return v
+
+
+def check_text(v: Any) -> Any:
+    """Free text of several lines (a note): line breaks and tabs, no other control characters.
+    A Windows line break becomes a plain one."""
+    if isinstance(v, str):
+        v = v.replace("\r\n", "\n")
+        if _CONTROL_IN_TEXT.search(v):
+            raise PydanticCustomError("control_characters",
+                                      "control characters (such as NUL or ESC) are not allowed; line breaks are")
+    return v
+
+
+def _check_day(v: date | None, *, latest: date) -> None:
+    if v is None:
+        return
+    if v < EARLIEST:
+        raise PydanticCustomError("date_too_early", "a date from {earliest} on", {"earliest": EARLIEST.isoformat()})
+    if v > latest:
+        raise PydanticCustomError("date_too_late", "a date up to {latest}", {"latest": latest.isoformat()})
+
+
+def _past_day(cls: Any, v: date | None) -> date | None:
+    """A day that has happened (a status or consent date): from 1900 to tomorrow (time zones)."""
+    _check_day(v, latest=date.today() + timedelta(days=1))
+    return v
+
+
+def _due_day(cls: Any, v: date | None) -> date | None:
+    """A day something is planned for: from 1900 to the end of 2100."""
+    _check_day(v, latest=_LATEST_DUE)
+    return v
+
+
+def _meeting_time(cls: Any, v: datetime | None) -> datetime | None:
+    """When a meeting happened: from 1900, and not more than a day ahead of this device's clock
+    (a device a little ahead, a time zone away; a contact dated 9999 would sort first for ever)."""
+    if v is None:
+        return v
+    now = datetime.now(UTC) if v.tzinfo else datetime.now()
+    if v.date() < EARLIEST:
+        raise PydanticCustomError("date_too_early", "a date from {earliest} on", {"earliest": EARLIEST.isoformat()})
+    if v > now + timedelta(days=1):
+        raise PydanticCustomError("date_in_future", "not more than a day in the future")
+    return v
+
+
+def _birth_year(cls: Any, v: int | None) -> int | None:
+    if v is not None and not 1900 <= v <= date.today().year:
+        raise PydanticCustomError("birth_year", "a year from 1900 to {year}", {"year": date.today().year})
+    return v
+
+
+def _line(cls: Any, v: Any) -> Any:
+    return check_line(v)
+
+
+def _text(cls: Any, v: Any) -> Any:
+    return check_text(v)
 
 
 # --------------------------------------------------------------------------------------- Person
@@ -108,8 +188,17 @@ class PersonBase(SQLModel):
         return _check_cpr(v)
 
 
+_PERSON_LINES = ("alias", "full_name", "nationality", "languages", "icm_worker", "usual_place")
+_PERSON_TEXTS = ("description", "consent_scope", "safety_note", "retention_note")
+
+
 class PersonCreate(PersonBase):
-    pass
+    # on what is written (forms, flags, remote ops), not on what is read: a record stored by an
+    # older version is still shown (the CLI escapes what it prints)
+    _lines = field_validator(*_PERSON_LINES)(_line)
+    _texts = field_validator(*_PERSON_TEXTS)(_text)
+    _days = field_validator("consent_date", "status_date")(_past_day)
+    _year = field_validator("birth_year")(_birth_year)
 
 
 class PersonUpdate(SQLModel):
@@ -138,6 +227,11 @@ class PersonUpdate(SQLModel):
     @classmethod
     def _cpr(cls, v: Any) -> Any:
         return _check_cpr(_strip(v))
+
+    _lines = field_validator(*_PERSON_LINES)(_line)
+    _texts = field_validator(*_PERSON_TEXTS)(_text)
+    _days = field_validator("consent_date", "status_date")(_past_day)
+    _year = field_validator("birth_year")(_birth_year)
 
 
 class PersonPublic(PersonBase):
@@ -181,7 +275,10 @@ class ContactBase(SQLModel):
 
 
 class ContactCreate(ContactBase):
-    pass
+    _lines = field_validator("workers", "person_id", "place_id")(_line)
+    _texts = field_validator("note")(_text)
+    _at = field_validator("at")(_meeting_time)
+    _due = field_validator("follow_up")(_due_day)
 
 
 class ContactUpdate(SQLModel):
@@ -197,6 +294,11 @@ class ContactUpdate(SQLModel):
     referrals: list[Referral] | None = None
     note: str | None = _Text
     follow_up: date | None = None
+
+    _lines = field_validator("workers", "person_id", "place_id")(_line)
+    _texts = field_validator("note")(_text)
+    _at = field_validator("at")(_meeting_time)
+    _due = field_validator("follow_up")(_due_day)
 
 
 class ContactPublic(ContactBase):
@@ -229,7 +331,7 @@ class PlaceBase(SQLModel):
 
 
 class PlaceCreate(PlaceBase):
-    pass
+    _lines = field_validator("name", "zone")(_line)
 
 
 class PlaceUpdate(SQLModel):
@@ -237,6 +339,8 @@ class PlaceUpdate(SQLModel):
     zone: str | None = None
     lat: float | None = None
     lon: float | None = None
+
+    _lines = field_validator("name", "zone")(_line)
 
 
 class PlacePublic(PlaceBase):
@@ -261,7 +365,9 @@ class FollowUpBase(SQLModel):
 
 
 class FollowUpCreate(FollowUpBase):
-    pass
+    _lines = field_validator("assignee", "person_id", "contact_id")(_line)
+    _texts = field_validator("note")(_text)
+    _due = field_validator("due")(_due_day)
 
 
 class FollowUpUpdate(SQLModel):
@@ -270,6 +376,10 @@ class FollowUpUpdate(SQLModel):
     assignee: str | None = None
     note: str | None = None
     done: bool | None = None
+
+    _lines = field_validator("assignee", "person_id")(_line)
+    _texts = field_validator("note")(_text)
+    _due = field_validator("due")(_due_day)
 
 
 class FollowUpPublic(FollowUpBase):
