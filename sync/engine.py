@@ -43,6 +43,7 @@ from models.workspace import RemoteOp, Workspace
 from . import protocol as p
 from .client import EncodedBody, SyncClient
 from .errors import (
+    DeviceRetired,
     DeviceRevoked,
     KeyRefused,
     NotJoined,
@@ -80,6 +81,7 @@ class SyncReport:
     set_aside: int = 0
     purged: int = 0
     erased_late: int = 0  # records of erased persons that arrived late, purged on the server
+    retired: int = 0  # devices that handed over and were revoked
     admitted: int = 0
     rejected: int = 0
     pending: bool = False
@@ -98,17 +100,22 @@ class RosterEntry:
     unsigned_through: int
     cutoff: int | None
     n: int  # when the coordinator issued it (ms): an older entry never replaces a newer one
+    retire: bool = False  # asked to hand everything over and leave (`SyncEngine.retire`)
 
     def to_json(self) -> dict[str, object]:
-        return {"sign_vk": p.b64e(self.sign_vk) if self.sign_vk else None, "role": self.role,
-                "unsigned_through": self.unsigned_through, "cutoff": self.cutoff, "n": self.n}
+        out: dict[str, object] = {"sign_vk": p.b64e(self.sign_vk) if self.sign_vk else None, "role": self.role,
+                                  "unsigned_through": self.unsigned_through, "cutoff": self.cutoff, "n": self.n}
+        if self.retire:
+            out["retire"] = True
+        return out
 
     @classmethod
     def from_json(cls, device_id: str, d: dict[str, object]) -> RosterEntry:
         vk, cutoff = d.get("sign_vk"), d.get("cutoff")
         return cls(device_id, p.b64d(vk) if isinstance(vk, str) else None, str(d.get("role") or "worker"),
                    int(d.get("unsigned_through") or 0),  # type: ignore[call-overload]
-                   cutoff if isinstance(cutoff, int) else None, int(d.get("n") or 0))  # type: ignore[call-overload]
+                   cutoff if isinstance(cutoff, int) else None, int(d.get("n") or 0),  # type: ignore[call-overload]
+                   d.get("retire") is True)
 
 
 @dataclass
@@ -348,8 +355,8 @@ class SyncEngine:
         self._keep_roster(kept)
 
     def _entry(self, device_id: str, sign_vk: bytes | None, role: str, unsigned_through: int = 0,
-               cutoff: int | None = None) -> RosterEntry:
-        return RosterEntry(device_id, sign_vk, role, unsigned_through, cutoff, int(self.ws.now() * 1000))
+               cutoff: int | None = None, *, retire: bool = False) -> RosterEntry:
+        return RosterEntry(device_id, sign_vk, role, unsigned_through, cutoff, int(self.ws.now() * 1000), retire)
 
     def _announce(self) -> None:
         """A device admitted by the previous version: tell the coordinator its new signing key,
@@ -711,6 +718,78 @@ class SyncEngine:
         self._set_json_secret("pinned", pinned)
         return epoch
 
+    # ------------------------------------------------------------------ retire
+    # Two ways for a device to leave. `revoke` is for a lost or stolen one: at once, and whatever
+    # it did not sync is lost (`loss_preview` says since when). `retire` is for one still in hand:
+    # the coordinator signs a roster entry asking it to leave; the device's next sync pushes
+    # everything it holds, writes an audit event saying it handed over, and clears itself; the
+    # coordinator's next sync after that event revokes it (a new key epoch, as for any revoke).
+    # The server cannot forge the request (signed) and hiding it only delays the retirement.
+    ROSTER_EVERY = 60.0  # seconds between two looks at this device's own roster entry
+    HANDED_OVER = "device retired: "  # the audit detail of a retired device's last word, + its id
+
+    def retire(self, device_id: str) -> None:
+        """Coordinator: ask a device to hand everything over and leave (see above)."""
+        self._ensure_authority()
+        if device_id == self.ws.device_id:
+            raise ValueError("a device cannot retire itself")
+        old = self.refresh_roster().get(device_id)
+        if old is None or old.cutoff is not None:
+            raise ValueError("no active device with that id")
+        self._publish_roster([self._entry(device_id, old.sign_vk, old.role, old.unsigned_through, retire=True)])
+
+    def retiring(self) -> list[str]:
+        """Devices asked to retire that have not left yet (as this device knows the roster)."""
+        return sorted(d for d, e in self.roster().items() if e.retire and e.cutoff is None)
+
+    def loss_preview(self, device_id: str) -> tuple[float | None, int]:
+        """What revoking a device at once can lose: (when it last reached the server, None: never;
+        the highest change number of it this device has seen). Everything it recorded after that
+        moment is lost with it."""
+        listing = self.client().devices()
+        last = next((d.last_seen for d in listing.devices if d.device_id == device_id), None)
+        return last, self._seen(device_id)
+
+    def _asked_to_retire(self) -> bool:
+        if self.authority_vk() is None or self.is_coordinator:
+            return False
+        now = time.time()
+        if now - float(self.ws.sync_value("roster_checked", "0") or 0) < self.ROSTER_EVERY:
+            return False
+        entry = self.refresh_roster().get(self.ws.device_id)
+        self.ws.set_sync_values(roster_checked=now)
+        return entry is not None and entry.retire and entry.cutoff is None
+
+    def _hand_over(self) -> None:
+        """Retired: push everything (with a last audit event saying so), then clear this device.
+        A push that fails leaves everything here for the next try."""
+        from models.vocab import AuditAction
+
+        ws = self.ws
+        ws.audit(AuditAction.CHANGE, None, None, detail=self.HANDED_OVER + ws.device_id)
+        self.push()
+        if ws.outbox_count():
+            raise Offline("Not everything could be sent yet; this device is cleared once it is.")
+        log.warning("this device was retired by the coordinator: everything was sent; clearing local data")
+        self.close()
+        ws.wipe()
+        raise DeviceRetired()
+
+    def finish_retirements(self) -> int:
+        """Coordinator: revoke each retiring device whose hand-over event has arrived. Returns
+        how many were revoked."""
+        from models.vocab import RecordType
+
+        waiting = self.retiring()
+        if not waiting:
+            return 0
+        done = {str(v.get("detail"))[len(self.HANDED_OVER):] for v in self.ws.index.records[RecordType.AUDIT].values()
+                if str(v.get("detail") or "").startswith(self.HANDED_OVER)}
+        finished = [d for d in waiting if d in done]
+        for device_id in finished:
+            self.revoke(device_id)
+        return len(finished)
+
     def erase_person(self, person_id: str) -> int:
         """Coordinator: purge a person and their contacts and follow-ups on the server and here;
         leaves an audit record of the erasure that holds no personal data. Returns records erased."""
@@ -870,6 +949,10 @@ class SyncEngine:
         pulled = self.pull(progress, wait=wait)
         report.pulled, report.applied, report.set_aside, report.purged = pulled
         report.erased_late = self.purge_late()
+        if self.is_coordinator:
+            report.retired = self.finish_retirements()
+        elif self._asked_to_retire():
+            self._hand_over()
         return report
 
     def purge_late(self) -> int:

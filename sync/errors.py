@@ -9,6 +9,8 @@ kept on this device and will be sent later."), never personal data.
     ├── NotJoined            this device is not in a team yet
     ├── ProofMismatch        a joining device's key does not match its code (server tampering?)
     ├── RevocationUnproven   "revoked" on the server's word alone: nothing erased, syncing stops
+    ├── DeviceRetired        the coordinator retired this device: it handed everything over and
+    │                        cleared itself
     ├── KeyRefused           a team key the coordinator did not sign, or a second key for a held
     │                        epoch: nothing adopted, syncing stops (docs/SECURITY.md)
     └── Rejected             a 4xx with a protocol error code; `.code` is the ErrorCode
@@ -25,7 +27,7 @@ from typing import Any
 
 __all__ = [
     "SyncError", "Offline", "InsecureURL", "ServerFault", "NotJoined", "ProofMismatch", "KeyRefused",
-    "RevocationUnproven", "Rejected",
+    "RevocationUnproven", "DeviceRetired", "Rejected",
     "DeviceRevoked", "DevicePending", "StaleEpoch", "CodeInvalid", "Throttled",
 ]
 
@@ -55,6 +57,15 @@ class NotJoined(SyncError):
 
 class ProofMismatch(SyncError):
     pass
+
+
+class DeviceRetired(SyncError):
+    """The coordinator retired this device: everything it held is on the server, and it cleared
+    itself."""
+
+    def __init__(self) -> None:
+        super().__init__("The coordinator retired this device: everything it held was sent to the team, and it "
+                         "has been cleared.")
 
 
 class RevocationUnproven(SyncError):
