@@ -20,7 +20,8 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date, datetime
 from enum import StrEnum
@@ -30,6 +31,7 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from models.demo import populate
+from models.tables import CONTROL_CHARACTERS
 from models.errors import InvalidInput, StoreError, TamperedRecord, VaultMissing
 from models.vocab import (
     Consent,
@@ -359,6 +361,8 @@ def _dump(model: Any) -> dict[str, Any]:
 
 # =========================================================================== commands
 def cmd_init(args: argparse.Namespace, out: Output) -> int:
+    if CONTROL_CHARACTERS.search(args.worker):
+        raise CliError(say("cli.invalid.line", flag="--worker", words=say("cli.invalid.control_characters")))
     ws = Workspace(args.data_dir_path)
     device_id = ws.init(passphrase("New passphrase or PIN: ", confirm=True), worker_name=args.worker,
                         max_failures=args.max_failures)
@@ -437,7 +441,8 @@ def cmd_contact(args: argparse.Namespace, out: Output) -> int:
             place_id = None
             if args.place:
                 place = ws.find_place(args.place)
-                place_id = place.id if place else ws.add_place({"name": args.place}).id
+                with as_flag("--place"):
+                    place_id = place.id if place else ws.add_place({"name": args.place}).id
             c = ws.add_contact({
                 "at": at,
                 "person_id": None if args.anonymous else ws.resolve_person_id(args.person),
@@ -457,7 +462,8 @@ def cmd_contact(args: argparse.Namespace, out: Output) -> int:
 def cmd_place(args: argparse.Namespace, out: Output) -> int:
     ws = open_workspace(args)
     if args.action == "add":
-        pl = ws.add_place({"name": args.name, "zone": args.zone})
+        with as_flag("name"):  # the positional name; --zone is named by its flag
+            pl = ws.add_place({"name": args.name, "zone": args.zone})
         log.info("place add: %s", pl.id)
         out.emit({"id": pl.id}, pl.id)
     else:
@@ -665,7 +671,7 @@ def flag_of(field: str) -> str:
     return _FLAGS.get(name) or "--" + name.replace("_", "-")
 
 
-def invalid_words(exc: InvalidInput) -> str:
+def invalid_words(exc: InvalidInput, flag: str | None = None) -> str:
     """Bad input in plain words naming the flag: pydantic's own words ('Input should be ...',
     'month value is outside expected range of 1-12') never reach the user."""
     cause = exc.__cause__ or exc.__context__
@@ -674,8 +680,18 @@ def invalid_words(exc: InvalidInput) -> str:
         field = ".".join(str(p) for p in first["loc"] if not isinstance(p, int)) or exc.field
         ctx = {k: (v if isinstance(v, (int, float, str)) else str(v)) for k, v in (first.get("ctx") or {}).items()}
         key = _PYDANTIC_WORDS.get(first["type"], "cli.invalid.value")
-        return say("cli.invalid.line", flag=flag_of(field), words=say(key, **ctx))
-    return say("cli.invalid.line", flag=flag_of(exc.field), words=_reason_words(exc.reason))
+        return say("cli.invalid.line", flag=flag or flag_of(field), words=say(key, **ctx))
+    return say("cli.invalid.line", flag=flag or flag_of(exc.field), words=_reason_words(exc.reason))
+
+
+@contextmanager
+def as_flag(flag: str) -> Iterator[None]:
+    """Bad input of the records made inside, said as the flag (or argument) it came from: a new
+    place's name is `--place` to `contact add`."""
+    try:
+        yield
+    except InvalidInput as exc:
+        raise CliError(invalid_words(exc, flag)) from exc
 
 
 def _reason_words(reason: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 from datetime import date
@@ -153,10 +154,7 @@ def cmd_retention(args: argparse.Namespace, out: Any) -> int:
 def cmd_access(args: argparse.Namespace, out: Any) -> int:
     ws = _ws(args)
     rep = review.access_request(ws, ws.resolve_person_id(args.person))
-    if args.json:
-        print(review.access_json(rep))
-    else:
-        print(review.access_text(rep, translate=_translator()))
+    out.emit(json.loads(review.access_json(rep)), lambda: review.access_text(rep, translate=_translator()))
     return 0
 
 
