@@ -31,8 +31,8 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from models.demo import populate
-from models.tables import CONTROL_CHARACTERS
 from models.errors import InvalidInput, StoreError, TamperedRecord, VaultMissing
+from models.tables import CONTROL_CHARACTERS
 from models.vocab import (
     Consent,
     ContactKind,
