@@ -27,11 +27,13 @@ from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NoReturn
+from weakref import WeakKeyDictionary
 
 from pydantic import ValidationError
 
 from models.demo import populate
-from models.errors import InvalidInput, StoreError, TamperedRecord, VaultMissing
+from models.errors import InvalidInput, NotFound, StoreError, TamperedRecord, VaultMissing
+from models.ids import Ambiguous, resolve, short_ids
 from models.tables import CONTROL_CHARACTERS
 from models.vocab import (
     Consent,
@@ -41,6 +43,7 @@ from models.vocab import (
     HomelessCategory,
     Living,
     Need,
+    RecordType,
     Referral,
     Service,
     Status,
@@ -338,21 +341,68 @@ def _person_fields(args: argparse.Namespace, ws: Workspace) -> dict[str, Any]:
     return fields
 
 
-def _person_line(p: Any, last: datetime | None) -> str:
+# ------------------------------------------------------------------------------ ids
+_SHORTS: WeakKeyDictionary[Workspace, dict[str, dict[str, str]]] = WeakKeyDictionary()
+
+
+def short(ws: Workspace, kind: str, rid: str | None) -> str:
+    """The short id printed for a record: unique among every record of its kind (models.ids)."""
+    if not rid:
+        return "-"
+    known = _SHORTS.setdefault(ws, {})
+    if rid not in known.get(kind, {}):
+        known[kind] = short_ids(ws.index.records[RecordType(kind)])
+    return known[kind].get(rid, rid)
+
+
+def _names(ws: Workspace, kind: str) -> dict[str, tuple[str | None, ...]] | None:
+    table = ws.index.records[RecordType(kind)]
+    if kind == "person":
+        return {rid: (v.get("alias"), v.get("full_name")) for rid, v in table.items()}
+    if kind == "place":
+        return {rid: (v.get("name"),) for rid, v in table.items()}
+    return None
+
+
+def _label(ws: Workspace, kind: str, rid: str) -> str:
+    values = ws.index.records[RecordType(kind)].get(rid) or {}
+    return str(values.get("alias") or values.get("name") or values.get("due") or values.get("at") or "")
+
+
+def find_id(ws: Workspace, kind: str, typed: str) -> str:
+    """The record of `kind` that `typed` means: an id as printed, the whole id, a unique prefix,
+    or (persons, places) a name only one has. Ambiguous: one line naming the candidates."""
+    try:
+        return resolve(typed, ws.index.records[RecordType(kind)], kind=kind, names=_names(ws, kind))
+    except Ambiguous as exc:
+        shown = [f"{short(ws, kind, rid)} ({_label(ws, kind, rid)})" for rid in exc.candidates[:10]]
+        more = len(exc.candidates) - len(shown)
+        raise CliError(say("cli.ambiguous", typed=typed, n=len(exc.candidates), kinds=say(f"cli.kinds.{kind}"),
+                           candidates=", ".join(shown) + (say("cli.and_more", n=more) if more else ""))) from None
+    except NotFound:
+        raise CliError(say("cli.not_found", kind=say(f"cli.kind.{kind}"), typed=typed)) from None
+
+
+def person_id(ws: Workspace, typed: str) -> str:
+    return find_id(ws, "person", typed)
+
+
+def _person_line(p: Any, last: datetime | None, ws: Workspace) -> str:
     seen = last.strftime("%d-%m-%Y") if last else "never"
     cat = p.category.value if p.category else "-"
-    return f"{p.id[:8]}  {p.alias:<32.32}  {p.status.value:<10} {cat:<14} last seen {seen}"
+    return f"{short(ws, 'person', p.id):<12} {one_line(p.alias):<32.32}  {p.status.value:<10} {cat:<14} last seen {seen}"
 
 
 def _contact_line(c: Any, ws: Workspace) -> str:
     who = "anonymous"
     if c.person_id:
-        person = ws.index.records["person"].get(c.person_id)  # type: ignore[index]
-        who = person["alias"] if person else c.person_id[:8]
-    place = ws.index.records["place"].get(c.place_id or "")  # type: ignore[index]
+        person = ws.index.records[RecordType.PERSON].get(c.person_id)
+        who = person["alias"] if person else short(ws, "person", c.person_id)
+    place = ws.index.records[RecordType.PLACE].get(c.place_id or "")
     where = place["name"] if place else "-"
     services = ",".join(s.value for s in c.services) or "-"
-    return f"{c.id[:8]}  {c.at:%d-%m-%Y %H:%M}  {who:<28.28} {where:<22.22} {c.kind.value:<9} {services}"
+    return (f"{short(ws, 'contact', c.id):<12} {c.at:%d-%m-%Y %H:%M}  {one_line(who):<28.28} {one_line(where):<22.22} "
+            f"{c.kind.value:<9} {services}")
 
 
 def _dump(model: Any) -> dict[str, Any]:
@@ -393,9 +443,9 @@ def cmd_person(args: argparse.Namespace, out: Output) -> int:
     elif args.action == "list":
         persons = ws.persons(status=args.status, category=args.category, not_seen_days=args.not_seen)
         out.emit([{**_dump(p), "last_contact": ws.last_contact_at(p.id)} for p in persons],
-                 lambda: "\n".join(_person_line(p, ws.last_contact_at(p.id)) for p in persons) or "No persons.")
+                 lambda: "\n".join(_person_line(p, ws.last_contact_at(p.id), ws) for p in persons) or "No persons.")
     elif args.action == "show":
-        p = ws.get_person(ws.resolve_person_id(args.id))
+        p = ws.get_person(person_id(ws, args.id))
         contacts = ws.contacts(person_id=p.id, limit=1000)
         fus = ws.follow_ups(person_id=p.id)
         ws.audit(_audit_read(), _rt("person"), p.id)
@@ -409,12 +459,12 @@ def cmd_person(args: argparse.Namespace, out: Output) -> int:
             return "\n".join(lines)
         out.emit({**_dump(p), "contacts": [_dump(c) for c in contacts], "follow_ups": [_dump(f) for f in fus]}, text)
     elif args.action == "edit":
-        pid = ws.resolve_person_id(args.id)
+        pid = person_id(ws, args.id)
         p = ws.edit_person(pid, _person_fields(args, ws))
         log.info("person edit: %s", p.id)
         out.emit(_dump(p), p.id)
     elif args.action == "delete":
-        pid = ws.resolve_person_id(args.id)
+        pid = person_id(ws, args.id)
         ws.delete_record(_rt("person"), pid)
         log.info("person delete: %s", pid)
         out.emit({"deleted": pid}, f"Deleted {pid}")
@@ -445,7 +495,7 @@ def cmd_contact(args: argparse.Namespace, out: Output) -> int:
                     place_id = place.id if place else ws.add_place({"name": args.place}).id
             c = ws.add_contact({
                 "at": at,
-                "person_id": None if args.anonymous else ws.resolve_person_id(args.person),
+                "person_id": None if args.anonymous else person_id(ws, args.person),
                 "place_id": place_id, "kind": args.kind, "living": args.living, "services": args.services,
                 "referrals": args.referrals, "workers": args.workers, "note": args.note,
                 "follow_up": _parse_date(args.follow_up, "follow-up"),
@@ -453,7 +503,7 @@ def cmd_contact(args: argparse.Namespace, out: Output) -> int:
         log.info("contact add: %s", c.id)
         out.emit({"id": c.id}, c.id)
     elif args.action == "list":
-        pid = ws.resolve_person_id(args.person) if args.person else None
+        pid = person_id(ws, args.person) if args.person else None
         contacts = ws.contacts(person_id=pid, limit=args.limit)
         out.emit([_dump(c) for c in contacts], lambda: "\n".join(_contact_line(c, ws) for c in contacts) or "No contacts.")
     return EXIT_OK
@@ -469,7 +519,7 @@ def cmd_place(args: argparse.Namespace, out: Output) -> int:
     else:
         places = ws.places()
         out.emit([_dump(p) for p in places],
-                 lambda: "\n".join(f"{p.id[:8]}  {p.name:<30} {p.zone or ''}" for p in places) or "No places.")
+                 lambda: "\n".join(f"{short(ws, 'place', p.id):<12} {one_line(p.name):<30} {one_line(p.zone)}" for p in places) or "No places.")
     return EXIT_OK
 
 
@@ -478,9 +528,9 @@ def cmd_followup(args: argparse.Namespace, out: Output) -> int:
     if args.action == "list":
         fus = ws.follow_ups(due_by=date.today() if args.due else None)
         out.emit([_dump(f) for f in fus],
-                 lambda: "\n".join(f"{f.id[:8]}  due {f.due:%d-%m-%Y}  {f.note or ''}" for f in fus) or "No follow-ups.")
+                 lambda: "\n".join(f"{short(ws, 'followup', f.id):<12} due {f.due:%d-%m-%Y}  {f.note or ''}" for f in fus) or "No follow-ups.")
     else:
-        fid = ws._resolve(_rt("followup"), args.id)
+        fid = find_id(ws, "followup", args.id)
         ws.edit_follow_up(fid, {"done": True})
         out.emit({"done": fid}, f"Done: {fid}")
     return EXIT_OK
@@ -491,9 +541,9 @@ def cmd_search(args: argparse.Namespace, out: Output) -> int:
     res = ws.search(args.text, limit=args.limit)
 
     def text() -> str:
-        lines = [_person_line(p, ws.last_contact_at(p.id)) for p in res.persons]
+        lines = [_person_line(p, ws.last_contact_at(p.id), ws) for p in res.persons]
         lines += [_contact_line(c, ws) for c in res.contacts]
-        lines += [f"{p.id[:8]}  place {p.name}" for p in res.places]
+        lines += [f"{short(ws, 'place', p.id):<12} place {one_line(p.name)}" for p in res.places]
         return "\n".join(lines) or "Nothing found."
     out.emit({"persons": [_dump(p) for p in res.persons], "contacts": [_dump(c) for c in res.contacts],
               "places": [_dump(p) for p in res.places]}, text)
@@ -506,7 +556,7 @@ def cmd_conflicts(args: argparse.Namespace, out: Output) -> int:
     out.emit([{"record_type": c.record_type.value, "record_id": c.record_id, "field": c.field,
                "a": c.value_a, "device_a": c.device_a, "at_a": c.at_a, "b": c.value_b, "device_b": c.device_b,
                "at_b": c.at_b} for c in items],
-             lambda: "\n".join(f"{c.record_id[:8]} {c.field}: {c.value_a!r} ({c.at_a:%d-%m %H:%M}) vs "
+             lambda: "\n".join(f"{short(ws, c.record_type.value, c.record_id)} {c.field}: {c.value_a!r} ({c.at_a:%d-%m %H:%M}) vs "
                                f"{c.value_b!r} ({c.at_b:%d-%m %H:%M})" for c in items) or "No conflicts.")
     return EXIT_OK
 

@@ -30,6 +30,24 @@ def _ws(args: argparse.Namespace) -> Any:
     return open_workspace(args)
 
 
+def _person_id(ws: Any, typed: str) -> str:
+    from .cli import person_id
+
+    return person_id(ws, typed)
+
+
+def _short(ws: Any, kind: str, rid: str | None) -> str:
+    from .cli import short
+
+    return short(ws, kind, rid)
+
+
+def _line(text: str | None) -> str:
+    from .cli import one_line
+
+    return one_line(text)
+
+
 def _translator() -> Translator:
     """The app's translations (Danish unless OUTREACH_LANG=en): headings and values in files."""
     lang = os.environ.get("OUTREACH_LANG", "da")
@@ -135,7 +153,7 @@ def cmd_duplicates(args: argparse.Namespace, out: Any) -> int:
 
 def cmd_merge(args: argparse.Namespace, out: Any) -> int:
     ws = _ws(args)
-    res = review.merge_persons(ws, keep_id=ws.resolve_person_id(args.keep), drop_id=ws.resolve_person_id(args.drop))
+    res = review.merge_persons(ws, keep_id=_person_id(ws, args.keep), drop_id=_person_id(ws, args.drop))
     out.emit(_plain(res), f"Merged: {res.contacts} contacts and {res.follow_ups} follow-ups moved to {res.keep_id}.")
     return 0
 
@@ -143,24 +161,24 @@ def cmd_merge(args: argparse.Namespace, out: Any) -> int:
 def cmd_retention(args: argparse.Namespace, out: Any) -> int:
     ws = _ws(args)
     if args.keep:
-        review.keep_person(ws, ws.resolve_person_id(args.keep), reason=args.reason or "")
+        review.keep_person(ws, _person_id(ws, args.keep), reason=args.reason or "")
     items = review.retention_review(ws, months=args.months)
     out.emit([_plain(i) for i in items],
-             lambda: "\n".join(f"{i.person_id[:8]}  {i.alias:<30.30} not met since {i.since:%d-%m-%Y}" for i in items)
+             lambda: "\n".join(f"{_short(ws, 'person', i.person_id):<12} {_line(i.alias):<30.30} not met since {i.since:%d-%m-%Y}" for i in items)
              or f"Nobody unmet for {args.months} months.")
     return 0
 
 
 def cmd_access(args: argparse.Namespace, out: Any) -> int:
     ws = _ws(args)
-    rep = review.access_request(ws, ws.resolve_person_id(args.person))
+    rep = review.access_request(ws, _person_id(ws, args.person))
     out.emit(json.loads(review.access_json(rep)), lambda: review.access_text(rep, translate=_translator()))
     return 0
 
 
 def cmd_audit(args: argparse.Namespace, out: Any) -> int:
     ws = _ws(args)
-    pid = ws.resolve_person_id(args.person) if args.person else None
+    pid = _person_id(ws, args.person) if args.person else None
     events = review.audit_log(ws, person_id=pid, actor=args.worker, action=args.action, limit=args.limit)
     out.emit([_plain(e) for e in events],
              lambda: "\n".join(f"{e.at:%d-%m-%Y %H:%M}  {e.actor:<16.16} {e.action.value:<7} "

@@ -25,6 +25,12 @@ def _hours(text: str) -> float:
     return hours(text)
 
 
+def _person_id(ws: Any, typed: str) -> str:
+    from .cli import person_id
+
+    return person_id(ws, typed)
+
+
 def _engine(args: argparse.Namespace) -> SyncEngine:
     from .cli import open_workspace
 
@@ -238,7 +244,7 @@ def cmd_notices(args: argparse.Namespace, out: Any) -> int:
 
 def cmd_erase(args: argparse.Namespace, out: Any) -> int:
     eng = _engine(args)
-    pid = eng.ws.resolve_person_id(args.person_id)
+    pid = _person_id(eng.ws, args.person_id)
     if not args.yes:
         if not sys.stdin.isatty():
             from .cli import CliError
