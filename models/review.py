@@ -118,7 +118,7 @@ def resolve_conflict(ws: Workspace, item: ConflictItem, *, keep: Literal["a", "b
     if keep is not None and keep not in ("a", "b"):
         raise InvalidInput("resolution", "keep is 'a' or 'b'")
     chosen = value if keep is None else (item.value_a if keep == "a" else item.value_b)
-    with ws.store.atomic():
+    with ws.store.atomic(), ws.unaudited():
         ws.resolve_conflict(item.record_type, item.record_id, item.field, chosen)
         ws.audit(AuditAction.CHANGE, item.record_type, item.record_id, detail=f"conflict resolved: {item.field}")
 
@@ -413,7 +413,7 @@ def merge_persons(ws: Workspace, *, keep_id: str, drop_id: str) -> MergeResult:
                + [(RecordType.CONTACT, c) for c in contact_ids] + [(RecordType.FOLLOWUP, f) for f in fu_ids])
     before = {key: recs[key[0]].get(key[1]) for key in touched}
     try:
-        with ws.store.atomic():
+        with ws.store.atomic(), ws.unaudited():  # the merge's own event says it all
             if fields:
                 ws.edit_person(keep_id, fields)
             for cid in contact_ids:
@@ -556,6 +556,12 @@ def _merged_into(ws: Workspace, person_id: str) -> set[str]:
     return {drop for drop in index.merged if index.person_of(drop) == person_id}
 
 
+def _is_about(event: Mapping[str, Any], about: set[str]) -> bool:
+    """Whether an audit event's values name one of these ids (its target, or one of the persons
+    a look-up showed)."""
+    return event.get("target_id") in about or not about.isdisjoint(event.get("target_ids") or ())
+
+
 def _about(ws: Workspace, person_id: str) -> set[str]:
     """The ids whose audit events are about this person: theirs, their contacts' and follow-ups',
     and those of persons merged into them."""
@@ -579,7 +585,7 @@ def access_request(ws: Workspace, person_id: str) -> AccessReport:
     fus = sorted((recs[RecordType.FOLLOWUP][i] for i in ids if i in recs[RecordType.FOLLOWUP]),
                  key=lambda f: (str(f.get("due")), f["id"]))
     about = _about(ws, person_id)
-    events = sorted((e for e in recs[RecordType.AUDIT].values() if e.get("target_id") in about),
+    events = sorted((e for e in recs[RecordType.AUDIT].values() if _is_about(e, about)),
                     key=lambda e: (str(e.get("at")), e["id"]))
     place_ids = {c.get("place_id") for c in contacts} | {recs[RecordType.PERSON][person_id].get("usual_place")}
     places = {pid: dict(recs[RecordType.PLACE][pid]) for pid in sorted(p for p in place_ids if p)
@@ -719,7 +725,7 @@ def audit_log(ws: Workspace, *, person_id: str | None = None, actor: str | None 
     want_action = AuditAction(action) if action else None
     out = []
     for e in events:
-        if about is not None and e.target_id not in about:
+        if about is not None and e.target_id not in about and not about.intersection(e.target_ids):
             continue
         if want_actor is not None and " ".join(e.actor.casefold().split()) != want_actor:
             continue

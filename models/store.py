@@ -281,8 +281,13 @@ class Store:
     def drop_outbox_for(self, record_ids: Iterable[str]) -> None:
         self._many("DELETE FROM outbox WHERE record_id=?", ((r,) for r in record_ids))
 
-    def outbox_count(self) -> int:
-        return int(self._q("SELECT count(*) FROM outbox").fetchone()[0])
+    def outbox_count(self, *, without: str | None = None) -> int:
+        """Queued ops; `without` (a sealed table's name) leaves out ops of the records in it."""
+        if without is None:
+            return int(self._q("SELECT count(*) FROM outbox").fetchone()[0])
+        assert without in SEALED_TABLES.values()
+        return int(self._q(f"SELECT count(*) FROM outbox WHERE record_id NOT IN (SELECT id FROM {without})")
+                   .fetchone()[0])
 
     # ---------------------------------------------------------------------------- inbox
     def inbox_put(self, rows: Iterable[InboxRow]) -> None:

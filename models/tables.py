@@ -401,6 +401,7 @@ class AuditEventBase(SQLModel):
     action: AuditAction
     target_type: RecordType | None = None
     target_id: str | None = Field(default=None, max_length=32)
+    target_ids: list[str] = Field(default_factory=list, max_length=100)  # a look-up of several persons
     detail: str | None = Field(default=None, max_length=400)  # never personal data: counts, kinds
 
 

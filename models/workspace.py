@@ -45,6 +45,7 @@ from .store import DB_NAME, Store
 from .tables import (
     FAMILIES,
     REVIEWED_FIELDS,
+    SEALED_TABLES,
     AuditEventCreate,
     AuditEventPublic,
     ContactCreate,
@@ -187,7 +188,11 @@ class Workspace:
         fast_kdf: bool = False,
         now: Callable[[], float] = time.time,
         pepper: bytes = b"",
+        audit_writes: bool = False,
     ) -> None:
+        """`audit_writes`: creating, editing and deleting a person, contact or follow-up writes
+        an audit event too (what the app and the CLI do: the data protection officer's "who
+        changed what"; a test or the bench counting ops leaves it off)."""
         self.data_dir = Path(data_dir)
         self._fast_kdf = fast_kdf
         self._now = now
@@ -201,6 +206,8 @@ class Workspace:
         self._types: dict[str, RecordType] = {}  # every record id in the file, tombstones too
         self._touched: set[tuple[RecordType, str]] | None = None
         self._snapshot_gen = -1  # the change count the stored snapshot was taken at
+        self._audited = audit_writes  # creates, edits and deletes write their audit event (`unaudited`)
+        self._looked_up: dict[str, float] = {}  # person id -> when a look-up of it was last logged
 
     # ============================================================== lifecycle
     @property
@@ -717,7 +724,8 @@ class Workspace:
 
     @contextmanager
     def bulk(self) -> Iterator[None]:
-        """Many changes in one transaction (one fsync): imports, the demo generator."""
+        """Many changes in one transaction (one fsync): a contact with its new person and place,
+        imports, the demo generator."""
         hooks, self.on_change = self.on_change, []
         try:
             with self._transaction():
@@ -737,7 +745,9 @@ class Workspace:
         if person.usual_place:
             self._require(RecordType.PLACE, person.usual_place, "usual_place")
         with self._transaction():
-            values = self._write(RecordType.PERSON, self._new_id(), self._fields(person, only_set=False))
+            rid = self._new_id()
+            values = self._write(RecordType.PERSON, rid, self._fields(person, only_set=False))
+            self._audit_write(AuditAction.CREATE, RecordType.PERSON, rid)
         return PersonPublic.model_validate(values)
 
     def edit_person(self, person_id: str, data: PersonUpdate | dict[str, Any]) -> PersonPublic:
@@ -754,11 +764,64 @@ class Workspace:
             return current
         # validate the merged result, so that an edit cannot make an invalid person
         _validate(PersonCreate, {**current.model_dump(mode="json"), **fields})
-        values = self._write(RecordType.PERSON, person_id, fields, must_exist=True)
+        with self._transaction():
+            values = self._write(RecordType.PERSON, person_id, fields, must_exist=True)
+            self._audit_write(AuditAction.CHANGE, RecordType.PERSON, person_id, fields)
         return PersonPublic.model_validate(values)
 
     def delete_record(self, rtype: RecordType, rid: str) -> None:
-        self._write(rtype, rid, {}, delete=True, must_exist=True)
+        with self._transaction():
+            self._write(rtype, rid, {}, delete=True, must_exist=True)
+            self._audit_write(AuditAction.DELETE, rtype, rid)
+
+    # ---------------------------------------------------------------- who did what
+    # The log answers "who changed what, and who looked a person up" (GDPR art. 15, the data
+    # protection officer's review). Events are ordinary sealed, synced records, so they hold ids,
+    # kinds and field names, never a value. A look-up is logged once per shown person per
+    # `LOOKUP_QUIET` seconds on a device: typing a search does not log every keystroke again.
+    LOOKUP_QUIET = 600.0
+    _AUDITED = (RecordType.PERSON, RecordType.CONTACT, RecordType.FOLLOWUP)
+
+    def _audit_write(self, action: AuditAction, rtype: RecordType, rid: str,
+                     fields: dict[str, Any] | None = None) -> None:
+        if not self._audited or rtype not in self._AUDITED:
+            return
+        detail = ("fields: " + ", ".join(sorted(fields)))[:400] if fields else None
+        self.audit(action, rtype, rid, detail=detail)
+
+    @contextmanager
+    def unaudited(self) -> Iterator[None]:
+        """Writes that a single audit event of the caller's describes (a merge, a conflict's
+        resolution, an import, the demo data) write no event each."""
+        before, self._audited = self._audited, False
+        try:
+            yield
+        finally:
+            self._audited = before
+
+    def log_lookup(self, person_ids: Iterable[str], how: str) -> int:
+        """Log that these persons were shown (a search, a list, a person opened): one event for
+        all of them, leaving out those logged in the last `LOOKUP_QUIET` seconds. `how` is a
+        short kind ("search", "list", "show"), never the search text. Returns how many were
+        logged."""
+        now = self._now()
+        fresh = [pid for pid in dict.fromkeys(person_ids)
+                 if now - self._looked_up.get(pid, float("-inf")) >= self.LOOKUP_QUIET]
+        if not fresh:
+            return 0
+        for start in range(0, len(fresh), self._LOOKUP_IDS):
+            part = fresh[start:start + self._LOOKUP_IDS]
+            event = AuditEventCreate(
+                at=datetime.now().replace(microsecond=0), actor=self.worker_name() or "?", device_id=self.device_id,
+                action=AuditAction.READ, target_type=RecordType.PERSON, target_id=part[0] if len(part) == 1 else None,
+                target_ids=part if len(part) > 1 else [], detail=f"{how[:40]}: {len(part)} shown",
+            )
+            with self._transaction():
+                self._write(RecordType.AUDIT, self._new_id(), self._fields(event, only_set=False))
+        self._looked_up.update(dict.fromkeys(fresh, now))
+        return len(fresh)
+
+    _LOOKUP_IDS = 100  # person ids in one look-up event
 
     def _missing(self, rtype: RecordType, rid: str) -> StoreError:
         """NotFound, or the TamperedRecord of a row that is there but failed its check at unlock."""
@@ -839,6 +902,7 @@ class Workspace:
                 self._write(RecordType.FOLLOWUP, fu_id, FollowUpCreate(
                     due=contact.follow_up, person_id=contact.person_id, contact_id=rid,
                 ).model_dump(mode="json"))
+            self._audit_write(AuditAction.CREATE, RecordType.CONTACT, rid)
         return ContactPublic.model_validate(values)
 
     def edit_contact(self, contact_id: str, data: ContactUpdate | dict[str, Any]) -> ContactPublic:
@@ -846,7 +910,9 @@ class Workspace:
         fields = self._fields(update, only_set=True)
         current = self.get_contact(contact_id)
         _validate(ContactCreate, {**current.model_dump(mode="json"), **fields})
-        values = self._write(RecordType.CONTACT, contact_id, fields, must_exist=True)
+        with self._transaction():
+            values = self._write(RecordType.CONTACT, contact_id, fields, must_exist=True)
+            self._audit_write(AuditAction.CHANGE, RecordType.CONTACT, contact_id, fields)
         return ContactPublic.model_validate(values)
 
     def get_contact(self, contact_id: str) -> ContactPublic:
@@ -915,12 +981,17 @@ class Workspace:
         if fu.person_id:
             self._require(RecordType.PERSON, fu.person_id, "person_id")
         with self._transaction():
-            values = self._write(RecordType.FOLLOWUP, self._new_id(), self._fields(fu, only_set=False))
+            rid = self._new_id()
+            values = self._write(RecordType.FOLLOWUP, rid, self._fields(fu, only_set=False))
+            self._audit_write(AuditAction.CREATE, RecordType.FOLLOWUP, rid)
         return FollowUpPublic.model_validate(values)
 
     def edit_follow_up(self, fu_id: str, data: FollowUpUpdate | dict[str, Any]) -> FollowUpPublic:
         update = data if isinstance(data, FollowUpUpdate) else _validate(FollowUpUpdate, data)
-        values = self._write(RecordType.FOLLOWUP, fu_id, self._fields(update, only_set=True), must_exist=True)
+        fields = self._fields(update, only_set=True)
+        with self._transaction():
+            values = self._write(RecordType.FOLLOWUP, fu_id, fields, must_exist=True)
+            self._audit_write(AuditAction.CHANGE, RecordType.FOLLOWUP, fu_id, fields)
         return FollowUpPublic.model_validate(values)
 
     def follow_ups(self, *, due_by: date | None = None, include_done: bool = False,
@@ -1120,6 +1191,11 @@ class Workspace:
 
     def outbox_count(self) -> int:
         return self.store.outbox_count()
+
+    def pending_changes(self) -> int:
+        """The worker's own changes waiting to be sent: the queue without the audit log's
+        events (a person looked up is logged, but it is not a change to count)."""
+        return self.store.outbox_count(without=SEALED_TABLES[RecordType.AUDIT])
 
     def set_aside_outgoing(self, device_seq: int, error: str) -> None:
         """An op of ours that the server will never take: keep it aside with the error (it stays

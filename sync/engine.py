@@ -181,7 +181,7 @@ class SyncEngine:
         last = self.ws.sync_value("last_success")
         return SyncStatus(
             joined=self.joined, role=self.ws.setting("role"), device_status=self.ws.setting("device_status"),
-            pending_ops=self.ws.outbox_count(), last_success=float(last) if last else None,
+            pending_ops=self.ws.pending_changes(), last_success=float(last) if last else None,
             last_error=self.ws.sync_value("last_error") or None, server_url=self.ws.setting("server_url"),
         )
 
