@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Annotated, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator, with_config
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, model_validator, with_config
 from typing_extensions import TypedDict
 
 __all__ = [
@@ -33,6 +33,8 @@ __all__ = [
     "MAX_PULL_LIMIT",
     "MAX_WAIT_SECONDS",
     "MAX_PAYLOAD_BYTES",
+    "MAX_INT",
+    "B64_PATTERN",
     "ErrorCode",
     "ErrorBody",
     "ErrorResponse",
@@ -52,6 +54,7 @@ __all__ = [
     "DevicePublic",
     "DeviceList",
     "WrappedKey",
+    "DeviceKey",
     "KeysUpload",
     "KeysResponse",
     "RecoveryUpload",
@@ -88,6 +91,9 @@ MAX_PUSH_BYTES = 256 * 1024  # sum of sealed payload bytes in one push
 MAX_PULL_LIMIT = 5000
 MAX_WAIT_SECONDS = 30.0
 MAX_PAYLOAD_BYTES = 64 * 1024  # one sealed op
+# The largest integer on the wire: a signed 64-bit one, what both server databases store (BIGINT).
+# Every integer field and query parameter is bounded by it, so a bigger one is a 422, not a fault.
+MAX_INT = 2**63 - 1
 
 
 class ErrorCode(StrEnum):
@@ -101,6 +107,7 @@ class ErrorCode(StrEnum):
     DEVICE_PENDING = "device_pending"  # 403: the coordinator has not let this device in yet
     FORBIDDEN = "forbidden"  # 403: the role may not do this
     NOT_FOUND = "not_found"  # 404
+    METHOD_NOT_ALLOWED = "method_not_allowed"  # 405: the path exists; the `Allow` header lists its methods
     CODE_INVALID = "code_invalid"  # 400: unknown, used or expired enrollment code
     THROTTLED = "throttled"  # 429: too many failed attempts; detail.retry_after seconds
     STALE_EPOCH = "stale_epoch"  # 409: ops sealed under an old key epoch; detail.current_epoch
@@ -219,7 +226,16 @@ class EnrollmentCode:
 
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 _Id = Annotated[str, Field(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")]  # uuid4().hex
-_B64 = Annotated[str, Field(min_length=1, max_length=MAX_PAYLOAD_BYTES * 2, pattern=r"^[A-Za-z0-9_-]+$")]
+# `b64e` output: URL-safe base64 without padding. Only whole groups of 4 and a last group of 2 or 3
+# characters: a last group of 1 is no base64 (`b64d` refuses it), so the schema refuses it too.
+B64_PATTERN = r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$"
+_B64 = Annotated[str, Field(min_length=2, max_length=MAX_PAYLOAD_BYTES * 2, pattern=B64_PATTERN)]
+# Fixed sizes: 43 characters are 32 bytes, 86 are 64 (a length the pattern states, so that a
+# generator of the schema need not filter for it).
+_Key32 = Annotated[str, Field(min_length=43, max_length=43, pattern=r"^[A-Za-z0-9_-]{43}$")]  # a 32-byte key
+_Sig64 = Annotated[str, Field(min_length=86, max_length=86, pattern=r"^[A-Za-z0-9_-]{86}$")]  # a signature
+_Count = Annotated[int, Field(ge=0, le=MAX_INT)]  # a sequence, cursor, count or id
+_Positive = Annotated[int, Field(ge=1, le=MAX_INT)]  # a key epoch or a device sequence: both start at 1
 
 
 class _Msg(BaseModel):
@@ -229,33 +245,18 @@ class _Msg(BaseModel):
 class HealthResponse(_Msg):
     status: Literal["ok"] = "ok"
     protocol: str = PROTOCOL_VERSION
-    supported_majors: list[int] = Field(default_factory=lambda: list(SUPPORTED_MAJORS))
+    supported_majors: list[_Count] = Field(default_factory=lambda: list(SUPPORTED_MAJORS))
     database: str
-
-
-def _x25519_key(v: str) -> str:
-    if len(b64d(v)) != 32:
-        raise ValueError("public_key must be 32 bytes")
-    return v
-
-
-def _ed25519_key(v: str | None) -> str | None:
-    if v is not None and len(b64d(v)) != 32:
-        raise ValueError("signing_key must be 32 bytes")
-    return v
 
 
 class JoinRequest(_Msg):
     lookup: Annotated[str, Field(min_length=1, max_length=64)]
     device_id: _Id
     device_name: Annotated[str, Field(min_length=1, max_length=80)]
-    public_key: _B64  # raw X25519 public key, 32 bytes
+    public_key: _Key32  # raw X25519 public key, 32 bytes
     # HMAC-SHA256(secret half of the code, public key | signing key (1.1, when sent) | device id)
     proof: _B64
-    signing_key: _B64 | None = None  # 1.1: the device's Ed25519 verification key, 32 bytes
-
-    _pk = field_validator("public_key")(_x25519_key)
-    _sk = field_validator("signing_key")(_ed25519_key)
+    signing_key: _Key32 | None = None  # 1.1: the device's Ed25519 verification key, 32 bytes
 
 
 class JoinResponse(_Msg):
@@ -273,9 +274,7 @@ class RecoverRequest(_Msg):
     recovery_lookup: _B64  # derived from the recovery code; the code itself never leaves the device
     device_id: _Id
     device_name: Annotated[str, Field(min_length=1, max_length=80)]
-    public_key: _B64
-
-    _pk = field_validator("public_key")(_x25519_key)
+    public_key: _Key32
 
 
 class RecoverResponse(_Msg):
@@ -305,47 +304,74 @@ class DevicePublic(_Msg):
     name: str
     role: Role
     status: DeviceStatus
-    public_key: _B64  # raw X25519 public key, 32 bytes: a list that says otherwise breaks the protocol
+    public_key: _Key32  # raw X25519 public key, 32 bytes: a list that says otherwise breaks the protocol
     proof: str
     invite_lookup: str | None
     joined_at: float
     last_seen: float | None
-    key_epoch: int | None  # the newest epoch wrapped for it
+    key_epoch: _Positive | None  # the newest epoch wrapped for it
     signing_key: str | None = None  # 1.1: its Ed25519 key, from its join (proof covers it) or its announce
     announce: str | None = None  # 1.1: a device of the previous version's announce of its signing key
-
-    _pk = field_validator("public_key")(_x25519_key)
 
 
 class DeviceList(_Msg):
     devices: list[DevicePublic]
-    current_epoch: int
-    invites_pending: int
+    current_epoch: _Positive
+    invites_pending: _Count
 
 
 class WrappedKey(_Msg):
-    epoch: Annotated[int, Field(ge=1)]
+    """A team key epoch wrapped for a device (`device_id`), or under the recovery key in the
+    recovery messages (no `device_id` there). `/v1/keys` takes only the first: `DeviceKey`."""
+
+    epoch: _Positive
     device_id: _Id | None = None
     wrapped: _B64
+
+
+class DeviceKey(_Msg):
+    """`WrappedKey` as `/v1/keys` takes it: `device_id` required. A `WrappedKey` that names its
+    device validates as one (``from_attributes``), so `KeysUpload` takes either."""
+
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+    epoch: _Positive
+    device_id: _Id
+    wrapped: _B64
+
+
+_DeviceKeys = Annotated[list[DeviceKey], Field(max_length=1000)]
+_DEVICE_KEYS = TypeAdapter(_DeviceKeys)
+
+
+def _each_names_its_device(keys: object) -> object:
+    # The schema (`json_schema_input_type`) is `DeviceKey`'s; this makes validation say the same,
+    # naming the field (`keys.3.device_id`). The keys stay `WrappedKey`s for the callers.
+    _DEVICE_KEYS.validate_python(keys)
+    return keys
 
 
 class KeysUpload(_Msg):
     """The coordinator wraps a team key epoch for devices. A new epoch (current + 1) is started
     by uploading it; an existing epoch may be wrapped for more (newly verified) devices."""
 
-    epoch: Annotated[int, Field(ge=1)]
-    keys: Annotated[list[WrappedKey], Field(max_length=1000)]
-    reject: list[_Id] = Field(default_factory=list)  # devices whose proof failed
+    epoch: _Positive
+    keys: Annotated[
+        list[WrappedKey],
+        Field(max_length=1000),
+        BeforeValidator(_each_names_its_device, json_schema_input_type=_DeviceKeys),
+    ]
+    reject: Annotated[list[_Id], Field(max_length=1000)] = Field(default_factory=list)  # proof failed
 
 
 class KeysResponse(_Msg):
-    current_epoch: int
+    current_epoch: _Positive
     keys: list[WrappedKey]  # the calling device's wrapped keys, every epoch
 
 
 class RecoveryUpload(_Msg):
     recovery_lookup: _B64
-    keys: Annotated[list[WrappedKey], Field(max_length=1000)]
+    keys: Annotated[list[WrappedKey], Field(max_length=1000)]  # under the recovery key: no device_id
 
 
 class MeResponse(_Msg):
@@ -354,21 +380,21 @@ class MeResponse(_Msg):
     team_name: str
     role: Role
     status: DeviceStatus
-    current_epoch: int
+    current_epoch: _Positive
 
 
 class OpIn(_Msg):
     op_id: _Id
-    device_seq: Annotated[int, Field(ge=1)]
+    device_seq: _Positive
     record_id: _Id
-    key_epoch: Annotated[int, Field(ge=1)]
+    key_epoch: _Positive
     payload: _B64
 
 
 class PushRequest(_Msg):
     ops: Annotated[list[OpIn], Field(min_length=1, max_length=MAX_PUSH_OPS)]
     # 1.1: the pushing device's Ed25519 signature of `batch_message` over the ops' `op_digest`s
-    sig: _B64 | None = None
+    sig: _Sig64 | None = None
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -376,16 +402,16 @@ class OpInDict(TypedDict):
     """`OpIn` as a dict: the same fields and checks."""
 
     op_id: _Id
-    device_seq: Annotated[int, Field(ge=1)]
+    device_seq: _Positive
     record_id: _Id
-    key_epoch: Annotated[int, Field(ge=1)]
+    key_epoch: _Positive
     payload: _B64
 
 
 @with_config(ConfigDict(extra="forbid"))
 class PushRequestDict(TypedDict):
     ops: Annotated[list[OpInDict], Field(min_length=1, max_length=MAX_PUSH_OPS)]
-    sig: NotRequired[_B64 | None]
+    sig: NotRequired[_Sig64 | None]
 
 
 # The server checks a push with this: `PushRequest`'s schema, validated into dicts (a model per op
@@ -429,37 +455,37 @@ def encode_push(ops: Sequence[tuple[int, str, str, int, bytes]], sig: bytes | No
 
 class PushResponse(_Msg):
     # Every op of the request is now stored (or was already, or its record was purged).
-    acked_through: int  # the highest device_seq of the request
-    accepted: int  # newly stored
-    duplicates: int
-    purged: int  # dropped because the record id was erased
-    last_seq: int  # the team log's sequence after this push
+    acked_through: _Count  # the highest device_seq of the request
+    accepted: _Count  # newly stored
+    duplicates: _Count
+    purged: _Count  # dropped because the record id was erased
+    last_seq: _Count  # the team log's sequence after this push
     purged_records: list[_Id] = Field(default_factory=list)  # 1.1: the erased record ids of those ops
 
 
 class OpOut(_Msg):
-    seq: int
+    seq: _Count
     op_id: _Id
     device_id: _Id
-    device_seq: int
+    device_seq: _Positive
     record_id: _Id
-    key_epoch: int
+    key_epoch: _Positive
     payload: str
-    batch: int | None = None  # 1.1: the signed push it came in (`PullResponse.batches`)
+    batch: _Count | None = None  # 1.1: the signed push it came in (`PullResponse.batches`)
 
 
 class BatchOut(_Msg):
     """A signed push, as far as a puller needs it to check its ops: the pushing device, its
     signature and the digests of every op it held, in order (`DIGEST_BYTES` each)."""
 
-    id: int
+    id: _Count
     device_id: _Id
     sig: str
     digests: str
 
 
 class PurgeOut(_Msg):
-    seq: int
+    seq: _Count
     record_id: _Id  # erased: drop every local copy and every later op of it
     sig: str | None = None  # the coordinator's signature of the erasure (1.1); devices ignore a purge without one
 
@@ -467,9 +493,9 @@ class PurgeOut(_Msg):
 class PullResponse(_Msg):
     ops: list[OpOut]
     purges: list[PurgeOut] = Field(default_factory=list)
-    next: int  # the cursor to send as `since` next time
+    next: _Count  # the cursor to send as `since` next time
     more: bool
-    current_epoch: int
+    current_epoch: _Positive
     batches: list[BatchOut] = Field(default_factory=list)  # 1.1: the signed pushes the page's ops came in
 
 
@@ -503,7 +529,7 @@ def encode_pull(ops: Iterable[tuple[int, str, str, int, str, int, bytes] | tuple
 class PurgeRequest(_Msg):
     record_ids: Annotated[list[_Id], Field(min_length=1, max_length=10000)]
     # 1.1: the coordinator's Ed25519 signature of each erasure, in the order of `record_ids`
-    signatures: list[_B64] | None = None
+    signatures: Annotated[list[_Sig64], Field(max_length=10000)] | None = None
 
     @model_validator(mode="after")
     def _one_signature_each(self) -> PurgeRequest:
@@ -513,8 +539,8 @@ class PurgeRequest(_Msg):
 
 
 class PurgeResponse(_Msg):
-    purged_ops: int
-    last_seq: int
+    purged_ops: _Count
+    last_seq: _Count
 
 
 class RosterEntryOut(_Msg):
@@ -534,16 +560,14 @@ class SigningKeyAnnounce(_Msg):
     """A device admitted by the previous version tells its coordinator its new signing key,
     authenticated under the current team key (`mac`), which the server does not hold."""
 
-    signing_key: _B64
+    signing_key: _Key32
     announce: Annotated[str, Field(min_length=1, max_length=4096)]  # opaque: the coordinator checks it
-
-    _sk = field_validator("signing_key")(_ed25519_key)
 
 
 class RevokeResponse(_Msg):
     device_id: _Id
     status: DeviceStatus
-    current_epoch: int
+    current_epoch: _Positive
 
 
 RecoverResponse.model_rebuild()

@@ -787,3 +787,115 @@ def test_malformed_requests_name_the_field(h: Harness) -> None:
         "proof": _key(),
     }
     assert error_of(h.call("POST", "/v1/join", json=short_key))["detail"]["field"] == "public_key"
+
+
+# --- the bounds of the wire schema (issue 14, item 12) ------------------------------------------
+
+BIG = 2**63  # one past the largest integer both databases store (BIGINT)
+
+
+def test_integers_past_64_bits_are_malformed_not_a_fault(h: Harness) -> None:
+    coord = h.found()
+    cases: list[tuple[str, str, dict[str, Any], str]] = [
+        ("POST", "/v1/push", {"json": {"ops": [op(BIG)]}}, "ops.0.device_seq"),
+        ("POST", "/v1/push", {"json": {"ops": [op(1), op(10**30)]}}, "ops.1.device_seq"),
+        ("POST", "/v1/push", {"json": {"ops": [op(1, epoch=BIG)]}}, "ops.0.key_epoch"),
+        ("GET", "/v1/pull", {"params": {"since": BIG}}, "since"),
+        ("GET", "/v1/pull", {"params": {"since": 10**40}}, "since"),
+        ("GET", "/v1/pull", {"params": {"limit": BIG}}, "limit"),
+        ("POST", "/v1/keys", {"json": {"epoch": BIG, "keys": []}}, "epoch"),
+        (
+            "POST",
+            "/v1/keys",
+            {"json": {"epoch": 1, "keys": [{"epoch": BIG, "device_id": coord.id, "wrapped": _key()}]}},
+            "keys.0.epoch",
+        ),
+        (
+            "POST",
+            "/v1/recovery",
+            {"json": {"recovery_lookup": _key(), "keys": [{"epoch": BIG, "wrapped": _key()}]}},
+            "keys.0.epoch",
+        ),
+        ("POST", "/v1/invites", {"json": {"lookup": "ABCDEFGH", "expires_in_seconds": BIG}}, "expires_in_seconds"),
+    ]
+    for method, path, kwargs, field in cases:
+        response = h.call(method, path, coord.token, **kwargs)
+        assert response.status_code == 422, (field, response.text)
+        error = error_of(response)
+        assert error["code"] == "malformed" and error["detail"]["field"] == field, (field, error)
+
+
+def test_the_largest_64_bit_integer_is_stored_and_read_back(h: Harness) -> None:
+    coord = h.found()
+    top = BIG - 1
+    assert h.push(coord, [op(top)])["acked_through"] == top
+    assert h.pull(coord)["ops"][0]["device_seq"] == top
+    assert h.pull(coord, since=top) == {
+        "ops": [], "purges": [], "next": top, "more": False, "current_epoch": 1, "batches": []
+    }
+
+
+@pytest.mark.parametrize("path", ["/v1/push", "/v1/keys", "/v1/join", "/v1/invites", "/v1/purge"])
+def test_deeply_nested_json_is_malformed_naming_the_body(h: Harness, path: str) -> None:
+    coord = h.found()
+    for depth in (300, 100_000):
+        deep = ("[" * depth + "]" * depth).encode()
+        response = h.call("POST", path, coord.token, content=deep, headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, (depth, response.text[:200])
+        error = error_of(response)
+        assert error["code"] == "malformed" and error["detail"]["field"] == "body"
+        assert error["detail"]["errors"][0]["field"] == "body"
+
+
+def test_a_body_that_is_not_utf8_is_malformed(h: Harness) -> None:
+    coord = h.found()
+    response = h.call("POST", "/v1/keys", coord.token, content=b'{"epoch": "\xff"}',
+                      headers={"Content-Type": "application/json"})
+    assert response.status_code == 422 and error_of(response)["detail"]["field"] == "body"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/v1/push", {"POST"}),
+        ("GET", "/v1/push", {"POST"}),
+        ("PUT", "/v1/keys", {"GET", "POST"}),  # two routes on one path: both methods
+        ("DELETE", "/v1/roster", {"GET", "POST"}),
+        ("POST", "/v1/health", {"GET"}),
+        ("GET", f"/v1/devices/{'a' * 32}/revoke", {"POST"}),
+    ],
+)
+def test_a_wrong_method_is_405_with_allow(h: Harness, method: str, path: str, allowed: set[str]) -> None:
+    coord = h.found()
+    response = h.call(method, path, coord.token)
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].split(", ")) == allowed
+    error = error_of(response)
+    assert error["code"] == "method_not_allowed" and set(error["detail"]["allow"]) == allowed
+    unknown = h.call(method, "/v1/nothing", coord.token)
+    assert unknown.status_code == 404 and error_of(unknown)["code"] == "not_found"
+    assert "Allow" not in unknown.headers
+
+
+def test_base64_that_is_not_base64_is_refused_by_the_schema(h: Harness) -> None:
+    """A string the server's base64 decoder refuses fails the schema's own check: the error is
+    pydantic's (`string_pattern_mismatch` or a length), listed in `detail.errors` like any other."""
+    coord = h.found()
+    for bad in ("A", "AAAAA", "AAAA=", "AA AA", "AA+/"):
+        response = h.call("POST", "/v1/roster", coord.token,
+                          json={"entries": [{"device_id": coord.id, "entry": bad}]})
+        assert response.status_code == 422, (bad, response.text)
+        error = error_of(response)
+        assert error["detail"]["field"] == "entries.0.entry", bad
+        assert error["detail"]["errors"][0]["type"].startswith("string_"), (bad, error)
+
+
+def test_keys_without_a_device_are_refused_by_the_schema(h: Harness) -> None:
+    coord = h.found()
+    response = h.call("POST", "/v1/keys", coord.token,
+                      json={"epoch": 1, "keys": [{"epoch": 1, "device_id": coord.id, "wrapped": _key()},
+                                                 {"epoch": 1, "wrapped": _key()}]})
+    assert response.status_code == 422
+    error = error_of(response)
+    assert error["detail"]["field"] == "keys.1.device_id"
+    assert error["detail"]["errors"][0]["type"] == "missing"  # the schema's word, not a handler's

@@ -16,31 +16,39 @@ import gzip
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.routing import Match
 
 from sync.protocol import (
+    MAX_INT,
     MAX_PAYLOAD_BYTES,
     MAX_PULL_LIMIT,
     MAX_PUSH_BYTES,
     MAX_WAIT_SECONDS,
+    PROTOCOL_HEADER,
+    PROTOCOL_VERSION,
     PUSH_REQUEST,
+    SUPPORTED_MAJORS,
     DeviceList,
     DevicePublic,
     DeviceStatus,
     ErrorCode,
+    ErrorResponse,
     HealthResponse,
     InviteRequest,
     InviteResponse,
@@ -49,8 +57,10 @@ from sync.protocol import (
     KeysResponse,
     KeysUpload,
     MeResponse,
+    PullResponse,
     PurgeRequest,
     PurgeResponse,
+    PushRequest,
     PushResponse,
     RecoverRequest,
     RecoverResponse,
@@ -69,7 +79,7 @@ from sync.protocol import (
 from sync.server import crud
 from sync.server.config import ServerSettings
 from sync.server.db import Database, migrate
-from sync.server.errors import ApiError
+from sync.server.errors import STATUS, ApiError
 from sync.server.middleware import ProtocolGate
 from sync.server.tables import WrappedKeyRow
 
@@ -179,16 +189,57 @@ class Caller:
     last_seen: float | None
 
 
-async def _bearer(authorization: Annotated[str | None, Header()] = None) -> str:
+_BEARER = HTTPBearer(auto_error=False, description="The device token from `/v1/join` or `/v1/recover`.")
+
+
+async def _bearer(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> str:
     """The SHA-256 hex of the request's bearer token; the device is looked up inside the handler's
     own transaction (`_authenticate`), so a request costs one transaction, not two."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = credentials.credentials.strip() if credentials is not None else ""
+    if not token:
         raise ApiError(ErrorCode.UNAUTHENTICATED, "Send Authorization: Bearer <device token>.")
-    return crud.sha256_hex(token.strip())
+    return crud.sha256_hex(token)
 
 
 Token = Annotated[str, Depends(_bearer)]
+
+# `Outreach-Protocol`, as the OpenAPI document states it. `ProtocolGate` answers an unknown major
+# (400) before any route; this pattern holds the rest to `<major>.<minor>` (422 naming the header),
+# so that the server takes exactly what the document admits.
+_VERSION_PATTERN = "^(" + "|".join(str(major) for major in SUPPORTED_MAJORS) + r")\.(0|[1-9][0-9]{0,5})$"
+
+
+async def _protocol(
+    version: Annotated[str, Header(alias=PROTOCOL_HEADER, pattern=_VERSION_PATTERN, examples=[PROTOCOL_VERSION])],
+) -> None:
+    return None
+
+
+async def _protocol_optional(
+    version: Annotated[
+        str | None, Header(alias=PROTOCOL_HEADER, pattern=_VERSION_PATTERN, examples=[PROTOCOL_VERSION])
+    ] = None,
+) -> None:
+    return None
+
+
+def _answers(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
+    """The error answers of a route, for the OpenAPI document: each status with the codes it may
+    carry. Every route may answer `unsupported_protocol`, `malformed`, `too_large` and `internal`."""
+    every = (ErrorCode.UNSUPPORTED_PROTOCOL, ErrorCode.MALFORMED, ErrorCode.TOO_LARGE, ErrorCode.INTERNAL)
+    by_status: dict[int, list[str]] = {}
+    for code in (*every, *codes):
+        by_status.setdefault(STATUS[code], []).append(code.value)
+    return {
+        status: {"model": ErrorResponse, "description": "error.code: " + ", ".join(names)}
+        for status, names in sorted(by_status.items())
+    }
+
+
+_AUTHENTICATED = (ErrorCode.UNAUTHENTICATED, ErrorCode.DEVICE_REVOKED, ErrorCode.DEVICE_PENDING,
+                  ErrorCode.FORBIDDEN)
+_WRITES = (*_AUTHENTICATED, ErrorCode.CONFLICT)  # a concurrent write may conflict (409 conflict)
+_ENROLL = (ErrorCode.CODE_INVALID, ErrorCode.THROTTLED, ErrorCode.CONFLICT)
 
 
 def _authenticate(
@@ -275,8 +326,14 @@ def create_app(
             db.dispose()
 
     app = FastAPI(
-        title="Outreach sync server", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+        title="Outreach sync server",
+        version=PROTOCOL_VERSION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=OPENAPI_PATH if settings.openapi else None,
     )
+    app.openapi = lambda: _openapi_document(app)  # type: ignore[method-assign]
     watch = _LogWatch()
     app.state.ctx = _Context(settings=settings, db=db, clock=clock, watch=watch)
     app.add_middleware(ProtocolGate, max_body_bytes=settings.max_body_bytes)
@@ -312,13 +369,14 @@ def create_app(
 
     # --- routes ------------------------------------------------------------------------------
 
-    @app.get("/v1/health")
+    @app.get("/v1/health", response_model=HealthResponse, dependencies=[Depends(_protocol_optional)],
+             responses=_answers())
     def health() -> Response:
         with db.transaction() as session:
             crud.ping(session)
         return _json(HealthResponse(database=db.dialect))
 
-    @app.post("/v1/join")
+    @app.post("/v1/join", dependencies=[Depends(_protocol)], responses=_answers(*_ENROLL))
     def join(body: JoinRequest, request: Request) -> JoinResponse:
         now, address = clock(), client_address(request)
         public_key = _decode(body.public_key, "public_key", size=32)
@@ -352,7 +410,7 @@ def create_app(
             founding=founding,
         )
 
-    @app.post("/v1/recover")
+    @app.post("/v1/recover", dependencies=[Depends(_protocol)], responses=_answers(*_ENROLL))
     def recover(body: RecoverRequest, request: Request) -> RecoverResponse:
         now, address = clock(), client_address(request)
         lookup = _decode(body.recovery_lookup, "recovery_lookup")
@@ -398,7 +456,8 @@ def create_app(
             with db.transaction(write=True) as session:
                 crud.touch_device(session, device_id=device.id, now=now)
 
-    @app.get("/v1/me")
+    @app.get("/v1/me", response_model=MeResponse, dependencies=[Depends(_protocol)],
+             responses=_answers(*_AUTHENTICATED))
     def me(token: Token) -> Response:
         with db.transaction() as session:
             device = _authenticate(session, token, allow_pending=True)
@@ -415,7 +474,8 @@ def create_app(
             )
         )
 
-    @app.post("/v1/invites")
+    @app.post("/v1/invites", response_model=InviteResponse, dependencies=[Depends(_protocol)],
+              responses=_answers(*_WRITES))
     def invite(body: InviteRequest, token: Token) -> Response:
         now = clock()
         expires_at = now + body.expires_in_seconds
@@ -435,7 +495,8 @@ def create_app(
             InviteResponse(lookup=body.lookup.strip().upper(), role=body.role, expires_at=expires_at)
         )
 
-    @app.get("/v1/devices")
+    @app.get("/v1/devices", response_model=DeviceList, dependencies=[Depends(_protocol)],
+             responses=_answers(*_AUTHENTICATED))
     def devices(token: Token) -> Response:
         with db.transaction() as session:
             device = _authenticate(session, token, coordinator=True)
@@ -467,8 +528,9 @@ def create_app(
             )
         )
 
-    @app.post("/v1/devices/{device_id}/revoke")
-    def revoke(device_id: str, token: Token) -> Response:
+    @app.post("/v1/devices/{device_id}/revoke", response_model=RevokeResponse, dependencies=[Depends(_protocol)],
+              responses=_answers(*_WRITES, ErrorCode.NOT_FOUND))
+    def revoke(device_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")], token: Token) -> Response:
         with db.transaction(write=True) as session:
             device = _authenticate(session, token, coordinator=True)
             seen(session, device)
@@ -482,7 +544,8 @@ def create_app(
             RevokeResponse(device_id=target.id, status=DeviceStatus.REVOKED, current_epoch=team.current_epoch)
         )
 
-    @app.get("/v1/keys")
+    @app.get("/v1/keys", response_model=KeysResponse, dependencies=[Depends(_protocol)],
+             responses=_answers(*_AUTHENTICATED))
     def get_keys(token: Token) -> Response:
         with db.transaction() as session:
             device = _authenticate(session, token, allow_pending=True)
@@ -491,16 +554,12 @@ def create_app(
         seen_after_read(device)
         return _json(KeysResponse(current_epoch=team.current_epoch, keys=_wrapped(rows)))
 
-    @app.post("/v1/keys")
+    @app.post("/v1/keys", response_model=KeysResponse, dependencies=[Depends(_protocol)],
+              responses=_answers(*_WRITES, ErrorCode.NOT_FOUND, ErrorCode.UNKNOWN_EPOCH))
     def post_keys(body: KeysUpload, token: Token) -> Response:
         keys: list[tuple[str, int, bytes]] = []
         for index, key in enumerate(body.keys):
-            if key.device_id is None:
-                raise ApiError(
-                    ErrorCode.MALFORMED,
-                    "Keys for the recovery key go to /v1/recovery.",
-                    {"field": f"keys.{index}.device_id"},
-                )
+            assert key.device_id is not None  # `KeysUpload` refuses a key without its device
             keys.append((key.device_id, key.epoch, _decode(key.wrapped, f"keys.{index}.wrapped")))
         with db.transaction(write=True) as session:
             device = _authenticate(session, token, coordinator=True)
@@ -519,7 +578,8 @@ def create_app(
         )
         return _json(KeysResponse(current_epoch=team.current_epoch, keys=_wrapped(rows)))
 
-    @app.post("/v1/recovery")
+    @app.post("/v1/recovery", dependencies=[Depends(_protocol)],
+              responses=_answers(*_WRITES, ErrorCode.UNKNOWN_EPOCH))
     def recovery(body: RecoveryUpload, token: Token) -> dict[str, object]:
         lookup = _decode(body.recovery_lookup, "recovery_lookup")
         keys = [(key.epoch, _decode(key.wrapped, f"keys.{i}.wrapped")) for i, key in enumerate(body.keys)]
@@ -532,7 +592,15 @@ def create_app(
         log.info("recovery team=%s by=%s epochs=%d", device.team_id, device.id, len(keys))
         return {}
 
-    @app.post("/v1/push")
+    @app.post(
+        "/v1/push",
+        response_model=PushResponse,
+        dependencies=[Depends(_protocol)],
+        responses=_answers(*_WRITES, ErrorCode.STALE_EPOCH, ErrorCode.UNKNOWN_EPOCH),
+        # the body is validated by `PUSH_REQUEST` (below), `PushRequest`'s schema: `_openapi_document` adds it
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/PushRequest"}}}}},
+    )
     async def push(request: Request, token: Token) -> Response:
         # The body is validated by pydantic straight from its bytes: FastAPI's way (json.loads,
         # then validating the objects) took twice as long on a push of 500 ops. Same schema, same
@@ -602,11 +670,12 @@ def create_app(
             )
         return device, page
 
-    @app.get("/v1/pull")
+    @app.get("/v1/pull", response_model=PullResponse, dependencies=[Depends(_protocol)],
+             responses=_answers(*_AUTHENTICATED))
     async def pull(
         request: Request,
         token: Token,
-        since: Annotated[int, Query(ge=0)] = 0,
+        since: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PULL_LIMIT)] = 1000,
         wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS)] = 0.0,
     ) -> Response:
@@ -631,7 +700,8 @@ def create_app(
         # Encoded and compressed in the thread pool, not on the event loop that serves the others.
         return await run_in_threadpool(_pull_response, page, _accepts_gzip(request.headers.get("accept-encoding", "")))
 
-    @app.get("/v1/roster")
+    @app.get("/v1/roster", response_model=RosterResponse, dependencies=[Depends(_protocol)],
+             responses=_answers(*_AUTHENTICATED))
     def get_roster(token: Token) -> Response:
         with db.transaction() as session:
             device = _authenticate(session, token)
@@ -639,7 +709,7 @@ def create_app(
         seen_after_read(device)
         return _json(RosterResponse(entries=[RosterEntryOut(device_id=d, entry=b64e(e)) for d, e in entries]))
 
-    @app.post("/v1/roster")
+    @app.post("/v1/roster", dependencies=[Depends(_protocol)], responses=_answers(*_WRITES, ErrorCode.NOT_FOUND))
     def post_roster(body: RosterUpload, token: Token) -> dict[str, object]:
         entries = [(e.device_id, _decode(e.entry, f"entries.{i}.entry")) for i, e in enumerate(body.entries)]
         with db.transaction(write=True) as session:
@@ -649,7 +719,8 @@ def create_app(
         log.info("roster team=%s by=%s entries=%d", device.team_id, device.id, len(entries))
         return {}
 
-    @app.post("/v1/signing-key")
+    @app.post("/v1/signing-key", dependencies=[Depends(_protocol)],
+              responses=_answers(*_WRITES, ErrorCode.NOT_FOUND))
     def signing_key(body: SigningKeyAnnounce, token: Token) -> dict[str, object]:
         key = _decode(body.signing_key, "signing_key", size=32)
         announce = body.announce.encode("ascii", errors="replace")
@@ -660,7 +731,8 @@ def create_app(
         log.info("signing key team=%s device=%s", device.team_id, device.id)
         return {}
 
-    @app.post("/v1/purge")
+    @app.post("/v1/purge", response_model=PurgeResponse, dependencies=[Depends(_protocol)],
+              responses=_answers(*_WRITES))
     def purge(body: PurgeRequest, token: Token) -> Response:
         signatures = (
             [_decode(sig, f"signatures.{i}", size=64) for i, sig in enumerate(body.signatures)]
@@ -686,9 +758,51 @@ def create_app(
     return app
 
 
+OPENAPI_PATH = "/v1/openapi.json"
+
+
+def _openapi_document(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's OpenAPI document of the routes, plus `PushRequest`: the push route validates its
+    raw body itself (twice as fast), so FastAPI does not see the schema. Built once."""
+    if app.openapi_schema is None:
+        document = get_openapi(
+            title=app.title,
+            version=app.version,
+            routes=app.routes,
+            description="The Outreach sync protocol: see sync/PROTOCOL.md. Every byte string is "
+            "URL-safe base64 without padding; every integer is at most 2^63 - 1.",
+        )
+        push = PushRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(push.pop("$defs", {}))
+        schemas["PushRequest"] = push
+        app.openapi_schema = document
+    return app.openapi_schema
+
+
+def _allowed_methods(app: FastAPI, scope: MutableMapping[str, Any]) -> list[str]:
+    """Every method some route takes on the request's path (two routes may share a path)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     def answer(error: ApiError) -> JSONResponse:
-        return JSONResponse(error.body(), status_code=error.status)
+        return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+    def malformed(errors: list[dict[str, str]]) -> JSONResponse:
+        first = errors[0] if errors else {"field": "body", "message": "invalid"}
+        return answer(
+            ApiError(
+                ErrorCode.MALFORMED,
+                f"{first['field']}: {first['message']}",
+                {"field": first["field"], "errors": errors},
+            )
+        )
 
     @app.exception_handler(ApiError)
     async def on_api_error(_request: Request, error: ApiError) -> JSONResponse:
@@ -705,19 +819,26 @@ def _install_error_handlers(app: FastAPI) -> None:
             }
             for item in error.errors()
         ]
-        first = errors[0] if errors else {"field": "body", "message": "invalid"}
-        return answer(
-            ApiError(
-                ErrorCode.MALFORMED,
-                f"{first['field']}: {first['message']}",
-                {"field": first["field"], "errors": errors},
-            )
-        )
+        return malformed(errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def on_http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
-        if error.status_code in (404, 405):
-            return answer(ApiError(ErrorCode.NOT_FOUND, "No such endpoint.", status=error.status_code))
+    async def on_http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 404:
+            return answer(ApiError(ErrorCode.NOT_FOUND, "No such endpoint."))
+        if error.status_code == 405:
+            allowed = _allowed_methods(app, request.scope)
+            return answer(
+                ApiError(
+                    ErrorCode.METHOD_NOT_ALLOWED,
+                    f"This endpoint takes {', '.join(allowed)}.",
+                    {"allow": allowed},
+                    headers={"Allow": ", ".join(allowed)},
+                )
+            )
+        if error.status_code == 400:
+            # FastAPI's answer to a JSON body it could not read (nested deeper than `json` goes,
+            # not UTF-8): the same as any other unreadable body.
+            return malformed([{"field": "body", "message": "The body is not readable JSON.", "type": "json_invalid"}])
         code = ErrorCode.INTERNAL if error.status_code >= 500 else ErrorCode.MALFORMED
         return answer(ApiError(code, str(error.detail), status=error.status_code))
 

@@ -1,7 +1,7 @@
 """`outreach-server`: run the sync server, or create a team and print its one-time operator code.
 
     outreach-server [--db URL] [--host H] [--port P] [--ssl-certfile F --ssl-keyfile F] [--log-file F]
-                    [--access-log]
+                    [--access-log] [--no-openapi]
     outreach-server [--db URL] team create NAME [--json]
 
 With no arguments it serves on 127.0.0.1:8700 with the SQLite file ``outreach-server.db`` in the
@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="log a line per request (off by default: it costs CPU)",
     )
+    parser.add_argument(
+        "--no-openapi",
+        dest="openapi",
+        action="store_false",
+        default=None,
+        help="do not serve the OpenAPI document at /v1/openapi.json",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     team = commands.add_parser("team", help="manage teams")
     team_commands = team.add_subparsers(
@@ -84,6 +91,7 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
         "ssl_keyfile": getattr(args, "ssl_keyfile", None),
         "log_file": args.log_file,
         "access_log": getattr(args, "access_log", None),
+        "openapi": getattr(args, "openapi", None),
     }
     return ServerSettings(**{key: value for key, value in values.items() if value is not None})
 

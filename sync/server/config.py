@@ -46,6 +46,10 @@ class ServerSettings(BaseModel):
     access_log: bool = False  # uvicorn's line per request (costs CPU; the server logs ids and counts anyway)
     # Seconds between two `last_seen` writes for one device: spares the database a write per request.
     last_seen_resolution_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    # Serve the OpenAPI document of the protocol at GET /v1/openapi.json (without a token: it says
+    # nothing the repository's sync/PROTOCOL.md does not). On by default, for development and for
+    # tools; `outreach-server --no-openapi` turns it off.
+    openapi: bool = True
 
     @field_validator("db_url")
     @classmethod

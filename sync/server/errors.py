@@ -4,7 +4,7 @@ Data functions and route handlers raise it; `app.py` turns it into
 ``{"error": {"code", "message", "detail"}}`` with its HTTP status. It must never carry request
 bodies, payloads or device names in its message or detail: ids, counts and field names only.
 
-    ApiError            status + protocol.ErrorCode + message + detail
+    ApiError            status + protocol.ErrorCode + message + detail (+ headers, e.g. Allow)
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.DEVICE_PENDING: 403,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.CODE_INVALID: 400,
     ErrorCode.THROTTLED: 429,
     ErrorCode.STALE_EPOCH: 409,
@@ -41,12 +42,14 @@ class ApiError(Exception):
         detail: dict[str, object] | None = None,
         *,
         status: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.detail = detail or {}
         self.status = status if status is not None else STATUS[code]
+        self.headers = headers  # e.g. `Allow` with a 405
 
     def body(self) -> dict[str, object]:
         return ErrorResponse(

@@ -1,7 +1,8 @@
 """The gate every HTTP request passes before a route: protocol version, body size, request gzip.
 
 It owns three refusals in the protocol's error shape: an unknown or missing protocol major
-(400 ``unsupported_protocol``; a missing header is allowed only on ``GET /v1/health``), a body over
+(400 ``unsupported_protocol``; a missing header is allowed only on ``GET /v1/health`` and on
+``GET /v1/openapi.json``), a body over
 the limit (413 ``too_large``, by Content-Length and by counting the bytes that actually arrive,
 and again after gzip decompression) and an unreadable gzip body (422 ``malformed``). It is plain
 ASGI so that long-polls and streamed responses pass untouched. It must never log or keep a body.
@@ -21,7 +22,7 @@ from sync.server.errors import ApiError
 
 __all__ = ["ProtocolGate"]
 
-_HEALTH = "/v1/health"
+_BARE_GETS = ("/v1/health", "/v1/openapi.json")  # may come without the header: probes and tools
 
 
 class ProtocolGate:
@@ -57,7 +58,7 @@ class ProtocolGate:
 
     def _check_protocol(self, scope: Scope, headers: Headers) -> None:
         raw = headers.get(PROTOCOL_HEADER)
-        if raw is None and scope["method"] == "GET" and scope["path"] == _HEALTH:
+        if raw is None and scope["method"] == "GET" and scope["path"] in _BARE_GETS:
             return
         version = parse_protocol_header(raw)
         if version is None or version[0] not in SUPPORTED_MAJORS:
