@@ -319,6 +319,14 @@ def open_workspace(args: argparse.Namespace) -> Workspace:
     return ws
 
 
+def require_desk(ws: Workspace) -> None:
+    """The desk (figures, exports, access, audit, review, the team's devices) is the
+    coordinator's, in the CLI as in the app: a worker's device refuses it with one line. A device
+    in no team has only its user's own records, and keeps it."""
+    if ws.setting("team_id") is not None and ws.setting("role") != "coordinator":
+        raise NotHere(say("cli.not_here"))
+
+
 def _parse_date(text: str | None, flag: str) -> str | None:
     if text is None:
         return None
@@ -497,7 +505,7 @@ def cmd_contact(args: argparse.Namespace, out: Output) -> int:
                 "at": at,
                 "person_id": None if args.anonymous else person_id(ws, args.person),
                 "place_id": place_id, "kind": args.kind, "living": args.living, "services": args.services,
-                "referrals": args.referrals, "workers": args.workers, "note": args.note,
+                "referrals": args.referrals, "workers": args.workers or _this_worker(ws), "note": args.note,
                 "follow_up": _parse_date(args.follow_up, "follow-up"),
             })
         log.info("contact add: %s", c.id)
@@ -507,6 +515,13 @@ def cmd_contact(args: argparse.Namespace, out: Output) -> int:
         contacts = ws.contacts(person_id=pid, limit=args.limit)
         out.emit([_dump(c) for c in contacts], lambda: "\n".join(_contact_line(c, ws) for c in contacts) or "No contacts.")
     return EXIT_OK
+
+
+def _this_worker(ws: Workspace) -> list[str]:
+    """A contact saved here was met by this device's worker unless --worker names who was there
+    (the coordinator's figures per worker count it)."""
+    name = ws.worker_name()
+    return [name] if name else []
 
 
 def cmd_place(args: argparse.Namespace, out: Output) -> int:
@@ -552,6 +567,7 @@ def cmd_search(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_conflicts(args: argparse.Namespace, out: Output) -> int:
     ws = open_workspace(args)
+    require_desk(ws)
     items = ws.conflicts()
     out.emit([{"record_type": c.record_type.value, "record_id": c.record_id, "field": c.field,
                "a": c.value_a, "device_a": c.device_a, "at_a": c.at_a, "b": c.value_b, "device_b": c.device_b,

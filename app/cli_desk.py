@@ -25,9 +25,11 @@ __all__ = ["add_commands"]
 
 
 def _ws(args: argparse.Namespace) -> Any:
-    from .cli import open_workspace
+    from .cli import open_workspace, require_desk
 
-    return open_workspace(args)
+    ws = open_workspace(args)
+    require_desk(ws)
+    return ws
 
 
 def _person_id(ws: Any, typed: str) -> str:
@@ -193,10 +195,11 @@ def add_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
         sp.set_defaults(handler=handler)
         return sp
 
-    def period(sp: argparse.ArgumentParser) -> None:
+    def period(sp: argparse.ArgumentParser, *, worker: bool = True) -> None:
         sp.add_argument("--from", dest="start", help="YYYY-MM-DD")
         sp.add_argument("--to", dest="end", help="YYYY-MM-DD")
-        sp.add_argument("--worker", help="only contacts this worker took part in")
+        if worker:  # the export files have no worker filter: a flag they would ignore is refused instead
+            sp.add_argument("--worker", help="only contacts this worker took part in")
 
     sp = add("overview", cmd_overview, "the figures against the goal")
     period(sp)
@@ -209,7 +212,7 @@ def add_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     sp.add_argument("--year", type=int)
     sp.add_argument("--week", type=int, default=6)
     sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    period(sp)
+    period(sp, worker=False)
     sp = add("report", cmd_report, "the aggregate report (no personal data) as CSV or HTML")
     period(sp)
     sp.add_argument("--html", help="also write a printable page here")

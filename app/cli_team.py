@@ -31,10 +31,14 @@ def _person_id(ws: Any, typed: str) -> str:
     return person_id(ws, typed)
 
 
-def _engine(args: argparse.Namespace) -> SyncEngine:
-    from .cli import open_workspace
+def _engine(args: argparse.Namespace, *, desk: bool = False) -> SyncEngine:
+    """The sync engine over this device's workspace; `desk`: a coordinator's command (invite,
+    devices, admit, revoke, erase), refused on a worker's device before the server is asked."""
+    from .cli import open_workspace, require_desk
 
     ws = open_workspace(args)
+    if desk:
+        require_desk(ws)
     return SyncEngine(ws, allow_insecure=getattr(args, "allow_insecure", False))
 
 
@@ -73,7 +77,7 @@ def cmd_recover(args: argparse.Namespace, out: Any) -> int:
 
 
 def cmd_invite(args: argparse.Namespace, out: Any) -> int:
-    eng = _engine(args)
+    eng = _engine(args, desk=True)
     code = eng.invite(p.Role(args.role), expires_in=int(args.hours * 3600))
 
     def text() -> str:
@@ -92,7 +96,7 @@ def cmd_invite(args: argparse.Namespace, out: Any) -> int:
 
 
 def cmd_devices(args: argparse.Namespace, out: Any) -> int:
-    eng = _engine(args)
+    eng = _engine(args, desk=True)
     if args.confirm_devices is not None:
         _set_confirms(eng, args.confirm_devices == "on")
     listing = eng.devices()
@@ -162,7 +166,7 @@ def cmd_admit(args: argparse.Namespace, out: Any) -> int:
     except ValueError:
         raise CliError("a fingerprint is what the new device shows: 0-9 and A-F, "
                        "e.g. 1A2B 3C4D 5E6F 7A8B 9C0D") from None
-    eng = _engine(args)
+    eng = _engine(args, desk=True)
     listing = eng.devices()
     device_id = _listed_id(listing, args.device_id)
     if device_id not in eng.awaiting_confirmation(listing):
@@ -191,7 +195,7 @@ def cmd_admit(args: argparse.Namespace, out: Any) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace, out: Any) -> int:
-    eng = _engine(args)
+    eng = _engine(args, desk=True)
     epoch = eng.revoke(args.device_id)
     out.emit({"revoked": args.device_id, "epoch": epoch},
              f"Revoked {args.device_id}. New team key epoch {epoch} given to the remaining devices.")
@@ -243,7 +247,7 @@ def cmd_notices(args: argparse.Namespace, out: Any) -> int:
 
 
 def cmd_erase(args: argparse.Namespace, out: Any) -> int:
-    eng = _engine(args)
+    eng = _engine(args, desk=True)
     pid = _person_id(eng.ws, args.person_id)
     if not args.yes:
         if not sys.stdin.isatty():
