@@ -899,3 +899,13 @@ def test_keys_without_a_device_are_refused_by_the_schema(h: Harness) -> None:
     error = error_of(response)
     assert error["detail"]["field"] == "keys.1.device_id"
     assert error["detail"]["errors"][0]["type"] == "missing"  # the schema's word, not a handler's
+
+
+def test_a_version_1_header_without_its_minor_is_malformed(h: Harness) -> None:
+    """The OpenAPI document states the header as `1.<minor>`: the server takes exactly that."""
+    coord = h.found()
+    for header in ("1", "1.-1", "1.01"):
+        response = h.call("GET", "/v1/me", coord.token, headers={PROTOCOL_HEADER: header})
+        assert response.status_code == 422, (header, response.text)
+        assert error_of(response)["detail"]["field"] == PROTOCOL_HEADER
+    assert h.client.get("/v1/health", headers={PROTOCOL_HEADER: "1"}).status_code == 422
