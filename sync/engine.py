@@ -55,7 +55,7 @@ from .errors import (
     SyncError,
 )
 
-__all__ = ["SyncEngine", "SyncStatus", "SyncReport", "JoinResult", "Progress"]
+__all__ = ["SyncEngine", "SyncStatus", "SyncReport", "JoinResult", "Progress", "RevokeReport", "WouldStrand"]
 
 log = logging.getLogger("outreach.sync.engine")
 
@@ -101,12 +101,17 @@ class RosterEntry:
     cutoff: int | None
     n: int  # when the coordinator issued it (ms): an older entry never replaces a newer one
     retire: bool = False  # asked to hand everything over and leave (`SyncEngine.retire`)
+    # its X25519 key (b64) as the admitting coordinator verified it: every coordinator, a second or
+    # a recovered one too, wraps new key epochs for the devices the roster vouches for
+    pub: str | None = None
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"sign_vk": p.b64e(self.sign_vk) if self.sign_vk else None, "role": self.role,
                                   "unsigned_through": self.unsigned_through, "cutoff": self.cutoff, "n": self.n}
         if self.retire:
             out["retire"] = True
+        if self.pub:
+            out["pub"] = self.pub
         return out
 
     @classmethod
@@ -115,7 +120,34 @@ class RosterEntry:
         return cls(device_id, p.b64d(vk) if isinstance(vk, str) else None, str(d.get("role") or "worker"),
                    int(d.get("unsigned_through") or 0),  # type: ignore[call-overload]
                    cutoff if isinstance(cutoff, int) else None, int(d.get("n") or 0),  # type: ignore[call-overload]
-                   d.get("retire") is True)
+                   d.get("retire") is True, _key32(d.get("pub")))
+
+
+def _key32(value: object) -> str | None:
+    """A b64 32-byte key from a roster entry, or None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return value if len(p.b64d(value)) == 32 else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class RevokeReport:
+    """A revoke's outcome: the new epoch and the devices that got its key (ids)."""
+
+    epoch: int
+    keyed: tuple[str, ...]
+
+
+class WouldStrand(ValueError):
+    """A revoke would leave active devices without the new key: no coordinator verified their
+    keys (`devices`: their ids). Nothing was changed."""
+
+    def __init__(self, devices: list[str]) -> None:
+        super().__init__("no verified key for: " + ", ".join(devices))
+        self.devices = devices
 
 
 @dataclass
@@ -356,7 +388,32 @@ class SyncEngine:
 
     def _entry(self, device_id: str, sign_vk: bytes | None, role: str, unsigned_through: int = 0,
                cutoff: int | None = None, *, retire: bool = False) -> RosterEntry:
-        return RosterEntry(device_id, sign_vk, role, unsigned_through, cutoff, int(self.ws.now() * 1000), retire)
+        return RosterEntry(device_id, sign_vk, role, unsigned_through, cutoff, int(self.ws.now() * 1000), retire,
+                           self._verified_pub(device_id))
+
+    def _verified_pub(self, device_id: str) -> str | None:
+        """A device's X25519 key as a coordinator verified it: its own, one this coordinator
+        pinned at admission, else one the roster signed."""
+        vault = self.ws.vault
+        if device_id == self.ws.device_id and vault is not None:
+            return p.b64e(vault.public_key)
+        pinned = self._pinned().get(device_id)
+        if pinned:
+            return pinned
+        old = self.roster().get(device_id)
+        return old.pub if old else None
+
+    def _complete_roster(self) -> None:
+        """Coordinator: roster entries of the previous version name no X25519 key; sign them
+        again with the keys pinned here, so that every coordinator can key those devices."""
+        if self.authority_vk() is None or self.ws.vault is None or not self.ws.vault.can_sign:
+            return
+        pinned = self._pinned()
+        stale = [e for e in self.roster().values() if e.pub is None and e.cutoff is None
+                 and (e.device_id in pinned or e.device_id == self.ws.device_id)]
+        if stale:
+            self._publish_roster([self._entry(e.device_id, e.sign_vk, e.role, e.unsigned_through, retire=e.retire)
+                                  for e in stale])
 
     def _announce(self) -> None:
         """A device admitted by the previous version: tell the coordinator its new signing key,
@@ -674,8 +731,42 @@ class SyncEngine:
     def revoke(self, device_id: str) -> int:
         """Coordinator: revoke a device and start a new key epoch for the devices that remain.
         Returns the new epoch."""
+        return self.revoke_with_report(device_id).epoch
+
+    def _keyable(self, listing: p.DeviceList, leaving: str) -> tuple[list[tuple[p.DevicePublic, str]], list[str]]:
+        """The active devices that will get a new epoch (each with its role) and those that
+        cannot: no coordinator verified their key (neither pinned here nor in the signed roster),
+        or the listed key differs from the verified one."""
+        pinned = self._pinned()
+        roles = self._pinned_roles()
+        roster = self.refresh_roster()
+        ok: list[tuple[p.DevicePublic, str]] = []
+        stranded: list[str] = []
+        for dev in listing.devices:
+            if dev.status != p.DeviceStatus.ACTIVE or dev.device_id == leaving:
+                continue
+            entry = roster.get(dev.device_id)
+            if dev.device_id == self.ws.device_id:
+                ok.append((dev, p.Role.COORDINATOR.value))
+                continue
+            known = pinned.get(dev.device_id) or (entry.pub if entry is not None and entry.cutoff is None else None)
+            if known is None or known != dev.public_key:
+                log.warning("device %s: public key not verified by a coordinator; not given the new key", dev.device_id)
+                stranded.append(dev.device_id)
+                continue
+            ok.append((dev, roles.get(dev.device_id) or (entry.role if entry else p.Role.WORKER.value)))
+        return ok, stranded
+
+    def revoke_with_report(self, device_id: str, *, strand: bool = False) -> RevokeReport:
+        """Coordinator: revoke a device and start a new key epoch for the devices that remain,
+        every active device whose key a coordinator verified (pinned here or in the signed
+        roster). When some active device would be left without the new key, nothing is done
+        and `WouldStrand` names them, unless `strand`. Returns the epoch and who got it."""
         self._ensure_authority()
         client = self.client()
+        _ok, stranded = self._keyable(client.devices(), device_id)
+        if stranded and not strand:
+            raise WouldStrand(stranded)
         client.revoke(device_id)
         # everything it wrote before the server shut it out, then its signed cut-off: its ops after
         # that, or relayed later under an old key, count nowhere (and the new epoch's grants say so)
@@ -692,31 +783,21 @@ class SyncEngine:
         assert vault is not None
         team = self._team_id()
         listing = client.devices()
-        pinned = self._pinned()
-        roles = self._pinned_roles()
+        keyable, _stranded = self._keyable(listing, device_id)
         epoch = max(listing.current_epoch, max(vault.epochs)) + 1
         key, _ = vault.new_team_key(epoch)
         self.ws.add_epoch_key(epoch, key)
-        wraps = []
-        for dev in listing.devices:
-            if dev.status != p.DeviceStatus.ACTIVE or dev.device_id == device_id:
-                continue
-            known = pinned.get(dev.device_id)
-            if known is None or known != dev.public_key:
-                # never wrap for a key this coordinator did not verify itself
-                log.warning("device %s: public key not verified here; not given the new key", dev.device_id)
-                continue
-            role = p.Role.COORDINATOR.value if dev.device_id == self.ws.device_id else \
-                roles.get(dev.device_id, p.Role.WORKER.value)
-            wraps.append(p.WrappedKey(epoch=epoch, device_id=dev.device_id,
-                                      wrapped=self._grant(team, epoch, dev.device_id, p.b64d(dev.public_key), role)))
+        wraps = [p.WrappedKey(epoch=epoch, device_id=dev.device_id,
+                              wrapped=self._grant(team, epoch, dev.device_id, p.b64d(dev.public_key), role))
+                 for dev, role in keyable]
         client.upload_keys(p.KeysUpload(epoch=epoch, keys=wraps))
         recovery = self.ws.secret("recovery")
         if recovery:
             self._upload_recovery(RecoveryCode(recovery))
+        pinned = self._pinned()
         pinned.pop(device_id, None)
         self._set_json_secret("pinned", pinned)
-        return epoch
+        return RevokeReport(epoch, tuple(w.device_id for w in wraps if w.device_id is not None))
 
     # ------------------------------------------------------------------ retire
     # Two ways for a device to leave. `revoke` is for a lost or stolen one: at once, and whatever
@@ -945,6 +1026,7 @@ class SyncEngine:
             self._announce()  # a device of the previous version: from now on it signs its pushes
         if self.is_coordinator:
             report.admitted, report.rejected = self.admit_pending()
+            self._complete_roster()
         report.pushed = self.push(progress)
         pulled = self.pull(progress, wait=wait)
         report.pulled, report.applied, report.set_aside, report.purged = pulled
