@@ -160,6 +160,8 @@ def test_a_refused_op_is_set_aside_and_the_queue_goes_on(tmp_path: Path) -> None
                                        "detail": {"field": f"ops.{seqs.index(2)}.payload"}}}
             return 200, {"acked_through": max(seqs), "accepted": len(seqs), "duplicates": 0, "purged": 0,
                          "last_seq": 9}
+        if req.path_url.startswith("/v1/roster"):  # a worker looks whether it was asked to retire
+            return 200, {"entries": []}
         return 200, {"ops": [], "purges": [], "next": 0, "more": False, "current_epoch": 1}
 
     session = requests.Session()
