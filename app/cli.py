@@ -257,7 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text")
     p.add_argument("--limit", type=_int("limit"), default=20)
 
-    sub.add_parser("conflicts", help="concurrent changes waiting for review")
+    conflicts = sub.add_parser("conflicts", help="concurrent changes waiting for review, and settling one")
+    what = conflicts.add_subparsers(dest="conflict_action", parser_class=_Parser)
+    what.add_parser("list", help="the open conflicts, with who made each change (the default)")
+    p = what.add_parser("resolve", help="settle a conflict: keep one side or write the right value")
+    p.add_argument("record", help="the record's id as listed, or a person's alias")
+    p.add_argument("field", help="the field, as listed")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--keep", choices=("a", "b"), help="keep the first (a) or the second (b) value")
+    how.add_argument("--value", help="write this value instead")
 
     p = sub.add_parser("demo", help="fill the store with clearly fake demo data")
     p.add_argument("--persons", type=_int("persons"), default=50)
@@ -542,8 +550,21 @@ def cmd_followup(args: argparse.Namespace, out: Output) -> int:
     ws = open_workspace(args)
     if args.action == "list":
         fus = ws.follow_ups(due_by=date.today() if args.due else None)
-        out.emit([_dump(f) for f in fus],
-                 lambda: "\n".join(f"{short(ws, 'followup', f.id):<12} due {f.due:%d-%m-%Y}  {f.note or ''}" for f in fus) or "No follow-ups.")
+        persons = ws.index.records[RecordType.PERSON]
+        contacts = ws.index.records[RecordType.CONTACT]
+
+        def about(f: Any) -> tuple[str, str]:
+            """The person's alias, and the follow-up's note or else the note of its contact."""
+            alias = str((persons.get(f.person_id or "") or {}).get("alias") or say("cli.anonymous"))
+            note = f.note or (contacts.get(f.contact_id or "") or {}).get("note") or ""
+            return alias, str(note)
+
+        def line(f: Any) -> str:
+            alias, note = about(f)
+            return (f"{short(ws, 'followup', f.id):<12} {say('cli.followup.due', date=f'{f.due:%d-%m-%Y}')}  "
+                    f"{one_line(alias):<24.24} {one_line(note)}")
+        out.emit([{**_dump(f), "alias": about(f)[0], "note": about(f)[1]} for f in fus],
+                 lambda: "\n".join(line(f) for f in fus) or say("cli.followup.none"))
     else:
         fid = find_id(ws, "followup", args.id)
         ws.edit_follow_up(fid, {"done": True})
@@ -565,15 +586,72 @@ def cmd_search(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def _device_names(ws: Workspace) -> dict[str, str]:
+    """Device id -> who: the names the last 'outreach devices' (or the app's devices screen) saw,
+    the workers that devices' audit events name, and this device's worker."""
+    names: dict[str, str] = {}
+    for event in ws.audit_events():
+        if event.actor:
+            names.setdefault(event.device_id, event.actor)
+    try:
+        listed = json.loads(ws.setting("desk_device_names") or "{}")
+    except ValueError:
+        listed = {}
+    if isinstance(listed, dict):
+        names.update({str(k): str(v) for k, v in listed.items() if v})
+    names[ws.device_id] = ws.worker_name() or names.get(ws.device_id) or say("cli.this_device")
+    return names
+
+
 def cmd_conflicts(args: argparse.Namespace, out: Output) -> int:
+    from models import review
+
     ws = open_workspace(args)
     require_desk(ws)
-    items = ws.conflicts()
-    out.emit([{"record_type": c.record_type.value, "record_id": c.record_id, "field": c.field,
-               "a": c.value_a, "device_a": c.device_a, "at_a": c.at_a, "b": c.value_b, "device_b": c.device_b,
-               "at_b": c.at_b} for c in items],
-             lambda: "\n".join(f"{short(ws, c.record_type.value, c.record_id)} {c.field}: {c.value_a!r} ({c.at_a:%d-%m %H:%M}) vs "
-                               f"{c.value_b!r} ({c.at_b:%d-%m %H:%M})" for c in items) or "No conflicts.")
+    names = _device_names(ws)
+    items = review.conflicts(ws, device_names=names)
+
+    def who(device: str, name: str | None) -> str:
+        return one_line(name or device[:8])
+
+    if getattr(args, "conflict_action", None) == "resolve":
+        ids = {c.record_id for c in items}
+        try:
+            rid = resolve(args.record, ids, kind="record", names={c.record_id: (c.label,) for c in items})
+        except Ambiguous as exc:
+            raise CliError(say("cli.ambiguous", typed=args.record, n=len(exc.candidates), kinds=say("cli.kinds.record"),
+                               candidates=", ".join(short(ws, next(c.record_type.value for c in items
+                                                                   if c.record_id == r), r)
+                                                    for r in exc.candidates))) from None
+        except NotFound:
+            raise CliError(say("cli.conflict.no_such", typed=args.record)) from None
+        item = next((c for c in items if c.record_id == rid and c.field == args.field), None)
+        if item is None:
+            raise CliError(say("cli.conflict.no_field", field=args.field,
+                               fields=", ".join(c.field for c in items if c.record_id == rid)))
+        if (args.keep is None) == (args.value is None):
+            raise CliError(say("cli.conflict.how"))
+        with as_flag("--value"):
+            if args.keep is not None:
+                review.resolve_conflict(ws, item, keep=args.keep)
+            else:
+                review.resolve_conflict(ws, item, value=args.value)
+        kept = args.value if args.value is not None else (item.value_a if args.keep == "a" else item.value_b)
+        log.info("conflict resolved: %s %s", rid, item.field)
+        out.emit({"record_id": rid, "field": item.field, "value": kept},
+                 say("cli.conflict.resolved", field=item.field, value=one_line(str(kept))))
+        return EXIT_OK
+
+    def line(c: Any) -> str:
+        return say("cli.conflict.line", id=short(ws, c.record_type.value, c.record_id), label=one_line(c.label),
+                   field=c.field, a=one_line(str(c.value_a)), who_a=who(c.device_a, c.device_a_name),
+                   at_a=f"{c.at_a:%d-%m-%Y %H:%M}", b=one_line(str(c.value_b)), who_b=who(c.device_b, c.device_b_name),
+                   at_b=f"{c.at_b:%d-%m-%Y %H:%M}")
+    out.emit([{"record_type": c.record_type.value, "record_id": c.record_id, "label": c.label, "field": c.field,
+               "a": c.value_a, "device_a": c.device_a, "by_a": c.device_a_name, "at_a": c.at_a,
+               "b": c.value_b, "device_b": c.device_b, "by_b": c.device_b_name, "at_b": c.at_b} for c in items],
+             lambda: ("\n".join(line(c) for c in items) + "\n" + say("cli.conflict.next")) if items
+             else say("cli.conflict.none"))
     return EXIT_OK
 
 

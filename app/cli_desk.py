@@ -17,7 +17,7 @@ from typing import Any
 
 from models import exports, reports, review
 from models.errors import InvalidInput
-from models.vocab import AuditAction
+from models.vocab import AuditAction, RecordType
 
 from .i18n import Translator
 
@@ -48,6 +48,12 @@ def _line(text: str | None) -> str:
     from .cli import one_line
 
     return one_line(text)
+
+
+def _say(key: str, **params: Any) -> str:
+    from .cli import say
+
+    return say(key, **params)
 
 
 def _translator() -> Translator:
@@ -91,9 +97,11 @@ def cmd_overview(args: argparse.Namespace, out: Any) -> int:
     g = ov.goal
 
     def text() -> str:
+        goal = (_say("cli.overview.goal_reached", current=g.current, baseline=g.baseline, target=g.target)
+                if g.remaining <= 0 else
+                _say("cli.overview.goal", current=g.current, baseline=g.baseline, target=g.target, n=g.remaining))
         lines = [
-            f"Homeless persons known now: {g.current} (start {g.baseline}, target under {g.target}; "
-            f"{g.remaining} to go)",
+            goal,
             f"Persons known: {ov.persons_known}  " + "  ".join(f"{k} {v}" for k, v in ov.by_status.items()),
             "Active by category: " + "  ".join(f"{k} {v}" for k, v in ov.by_category.items() if v),
             f"Met this week {ov.met_this_week}, this month {ov.met_this_month}, this year {ov.met_this_year}",
@@ -114,6 +122,10 @@ def cmd_export(args: argparse.Namespace, out: Any) -> int:
     warn = exports.export_warning(ws, req, path)
     if warn.inside_data_dir:
         raise InvalidInput("out", "never write plaintext next to the encrypted data: choose another folder")
+    if warn.exists and not args.force:
+        from .cli import CliError
+
+        raise CliError(_say("cli.export.exists", path=path))
     note = f" It is inside a synced folder ({warn.synced_folder}): the file will leave this computer." \
         if warn.synced_folder else ""
     if not _confirm(args, f"Write {warn.rows} rows of personal data, unencrypted, to {path}?{note}"):
@@ -148,8 +160,20 @@ def cmd_count(args: argparse.Namespace, out: Any) -> int:
 def cmd_duplicates(args: argparse.Namespace, out: Any) -> int:
     ws = _ws(args)
     found = review.duplicate_suggestions(ws, min_score=args.min_score)
-    out.emit([_plain(d) for d in found],
-             lambda: "\n".join(f"{_plain(d)}" for d in found) or "No likely duplicates.")
+    persons = ws.index.records[RecordType.PERSON]
+
+    def alias(pid: str) -> str:
+        return _line(str((persons.get(pid) or {}).get("alias") or ""))
+
+    def text() -> str:
+        if not found:
+            return _say("cli.duplicates.none")
+        rows = [_say("cli.duplicates.head")]
+        rows += [f"{_short(ws, 'person', d.person_a):<12} {alias(d.person_a):<26.26} "
+                 f"{_short(ws, 'person', d.person_b):<12} {alias(d.person_b):<26.26} {d.score:>5.0%}  "
+                 + "; ".join(_say(f"duplicate.{r}") for r in d.reasons) for d in found]
+        return "\n".join(rows) + "\n" + _say("cli.duplicates.next")
+    out.emit([{**_plain(d), "alias_a": alias(d.person_a), "alias_b": alias(d.person_b)} for d in found], text)
     return 0
 
 
@@ -165,9 +189,19 @@ def cmd_retention(args: argparse.Namespace, out: Any) -> int:
     if args.keep:
         review.keep_person(ws, _person_id(ws, args.keep), reason=args.reason or "")
     items = review.retention_review(ws, months=args.months)
-    out.emit([_plain(i) for i in items],
-             lambda: "\n".join(f"{_short(ws, 'person', i.person_id):<12} {_line(i.alias):<30.30} not met since {i.since:%d-%m-%Y}" for i in items)
-             or f"Nobody unmet for {args.months} months.")
+
+    def line(i: Any) -> str:
+        since = (_say("cli.retention.not_met_since", date=f"{i.since:%d-%m-%Y}") if i.last_contact
+                 else _say("cli.retention.never_met", date=f"{i.since:%d-%m-%Y}"))
+        kept = (" " + _say("cli.retention.kept", date=f"{i.kept_on:%d-%m-%Y}", reason=_line(i.reason))
+                if i.kept_on else "")
+        return f"{_short(ws, 'person', i.person_id):<12} {_line(i.alias):<30.30} {since}{kept}"
+
+    def text() -> str:
+        if not items:
+            return _say("cli.retention.none", n=args.months)
+        return "\n".join(line(i) for i in items) + "\n" + _say("cli.retention.next")
+    out.emit([_plain(i) for i in items], text)
     return 0
 
 
@@ -212,6 +246,7 @@ def add_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     sp.add_argument("--year", type=int)
     sp.add_argument("--week", type=int, default=6)
     sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    sp.add_argument("--force", action="store_true", help="replace the file if it is there")
     period(sp, worker=False)
     sp = add("report", cmd_report, "the aggregate report (no personal data) as CSV or HTML")
     period(sp)

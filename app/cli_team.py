@@ -9,6 +9,7 @@ apart from `app.cli` so that the data commands load without the network stack.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import datetime
 from typing import Any
@@ -43,12 +44,14 @@ def _engine(args: argparse.Namespace, *, desk: bool = False) -> SyncEngine:
 
 
 def _progress_bar(phase: str, done: int, total: int) -> None:
+    """A bar redrawn in place on a terminal; elsewhere (a log, a pipe) one whole line a step."""
     if total:
         width = 30
         filled = int(width * done / max(total, 1))
-        sys.stderr.write(f"\r{phase:<5} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        text = f"{phase:<5} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
     else:
-        sys.stderr.write(f"\r{phase:<5} {done} ops")
+        text = f"{phase:<5} {done} ops"
+    sys.stderr.write(f"\r{text}" if sys.stderr.isatty() else f"{text}\n")
     sys.stderr.flush()
 
 
@@ -100,6 +103,8 @@ def cmd_devices(args: argparse.Namespace, out: Any) -> int:
     if args.confirm_devices is not None:
         _set_confirms(eng, args.confirm_devices == "on")
     listing = eng.devices()
+    # remembered as the app's devices screen does, so that 'outreach conflicts' can say who
+    eng.ws.set_settings(desk_device_names=json.dumps({d.device_id: d.name for d in listing.devices}, sort_keys=True))
     prints = eng.fingerprints(listing)  # compare with each device's own screen before trusting it
     recovery = eng.recovery_status()
     here = eng.open_invites()
@@ -205,12 +210,14 @@ def cmd_revoke(args: argparse.Namespace, out: Any) -> int:
 def cmd_sync(args: argparse.Namespace, out: Any) -> int:
     eng = _engine(args)
     report = eng.sync(_progress_bar if args.progress else None)
-    if args.progress:
+    if args.progress and sys.stderr.isatty():
         sys.stderr.write("\n")
     if report.pending:
         out.emit({"pending": True}, "Waiting for the coordinator to let this device in.")
         return 0
-    out.emit(report.__dict__, f"Synced: sent {report.pushed}, received {report.pulled}"
+    # received: other devices' changes taken in (a pull also brings this device's own ops back)
+    received = report.applied + report.set_aside
+    out.emit({**report.__dict__, "received": received}, f"Synced: sent {report.pushed}, received {received}"
                               + (f", {report.set_aside} set aside" if report.set_aside else "")
                               + (f", admitted {report.admitted} device(s)" if report.admitted else "")
                               + (f", refused {report.rejected} device(s) whose proof failed" if report.rejected else ""))
