@@ -107,7 +107,7 @@ class Desk:
 
     async def _devices_view(self, admitted: int) -> DevicesView:
         listing = await self.s._network(self.engine.devices)
-        recovery, confirms, awaiting = await self.s.call(self._kept_here, listing)
+        recovery, confirms, awaiting, retiring = await self.s.call(self._kept_here, listing)
         prints = self.engine.fingerprints(listing)
         me = self.ws.device_id
         rows = [DeskDevice(
@@ -116,6 +116,7 @@ class Desk:
             last_seen=datetime.fromtimestamp(d.last_seen) if d.last_seen else None,
             key_epoch=d.key_epoch, this_device=d.device_id == me, fingerprint=prints.get(d.device_id, ""),
             awaiting_confirmation=d.device_id in awaiting,
+            retiring=d.device_id in retiring and d.status.value == "active",
         ) for d in listing.devices]
         order = {"pending": 0, "active": 1, "rejected": 2, "revoked": 3}
         rows.sort(key=lambda r: (order.get(r.status, 9), not r.this_device, r.name.casefold()))
@@ -127,11 +128,12 @@ class Desk:
             admitted=admitted, confirms_devices=confirms,
         )
 
-    def _kept_here(self, listing: proto.DeviceList) -> tuple[dict[str, object], bool, set[str]]:
+    def _kept_here(self, listing: proto.DeviceList) -> tuple[dict[str, object], bool, set[str], set[str]]:
         """What this device keeps about the list: the recovery code, whether a fingerprint is
-        compared before a device is let in, and which pending devices wait for that."""
+        compared before a device is let in, which pending devices wait for that, and which were
+        asked to retire."""
         return (self.engine.recovery_status(), self.engine.confirms_devices,
-                set(self.engine.awaiting_confirmation(listing)))
+                set(self.engine.awaiting_confirmation(listing)), set(self.engine.retiring()))
 
     def _admit(self) -> int:
         with self.engine.exclusive(), self.s._lock:  # the order a sync run takes them in
@@ -190,17 +192,35 @@ class Desk:
         code = await self.s._network(self.engine.invite, proto.Role(role), int(hours * 3600))
         return Invite(code=code, role=role, hours=hours, qr_png=qr_png(code))
 
+    async def retire(self, device_id: str) -> None:
+        """Ask a device still in hand to leave: its next sync sends everything it holds, then it
+        clears itself, and the next sync here revokes it. Nothing it wrote is lost. Audited."""
+        if device_id == self.ws.device_id:
+            raise InvalidInput("device", "a device cannot retire itself")
+
+        def run() -> None:
+            with self.engine.exclusive(), self.s._lock:
+                try:
+                    self.engine.retire(device_id)
+                except ValueError:
+                    raise InvalidInput("device", "no active device with that id") from None
+                self.ws.audit(AuditAction.CHANGE, None, None, detail=f"device asked to retire: {device_id}")
+
+        await self.s._network(run)
+
     async def revoke(self, device_id: str) -> int:
-        """Revoke a device: refused by the server at once, it wipes itself on its next contact; a
-        new key epoch goes to the devices that remain. Returns the new epoch."""
+        """Revoke a lost device at once: refused by the server, it wipes itself on its next
+        contact, and whatever it recorded after its last sync is lost; a new key epoch goes to
+        the devices that remain. Returns the new epoch."""
         if device_id == self.ws.device_id:
             raise InvalidInput("device", "a device cannot revoke itself")
 
         def run() -> int:
             with self.engine.exclusive(), self.s._lock:
-                epoch = int(self.engine.revoke(device_id))
-                self.ws.audit(AuditAction.CHANGE, None, None, detail=f"device revoked: {device_id}")
-            return epoch
+                report = self.engine.revoke_with_report(device_id)
+                self.ws.audit(AuditAction.CHANGE, None, None,
+                              detail=f"device revoked: {device_id}; new key for {len(report.keyed)} devices")
+            return int(report.epoch)
 
         return await self.s._network(run)
 

@@ -247,8 +247,8 @@ class Router:
     async def _lock_tap(self, e: Any = None) -> None:
         await self.lock()
 
-    def _on_revoked(self) -> None:
-        self.ctx.notice = Problem("errors.revoked")
+    def _on_revoked(self, problem: Problem) -> None:
+        self.ctx.notice = problem
         self.page.run_task(self._after_wipe)
 
     async def _after_wipe(self) -> None:

@@ -39,10 +39,11 @@ from models.vocab import AuditAction, RecordType
 from models.workspace import MIN_PASSPHRASE, ApplyResult, RemoteOp, Workspace
 from sync import protocol as proto
 from sync.client import check_url
-from sync.engine import SyncEngine, SyncReport
+from sync.engine import SyncEngine, SyncReport, WouldStrand
 from sync.errors import (
     CodeInvalid,
     DevicePending,
+    DeviceRetired,
     DeviceRevoked,
     InsecureURL,
     KeyRefused,
@@ -152,6 +153,10 @@ def explain(exc: BaseException) -> Problem:
         return Problem("sync.device_pending")
     if isinstance(exc, DeviceRevoked):
         return Problem("errors.revoked")
+    if isinstance(exc, DeviceRetired):
+        return Problem("errors.retired")
+    if isinstance(exc, WouldStrand):
+        return Problem("errors.would_strand", {"n": len(exc.devices)})
     if isinstance(exc, FingerprintMismatch):  # the coordinator's comparison, not a join refused
         return Problem("errors.fingerprint_mismatch", {}, "fingerprint")
     if isinstance(exc, ProofMismatch):
@@ -224,7 +229,8 @@ class Services:
     def __init__(self, config: AppConfig, *, pepper: bytes = b"") -> None:
         self.config = config
         self._lock = threading.RLock()
-        self.ws = _GuardedWorkspace(config.data_dir, ui_lock=self._lock, fast_kdf=config.fast_kdf, pepper=pepper)
+        self.ws = _GuardedWorkspace(config.data_dir, ui_lock=self._lock, fast_kdf=config.fast_kdf, pepper=pepper,
+                                    audit_writes=True)
         self.engine = SyncEngine(self.ws)
         self.sync = SyncScheduler(self, debounce=config.sync_debounce, interval=config.sync_interval)
         self.ws.on_change.append(self.sync.changed_threadsafe)
@@ -484,9 +490,9 @@ class Services:
         return await self.call(self._search_persons, text, limit)
 
     def _search_persons(self, text: str, limit: int) -> list[PersonRow]:
-        if not text.strip():
-            return [self._person_row(p) for p in self.ws.persons()[:limit]]
-        return [self._person_row(p) for p in self.ws.search(text, limit=limit).persons[:limit]]
+        shown = self.ws.persons()[:limit] if not text.strip() else self.ws.search(text, limit=limit).persons[:limit]
+        self.ws.log_lookup((p.id for p in shown), "search" if text.strip() else "list")
+        return [self._person_row(p) for p in shown]
 
     async def person_row(self, person_id: str) -> PersonRow | None:
         def row() -> PersonRow | None:
@@ -546,6 +552,7 @@ class Services:
                 found = [p for p in found if p.id in allowed]
         else:
             found = ws.persons(status=status, category=category, not_seen_days=not_seen_days)
+        ws.log_lookup((p.id for p in found[:limit]), "search" if text.strip() else "list")
         return [self._person_row(p) for p in found[:limit]], len(found)
 
     async def person_detail(self, person_id: str) -> PersonDetail:
@@ -622,7 +629,8 @@ class SyncScheduler:
         self.view = SyncView()
         self.listeners: list[Callable[[SyncView], None]] = []
         self.data_listeners: list[Callable[[], None]] = []
-        self.revoked_listeners: list[Callable[[], None]] = []
+        # the device left the team and its data is gone (revoked, or retired): called with the words why
+        self.revoked_listeners: list[Callable[[Problem], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._debounce: asyncio.TimerHandle | None = None
         self._periodic: asyncio.Task[None] | None = None
@@ -732,11 +740,11 @@ class SyncScheduler:
         try:
             report = await asyncio.to_thread(s.engine.sync, self._progress_threadsafe)
             self.view.error_key, self.view.error_params, self.view.offline_error = None, {}, False
-        except DeviceRevoked:
+        except (DeviceRevoked, DeviceRetired) as exc:
             self.view.running = False
             self.stop()
-            for hook in self.revoked_listeners:
-                hook()
+            for on_left in self.revoked_listeners:
+                on_left(explain(exc))
             return
         except SyncError as exc:
             problem = explain(exc)

@@ -469,7 +469,7 @@ class JoinOutcome:
 
 # what a device notes when it refuses or sets aside something for a security reason
 # (docs/SECURITY.md); each has words of its own (`notice.<kind>`), any other kind is said generally
-NOTICE_KINDS = ("key_refused", "purge_refused", "erased_edit", "audit_refused", "future_op", "unknown_device",
+NOTICE_KINDS = ("key_refused", "purge_refused", "erased_edit", "erased_late", "audit_refused", "future_op", "unknown_device",
                 "unsigned_op", "revoked_write", "roster_refused", "revocation_unproven")
 
 
@@ -549,6 +549,7 @@ class DeskDevice:
     fingerprint: str  # the figure the device's own screen shows: compared before it is trusted
     # pending, invited from here, and let in only once someone typed the fingerprint its screen shows
     awaiting_confirmation: bool = False
+    retiring: bool = False  # asked to hand over and leave: it goes at its next sync
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,8 @@ def test_invite_admit_revoke_and_the_revoked_device_wipes(team: tuple[Services, 
     with pytest.raises(DeviceRevoked):
         eng.sync()
     assert not ws.exists()  # wiped
-    assert any(e.detail == f"device revoked: {ali.device_id}" for e in s.ws.audit_events())
+    # the audit says who was revoked and how many devices got the new key (this one: ali was the other)
+    assert any(e.detail == f"device revoked: {ali.device_id}; new key for 1 devices" for e in s.ws.audit_events())
 
 
 def test_erasure_reaches_the_other_device(team: tuple[Services, ServerProcess], tmp_path: Path) -> None:
@@ -297,9 +298,10 @@ def test_retention_keep_access_files_and_audit(desk: Services, tmp_path: Path) -
             run(desk.desk.access_files(recent, bad))
 
     rows, actors = run(desk.desk.audit(person_id=recent))
-    assert [r.action for r in rows] == ["export", "export"]  # shown once, saved once
-    assert all((r.detail or "").startswith("access request") for r in rows)
-    assert all(r.target_id == recent and r.target_alias == "Ny" for r in rows)
+    # created (the person, their contact), shown once, saved once: newest first
+    assert [r.action for r in rows] == ["export", "export", "create", "create"]
+    assert all((r.detail or "").startswith("access request") for r in rows[:2])
+    assert all(r.target_id == recent and r.target_alias == "Ny" for r in rows[:2])
     assert actors == ["Kim"]
     exports_only, _ = run(desk.desk.audit(action="export"))
     assert exports_only and all(r.action == "export" for r in exports_only)
@@ -352,3 +354,14 @@ def test_the_desk_needs_an_unlocked_device(desk: Services) -> None:
     with pytest.raises(StoreError):
         run(desk.desk.overview())
 
+
+
+def test_the_app_audits_saves_and_logs_searches_and_lists(desk: Services) -> None:
+    ws = desk.ws
+    pid = ws.add_person({"alias": "Søren"}).id
+    assert [r.action for r in run(desk.desk.audit(person_id=pid))[0]] == ["create"]
+    run(desk.search_persons("søren"))
+    run(desk.persons())
+    reads = [r for r in run(desk.desk.audit(person_id=pid, action="read"))[0]]
+    assert [r.detail for r in reads] == ["search: 1 shown"]  # the list right after it is not logged again
+    assert desk.engine.status().pending_ops == 1  # the person; its events are no pending changes

@@ -145,10 +145,17 @@ def test_a_device_row_shows_its_fingerprint(services: Services) -> None:
                         joined_at=datetime(2026, 2, 1, 9, 0), last_seen=None, key_epoch=1, this_device=False,
                         fingerprint="1A2B 3C4D 5E6F 7A8B 9C0D")
     screen = DevicesScreen(_ctx(services), {})
-    tile = screen._tile(device)
+    row = screen._tile(device)
+    tile = _find(row, f"device-{DEVICE[:8]}")
     assert isinstance(tile, ft.Semantics)
     assert "Fingeraftryk: 1A2B 3C4D 5E6F 7A8B 9C0D" in _words(tile)
     assert tile.label and "1A2B 3C4D 5E6F 7A8B 9C0D" in tile.label
+    # a device still in hand is retired (it hands over first); a lost one is revoked at once
+    assert _find(row, f"device-retire-{DEVICE[:8]}").content.content == "Pensionér"
+    assert _find(row, f"device-revoke-{DEVICE[:8]}")
+    retiring = screen._tile(DeskDevice(**{**device.__dict__, "retiring": True}))
+    assert "Bedt om at aflevere og forlade teamet ved sin næste synkronisering" in _words(retiring)
+    assert not [c for c in _walk(retiring) if getattr(c, "identifier", None) == f"device-retire-{DEVICE[:8]}"]
 
 
 

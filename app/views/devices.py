@@ -151,10 +151,16 @@ class DevicesScreen(DeskScreen):
             lines.append(t("devices.key_epoch", n=d.key_epoch))
         if d.awaiting_confirmation:
             lines.append(t("devices.awaiting"))
+        if d.retiring:
+            lines.append(t("devices.retiring"))
         name = d.name + (f" ({t('devices.this')})" if d.this_device else "")
         actions: list[ft.Control] = []
+        short = d.device_id[:8]
+        if d.status == "active" and not d.this_device and not d.retiring:
+            actions.append(secondary_button(t("devices.retire"), self._retire(d), f"device-retire-{short}",
+                                            icon=ft.Icons.LOGOUT))
         if d.status in ("active", "pending") and not d.this_device:
-            actions.append(secondary_button(t("devices.revoke"), self._revoke(d), f"device-revoke-{d.device_id[:8]}",
+            actions.append(secondary_button(t("devices.revoke"), self._revoke(d), f"device-revoke-{short}",
                                             icon=ft.Icons.BLOCK))
         subtitle: list[ft.Control] = [ft.Text(x, size=14) for x in lines]
         if d.fingerprint:  # compared with the joining phone's own screen before it is trusted
@@ -166,12 +172,16 @@ class DevicesScreen(DeskScreen):
                             _STATUS_ICONS.get(d.status, ft.Icons.DEVICES)),
             title=ft.Text(name, weight=ft.FontWeight.W_600),
             subtitle=ft.Column(subtitle, spacing=2),
-            trailing=actions[0] if actions else None, min_height=64,
+            min_height=64,
         )
-        row = tid(tile, f"device-{d.device_id[:8]}", f"{name}: {' · '.join(lines)}")
-        if not d.awaiting_confirmation:
-            return row
-        return ft.Column([row, self._let_in_form(d)], spacing=4)
+        row = tid(tile, f"device-{short}", f"{name}: {' · '.join(lines)}")
+        parts: list[ft.Control] = [row]
+        if actions:  # under the tile: two buttons do not fit beside it on a phone
+            parts.append(ft.Container(ft.Row(actions, spacing=8, wrap=True),
+                                      padding=ft.Padding.only(left=56, right=16, bottom=8)))
+        if d.awaiting_confirmation:
+            parts.append(self._let_in_form(d))
+        return parts[0] if len(parts) == 1 else ft.Column(parts, spacing=4)
 
     def _let_in_form(self, d: DeskDevice) -> ft.Control:
         """The fingerprint the joining phone shows, typed in, and "Let in"; a problem at the field."""
@@ -226,6 +236,25 @@ class DevicesScreen(DeskScreen):
 
         return let_in
 
+    def _retire(self, d: DeskDevice) -> Any:
+        async def ask(e: Any = None) -> None:
+            t = self.t
+
+            async def confirmed(ev: Any = None) -> None:
+                self.ctx.page.pop_dialog()
+                _done, problem = await self.ctx.attempt(self.services.desk.retire(d.device_id))
+                if problem:
+                    self.ctx.toast(self.ctx.words(problem), error=True)
+                    return
+                self.ctx.toast(t("devices.retire_asked", name=d.name))
+                await self.load()
+                self.update()
+
+            self.ctx.confirm(t("devices.retire_title", name=d.name), ft.Text(t("devices.retire_text"), size=15, width=420),
+                             confirm=t("devices.retire"), on_confirm=confirmed, identifier="retire", icon=ft.Icons.LOGOUT)
+
+        return ask
+
     def _revoke(self, d: DeskDevice) -> Any:
         async def ask(e: Any = None) -> None:
             t = self.t
@@ -240,7 +269,9 @@ class DevicesScreen(DeskScreen):
                 await self.load()
                 self.update()
 
-            self.ctx.confirm(t("devices.revoke_title", name=d.name), ft.Text(t("devices.revoke_text"), size=15, width=420),
+            loss = t("devices.revoke_loss", when=ago(t, d.last_seen)) if d.last_seen else t("devices.revoke_loss_never")
+            text = t("devices.revoke_text") + "\n\n" + loss
+            self.ctx.confirm(t("devices.revoke_title", name=d.name), ft.Text(text, size=15, width=420),
                              confirm=t("devices.revoke"), on_confirm=confirmed, identifier="revoke", icon=ft.Icons.BLOCK)
 
         return ask
