@@ -209,6 +209,10 @@ class SyncEngine:
     def is_coordinator(self) -> bool:
         return self.ws.setting("role") == p.Role.COORDINATOR.value
 
+    def ping(self) -> None:
+        """Is the server there? One small request (SyncError when it is not reachable)."""
+        self.client().health()
+
     def status(self) -> SyncStatus:
         last = self.ws.sync_value("last_success")
         return SyncStatus(
