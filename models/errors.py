@@ -10,7 +10,9 @@ understands and never contains personal data (ids and field names only).
     │   ├── WrongPassphrase     carries attempts_left
     │   ├── Throttled           carries retry_after (seconds)
     │   ├── VaultWiped          too many wrong passphrases: local data erased
-    │   └── WeakPassphrase
+    │   ├── WeakPassphrase
+    │   └── KeystoreUnavailable the vault needs this device's keystore secret, which is not there:
+    │                           not a wrong passphrase (nothing counted, nothing wiped)
     ├── TamperedRecord          a sealed blob failed authentication; names the record
     ├── InvalidInput            a value a form or flag gave is not acceptable; names the field
     ├── NotFound                no such person, contact, ...
@@ -28,6 +30,7 @@ __all__ = [
     "WrongPassphrase",
     "Throttled",
     "VaultWiped",
+    "KeystoreUnavailable",
     "WeakPassphrase",
     "TamperedRecord",
     "InvalidInput",
@@ -79,6 +82,12 @@ class VaultWiped(VaultError):
 
 class WeakPassphrase(VaultError):
     pass
+
+
+class KeystoreUnavailable(VaultError):
+    def __init__(self) -> None:
+        super().__init__("This device's keystore did not give its secret, which the data needs besides the "
+                         "passphrase. Nothing was counted as a wrong try; unlock the system keystore and try again.")
 
 
 class TamperedRecord(StoreError):

@@ -30,7 +30,7 @@ import secrets
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature, InvalidTag, UnsupportedAlgorithm
@@ -190,6 +190,11 @@ def argon2_available() -> bool:
         return False
 
 
+def pepper_check(pepper: bytes) -> str:
+    """The check value of a keystore secret kept beside the KDF parameters (`KdfParams.fits`)."""
+    return hashlib.sha256(b"outreach/v1/pepper-check|" + pepper).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class KdfParams:
     """Parameters of the passphrase KDF, stored beside the wrapped master key."""
@@ -202,7 +207,22 @@ class KdfParams:
     n: int = 0  # scrypt
     r: int = 0
     p: int = 0
-    pepper: bool = False  # a keystore secret is mixed in (mobile)
+    pepper: bool = False  # a keystore secret is mixed in (mobile, a laptop's keystore)
+    # 8 bytes of a hash of that secret: a missing or changed keystore is told apart from a wrong
+    # passphrase (which counts towards the wipe); it says nothing of the secret itself
+    pepper_check: str = ""
+
+    def with_pepper(self, pepper: bytes) -> KdfParams:
+        """These parameters for a vault with this keystore secret (none: b"")."""
+        return replace(self, pepper=bool(pepper), pepper_check=pepper_check(pepper) if pepper else "")
+
+    def fits(self, pepper: bytes) -> bool:
+        """Whether `pepper` can be the secret this vault was made with (False: it is missing or
+        another one; a vault of the previous version keeps no check and is trusted)."""
+        if not self.pepper:
+            return True
+        return bool(pepper) and (not self.pepper_check or secrets.compare_digest(self.pepper_check,
+                                                                                 pepper_check(pepper)))
 
     @classmethod
     def default(cls, *, fast: bool = False, pepper: bool = False) -> KdfParams:
@@ -215,7 +235,7 @@ class KdfParams:
             return cls("argon2id", salt, memory_kib=64 * 1024, iterations=3, lanes=4, pepper=pepper)
         if fast:
             return cls("scrypt", salt, n=2**4, r=8, p=1, pepper=pepper)
-        return cls("scrypt", salt, n=2**15, r=8, p=1, pepper=pepper)
+        return cls("scrypt", salt, n=2**17, r=8, p=1, pepper=pepper)  # 128 MiB
 
     def to_json(self) -> str:
         d: dict[str, Any] = dict(self.__dict__)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 from .clock import HLC, hlc_ms
 from .errors import (
     InvalidInput,
+    KeystoreUnavailable,
     NotFound,
     StoreError,
     TamperedRecord,
@@ -189,11 +190,19 @@ class Workspace:
         now: Callable[[], float] = time.time,
         pepper: bytes = b"",
         audit_writes: bool = False,
+        guard_offline: bool = False,
     ) -> None:
         """`audit_writes`: creating, editing and deleting a person, contact or follow-up writes
         an audit event too (what the app and the CLI do: the data protection officer's "who
-        changed what"; a test or the bench counting ops leaves it off)."""
+        changed what"; a test or the bench counting ops leaves it off).
+
+        `guard_offline`: without a keystore secret (`pepper`), only a copy of the data file and
+        a passphrase stand between an attacker and the records, and the attacker guesses
+        offline, without the wrong-try counter: the passphrase must resist that
+        (`OFFLINE_GUESSES`). What the app and the CLI ask for on a laptop or in the browser."""
         self.data_dir = Path(data_dir)
+        self._guard_offline = guard_offline and not pepper
+        self.needs_stronger_passphrase = False  # unlocked with one that would not be accepted today
         self._fast_kdf = fast_kdf
         self._now = now
         self._pepper = pepper
@@ -260,12 +269,12 @@ class Workspace:
         """Create the vault: device key pair and a team key of epoch 1. Returns the device id."""
         if self.exists():
             raise VaultExists(f"There is already Outreach data in {self.data_dir}.")
-        check_passphrase(passphrase)
+        check_passphrase(passphrase, offline=self._guard_offline)
         if not 1 <= max_failures <= 100:
             raise InvalidInput("max_failures", "must be between 1 and 100")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         device_id = uuid.uuid4().hex
-        params = KdfParams.default(fast=self._fast_kdf, pepper=bool(self._pepper))
+        params = KdfParams.default(fast=self._fast_kdf).with_pepper(self._pepper)
         vault = Vault(device_id)
         entries = vault.create(passphrase, params, self._pepper)
         tmp = self.data_dir / (DB_NAME + ".creating")
@@ -307,9 +316,12 @@ class Workspace:
         params_json = store.kdf_params()
         if params_json is None:
             raise VaultMissing("This data file has no keys; it is damaged.")
+        params = KdfParams.from_json(params_json)
+        if not params.fits(self._pepper):
+            raise KeystoreUnavailable()  # the right passphrase would fail too: never count it
         vault = Vault(self.device_id)
         try:
-            vault.unlock(passphrase, KdfParams.from_json(params_json), store.keyring(), self._pepper)
+            vault.unlock(passphrase, params, store.keyring(), self._pepper)
         except SealError:
             failures = self.failures() + 1
             policy = self.policy()
@@ -326,7 +338,19 @@ class Workspace:
             store.set_meta("failures", 0)
             store.del_meta("retry_at")
         self.vault = vault
+        if self._pepper and not params.pepper:  # a keystore is there now: the copy gains its protection
+            self._rewrap(passphrase, passphrase)
+        self.needs_stronger_passphrase = self._guard_offline and not strong_offline(passphrase)
         self._load()
+
+    @property
+    def protection(self) -> str:
+        """What protects a copy of the data file: "keystore" (the device's keystore secret and
+        the passphrase), "passphrase" (one strong enough for offline guessing), or "pin" (a
+        short one only: fine where the wrong-try counter is all an attacker meets)."""
+        if self._pepper:
+            return "keystore"
+        return "passphrase" if self._guard_offline else "pin"
 
     def lock(self) -> None:
         """Drop the keys and the opened records; first seal the index whole for a fast unlock."""
@@ -363,11 +387,15 @@ class Workspace:
 
     def change_passphrase(self, old: str, new: str) -> None:
         """Re-wraps the master key only; no record is re-encrypted."""
-        check_passphrase(new)
+        check_passphrase(new, offline=self._guard_offline)
+        self._rewrap(old, new)
+        self.needs_stronger_passphrase = False
+
+    def _rewrap(self, old: str, new: str) -> None:
         vault = self._vault()
         store = self.store
         old_params = KdfParams.from_json(store.kdf_params() or "")
-        new_params = KdfParams.default(fast=self._fast_kdf, pepper=bool(self._pepper))
+        new_params = KdfParams.default(fast=self._fast_kdf).with_pepper(self._pepper)
         try:
             wrapped = vault.rewrap_master(old, new, old_params, new_params, store.keyring()["master"], self._pepper)
         except SealError:
@@ -1491,7 +1519,20 @@ def decode_op(body: dict[str, Any], record_id: str, device_id: str) -> Op:
     return Op(str(body["t"]), record_id, device_id, body["c"], body["f"], bases, bool(body.get("d")))
 
 
-def check_passphrase(passphrase: str) -> None:
+OFFLINE_GUESSES = 1e10  # zxcvbn's estimate a passphrase must reach when a copy is guessed offline
+
+
+def strong_offline(passphrase: str) -> bool:
+    """Whether an offline attacker needs about `OFFLINE_GUESSES` tries (four random words do)."""
+    from zxcvbn import zxcvbn
+
+    return float(zxcvbn(passphrase[:100])["guesses"]) >= OFFLINE_GUESSES
+
+
+def check_passphrase(passphrase: str, *, offline: bool = False) -> None:
+    if offline and not strong_offline(passphrase):
+        raise WeakPassphrase("Without a keystore on this device, a copy of the data file is guarded by the passphrase "
+                             "alone: use four random words or more (about 10^10 guesses at least).")
     if len(passphrase) < MIN_PASSPHRASE:
         raise WeakPassphrase(f"A PIN or passphrase needs at least {MIN_PASSPHRASE} characters.")
     if len(set(passphrase)) < 3:

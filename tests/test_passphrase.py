@@ -1,0 +1,123 @@
+"""A copied data file resists offline guessing everywhere (issue 15): on a laptop with a keystore
+its secret is mixed into the KDF (as on a phone); without one the passphrase itself must resist
+offline guessing (zxcvbn, at least 10^10 guesses); an old store with a short PIN is asked for a
+stronger one, never locked out; a missing or changed keystore is never counted as a wrong
+passphrase (which would wipe the device)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from keyring.backend import KeyringBackend
+from keyring.backends import fail
+
+from app.keystore import desktop_pepper
+from models.errors import KeystoreUnavailable, WeakPassphrase, WrongPassphrase
+from models.vault import KdfParams
+from models.workspace import Workspace
+
+PIN = "246810"
+WORDS = "hest bord cykel regn"
+
+
+class MemoryKeyring(KeyringBackend):
+    """A keystore for tests: what it is given, it keeps (for this process)."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.kept.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.kept[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.kept.pop((service, username), None)
+
+
+def test_without_a_keystore_the_passphrase_must_resist_offline_guessing(tmp_path: Path) -> None:
+    assert desktop_pepper(tmp_path, backend=fail.Keyring()) == b""
+    ws = Workspace(tmp_path / "laptop", fast_kdf=True, guard_offline=True)
+    for weak in (PIN, "passphrase-1", "Outreach2026!"):
+        with pytest.raises(WeakPassphrase):
+            ws.init(weak)
+    assert not ws.exists()
+    ws.init(WORDS)
+    assert ws.protection == "passphrase"
+    with pytest.raises(WeakPassphrase):
+        ws.change_passphrase(WORDS, "123456789")
+    ws.close()
+
+
+def test_an_old_store_with_a_short_pin_is_asked_for_more_never_locked_out(tmp_path: Path) -> None:
+    old = Workspace(tmp_path / "laptop", fast_kdf=True)
+    old.init(PIN)
+    old.close()
+    ws = Workspace(tmp_path / "laptop", fast_kdf=True, guard_offline=True)
+    ws.unlock(PIN)
+    assert ws.unlocked and ws.needs_stronger_passphrase
+    ws.change_passphrase(PIN, WORDS)
+    assert not ws.needs_stronger_passphrase
+    ws.close()
+    again = Workspace(tmp_path / "laptop", fast_kdf=True, guard_offline=True)
+    again.unlock(WORDS)
+    assert not again.needs_stronger_passphrase
+    again.close()
+
+
+def test_a_keystore_guards_a_short_pin_and_a_copy_without_it_opens_nothing(tmp_path: Path) -> None:
+    ring = MemoryKeyring()
+    pepper = desktop_pepper(tmp_path / "laptop", backend=ring)
+    assert len(pepper) == 32 and desktop_pepper(tmp_path / "laptop", backend=ring) == pepper
+    assert desktop_pepper(tmp_path / "other", backend=ring) != pepper  # one secret per data folder
+    ws = Workspace(tmp_path / "laptop", fast_kdf=True, guard_offline=True, pepper=pepper)
+    ws.init(PIN)  # the keystore protects the copy: the short PIN is fine
+    assert ws.protection == "keystore"
+    ws.close()
+    shutil.copytree(tmp_path / "laptop", tmp_path / "copy")
+    copy = Workspace(tmp_path / "copy", fast_kdf=True)
+    for _ in range(15):  # more than the wipe's 10: none of them counts
+        with pytest.raises(KeystoreUnavailable):
+            copy.unlock(PIN)
+    assert copy.exists() and copy.failures() == 0
+    changed = Workspace(tmp_path / "copy", fast_kdf=True, pepper=b"\x01" * 32)  # a keystore reset: another secret
+    with pytest.raises(KeystoreUnavailable):
+        changed.unlock(PIN)
+    assert changed.failures() == 0
+    back = Workspace(tmp_path / "laptop", fast_kdf=True, pepper=pepper)
+    with pytest.raises(WrongPassphrase):
+        back.unlock("135799")  # with the keystore, a wrong PIN is a wrong PIN
+    back.unlock(PIN)
+    back.close()
+
+
+def test_a_store_made_without_a_keystore_gains_it_when_one_is_there(tmp_path: Path,
+                                                                   make_workspace: Callable[..., Workspace]) -> None:
+    ws = Workspace(tmp_path / "laptop", fast_kdf=True)
+    ws.init(PIN)
+    ws.close()
+    pepper = desktop_pepper(tmp_path / "laptop", backend=MemoryKeyring())
+    ws = Workspace(tmp_path / "laptop", fast_kdf=True, pepper=pepper)
+    ws.unlock(PIN)
+    assert KdfParams.from_json(ws.store.kdf_params() or "").pepper
+    ws.close()
+    with pytest.raises(KeystoreUnavailable):
+        Workspace(tmp_path / "laptop", fast_kdf=True).unlock(PIN)
+
+
+def test_the_scrypt_fallback_costs_at_least_2_to_the_17() -> None:
+    import models.vault as vault
+
+    real = vault.argon2_available
+    vault.argon2_available = lambda: False  # type: ignore[assignment]
+    try:
+        assert KdfParams.default().n >= 2**17
+    finally:
+        vault.argon2_available = real  # type: ignore[assignment]
