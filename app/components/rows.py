@@ -64,7 +64,7 @@ def contact_tile(row: ContactRow, t: Translator, on_click: Callable[..., Any] | 
         title=ft.Text(" · ".join(title_bits), weight=ft.FontWeight.W_600),
         subtitle=ft.Column(subtitle, spacing=2), on_click=on_click, min_height=56,
     )
-    return tid(tile, f"contact-{row.id[:8]}")
+    return tid(tile, f"contact-{row.id}")
 
 
 def person_tile(row: PersonRow, t: Translator, on_click: Callable[..., Any] | None, *,
@@ -79,7 +79,7 @@ def person_tile(row: PersonRow, t: Translator, on_click: Callable[..., Any] | No
         subtitle=ft.Text(f"{' · '.join(bits)}\n{seen}", size=13), on_click=on_click,
         selected=selected, min_height=56, is_three_line=False,
     )
-    return tid(tile, f"{identifier_prefix}-{row.id[:8]}")
+    return tid(tile, f"{identifier_prefix}-{row.id}")
 
 
 def place_tile(row: PlaceRow, t: Translator, on_click: Callable[..., Any] | None, *,
@@ -94,7 +94,7 @@ def place_tile(row: PlaceRow, t: Translator, on_click: Callable[..., Any] | None
         leading=ft.Icon(ft.Icons.PLACE_OUTLINED), title=ft.Text(row.name, weight=ft.FontWeight.W_600, size=16),
         subtitle=ft.Text(" · ".join(bits), size=13), on_click=on_click, selected=selected, min_height=56,
     )
-    return tid(tile, f"place-{row.id[:8]}")
+    return tid(tile, f"place-{row.id}")
 
 
 def follow_up_tile(row: FollowUpRow, t: Translator, on_done: Callable[..., Any] | None,
@@ -109,7 +109,7 @@ def follow_up_tile(row: FollowUpRow, t: Translator, on_done: Callable[..., Any] 
                          color=ft.Colors.ERROR if row.overdue else None),
         on_click=on_open, min_height=56,
     )
-    return tid(tile, f"followup-{row.id[:8]}")
+    return tid(tile, f"followup-{row.id}")
 
 
 def notice_tile(row: NoticeRow, t: Translator, index: int) -> ft.Control:

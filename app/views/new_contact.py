@@ -191,7 +191,7 @@ class NewContactScreen(Screen):
                 title=ft.Text(row.alias, size=16, weight=ft.FontWeight.W_600), subtitle=ft.Text(seen, size=13),
                 on_click=self._pick_handler(row), min_height=52, dense=True,
             )
-            controls.append(tid(tile, f"pick-{row.id[:8]}"))
+            controls.append(tid(tile, f"pick-{row.id}"))
         if not rows and (self.search.value or "").strip():
             controls.append(muted(t("contact.no_match"), size=14))
         self.results.controls = controls
@@ -263,7 +263,7 @@ class NewContactScreen(Screen):
         if d.place_id and all(p.id != d.place_id for p in shown):
             shown = [p for p in self.all_places if p.id == d.place_id] + shown
         self.place_chips.controls = [
-            choice_chip(p.name, p.id == d.place_id, self._place_handler(p.id), f"place-chip-{p.id[:8]}",
+            choice_chip(p.name, p.id == d.place_id, self._place_handler(p.id), f"place-chip-{p.id}",
                         icon=ft.Icons.PLACE_OUTLINED)
             for p in shown
         ]

@@ -1,0 +1,33 @@
+"""Every row of a list gets an identifier of its own (issue 16): record ids are a device's prefix
+and a counter, so the first 8 characters were the same for every record one device made."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from app.components.rows import contact_tile, follow_up_tile, person_tile, place_tile
+from app.i18n import Translator
+from app.state import ContactRow, FollowUpRow, PersonRow, PlaceRow
+
+PREFIX = "9f1c2b3a4d5e6f70"  # one device's record prefix
+A, B = PREFIX + "0000000000000001", PREFIX + "0000000000000002"
+
+
+def test_two_records_of_one_device_get_two_identifiers() -> None:
+    t = Translator("da")
+    at = datetime(2026, 11, 2, 9)
+
+    def contact(rid: str) -> ContactRow:
+        return ContactRow(rid, at, None, None, None, None, "street", None, (), (), None, None)
+
+    pairs = [
+        (contact_tile(contact(A), t, None), contact_tile(contact(B), t, None)),
+        (person_tile(PersonRow(A, "a", "active", None, None), t, None),
+         person_tile(PersonRow(B, "b", "active", None, None), t, None)),
+        (place_tile(PlaceRow(A, "a", None), t, None), place_tile(PlaceRow(B, "b", None), t, None)),
+        (follow_up_tile(FollowUpRow(A, date(2026, 12, 1), None, None, None, False), t, None, None),
+         follow_up_tile(FollowUpRow(B, date(2026, 12, 1), None, None, None, False), t, None, None)),
+    ]
+    for one, other in pairs:
+        assert one.identifier != other.identifier
+        assert one.identifier.endswith(A) and other.identifier.endswith(B)
