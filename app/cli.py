@@ -32,7 +32,7 @@ from weakref import WeakKeyDictionary
 from pydantic import ValidationError
 
 from models.demo import populate
-from models.errors import InvalidInput, NotFound, StoreError, TamperedRecord, VaultMissing
+from models.errors import InvalidInput, NotFound, StoreError, TamperedRecord
 from models.ids import Ambiguous, resolve, short_ids
 from models.tables import CONTROL_CHARACTERS
 from models.vocab import (
@@ -69,7 +69,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_NOT_HERE: "cli.exit.not_here", EXIT_FILES: "cli.exit.files", EXIT_DISK_FULL: "cli.exit.disk_full",
     EXIT_DAMAGED: "cli.exit.damaged", EXIT_BUG: "cli.exit.bug", EXIT_INTERRUPTED: "cli.exit.interrupted",
 }
-CLI_DEFAULT_LANGUAGE = "en"
+CLI_DEFAULT_LANGUAGE = "da"  # Danish first, as the app and the files
 
 # the language of one run (set by `main` from --lang or OUTREACH_LANG): not import-time state
 _LANG: ContextVar[str] = ContextVar("outreach_cli_lang", default=CLI_DEFAULT_LANGUAGE)
@@ -135,25 +135,25 @@ def _choices(enum: type[StrEnum]) -> list[str]:
 
 
 def _add_person_flags(p: argparse.ArgumentParser, *, alias_required: bool) -> None:
-    p.add_argument("--alias", required=alias_required, help="street name or what the team calls the person")
-    p.add_argument("--name", dest="full_name", help="full name, if known and consented")
-    p.add_argument("--cpr", help="CPR number DDMMYY-XXXX")
+    p.add_argument("--alias", required=alias_required, help=say("cli.help.alias"))
+    p.add_argument("--name", dest="full_name", help=say("cli.help.name"))
+    p.add_argument("--cpr", help=say("cli.help.cpr"))
     p.add_argument("--birth-year", type=_int("birth-year"))
     p.add_argument("--gender", choices=_choices(Gender))
     p.add_argument("--nationality")
-    p.add_argument("--language", dest="languages", action="append", help="repeatable")
-    p.add_argument("--description", help="for recognition")
-    p.add_argument("--category", choices=_choices(HomelessCategory), help="homeless category")
+    p.add_argument("--language", dest="languages", action="append", help=say("cli.help.repeatable"))
+    p.add_argument("--description", help=say("cli.help.description"))
+    p.add_argument("--category", choices=_choices(HomelessCategory), help=say("cli.help.category"))
     p.add_argument("--ethos", choices=_choices(Ethos))
     p.add_argument("--consent", choices=_choices(Consent))
-    p.add_argument("--consent-date", help="YYYY-MM-DD")
+    p.add_argument("--consent-date", help=say("cli.help.date"))
     p.add_argument("--consent-scope")
     p.add_argument("--status", choices=_choices(Status))
-    p.add_argument("--status-date", help="YYYY-MM-DD")
+    p.add_argument("--status-date", help=say("cli.help.date"))
     p.add_argument("--icm-worker")
-    p.add_argument("--need", dest="needs", action="append", choices=_choices(Need), help="repeatable")
+    p.add_argument("--need", dest="needs", action="append", choices=_choices(Need), help=say("cli.help.repeatable"))
     p.add_argument("--safety-note")
-    p.add_argument("--usual-place", help="place name or id")
+    p.add_argument("--usual-place", help=say("cli.help.usual_place"))
 
 
 _PERSON_KEYS = ("alias", "full_name", "cpr", "birth_year", "gender", "nationality", "languages", "description",
@@ -186,88 +186,86 @@ def _int(name: str) -> Callable[[str], int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="outreach", description="Outreach: offline-first field records for street outreach teams.",
+    parser = _Parser(prog="outreach", description=say("cli.help.description_app"),
                      epilog=_exit_codes_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", help="where this device keeps its data (default: OUTREACH_DATA_DIR, "
-                                           "FLET_APP_STORAGE_DATA, or the platform's user data dir)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr as well")
-    parser.add_argument("--lang", choices=LANGUAGES, help="language of the output (default: OUTREACH_LANG, "
-                                                          f"else {CLI_DEFAULT_LANGUAGE})")
+    parser.add_argument("--data-dir", help=say("cli.help.data_dir"))
+    parser.add_argument("--json", action="store_true", help=say("cli.help.json"))
+    parser.add_argument("-v", "--verbose", action="store_true", help=say("cli.help.verbose"))
+    parser.add_argument("--lang", choices=LANGUAGES, help=say("cli.help.lang", default=CLI_DEFAULT_LANGUAGE))
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("init", help="create this device's encrypted store")
-    p.add_argument("--worker", default="", help="your name, shown to the team in the audit log")
+    p = sub.add_parser("init", help=say("cli.help.init"))
+    p.add_argument("--worker", default="", help=say("cli.help.init_worker"))
     p.add_argument("--max-failures", type=_int("max-failures"), default=10,
-                   help="wrong passphrases before the local data is erased (default 10)")
+                   help=say("cli.help.max_failures"))
 
-    sub.add_parser("passwd", help="change the passphrase (re-wraps keys, data untouched)")
+    sub.add_parser("passwd", help=say("cli.help.passwd"))
 
-    person = sub.add_parser("person", help="persons").add_subparsers(dest="action", required=True,
+    person = sub.add_parser("person", help=say("cli.help.person")).add_subparsers(dest="action", required=True,
                                                                      parser_class=_Parser)
-    p = person.add_parser("add", help="add a person; prints the new id")
+    p = person.add_parser("add", help=say("cli.help.person_add"))
     _add_person_flags(p, alias_required=True)
-    p = person.add_parser("list", help="persons, most recently met first")
+    p = person.add_parser("list", help=say("cli.help.person_list"))
     p.add_argument("--status", choices=_choices(Status))
     p.add_argument("--category", choices=_choices(HomelessCategory))
     p.add_argument("--not-seen", type=_int("not-seen"), metavar="DAYS")
-    p = person.add_parser("show", help="one person, with contacts and follow-ups")
+    p = person.add_parser("show", help=say("cli.help.person_show"))
     p.add_argument("id")
-    p = person.add_parser("edit", help="change fields of a person")
+    p = person.add_parser("edit", help=say("cli.help.person_edit"))
     p.add_argument("id")
     _add_person_flags(p, alias_required=False)
-    p = person.add_parser("delete", help="delete a person (a tombstone; see 'erase' for GDPR erasure)")
+    p = person.add_parser("delete", help=say("cli.help.person_delete"))
     p.add_argument("id")
 
-    contact = sub.add_parser("contact", help="contacts (meetings)").add_subparsers(dest="action", required=True,
+    contact = sub.add_parser("contact", help=say("cli.help.contact")).add_subparsers(dest="action", required=True,
                                                                                    parser_class=_Parser)
-    p = contact.add_parser("add", help="log a contact; prints the new id")
+    p = contact.add_parser("add", help=say("cli.help.contact_add"))
     who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--person", help="person id (or a unique prefix of 6+ characters)")
+    who.add_argument("--person", help=say("cli.help.contact_person"))
     who.add_argument("--anonymous", action="store_true")
-    p.add_argument("--at", help="when, YYYY-MM-DDTHH:MM (default: now)")
-    p.add_argument("--place", help="place name or id; a new name creates the place")
+    p.add_argument("--at", help=say("cli.help.at"))
+    p.add_argument("--place", help=say("cli.help.place"))
     p.add_argument("--kind", default=ContactKind.STREET.value, choices=_choices(ContactKind))
-    p.add_argument("--living", choices=_choices(Living), help="where the person sleeps tonight")
+    p.add_argument("--living", choices=_choices(Living), help=say("cli.help.living"))
     p.add_argument("--service", dest="services", action="append", default=[], choices=_choices(Service),
-                   help="repeatable")
+                   help=say("cli.help.repeatable"))
     p.add_argument("--referral", dest="referrals", action="append", default=[], choices=_choices(Referral),
-                   help="repeatable")
-    p.add_argument("--worker", dest="workers", action="append", default=[], help="workers present, repeatable")
+                   help=say("cli.help.repeatable"))
+    p.add_argument("--worker", dest="workers", action="append", default=[], help=say("cli.help.workers"))
     p.add_argument("--note")
-    p.add_argument("--follow-up", help="YYYY-MM-DD")
-    p = contact.add_parser("list", help="contacts, most recent first")
+    p.add_argument("--follow-up", help=say("cli.help.date"))
+    p = contact.add_parser("list", help=say("cli.help.contact_list"))
     p.add_argument("--person")
     p.add_argument("--limit", type=_int("limit"), default=50)
 
-    place = sub.add_parser("place", help="places").add_subparsers(dest="action", required=True, parser_class=_Parser)
-    p = place.add_parser("add", help="add a named place; prints the new id")
+    place = sub.add_parser("place", help=say("cli.help.place_group")).add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p = place.add_parser("add", help=say("cli.help.place_add"))
     p.add_argument("name")
     p.add_argument("--zone")
-    place.add_parser("list", help="places, most recently used first")
+    place.add_parser("list", help=say("cli.help.place_list"))
 
-    fu = sub.add_parser("followup", help="follow-ups").add_subparsers(dest="action", required=True,
+    fu = sub.add_parser("followup", help=say("cli.help.followup")).add_subparsers(dest="action", required=True,
                                                                       parser_class=_Parser)
-    p = fu.add_parser("list", help="open follow-ups by due date")
-    p.add_argument("--due", action="store_true", help="only those due today or earlier")
-    p = fu.add_parser("done", help="mark a follow-up done")
+    p = fu.add_parser("list", help=say("cli.help.followup_list"))
+    p.add_argument("--due", action="store_true", help=say("cli.help.due"))
+    p = fu.add_parser("done", help=say("cli.help.followup_done"))
     p.add_argument("id")
 
-    p = sub.add_parser("search", help="search persons, contacts' notes and places")
+    p = sub.add_parser("search", help=say("cli.help.search"))
     p.add_argument("text")
     p.add_argument("--limit", type=_int("limit"), default=20)
 
-    conflicts = sub.add_parser("conflicts", help="concurrent changes waiting for review, and settling one")
+    conflicts = sub.add_parser("conflicts", help=say("cli.help.conflicts"))
     what = conflicts.add_subparsers(dest="conflict_action", parser_class=_Parser)
-    what.add_parser("list", help="the open conflicts, with who made each change (the default)")
-    p = what.add_parser("resolve", help="settle a conflict: keep one side or write the right value")
-    p.add_argument("record", help="the record's id as listed, or a person's alias")
-    p.add_argument("field", help="the field, as listed")
+    what.add_parser("list", help=say("cli.help.conflicts_list"))
+    p = what.add_parser("resolve", help=say("cli.help.conflicts_resolve"))
+    p.add_argument("record", help=say("cli.help.conflict_record"))
+    p.add_argument("field", help=say("cli.help.conflict_field"))
     how = p.add_mutually_exclusive_group()
-    how.add_argument("--keep", choices=("a", "b"), help="keep the first (a) or the second (b) value")
-    how.add_argument("--value", help="write this value instead")
+    how.add_argument("--keep", choices=("a", "b"), help=say("cli.help.conflict_keep"))
+    how.add_argument("--value", help=say("cli.help.conflict_value"))
 
-    p = sub.add_parser("demo", help="fill the store with clearly fake demo data")
+    p = sub.add_parser("demo", help=say("cli.help.demo"))
     p.add_argument("--persons", type=_int("persons"), default=50)
     p.add_argument("--contacts", type=_int("contacts"), default=500)
     p.add_argument("--seed", type=_int("seed"), default=169)
@@ -307,22 +305,27 @@ class Output:
             show(text() if callable(text) else text)
 
 
-def passphrase(prompt: str = "Passphrase: ", *, confirm: bool = False) -> str:
+def passphrase(prompt: str = "cli.prompt.passphrase", *, confirm: bool = False) -> str:
     env = os.environ.get("OUTREACH_PASSPHRASE")
     if env:
         return env
     if not sys.stdin.isatty():
-        raise CliError("no passphrase: set OUTREACH_PASSPHRASE or run in a terminal")
-    first = getpass.getpass(prompt)
-    if confirm and getpass.getpass("Again: ") != first:
-        raise CliError("the two passphrases differ")
+        raise CliError(say("cli.error.no_passphrase"))
+    first = getpass.getpass(say(prompt) + " ")
+    if confirm and getpass.getpass(say("cli.prompt.again") + " ") != first:
+        raise CliError(say("cli.error.passphrases_differ"))
     return first
+
+
+def words() -> Translator:
+    """This run's translations, for vocabularies and field names (`t.vocab("status", ...)`)."""
+    return Translator(_LANG.get())
 
 
 def open_workspace(args: argparse.Namespace) -> Workspace:
     ws = Workspace(args.data_dir_path)
     if not ws.exists():
-        raise VaultMissing(f"No Outreach data in {ws.data_dir}. Run 'outreach init' first.")
+        raise CliError(say("cli.error.no_data", path=ws.data_dir))
     ws.unlock(passphrase())
     return ws
 
@@ -404,21 +407,46 @@ def person_id(ws: Workspace, typed: str) -> str:
 
 
 def _person_line(p: Any, last: datetime | None, ws: Workspace) -> str:
-    seen = last.strftime("%d-%m-%Y") if last else "never"
-    cat = p.category.value if p.category else "-"
-    return f"{short(ws, 'person', p.id):<12} {one_line(p.alias):<32.32}  {p.status.value:<10} {cat:<14} last seen {seen}"
+    t = words()
+    seen = say("cli.person.last_seen", date=last.strftime("%d-%m-%Y")) if last else say("cli.person.never_seen")
+    cat = t.vocab("category", p.category) if p.category else "-"
+    return (f"{short(ws, 'person', p.id):<12} {one_line(p.alias):<32.32}  {t.vocab('status', p.status):<16.16} "
+            f"{cat:<22.22} {seen}")
 
 
 def _contact_line(c: Any, ws: Workspace) -> str:
-    who = "anonymous"
+    t = words()
+    who = say("cli.anonymous")
     if c.person_id:
         person = ws.index.records[RecordType.PERSON].get(c.person_id)
         who = person["alias"] if person else short(ws, "person", c.person_id)
     place = ws.index.records[RecordType.PLACE].get(c.place_id or "")
     where = place["name"] if place else "-"
-    services = ",".join(s.value for s in c.services) or "-"
+    services = ", ".join(t.vocab("service", s) for s in c.services) or "-"
     return (f"{short(ws, 'contact', c.id):<12} {c.at:%d-%m-%Y %H:%M}  {one_line(who):<28.28} {one_line(where):<22.22} "
-            f"{c.kind.value:<9} {services}")
+            f"{t.vocab('kind', c.kind):<12.12} {services}")
+
+
+_VOCAB_FIELDS = {"gender": "gender", "category": "category", "ethos": "ethos", "consent": "consent",
+                 "status": "status", "needs": "need", "kind": "kind", "living": "living", "services": "service",
+                 "referrals": "referral"}
+
+
+def _readable(name: str, value: Any) -> str:
+    """A field's value in words: vocabularies translated, days the Danish way."""
+    t = words()
+    vocab = _VOCAB_FIELDS.get(name)
+    if vocab:
+        return ", ".join(t.vocab(vocab, v) for v in (value if isinstance(value, list) else [value]))
+    if isinstance(value, bool):
+        return t("export.yes") if value else t("export.no")
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        return date.fromisoformat(value).strftime("%d-%m-%Y")
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}T[\d:.]+Z?", value):
+        return datetime.fromisoformat(value.rstrip("Z")).strftime("%d-%m-%Y %H:%M")
+    return str(value)
 
 
 def _dump(model: Any) -> dict[str, Any]:
@@ -430,23 +458,23 @@ def cmd_init(args: argparse.Namespace, out: Output) -> int:
     if CONTROL_CHARACTERS.search(args.worker):
         raise CliError(say("cli.invalid.line", flag="--worker", words=say("cli.invalid.control_characters")))
     ws = Workspace(args.data_dir_path)
-    device_id = ws.init(passphrase("New passphrase or PIN: ", confirm=True), worker_name=args.worker,
+    device_id = ws.init(passphrase("cli.prompt.new_passphrase", confirm=True), worker_name=args.worker,
                         max_failures=args.max_failures)
     log.info("init: device %s", device_id)
     out.emit({"device_id": device_id, "data_dir": str(ws.data_dir)},
-             f"Created an encrypted store in {ws.data_dir}\nDevice id: {device_id}")
+             say("cli.init.done", path=ws.data_dir, device=device_id))
     ws.close()
     return EXIT_OK
 
 
 def cmd_passwd(args: argparse.Namespace, out: Output) -> int:
     ws = Workspace(args.data_dir_path)
-    old = passphrase("Current passphrase: ")
+    old = passphrase("cli.prompt.current_passphrase")
     ws.unlock(old)
-    new = os.environ.get("OUTREACH_NEW_PASSPHRASE") or passphrase("New passphrase: ", confirm=True)
+    new = os.environ.get("OUTREACH_NEW_PASSPHRASE") or passphrase("cli.prompt.new_passphrase", confirm=True)
     ws.change_passphrase(old, new)
     log.info("passwd: changed")
-    out.emit({"changed": True}, "Passphrase changed.")
+    out.emit({"changed": True}, say("cli.passwd.done"))
     return EXIT_OK
 
 
@@ -459,7 +487,8 @@ def cmd_person(args: argparse.Namespace, out: Output) -> int:
     elif args.action == "list":
         persons = ws.persons(status=args.status, category=args.category, not_seen_days=args.not_seen)
         out.emit([{**_dump(p), "last_contact": ws.last_contact_at(p.id)} for p in persons],
-                 lambda: "\n".join(_person_line(p, ws.last_contact_at(p.id), ws) for p in persons) or "No persons.")
+                 lambda: "\n".join(_person_line(p, ws.last_contact_at(p.id), ws) for p in persons)
+                 or say("cli.person.none"))
     elif args.action == "show":
         p = ws.get_person(person_id(ws, args.id))
         contacts = ws.contacts(person_id=p.id, limit=1000)
@@ -468,10 +497,13 @@ def cmd_person(args: argparse.Namespace, out: Output) -> int:
         log.info("person show: %s", p.id)
 
         def text() -> str:
-            lines = [f"{k}: {v}" for k, v in _dump(p).items() if v not in (None, [], "")]
-            lines.append(f"contacts: {len(contacts)}")
+            t = words()
+            lines = [f"{t(f'export.{k}')}: {_readable(k, v)}" for k, v in _dump(p).items() if v not in (None, [], "")]
+            lines.append(say("cli.person.contacts", n=len(contacts)))
             lines += ["  " + _contact_line(c, ws) for c in contacts[:20]]
-            lines += [f"follow-up {f.due:%d-%m-%Y}: {f.note or ''}" for f in fus]
+            notes = {c.id: c.note for c in contacts}
+            lines += [say("cli.person.follow_up", date=f"{f.due:%d-%m-%Y}",
+                          note=one_line(f.note or notes.get(f.contact_id or "") or "-")) for f in fus]
             return "\n".join(lines)
         out.emit({**_dump(p), "contacts": [_dump(c) for c in contacts], "follow_ups": [_dump(f) for f in fus]}, text)
     elif args.action == "edit":
@@ -483,7 +515,7 @@ def cmd_person(args: argparse.Namespace, out: Output) -> int:
         pid = person_id(ws, args.id)
         ws.delete_record(_rt("person"), pid)
         log.info("person delete: %s", pid)
-        out.emit({"deleted": pid}, f"Deleted {pid}")
+        out.emit({"deleted": pid}, say("cli.person.deleted", id=pid))
     return EXIT_OK
 
 
@@ -521,7 +553,8 @@ def cmd_contact(args: argparse.Namespace, out: Output) -> int:
     elif args.action == "list":
         pid = person_id(ws, args.person) if args.person else None
         contacts = ws.contacts(person_id=pid, limit=args.limit)
-        out.emit([_dump(c) for c in contacts], lambda: "\n".join(_contact_line(c, ws) for c in contacts) or "No contacts.")
+        out.emit([_dump(c) for c in contacts], lambda: "\n".join(_contact_line(c, ws) for c in contacts)
+                 or say("cli.contact.none"))
     return EXIT_OK
 
 
@@ -542,7 +575,8 @@ def cmd_place(args: argparse.Namespace, out: Output) -> int:
     else:
         places = ws.places()
         out.emit([_dump(p) for p in places],
-                 lambda: "\n".join(f"{short(ws, 'place', p.id):<12} {one_line(p.name):<30} {one_line(p.zone)}" for p in places) or "No places.")
+                 lambda: "\n".join(f"{short(ws, 'place', p.id):<12} {one_line(p.name):<30} {one_line(p.zone)}" for p in places)
+                 or say("cli.place.none"))
     return EXIT_OK
 
 
@@ -568,7 +602,7 @@ def cmd_followup(args: argparse.Namespace, out: Output) -> int:
     else:
         fid = find_id(ws, "followup", args.id)
         ws.edit_follow_up(fid, {"done": True})
-        out.emit({"done": fid}, f"Done: {fid}")
+        out.emit({"done": fid}, say("cli.followup.done", id=short(ws, "followup", fid)))
     return EXIT_OK
 
 
@@ -579,8 +613,8 @@ def cmd_search(args: argparse.Namespace, out: Output) -> int:
     def text() -> str:
         lines = [_person_line(p, ws.last_contact_at(p.id), ws) for p in res.persons]
         lines += [_contact_line(c, ws) for c in res.contacts]
-        lines += [f"{short(ws, 'place', p.id):<12} place {one_line(p.name)}" for p in res.places]
-        return "\n".join(lines) or "Nothing found."
+        lines += [f"{short(ws, 'place', p.id):<12} {say('cli.kind.place')} {one_line(p.name)}" for p in res.places]
+        return "\n".join(lines) or say("cli.search.none")
     out.emit({"persons": [_dump(p) for p in res.persons], "contacts": [_dump(c) for c in res.contacts],
               "places": [_dump(p) for p in res.places]}, text)
     return EXIT_OK
@@ -657,12 +691,12 @@ def cmd_conflicts(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_demo(args: argparse.Namespace, out: Output) -> int:
     if args.persons < 1 or args.contacts < 0:
-        raise InvalidInput("persons", "needs at least 1 person and 0 or more contacts")
+        raise CliError(say("cli.demo.bad_counts"))
     ws = open_workspace(args)
     counts = populate(ws, persons=args.persons, contacts=args.contacts, seed=args.seed)
     log.info("demo: %s", counts)
-    out.emit(counts, f"Added demo data: {counts['places']} places, {counts['persons']} persons, "
-                     f"{counts['contacts']} contacts (all marked Demo).")
+    out.emit(counts, say("cli.demo.done", places=counts["places"], persons=counts["persons"],
+                         contacts=counts["contacts"]))
     return EXIT_OK
 
 
@@ -690,12 +724,34 @@ def _setup_logging(data_dir: Path, verbose: bool) -> None:
         root.addHandler(logging.StreamHandler(sys.stderr))
 
 
+# argparse's own words ("usage:", "invalid choice", ...) as `cli.argparse.*` keys: argparse asks
+# its module's `_` (gettext) for each, which `main` points here for the length of a run.
+_ARGPARSE_KEYS = {
+    "usage: ": "usage", "positional arguments": "positional", "options": "options",
+    "show this help message and exit": "help", "invalid choice: %(value)r (choose from %(choices)s)": "choice",
+    "the following arguments are required: %s": "required", "unrecognized arguments: %s": "unrecognized",
+    "argument %(argument_name)s: %(message)s": "argument", "expected one argument": "one",
+    "expected at least one argument": "at_least_one", "expected at most one argument": "at_most_one",
+    "invalid %(type)s value: %(value)r": "invalid", "not allowed with argument %s": "not_with",
+    "one of the arguments %s is required": "one_of", "ambiguous option: %(option)s could match %(matches)s":
+    "ambiguous", "ignored explicit argument %r": "ignored",
+}
+
+
+def _argparse_words(message: str) -> str:
+    key = _ARGPARSE_KEYS.get(message)
+    return say(f"cli.argparse.{key}") if key else message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     token = _LANG.set(_language(argv))
+    argparse_gettext = argparse._  # type: ignore[attr-defined]
+    argparse._ = _argparse_words  # type: ignore[attr-defined]
     try:
         return _run(argv)
     finally:
+        argparse._ = argparse_gettext  # type: ignore[attr-defined]
         for handler in logging.getLogger("outreach").handlers:
             handler.close()
         _LANG.reset(token)
@@ -716,7 +772,7 @@ def _run(argv: list[str]) -> int:
         _setup_logging(args.data_dir_path, args.verbose)
         handler = getattr(args, "handler", None) or COMMANDS.get(args.command)
         if handler is None:
-            parser.error(f"unknown command {args.command!r}")
+            parser.error(say("cli.error.unknown_command", command=args.command))
         return int(handler(args, out))
     except KeyboardInterrupt:
         print("outreach: " + say("cli.error.interrupted"), file=sys.stderr)
@@ -782,11 +838,31 @@ def explain(exc: BaseException, data_dir: Path | None) -> tuple[int, str]:
         return EXIT_DAMAGED, say("cli.error.tampered", kind=exc.kind, id=exc.record_id)
     if isinstance(exc, InvalidInput):
         return EXIT_ERROR, invalid_words(exc)
-    if isinstance(exc, StoreError):
-        return EXIT_ERROR, str(exc)
-    if isinstance(exc, _sync_errors()):
-        return EXIT_ERROR, str(exc)
+    if isinstance(exc, (StoreError, *_sync_errors())) or type(exc).__name__ == "WouldStrand":
+        return EXIT_ERROR, layer_words(exc)
     return EXIT_BUG, say("cli.error.bug", kind=type(exc).__name__)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def layer_words(exc: BaseException) -> str:
+    """An error of the store or the sync in this run's language. The layers say it in English,
+    naming what went wrong precisely: in English that sentence is kept; in another language the
+    words of its class (`cli.error.store.<class>`, `cli.error.sync.<class>`), nearest first."""
+    lang = _LANG.get()
+    if lang == "en":
+        return str(exc)
+    t = Translator(lang)
+    params = {k: (round(v) if isinstance(v, float) else v) for k, v in vars(exc).items()
+              if isinstance(v, (int, float, str))}
+    for cls in type(exc).__mro__:
+        part = "store" if cls.__module__.startswith("models") else "sync"
+        key = f"cli.error.{part}.{_snake(cls.__name__)}"
+        if t.has(key):
+            return t(key, **params)
+    return t("cli.error.other", kind=type(exc).__name__)
 
 
 # the flag that sets a field, where it is not the field's name with dashes
@@ -845,7 +921,9 @@ def _reason_words(reason: str) -> str:
              "the folder does not exist": "cli.invalid.no_folder",
              "a person needs an alias": "cli.invalid.empty"}
     key = known.get(reason)
-    return say(key) if key else reason
+    if key:
+        return say(key)
+    return reason if _LANG.get() == "en" else say("cli.invalid.value")  # the layers say it in English
 
 
 def _sync_errors() -> tuple[type[BaseException], ...]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
+import re
 import sys
 from datetime import date
 from pathlib import Path
@@ -19,6 +19,7 @@ from models import exports, reports, review
 from models.errors import InvalidInput
 from models.vocab import AuditAction, RecordType
 
+from .cli import CliError, say
 from .i18n import Translator
 
 __all__ = ["add_commands"]
@@ -57,9 +58,11 @@ def _say(key: str, **params: Any) -> str:
 
 
 def _translator() -> Translator:
-    """The app's translations (Danish unless OUTREACH_LANG=en): headings and values in files."""
-    lang = os.environ.get("OUTREACH_LANG", "da")
-    return Translator(lang if lang in ("da", "en") else "da")
+    """This run's translations (--lang, OUTREACH_LANG, else Danish): headings and values in files
+    and on the screen alike."""
+    from .cli import words
+
+    return words()
 
 
 def _date(text: str | None, flag: str) -> date | None:
@@ -83,10 +86,8 @@ def _confirm(args: argparse.Namespace, question: str) -> bool:
     if args.yes:
         return True
     if not sys.stdin.isatty():
-        from .cli import CliError
-
-        raise CliError("this writes personal data to a file: confirm with --yes")
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes", "j", "ja")
+        raise CliError(say("cli.export.confirm_needed"))
+    return input(f"{question} {say('cli.yes_no')} ").strip().lower() in ("y", "yes", "j", "ja")
 
 
 def cmd_overview(args: argparse.Namespace, out: Any) -> int:
@@ -100,13 +101,16 @@ def cmd_overview(args: argparse.Namespace, out: Any) -> int:
         goal = (_say("cli.overview.goal_reached", current=g.current, baseline=g.baseline, target=g.target)
                 if g.remaining <= 0 else
                 _say("cli.overview.goal", current=g.current, baseline=g.baseline, target=g.target, n=g.remaining))
+        t = _translator()
         lines = [
             goal,
-            f"Persons known: {ov.persons_known}  " + "  ".join(f"{k} {v}" for k, v in ov.by_status.items()),
-            "Active by category: " + "  ".join(f"{k} {v}" for k, v in ov.by_category.items() if v),
-            f"Met this week {ov.met_this_week}, this month {ov.met_this_month}, this year {ov.met_this_year}",
-            f"New this year {ov.new_this_year}; housed this year {ov.housed_this_year}"
-            + (f" (median {ov.median_days_to_housed_this_year:.0f} days from first contact)"
+            say("cli.overview.known", n=ov.persons_known) + "  "
+            + "  ".join(f"{t.vocab('status', k)} {v}" for k, v in ov.by_status.items()),
+            say("cli.overview.by_category") + " "
+            + "  ".join(f"{t.vocab('category', k)} {v}" for k, v in ov.by_category.items() if v),
+            say("cli.overview.met", week=ov.met_this_week, month=ov.met_this_month, year=ov.met_this_year),
+            say("cli.overview.new_housed", new=ov.new_this_year, housed=ov.housed_this_year)
+            + (" " + say("cli.overview.median", days=f"{ov.median_days_to_housed_this_year:.0f}")
                if ov.median_days_to_housed_this_year is not None else ""),
         ]
         return "\n".join(lines)
@@ -121,18 +125,14 @@ def cmd_export(args: argparse.Namespace, out: Any) -> int:
     path = Path(args.out).expanduser().resolve()
     warn = exports.export_warning(ws, req, path)
     if warn.inside_data_dir:
-        raise InvalidInput("out", "never write plaintext next to the encrypted data: choose another folder")
+        raise CliError(say("cli.export.inside_data"))
     if warn.exists and not args.force:
-        from .cli import CliError
-
         raise CliError(_say("cli.export.exists", path=path))
-    note = f" It is inside a synced folder ({warn.synced_folder}): the file will leave this computer." \
-        if warn.synced_folder else ""
-    if not _confirm(args, f"Write {warn.rows} rows of personal data, unencrypted, to {path}?{note}"):
+    note = " " + say("cli.export.synced", folder=warn.synced_folder) if warn.synced_folder else ""
+    if not _confirm(args, say("cli.export.question", n=warn.rows, path=path) + note):
         return 1
     done = exports.write_export(ws, req, path, translate=_translator())
-    out.emit({"path": str(path), "rows": done.rows},
-             f"Wrote {done.rows} rows to {path}. It is not encrypted: delete it when done.{note}")
+    out.emit({"path": str(path), "rows": done.rows}, say("cli.export.done", n=done.rows, path=path) + note)
     return 0
 
 
@@ -148,12 +148,17 @@ def cmd_report(args: argparse.Namespace, out: Any) -> int:
     return 0
 
 
+def _category_words(value: str) -> str:
+    t = _translator()
+    return t("report.unknown") if value == exports.COUNT_UNKNOWN else t.vocab("category", value)
+
+
 def cmd_count(args: argparse.Namespace, out: Any) -> int:
     ws = _ws(args)
     count = exports.national_count(ws, year=args.year, week=args.week)
     out.emit({"year": args.year, "week": args.week, "counts": count.counts, "total": count.total},
-             lambda: f"Count week {args.year}-W{args.week:02d}: {count.total} persons\n"
-             + "\n".join(f"  {k:<14} {v}" for k, v in count.counts.items()))
+             lambda: say("cli.count.head", week=f"{args.year}-W{args.week:02d}", n=count.total) + "\n"
+             + "\n".join(f"  {_category_words(k):<50} {v}" for k, v in count.counts.items()))
     return 0
 
 
@@ -180,7 +185,8 @@ def cmd_duplicates(args: argparse.Namespace, out: Any) -> int:
 def cmd_merge(args: argparse.Namespace, out: Any) -> int:
     ws = _ws(args)
     res = review.merge_persons(ws, keep_id=_person_id(ws, args.keep), drop_id=_person_id(ws, args.drop))
-    out.emit(_plain(res), f"Merged: {res.contacts} contacts and {res.follow_ups} follow-ups moved to {res.keep_id}.")
+    out.emit(_plain(res), say("cli.merge.done", contacts=res.contacts, follow_ups=res.follow_ups,
+                              id=_short(ws, "person", res.keep_id)))
     return 0
 
 
@@ -208,18 +214,58 @@ def cmd_retention(args: argparse.Namespace, out: Any) -> int:
 def cmd_access(args: argparse.Namespace, out: Any) -> int:
     ws = _ws(args)
     rep = review.access_request(ws, _person_id(ws, args.person))
-    out.emit(json.loads(review.access_json(rep)), lambda: review.access_text(rep, translate=_translator()))
+    # the audit details are stored in English (ids and counts): said in this run's language
+    shown = dataclasses.replace(rep, audit_events=tuple({**e, "detail": detail_words(e.get("detail"))}
+                                                        for e in rep.audit_events))
+    out.emit(json.loads(review.access_json(rep)), lambda: review.access_text(shown, translate=_translator()))
     return 0
+
+
+# What the layers write as an audit event's detail (English, ids and counts, never personal data),
+# and the words for it; a detail of another shape is shown as it is.
+_DETAILS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), k) for p, k in (
+    (r"^access request: (?P<records>\d+) records, (?P<conflicts>\d+) conflicts$", "cli.detail.access"),
+    (r"^merged (?P<id>\w+): (?P<contacts>\d+) contacts, (?P<follow_ups>\d+) follow-ups$", "cli.detail.merged"),
+    (r"^retention: keep$", "cli.detail.retention_keep"),
+    (r"^conflict resolved: (?P<field>\w+)$", "cli.detail.conflict_resolved"),
+    (r"^csv (?P<kind>[\w_]+)(?P<rest>.*): (?P<rows>\d+) rows$", "cli.detail.export"),
+    (r"^compare fingerprints before a device is let in: (?P<on>on|off)$", "cli.detail.compare"),
+    (r"^device fingerprint compared: (?P<id>\w+)$", "cli.detail.compared"),
+    (r"^device asked to retire: (?P<id>\w+)$", "cli.detail.retire"),
+    (r"^device revoked: (?P<id>\w+); new key for (?P<n>\d+) devices$", "cli.detail.revoked"),
+    (r"^(?P<n>\d+) records removed late$", "cli.detail.erased_late"),
+    (r"^(?P<n>\d+) records$", "cli.detail.erased"),
+    (r"^(?P<how>[\w ]+): (?P<n>\d+) shown$", "cli.detail.shown"),
+))
+
+
+def detail_words(detail: str | None) -> str:
+    if not detail:
+        return ""
+    for pattern, key in _DETAILS:
+        found = pattern.match(detail)
+        if found:
+            params = found.groupdict()
+            if "kind" in params:
+                params["kind"] = say(f"cli.export_kind.{params['kind']}")
+            if "on" in params:
+                params["on"] = say("cli.on") if params["on"] == "on" else say("cli.off")
+            return say(key, **params)
+    return detail
 
 
 def cmd_audit(args: argparse.Namespace, out: Any) -> int:
     ws = _ws(args)
     pid = _person_id(ws, args.person) if args.person else None
     events = review.audit_log(ws, person_id=pid, actor=args.worker, action=args.action, limit=args.limit)
-    out.emit([_plain(e) for e in events],
-             lambda: "\n".join(f"{e.at:%d-%m-%Y %H:%M}  {e.actor:<16.16} {e.action.value:<7} "
-                               f"{(e.target_type.value if e.target_type else '-'):<8} {e.target_id or ''} "
-                               f"{e.detail or ''}" for e in events) or "No audit events.")
+    t = _translator()
+
+    def line(e: Any) -> str:
+        what = t.vocab("record", e.target_type) if e.target_type else "-"
+        target = _short(ws, e.target_type.value, e.target_id) if e.target_type and e.target_id else ""
+        return (f"{e.at:%d-%m-%Y %H:%M}  {_line(e.actor):<16.16} {t.vocab('action', e.action):<18.18} "
+                f"{what:<12.12} {target:<12} {_line(detail_words(e.detail))}")
+    out.emit([_plain(e) for e in events], lambda: "\n".join(line(e) for e in events) or say("cli.audit.none"))
     return 0
 
 
@@ -230,43 +276,43 @@ def add_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
         return sp
 
     def period(sp: argparse.ArgumentParser, *, worker: bool = True) -> None:
-        sp.add_argument("--from", dest="start", help="YYYY-MM-DD")
-        sp.add_argument("--to", dest="end", help="YYYY-MM-DD")
+        sp.add_argument("--from", dest="start", help=say("cli.help.date"))
+        sp.add_argument("--to", dest="end", help=say("cli.help.date"))
         if worker:  # the export files have no worker filter: a flag they would ignore is refused instead
-            sp.add_argument("--worker", help="only contacts this worker took part in")
+            sp.add_argument("--worker", help=say("cli.help.worker_filter"))
 
-    sp = add("overview", cmd_overview, "the figures against the goal")
+    sp = add("overview", cmd_overview, say("cli.help.overview"))
     period(sp)
-    sp.add_argument("--target", type=int, help="set the goal (default 100)")
-    sp.add_argument("--baseline", type=int, help="set the starting point (default 169)")
-    sp = add("export", cmd_export, "write persons, contacts or follow-ups as CSV for Danish Excel")
+    sp.add_argument("--target", type=int, help=say("cli.help.target"))
+    sp.add_argument("--baseline", type=int, help=say("cli.help.baseline"))
+    sp = add("export", cmd_export, say("cli.help.export"))
     sp.add_argument("kind", choices=[k.value for k in exports.ExportKind])
-    sp.add_argument("--out", required=True, help="the file to write")
+    sp.add_argument("--out", required=True, help=say("cli.help.out"))
     sp.add_argument("--person")
     sp.add_argument("--year", type=int)
     sp.add_argument("--week", type=int, default=6)
-    sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    sp.add_argument("--force", action="store_true", help="replace the file if it is there")
+    sp.add_argument("--yes", action="store_true", help=say("cli.help.yes"))
+    sp.add_argument("--force", action="store_true", help=say("cli.help.force"))
     period(sp, worker=False)
-    sp = add("report", cmd_report, "the aggregate report (no personal data) as CSV or HTML")
+    sp = add("report", cmd_report, say("cli.help.report"))
     period(sp)
-    sp.add_argument("--html", help="also write a printable page here")
-    sp.add_argument("--csv", help="also write the CSV here")
-    sp = add("count", cmd_count, "the national homeless count for a week, each person once")
+    sp.add_argument("--html", help=say("cli.help.html"))
+    sp.add_argument("--csv", help=say("cli.help.csv"))
+    sp = add("count", cmd_count, say("cli.help.count"))
     sp.add_argument("--year", type=int, default=date.today().year)
     sp.add_argument("--week", type=int, default=6)
-    sp = add("duplicates", cmd_duplicates, "persons probably registered twice")
+    sp = add("duplicates", cmd_duplicates, say("cli.help.duplicates"))
     sp.add_argument("--min-score", type=float, default=0.6)
-    sp = add("merge", cmd_merge, "merge a duplicate person into another")
+    sp = add("merge", cmd_merge, say("cli.help.merge"))
     sp.add_argument("keep")
     sp.add_argument("drop")
-    sp = add("retention", cmd_retention, "persons not met for a long time (GDPR retention review)")
+    sp = add("retention", cmd_retention, say("cli.help.retention"))
     sp.add_argument("--months", type=int, default=24)
-    sp.add_argument("--keep", metavar="PERSON", help="keep this person, with --reason")
+    sp.add_argument("--keep", metavar="PERSON", help=say("cli.help.keep"))
     sp.add_argument("--reason")
-    sp = add("access", cmd_access, "everything stored about one person (GDPR art. 15)")
+    sp = add("access", cmd_access, say("cli.help.access"))
     sp.add_argument("person")
-    sp = add("audit", cmd_audit, "who read, changed, exported or erased what")
+    sp = add("audit", cmd_audit, say("cli.help.audit"))
     sp.add_argument("--person")
     sp.add_argument("--worker")
     sp.add_argument("--action", choices=[a.value for a in AuditAction])

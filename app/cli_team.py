@@ -17,6 +17,8 @@ from typing import Any
 from sync import protocol as p
 from sync.engine import SyncEngine
 
+from .cli import one_line, say, words
+
 __all__ = ["add_commands"]
 
 
@@ -58,13 +60,14 @@ def _progress_bar(phase: str, done: int, total: int) -> None:
 def cmd_join(args: argparse.Namespace, out: Any) -> int:
     eng = _engine(args)
     res = eng.join(args.url, args.code, device_name=args.name, allow_insecure=args.allow_insecure)
-    lines = [f"Joined team {res.team_name} as {res.role} ({res.status}).",
-             f"This device's fingerprint: {res.fingerprint}"]
+    t = words()
+    lines = [say("cli.join.done", team=res.team_name, role=t(f"role.{res.role}"),
+                 status=t(f"device_status.{res.status}")),
+             say("cli.join.fingerprint", fingerprint=res.fingerprint)]
     if res.recovery_code:
-        lines += ["", "RECOVERY CODE (print it and keep it locked away; it restores the team's keys):",
-                  f"    {res.recovery_code}"]
+        lines += ["", say("cli.join.recovery"), f"    {res.recovery_code}"]
     elif res.status == p.DeviceStatus.PENDING.value:
-        lines += ["Waiting for the coordinator's device to check this device's proof. Run 'outreach sync' later."]
+        lines += [say("cli.join.pending")]
     out.emit({"team": res.team_name, "role": res.role, "status": res.status, "founding": res.founding,
               "fingerprint": res.fingerprint, "recovery_code": res.recovery_code}, "\n".join(lines))
     return 0
@@ -75,7 +78,7 @@ def cmd_recover(args: argparse.Namespace, out: Any) -> int:
     res = eng.recover(args.url, args.code, allow_insecure=args.allow_insecure)
     report = eng.sync()
     out.emit({"team": res.team_name, "role": res.role, "pulled": report.pulled},
-             f"Recovered team {res.team_name}: this device is now a coordinator. Pulled {report.pulled} changes.")
+             say("cli.recover.done", team=res.team_name, n=report.applied))
     return 0
 
 
@@ -84,7 +87,7 @@ def cmd_invite(args: argparse.Namespace, out: Any) -> int:
     code = eng.invite(p.Role(args.role), expires_in=int(args.hours * 3600))
 
     def text() -> str:
-        lines = [f"One-time code for a new {args.role} device (valid {args.hours:g} h):", f"    {code}"]
+        lines = [say("cli.invite.code", role=words()(f"role.{args.role}"), hours=f"{args.hours:g}"), f"    {code}"]
         if args.qr:
             import io
 
@@ -112,17 +115,19 @@ def cmd_devices(args: argparse.Namespace, out: Any) -> int:
     waiting = set(eng.awaiting_confirmation(listing))
 
     def text() -> str:
+        t = words()
         made = recovery["made_at"]
-        rows = [f"key epoch {listing.current_epoch}; open invites {listing.invites_pending}; "
-                f"open invites here: {here}; recovery code: "
-                + (f"made {datetime.fromtimestamp(float(made)):%d-%m-%Y}" if isinstance(made, float) else "none here")
-                + f"; compare fingerprints before a device is let in: {'on' if confirms else 'off'}"]
+        rows = [say("cli.devices.head", epoch=listing.current_epoch, invites=listing.invites_pending, here=here,
+                    recovery=(say("cli.devices.recovery_made", date=f"{datetime.fromtimestamp(float(made)):%d-%m-%Y}")
+                              if isinstance(made, float) else say("cli.devices.recovery_none")),
+                    compare=say("cli.on") if confirms else say("cli.off"))]
         for d in listing.devices:
-            seen = datetime.fromtimestamp(d.last_seen).strftime("%d-%m-%Y %H:%M") if d.last_seen else "never"
-            rows.append(f"{d.device_id}  {d.role.value:<11} {d.status.value:<8} {d.name:<20.20} last sync {seen}"
-                        f"  fingerprint {prints.get(d.device_id, '-')}"
-                        + ("  WAITING: compare the fingerprint on its screen, then "
-                           f"'outreach admit {d.device_id} FINGERPRINT'" if d.device_id in waiting else ""))
+            seen = (datetime.fromtimestamp(d.last_seen).strftime("%d-%m-%Y %H:%M") if d.last_seen
+                    else say("cli.devices.never"))
+            rows.append(f"{d.device_id}  {t(f'role.{d.role.value}'):<12.12} {t(f'device_status.{d.status.value}'):<12} "
+                        f"{one_line(d.name):<20.20} "
+                        + say("cli.devices.row", seen=seen, fingerprint=prints.get(d.device_id, "-"))
+                        + ("  " + say("cli.devices.waiting", id=d.device_id) if d.device_id in waiting else ""))
         return "\n".join(rows)
     data = listing.model_dump(mode="json")
     for device in data["devices"]:
@@ -152,8 +157,8 @@ def _listed_id(listing: p.DeviceList, text: str) -> str:
         return typed
     found = [i for i in ids if len(typed) >= 6 and i.startswith(typed)]
     if len(found) != 1:
-        raise CliError(f"no device with id {text!r} (see 'outreach devices')" if not found else
-                       f"more than one device has an id starting with {text!r}: type more of it")
+        raise CliError(say("cli.devices.no_such", typed=text) if not found else
+                       say("cli.devices.ambiguous", typed=text))
     return found[0]
 
 
@@ -169,33 +174,31 @@ def cmd_admit(args: argparse.Namespace, out: Any) -> int:
     try:
         typed_fingerprint(shown)
     except ValueError:
-        raise CliError("a fingerprint is what the new device shows: 0-9 and A-F, "
-                       "e.g. 1A2B 3C4D 5E6F 7A8B 9C0D") from None
+        raise CliError(say("cli.admit.bad_fingerprint")) from None
     eng = _engine(args, desk=True)
     listing = eng.devices()
     device_id = _listed_id(listing, args.device_id)
     if device_id not in eng.awaiting_confirmation(listing):
-        raise CliError(f"{device_id} does not wait for its fingerprint to be compared"
-                       + ("" if eng.confirms_devices else
-                          " (comparing is off: 'outreach devices --confirm-devices on')"))
+        raise CliError(say("cli.admit.not_waiting", id=device_id)
+                       + ("" if eng.confirms_devices else " " + say("cli.admit.comparing_off")))
     listed = "".join(eng.fingerprints(listing)[device_id].split())
     try:
         seen = typed_fingerprint(shown, length=len(listed))
     except ValueError:
-        raise CliError(f"a fingerprint has {len(listed)} characters, 0-9 and A-F") from None
+        raise CliError(say("cli.admit.length", n=len(listed))) from None
     eng.confirm_device(device_id, seen)  # ProofMismatch: the fingerprints differ, not let in
     eng.ws.audit(AuditAction.CHANGE, None, None, detail=f"device fingerprint compared: {device_id}")
     admitted, rejected = eng.admit_pending()
     dev = next((d for d in eng.devices().devices if d.device_id == device_id), None)
     status = dev.status.value if dev else "unknown"
     if status == p.DeviceStatus.REJECTED.value:
-        raise CliError(f"{device_id} was not let in: its proof does not match the code it was invited with")
+        raise CliError(say("cli.admit.rejected", id=device_id))
     if status != p.DeviceStatus.ACTIVE.value:
-        raise CliError(f"{device_id} was not let in yet ({status})")
+        raise CliError(say("cli.admit.not_yet", id=device_id, status=words()(f"device_status.{status}")))
     name = dev.name if dev else ""
     out.emit({"device_id": device_id, "name": name, "status": status, "fingerprint": seen,
               "admitted": admitted, "rejected": rejected},
-             f"Let in {device_id} ({name}): its fingerprint matched, and it has the team's key.")
+             say("cli.admit.done", id=device_id, name=one_line(name)))
     return 0
 
 
@@ -203,7 +206,7 @@ def cmd_revoke(args: argparse.Namespace, out: Any) -> int:
     eng = _engine(args, desk=True)
     epoch = eng.revoke(args.device_id)
     out.emit({"revoked": args.device_id, "epoch": epoch},
-             f"Revoked {args.device_id}. New team key epoch {epoch} given to the remaining devices.")
+             say("cli.revoke.done", id=args.device_id, epoch=epoch))
     return 0
 
 
@@ -213,27 +216,31 @@ def cmd_sync(args: argparse.Namespace, out: Any) -> int:
     if args.progress and sys.stderr.isatty():
         sys.stderr.write("\n")
     if report.pending:
-        out.emit({"pending": True}, "Waiting for the coordinator to let this device in.")
+        out.emit({"pending": True}, say("cli.sync.pending"))
         return 0
     # received: other devices' changes taken in (a pull also brings this device's own ops back)
     received = report.applied + report.set_aside
-    out.emit({**report.__dict__, "received": received}, f"Synced: sent {report.pushed}, received {received}"
-                              + (f", {report.set_aside} set aside" if report.set_aside else "")
-                              + (f", admitted {report.admitted} device(s)" if report.admitted else "")
-                              + (f", refused {report.rejected} device(s) whose proof failed" if report.rejected else ""))
+    out.emit({**report.__dict__, "received": received}, say("cli.sync.done", sent=report.pushed, received=received)
+             + (say("cli.sync.set_aside", n=report.set_aside) if report.set_aside else "")
+             + (say("cli.sync.admitted", n=report.admitted) if report.admitted else "")
+             + (say("cli.sync.rejected", n=report.rejected) if report.rejected else ""))
     return 0
 
 
 def cmd_status(args: argparse.Namespace, out: Any) -> int:
     eng = _engine(args)
     st = eng.status()
-    when = datetime.fromtimestamp(st.last_success).strftime("%d-%m-%Y %H:%M") if st.last_success else "never"
+    t = words()
+    when = (datetime.fromtimestamp(st.last_success).strftime("%d-%m-%Y %H:%M") if st.last_success
+            else say("cli.devices.never"))
     notices = len(eng.ws.notices())
     out.emit({**st.__dict__, "device_id": eng.ws.device_id, "team": eng.ws.setting("team_name"), "notices": notices},
-             f"team: {eng.ws.setting('team_name') or '-'} ({st.role or 'not joined'}, "
-             f"{st.device_status or '-'})\nwaiting to send: {st.pending_ops}\nlast sync: {when}"
-             + (f"\nlast error: {st.last_error}" if st.last_error else "")
-             + (f"\nsecurity notices: {notices} (see 'outreach notices')" if notices else ""))
+             say("cli.status.text", team=one_line(eng.ws.setting("team_name")) or "-",
+                 role=t(f"role.{st.role}") if st.role else say("cli.status.not_joined"),
+                 status=t(f"device_status.{st.device_status}") if st.device_status else "-",
+                 pending=st.pending_ops, when=when)
+             + ("\n" + say("cli.status.last_error", error=st.last_error) if st.last_error else "")
+             + ("\n" + say("cli.status.notices", n=notices) if notices else ""))
     return 0
 
 
@@ -245,11 +252,11 @@ def cmd_notices(args: argparse.Namespace, out: Any) -> int:
     notices = open_workspace(args).notices()
 
     def line(n: Any) -> str:
-        return (f"{n.at:%d-%m-%Y %H:%M}  {n.kind:<13} record {n.record_id or '-'}  "
-                f"device {n.device_id[:8] if n.device_id else '-'}  {n.detail}")
+        return say("cli.notices.line", at=f"{n.at:%d-%m-%Y %H:%M}", kind=f"{n.kind:<13}", record=n.record_id or "-",
+                   device=n.device_id[:8] if n.device_id else "-", detail=n.detail)
     out.emit([{"at": n.at.isoformat(timespec="seconds"), "kind": n.kind, "record_id": n.record_id,
                "device_id": n.device_id, "detail": n.detail} for n in notices],
-             lambda: "\n".join(line(n) for n in notices) or "No notices.")
+             lambda: "\n".join(line(n) for n in notices) or say("cli.notices.none"))
     return 0
 
 
@@ -259,11 +266,11 @@ def cmd_erase(args: argparse.Namespace, out: Any) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
             from .cli import CliError
-            raise CliError("erasing needs confirmation: add --yes")
-        if input(f"Erase person {pid} and all their contacts on every device? Type 'erase': ") != "erase":
+            raise CliError(say("cli.erase.confirm_needed"))
+        if input(say("cli.erase.question", id=pid) + " ") != "erase":
             return 1
     n = eng.erase_person(pid)
-    out.emit({"erased": pid, "records": n}, f"Erased {pid}: {n} records purged everywhere.")
+    out.emit({"erased": pid, "records": n}, say("cli.erase.done", id=pid, n=n))
     return 0
 
 
@@ -273,31 +280,31 @@ def add_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
         sp.set_defaults(handler=handler)
         return sp
 
-    sp = add("join", cmd_join, "join a team with a server URL and a one-time code")
+    sp = add("join", cmd_join, say("cli.help.join"))
     sp.add_argument("url")
     sp.add_argument("code")
-    sp.add_argument("--name", help="a label for this device, visible to the server (no person's name)")
-    sp.add_argument("--allow-insecure", action="store_true", help="allow plain http:// to a non-loopback host")
-    sp = add("recover", cmd_recover, "restore the team's keys on a new coordinator device")
+    sp.add_argument("--name", help=say("cli.help.device_name"))
+    sp.add_argument("--allow-insecure", action="store_true", help=say("cli.help.allow_insecure"))
+    sp = add("recover", cmd_recover, say("cli.help.recover"))
     sp.add_argument("url")
     sp.add_argument("code")
     sp.add_argument("--allow-insecure", action="store_true")
-    sp = add("invite", cmd_invite, "coordinator: a one-time code for a new device")
+    sp = add("invite", cmd_invite, say("cli.help.invite"))
     sp.add_argument("--role", choices=[r.value for r in p.Role], default=p.Role.WORKER.value)
-    sp.add_argument("--hours", type=_hours, default=24.0, help="how long the code works: a minute to a week")
-    sp.add_argument("--qr", action="store_true", help="also draw the code as a QR code")
-    sp = add("devices", cmd_devices, "coordinator: the team's devices, each with its fingerprint")
+    sp.add_argument("--hours", type=_hours, default=24.0, help=say("cli.help.hours"))
+    sp.add_argument("--qr", action="store_true", help=say("cli.help.qr"))
+    sp = add("devices", cmd_devices, say("cli.help.devices"))
     sp.add_argument("--confirm-devices", choices=("on", "off"),
-                    help="on: let a new device in only after its fingerprint was compared ('outreach admit')")
-    sp = add("admit", cmd_admit, "coordinator: compare a waiting device's fingerprint and let it in")
-    sp.add_argument("device_id", help="its id (or a unique prefix of 6+ characters), see 'outreach devices'")
-    sp.add_argument("fingerprint", nargs="+", help="as the new device shows it, e.g. 1A2B 3C4D 5E6F 7A8B 9C0D")
-    sp = add("revoke", cmd_revoke, "coordinator: revoke a device (new key epoch for the rest)")
+                    help=say("cli.help.confirm_devices"))
+    sp = add("admit", cmd_admit, say("cli.help.admit"))
+    sp.add_argument("device_id", help=say("cli.help.admit_device"))
+    sp.add_argument("fingerprint", nargs="+", help=say("cli.help.fingerprint"))
+    sp = add("revoke", cmd_revoke, say("cli.help.revoke"))
     sp.add_argument("device_id")
-    sp = add("sync", cmd_sync, "send and receive changes now")
-    sp.add_argument("--progress", action="store_true", help="show a progress bar")
-    add("status", cmd_status, "team membership and sync status")
-    add("notices", cmd_notices, "security notices: keys, erasures and changes this device refused or set aside")
-    sp = add("erase", cmd_erase, "coordinator: erase a person everywhere (GDPR art. 17)")
+    sp = add("sync", cmd_sync, say("cli.help.sync"))
+    sp.add_argument("--progress", action="store_true", help=say("cli.help.progress"))
+    add("status", cmd_status, say("cli.help.status"))
+    add("notices", cmd_notices, say("cli.help.notices"))
+    sp = add("erase", cmd_erase, say("cli.help.erase"))
     sp.add_argument("person_id")
-    sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    sp.add_argument("--yes", action="store_true", help=say("cli.help.yes"))

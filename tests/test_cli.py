@@ -23,6 +23,7 @@ PASS = "correct horse 42"
 @pytest.fixture
 def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     monkeypatch.setenv("OUTREACH_PASSPHRASE", PASS)
+    monkeypatch.setenv("OUTREACH_LANG", "en")  # the words these tests look for (tests/test_cli_lang.py: Danish)
 
     def run(*args: str, fail: bool = False) -> Any:
         capsys.readouterr()
@@ -64,7 +65,7 @@ def test_missing_vault_wrong_passphrase_and_bad_input(cli: Callable[..., Any], t
 
 
 def test_console_script_runs_and_exits_nonzero_on_error(tmp_path: Path) -> None:
-    env = {"OUTREACH_PASSPHRASE": PASS, "PATH": "/usr/bin:/bin"}
+    env = {"OUTREACH_PASSPHRASE": PASS, "PATH": "/usr/bin:/bin", "OUTREACH_LANG": "en"}
     run = subprocess.run([sys.executable, "-m", "app.cli", "--data-dir", str(tmp_path / "d"), "person", "list"],
                          capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent)
     assert run.returncode == 1 and run.stderr.startswith("outreach: No Outreach data")
