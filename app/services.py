@@ -99,6 +99,8 @@ class AppConfig:
     fast_kdf: bool = False  # tests only: a weak KDF so that a test unlocks in milliseconds
     sync_debounce: float = 3.0
     sync_interval: float = 60.0
+    sync_retry: float = 5.0  # the first retry after a failed exchange; doubling up to 60 s
+    sync_watch: float = 10.0  # how often an idle app checks that the server is there (0: never)
     lock_on_background: bool = True
     web: bool = False
 
@@ -232,7 +234,8 @@ class Services:
         self.ws = _GuardedWorkspace(config.data_dir, ui_lock=self._lock, fast_kdf=config.fast_kdf, pepper=pepper,
                                     audit_writes=True)
         self.engine = SyncEngine(self.ws)
-        self.sync = SyncScheduler(self, debounce=config.sync_debounce, interval=config.sync_interval)
+        self.sync = SyncScheduler(self, debounce=config.sync_debounce, interval=config.sync_interval,
+                                  retry=config.sync_retry, watch=config.sync_watch)
         self.ws.on_change.append(self.sync.changed_threadsafe)
         self.on_activity: list[Callable[[], None]] = [self._active]  # the shell's idle timer listens too
         self._last_active = time.monotonic()
@@ -620,12 +623,25 @@ class Services:
 # ================================================================================ background sync
 class SyncScheduler:
     """When to sync, and what the chip should say. Lives on the UI loop; runs each sync in a
-    worker thread. Listeners are called on the loop with the current `SyncView`."""
+    worker thread. Listeners are called on the loop with the current `SyncView`.
 
-    def __init__(self, services: Services, *, debounce: float, interval: float) -> None:
+    It heals itself: a run that could not reach the server is retried after `retry` seconds,
+    then twice as long each time, never more than `RETRY_MAX` apart; and while nothing runs, the
+    server's health is asked every `watch` seconds, so the chip says "not connected" within
+    seconds of the server going away, and a sync starts as soon as it answers again."""
+
+    RETRY_MAX = 60.0
+
+    def __init__(self, services: Services, *, debounce: float, interval: float, retry: float = 5.0,
+                 watch: float = 10.0) -> None:
         self.s = services
         self.debounce = debounce
         self.interval = interval
+        self.retry = retry
+        self.watch = watch
+        self._failures = 0  # runs in a row that could not reach the server
+        self._retry: asyncio.TimerHandle | None = None
+        self._watching: asyncio.Task[None] | None = None
         self.view = SyncView()
         self.listeners: list[Callable[[SyncView], None]] = []
         self.data_listeners: list[Callable[[], None]] = []
@@ -645,18 +661,67 @@ class SyncScheduler:
         self._active = True
         if self._periodic is None or self._periodic.done():
             self._periodic = self._loop.create_task(self._every_interval())
+        if self.watch > 0 and (self._watching is None or self._watching.done()):
+            self._watching = self._loop.create_task(self._watch())
 
     def pause(self) -> None:
         self._active = False
         if self._debounce is not None:
             self._debounce.cancel()
             self._debounce = None
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
 
     def stop(self) -> None:
         self.pause()
-        if self._periodic is not None:
-            self._periodic.cancel()
-            self._periodic = None
+        for task in (self._periodic, self._watching):
+            if task is not None:
+                task.cancel()
+        self._periodic = self._watching = None
+
+    def retry_delay(self) -> float:
+        """How long after the latest failed run the next try starts."""
+        return min(self.RETRY_MAX, self.retry * 2 ** max(0, self._failures - 1))
+
+    def _failed(self) -> None:
+        """A run or a health check could not reach the server: try again after the backoff."""
+        self._failures += 1
+        if self._loop is None or not self._active:
+            return
+        if self._retry is not None:
+            self._retry.cancel()
+        self._retry = self._loop.call_later(self.retry_delay(), self.request)
+
+    def _reached(self) -> None:
+        self._failures = 0
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+
+    async def _watch(self) -> None:
+        """While the app is open and idle, ask the server's health now and then: a server gone
+        shows at once on the chip (not at the next sync), and one back starts a sync."""
+        while True:
+            await asyncio.sleep(self.watch)
+            if not self._active or not self.view.joined or not self.s.ws.unlocked:
+                continue
+            if self._current is not None and not self._current.done():
+                continue
+            try:
+                await asyncio.to_thread(self.s.engine.ping)
+            except SyncError:
+                if not self.view.offline_error:
+                    self.view.offline_error = True
+                    self.view.error_key, self.view.error_params = "errors.offline", {}
+                    self._failed()
+                self._publish()  # "synced N min ago" moves on too
+                continue
+            if self._failures or self.view.offline_error:
+                self._reached()
+                self.request()  # it is back: everything waiting goes now
+            else:
+                self._publish()
 
     def changed_threadsafe(self) -> None:
         """Workspace.on_change hook: called in whichever thread saved; debounces a sync."""
@@ -720,7 +785,7 @@ class SyncScheduler:
         v.joined, v.pending_ops, v.device_status, v.role = st.joined, st.pending_ops, st.device_status, st.role
         v.last_success = datetime.fromtimestamp(st.last_success) if st.last_success else None
         v.first_sync = st.last_success is None
-        if not st.last_error:
+        if not st.last_error and not self._failures:  # (a failed health check is not persisted)
             v.error_key, v.error_params, v.offline_error = None, {}, False
         self._publish()
 
@@ -740,6 +805,7 @@ class SyncScheduler:
         try:
             report = await asyncio.to_thread(s.engine.sync, self._progress_threadsafe)
             self.view.error_key, self.view.error_params, self.view.offline_error = None, {}, False
+            self._reached()
         except (DeviceRevoked, DeviceRetired) as exc:
             self.view.running = False
             self.stop()
@@ -751,6 +817,8 @@ class SyncScheduler:
             self.view.error_key, self.view.error_params = problem.key, problem.params
             self.view.offline_error = isinstance(exc, Offline)
             log.info("sync failed: %s", type(exc).__name__)
+            if isinstance(exc, (Offline, ServerFault)):  # passing troubles: try again, ever more slowly
+                self._failed()
         except StoreError as exc:  # locked or wiped while the run was going on
             log.info("sync stopped: %s", type(exc).__name__)
         finally:

@@ -332,8 +332,10 @@ class ChipModel:
     icon: str
 
 
-def chip_model(view: SyncView) -> ChipModel:
-    """The truth at a glance: offline, N waiting, synced at 21:14, or the error in plain words."""
+def chip_model(view: SyncView, now: datetime | None = None) -> ChipModel:
+    """The truth at a glance: offline, N waiting, synced 2 min ago, or the error in plain words.
+    It never claims more than it knows: "synced" says when the last exchange with the server went
+    well (`now` is when it is drawn), not that the server is there now."""
     n = view.pending_ops
     if not view.joined:
         return ChipModel("idle", "sync.not_joined", {}, "CLOUD_OFF")
@@ -349,6 +351,11 @@ def chip_model(view: SyncView) -> ChipModel:
     if n:
         return ChipModel("waiting", "sync.waiting", {"n": n}, "CLOUD_UPLOAD")
     if view.last_success:
+        minutes = int(((now or datetime.now()) - view.last_success).total_seconds() // 60)
+        if minutes < 1:
+            return ChipModel("ok", "sync.synced_now", {}, "CLOUD_DONE")
+        if minutes < 60:
+            return ChipModel("ok", "sync.synced_ago", {"n": minutes}, "CLOUD_DONE")
         return ChipModel("ok", "sync.synced_at", {"time": view.last_success.strftime("%H:%M")}, "CLOUD_DONE")
     return ChipModel("idle", "sync.never", {}, "CLOUD_QUEUE")
 

@@ -97,16 +97,21 @@ def test_place_form_checks() -> None:
     (SyncView(joined=True, offline_error=True, error_key="errors.offline"), "sync.offline", "offline"),
     (SyncView(joined=True, error_key="errors.server_fault"), "errors.server_fault", "error"),
     (SyncView(joined=True, pending_ops=2), "sync.waiting", "waiting"),
-    (SyncView(joined=True, last_success=NOW), "sync.synced_at", "ok"),
+    (SyncView(joined=True, last_success=NOW), "sync.synced_now", "ok"),
+    (SyncView(joined=True, last_success=NOW - timedelta(minutes=2)), "sync.synced_ago", "ok"),
+    (SyncView(joined=True, last_success=NOW - timedelta(hours=2)), "sync.synced_at", "ok"),
     (SyncView(joined=True), "sync.never", "idle"),
 ])
 def test_the_chip_says_the_truth(view: SyncView, key: str, tone: str) -> None:
-    model = chip_model(view)
+    model = chip_model(view, now=NOW)
     assert (model.key, model.tone) == (key, tone)
 
 
-def test_synced_at_shows_the_time() -> None:
-    assert chip_model(SyncView(joined=True, last_success=NOW)).params == {"time": "21:14"}
+def test_synced_says_how_long_ago_the_last_exchange_went_well() -> None:
+    assert chip_model(SyncView(joined=True, last_success=NOW - timedelta(minutes=2, seconds=5)), now=NOW).params == {
+        "n": 2}
+    assert chip_model(SyncView(joined=True, last_success=NOW - timedelta(hours=3)), now=NOW).params == {
+        "time": (NOW - timedelta(hours=3)).strftime("%H:%M")}
 
 
 def test_layout_breakpoint() -> None:

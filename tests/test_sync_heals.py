@@ -1,0 +1,65 @@
+"""Sync that heals itself and never lies (issue 16): the app's scheduler against a real server
+process that stops and starts again. Within seconds of the server going away the chip says "not
+connected" (not "synced"); changes saved meanwhile wait; when the server is back they go by
+themselves, without a tap or an unlock; retries back off to at most a minute apart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from serverproc import ServerProcess, create_team
+from test_ui_services import PIN, run
+
+from app.services import AppConfig, Services, SyncScheduler
+from app.state import chip_model
+
+
+async def _until(what: Callable[[], bool], timeout: float, why: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {why}")
+        await asyncio.sleep(0.05)
+
+
+def test_the_chip_tells_a_server_gone_and_the_app_syncs_when_it_is_back(tmp_path: Path) -> None:
+    (tmp_path / "server").mkdir()
+    with ServerProcess(workdir=tmp_path / "server") as server:
+        code = create_team(server.db_url, "Vesterbro")
+        s = Services(AppConfig(data_dir=tmp_path / "device", fast_kdf=True, sync_debounce=0.1, sync_interval=3600,
+                               sync_retry=0.3, sync_watch=0.3))
+
+        async def scenario() -> None:
+            await s.create_workspace(PIN, "Kim")
+            await s.join(server.url, code)
+            s.sync.start()
+            await s.sync.run_now()
+            assert chip_model(s.sync.view).key == "sync.synced_now"
+
+            server.stop()
+            await _until(lambda: chip_model(s.sync.view).tone == "offline", 5, "the chip says not connected")
+            s.ws.add_person({"alias": "Søren"})
+            await _until(lambda: s.sync.view.pending_ops == 1 and chip_model(s.sync.view).key == "sync.offline_waiting",
+                         5, "the change waits, counted, not connected")
+            assert s.sync._failures >= 1 and s.sync.retry_delay() <= SyncScheduler.RETRY_MAX
+
+            server.start()  # nobody taps, nobody unlocks
+            await _until(lambda: s.sync.view.pending_ops == 0 and chip_model(s.sync.view).tone == "ok", 15,
+                         "the change went by itself once the server was back")
+            s.sync.stop()
+            await s.close()
+
+        run(scenario())
+
+
+def test_retries_back_off_to_a_minute() -> None:
+    scheduler = SyncScheduler.__new__(SyncScheduler)
+    scheduler.retry, scheduler._failures = 5.0, 0
+    delays = []
+    for _ in range(7):
+        scheduler._failures += 1
+        delays.append(scheduler.retry_delay())
+    assert delays == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0, 60.0]
