@@ -641,7 +641,8 @@ def cmd_conflicts(args: argparse.Namespace, out: Output) -> int:
     from models import review
 
     ws = open_workspace(args)
-    require_desk(ws)
+    if getattr(args, "conflict_action", None) == "resolve":
+        require_desk(ws)  # the list is every device's (a worker sees what it holds); settling, the desk's
     names = _device_names(ws)
     items = review.conflicts(ws, device_names=names)
 
@@ -681,9 +682,10 @@ def cmd_conflicts(args: argparse.Namespace, out: Output) -> int:
                    field=c.field, a=one_line(str(c.value_a)), who_a=who(c.device_a, c.device_a_name),
                    at_a=f"{c.at_a:%d-%m-%Y %H:%M}", b=one_line(str(c.value_b)), who_b=who(c.device_b, c.device_b_name),
                    at_b=f"{c.at_b:%d-%m-%Y %H:%M}")
-    out.emit([{"record_type": c.record_type.value, "record_id": c.record_id, "label": c.label, "field": c.field,
-               "a": c.value_a, "device_a": c.device_a, "by_a": c.device_a_name, "at_a": c.at_a,
-               "b": c.value_b, "device_b": c.device_b, "by_b": c.device_b_name, "at_b": c.at_b} for c in items],
+    # the same on every device (who made a change is named from each device's view: text only)
+    out.emit([{"record_type": c.record_type.value, "record_id": c.record_id, "field": c.field,
+               "a": c.value_a, "device_a": c.device_a, "at_a": c.at_a,
+               "b": c.value_b, "device_b": c.device_b, "at_b": c.at_b} for c in items],
              lambda: ("\n".join(line(c) for c in items) + "\n" + say("cli.conflict.next")) if items
              else say("cli.conflict.none"))
     return EXIT_OK

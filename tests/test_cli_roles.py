@@ -40,7 +40,8 @@ def _as(tmp_path: Path, role: str) -> None:
     ws.close()
 
 
-DESK = [("overview",), ("report",), ("count",), ("duplicates",), ("retention",), ("audit",), ("conflicts",),
+DESK = [("overview",), ("report",), ("count",), ("duplicates",), ("retention",), ("audit",),
+        ("conflicts", "resolve", "Bo", "status", "--keep", "a"),
         ("access", "Bo"), ("merge", "Bo", "Ali"), ("export", "persons", "--out", "{out}", "--yes"),
         ("export", "contacts", "--out", "{out}", "--yes"), ("invite",), ("devices",), ("erase", "Bo", "--yes"),
         ("revoke", "a" * 32), ("admit", "a" * 32, "1A2B")]
@@ -59,8 +60,9 @@ def test_a_worker_device_has_no_desk(run: Run, tmp_path: Path) -> None:
         assert err.count("\n") == 1 and "coordinator" in err, err
         assert stdout == ""
     assert not out.exists()
-    # the field work goes on
+    # the field work goes on, and a worker sees the conflicts about what its device holds
     assert run("person", "list")[0] == 0
+    assert run("conflicts")[0] == 0
     assert run("contact", "add", "--person", "Bo")[0] == 0
 
 
