@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -41,6 +42,7 @@ __all__ = [
     "Role",
     "DeviceStatus",
     "EnrollmentCode",
+    "enrollment_proof_ok",
     "b64e",
     "b64d",
     "parse_protocol_header",
@@ -109,7 +111,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"  # 404
     METHOD_NOT_ALLOWED = "method_not_allowed"  # 405: the path exists; the `Allow` header lists its methods
     CODE_INVALID = "code_invalid"  # 400: unknown, used or expired enrollment code
-    THROTTLED = "throttled"  # 429: too many failed attempts; detail.retry_after seconds
+    THROTTLED = "throttled"  # 429: too many failed code lookups; detail.retry_after seconds, detail.scope, Retry-After
     STALE_EPOCH = "stale_epoch"  # 409: ops sealed under an old key epoch; detail.current_epoch
     UNKNOWN_EPOCH = "unknown_epoch"  # 409: an epoch the team never had
     CONFLICT = "conflict"  # 409: e.g. device id taken, epoch already uploaded
@@ -178,7 +180,9 @@ _CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read aloud 
 
 class EnrollmentCode:
     """A one-time code ``LOOKUP-SECRET``. The lookup half is sent to the server; the secret half is
-    never sent: it keys the joining device's proof ``HMAC-SHA256(secret, public key | device id)``.
+    never sent: it keys the joining device's proof ``HMAC-SHA256(secret, public key | device id)``
+    (`enrollment_proof_ok`). The server knows the secret of the operator's founding code only (its
+    CLI made it) and checks that proof; a coordinator's device checks the proofs of its invites.
 
     The lookup is 8 characters (~39 bits, guessing is throttled server-side); the secret is
     26 characters (~128 bits). Both are upper case without look-alike characters; parsing is
@@ -219,6 +223,17 @@ class EnrollmentCode:
     @property
     def secret_bytes(self) -> bytes:
         return self.secret.encode("ascii")
+
+
+def enrollment_proof_ok(
+    secret: bytes, public_key: bytes, signing_key: bytes | None, device_id: str, proof: bytes
+) -> bool:
+    """Whether `proof` is a joining device's ``HMAC-SHA256(secret, public key ‖ signing key ‖ device
+    id)`` (no signing key from a 1.0 device), as `models.vault.make_proof` makes it. The server
+    checks it for the founding code only, whose secret its own CLI made; a coordinator's device
+    checks the others."""
+    message = public_key + (signing_key or b"") + device_id.encode("ascii")
+    return hmac.compare_digest(hmac.new(secret, message, hashlib.sha256).digest(), proof)
 
 
 # ---------------------------------------------------------------------------------------------

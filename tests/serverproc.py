@@ -25,7 +25,9 @@ API:
   (dropped afterwards), for tests on ``OUTREACH_TEST_PG_URL``.
 
 The process runs ``[sys.executable, "-m", "sync.server.cli", ...]`` with the repository root on
-PYTHONPATH and the work dir as its current directory.
+PYTHONPATH and the work dir as its current directory, and with ``OUTREACH_SERVER_KEY`` set to one
+key for the whole test run (a PostgreSQL server needs its key given; `team create` and the server
+must share it), unless the environment already has one.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ import requests
 __all__ = ["ServerProcess", "create_team", "create_team_info", "pg_schema", "free_port", "REPO_ROOT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVER_KEY = os.urandom(32).hex()  # the server key of every process of this test run
 
 
 def free_port() -> int:
@@ -61,6 +64,7 @@ def _env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("OUTREACH_SERVER_KEY", SERVER_KEY)
     return env
 
 

@@ -19,13 +19,26 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from serverproc import pg_schema
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlmodel import select
 
+from models.vault import make_proof
 from sync.protocol import PROTOCOL_HEADER, EnrollmentCode, b64e
 from sync.server import ServerSettings, create_app, crud
-from sync.server.tables import Device
+from sync.server.db import Database, migrate
+from sync.server.keys import ServerKey
+from sync.server.tables import Device, Invite
 
 PG_URL = os.environ.get("OUTREACH_TEST_PG_URL")
+SERVER_KEY = os.urandom(32).hex()  # PostgreSQL has no file beside it to keep a key in: it is given
+
+
+def settings_for(db_url: str, **overrides: Any) -> ServerSettings:
+    """The settings of a test server: on PostgreSQL with a given key (required there), on SQLite
+    with the key file the server makes beside the database."""
+    if db_url.startswith("postgresql"):
+        overrides.setdefault("server_key", SERVER_KEY)
+    return ServerSettings(db_url=db_url, **overrides)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -77,6 +90,19 @@ def op(
     }
 
 
+def join_body(lookup: str, name: str = "Phone", *, secret: str | None = None, signing: bool = False) -> dict[str, Any]:
+    """A `JoinRequest`; its proof is `HMAC(secret, public key [‖ signing key] ‖ device id)` as the
+    client's vault makes it (`models.vault.make_proof`), or random bytes without a secret."""
+    public_key, signing_key, device_id = os.urandom(32), os.urandom(32), _hex()
+    signed = public_key + signing_key if signing else public_key
+    proof = make_proof(secret.encode("ascii"), signed, device_id) if secret is not None else os.urandom(32)
+    body = {"lookup": lookup, "device_id": device_id, "device_name": name,
+            "public_key": b64e(public_key), "proof": b64e(proof)}
+    if signing:
+        body["signing_key"] = b64e(signing_key)
+    return body
+
+
 class Harness:
     """A TestClient on a fresh app plus the few protocol steps most tests need."""
 
@@ -91,22 +117,28 @@ class Harness:
             headers["Authorization"] = f"Bearer {token}"
         return self.client.request(method, path, headers=headers, **kwargs)
 
+    def call_from(self, address: str, method: str, path: str, **kwargs: Any) -> Any:
+        """A request from another client address (the app's own, as uvicorn gives it)."""
+        client = TestClient(self.client.app, client=(address, 40000))
+        return client.request(method, path, headers={PROTOCOL_HEADER: "1.0"}, **kwargs)
+
+    @property
+    def server_key(self) -> ServerKey:
+        return self.client.app.state.ctx.server_key  # type: ignore[attr-defined,no-any-return]
+
     def new_team(self, name: str = "Unit") -> tuple[str, EnrollmentCode]:
         code = EnrollmentCode.generate()
         with self.db.transaction(write=True) as session:
             team = crud.create_team(
-                session, name=name, lookup=code.lookup, ttl_seconds=24 * 3600, now=self.clock()
+                session, name=name, lookup=code.lookup, secret=code.secret, key=self.server_key,
+                ttl_seconds=24 * 3600, now=self.clock(),
             )
         return team.id, code
 
-    def join(self, lookup: str, name: str = "Phone", expect: int = 200) -> Any:
-        body = {
-            "lookup": lookup,
-            "device_id": _hex(),
-            "device_name": name,
-            "public_key": _key(),
-            "proof": _key(),
-        }
+    def join(self, lookup: str, name: str = "Phone", expect: int = 200, *, secret: str | None = None) -> Any:
+        """Join with `lookup`; with the code's `secret` the proof is the real one (a founding join
+        needs it), else random bytes (the server cannot check an invite's proof)."""
+        body = join_body(lookup, name, secret=secret)
         response = self.call("POST", "/v1/join", json=body)
         assert response.status_code == expect, response.text
         return response.json()
@@ -114,7 +146,7 @@ class Harness:
     def found(self, name: str = "Unit") -> Dev:
         """A team with its founding coordinator, who has uploaded the epoch-1 key for itself."""
         _team_id, code = self.new_team(name)
-        answer = self.join(code.lookup, "Coordinator laptop")
+        answer = self.join(code.lookup, "Coordinator laptop", secret=code.secret)
         assert answer["founding"] is True and answer["status"] == "active" and answer["role"] == "coordinator"
         coord = Dev(answer["device_id"], answer["token"], answer["team_id"])
         self.upload_keys(coord, 1, [coord.id])
@@ -171,7 +203,7 @@ def make_harness(db_url: str) -> Iterator[Any]:
 
     def make(**overrides: Any) -> Harness:
         clock = FakeClock()
-        settings = ServerSettings(db_url=db_url, **overrides)
+        settings = settings_for(db_url, **overrides)
         client = TestClient(create_app(settings, clock=clock))
         client.__enter__()
         clients.append(client)
@@ -231,11 +263,11 @@ def test_unknown_path_and_missing_token(h: Harness) -> None:
 
 def test_founding_join_and_code_works_once(h: Harness) -> None:
     team_id, code = h.new_team("Aarhus outreach")
-    answer = h.join(str(code).split("-")[0].lower(), "Laptop")  # the lookup is case-insensitive
+    answer = h.join(str(code).split("-")[0].lower(), "Laptop", secret=code.secret)  # lookup: any case
     assert answer["team_id"] == team_id and answer["team_name"] == "Aarhus outreach"
     assert answer["founding"] is True and answer["status"] == "active" and answer["role"] == "coordinator"
     assert len(answer["token"]) >= 43  # 256 bits, url-safe base64
-    again = h.join(code.lookup, "Other", expect=400)
+    again = h.join(code.lookup, "Other", expect=400, secret=code.secret)
     assert again["error"]["code"] == "code_invalid"
     me = h.call("GET", "/v1/me", answer["token"]).json()
     assert me == {
@@ -440,7 +472,127 @@ def test_failed_lookups_are_throttled_per_address(make_harness: Any) -> None:
     recover = {"recovery_lookup": _key(), "device_id": _hex(), "device_name": "x", "public_key": _key()}
     assert error_of(h.call("POST", "/v1/recover", json=recover))["code"] == "throttled"
     h.clock.advance(throttled["detail"]["retry_after"])
-    assert h.join(code.lookup)["founding"] is True
+    assert h.join(code.lookup, secret=code.secret)["founding"] is True
+
+
+# --- the founding code is checked whole; lookups under the server's key (issue 15, item 3) --------
+
+
+def _devices_of(h: Harness, team_id: str) -> list[Device]:
+    with h.db.transaction() as session:
+        return list(session.exec(select(Device).where(Device.team_id == team_id)).all())
+
+
+@pytest.mark.parametrize("signing", [False, True], ids=["1.0", "1.1"])
+def test_founding_join_with_a_wrong_secret_is_refused(h: Harness, signing: bool) -> None:
+    team_id, code = h.new_team()
+    wrong = EnrollmentCode.generate().secret
+    for body in (
+        join_body(code.lookup, "Intruder", secret=wrong, signing=signing),  # the lookup alone
+        {**join_body(code.lookup, "Intruder", secret=code.secret, signing=signing), "proof": b64e(os.urandom(32))},
+    ):
+        refused = h.call("POST", "/v1/join", json=body)
+        assert refused.status_code == 400 and error_of(refused)["code"] == "code_invalid"
+    if signing:  # the proof covers the signing key: another key under the same proof is refused
+        body = join_body(code.lookup, "Intruder", secret=code.secret, signing=True)
+        body["signing_key"] = _key()
+        assert error_of(h.call("POST", "/v1/join", json=body))["code"] == "code_invalid"
+    assert _devices_of(h, team_id) == []  # the team stays unfounded
+    founded = h.call("POST", "/v1/join", json=join_body(code.lookup, "Laptop", secret=code.secret, signing=signing))
+    assert founded.status_code == 200, founded.text
+    assert founded.json()["founding"] is True and founded.json()["status"] == "active"
+    assert [d.status for d in _devices_of(h, team_id)] == ["active"]
+
+
+def test_lookups_are_stored_under_the_servers_key(h: Harness) -> None:
+    team_id, code = h.new_team()
+    with h.db.transaction() as session:
+        (founding,) = session.exec(select(Invite).where(Invite.team_id == team_id)).all()
+    assert founding.lookup_hash != crud.sha256_hex(code.lookup)
+    assert founding.lookup_hash == h.server_key.lookup_hash(code.lookup) and founding.lookup_scheme == "hmac"
+    assert founding.founding_seal is not None and code.secret.encode() not in founding.founding_seal
+    assert ServerKey.generate().lookup_hash(code.lookup) != founding.lookup_hash  # keyed: another key, another hash
+    coord = h.join(code.lookup, "Laptop", secret=code.secret)
+    lookup = EnrollmentCode.generate().lookup
+    assert h.call("POST", "/v1/invites", coord["token"], json={"lookup": lookup}).status_code == 200
+    with h.db.transaction() as session:
+        rows = {row.founding: row for row in session.exec(select(Invite).where(Invite.team_id == team_id))}
+    assert rows[False].lookup_hash == h.server_key.lookup_hash(lookup) != crud.sha256_hex(lookup)
+    assert rows[True].founding_seal is None  # used: the server keeps nothing of the secret
+    assert h.join(lookup)["status"] == "pending"  # a coordinator's invite works as before
+
+
+def test_a_founding_code_of_an_older_server_no_longer_founds(h: Harness) -> None:
+    """A founding invite stored before the secret was kept (no seal) is refused: its lookup alone
+    would found the team. The operator makes a new team (`outreach-server team create`)."""
+    team_id, code = h.new_team()
+    with h.db.transaction(write=True) as session:
+        invite = session.exec(select(Invite).where(Invite.team_id == team_id)).one()
+        invite.founding_seal = None
+        session.add(invite)
+    assert h.join(code.lookup, secret=code.secret, expect=400)["error"]["code"] == "code_invalid"
+
+
+def test_a_sha256_lookup_of_an_older_server_still_works(db_url: str, make_harness: Any) -> None:
+    """Rows of a database from before the lookups were keyed: a coordinator's open invite still
+    joins after the migration (its lookup cannot be rehashed from its SHA-256: it keeps its scheme)."""
+    old = Database.from_settings(settings_for(db_url))
+    migrate(old.engine, upto="0004_device_signatures")
+    team_id, lookup, expires = uuid.uuid4().hex, EnrollmentCode.generate().lookup, 1_750_000_000.0 + 3600
+    with old.engine.begin() as conn:
+        conn.execute(text("INSERT INTO team (id, name, created_at, next_seq, current_epoch) "
+                          "VALUES (:id, 'Old unit', 1.0, 1, 1)"), {"id": team_id})
+        conn.execute(text("INSERT INTO invite (lookup_hash, team_id, role, founding, created_at, expires_at) "
+                          "VALUES (:hash, :team, 'worker', :founding, 1.0, :expires)"),
+                     {"hash": crud.sha256_hex(lookup), "team": team_id, "founding": False, "expires": expires})
+    old.dispose()
+    h = make_harness()
+    with h.db.transaction() as session:
+        assert session.exec(select(Invite)).one().lookup_scheme == "sha256"
+    assert h.join(lookup.lower(), "Old phone")["status"] == "pending"
+    assert h.join(lookup, "Again", expect=400)["error"]["code"] == "code_invalid"  # once, as ever
+
+
+def test_ipv6_addresses_of_one_64_share_the_throttle(make_harness: Any) -> None:
+    h = make_harness(throttle_failures=3, throttle_window_seconds=600)
+    _team_id, code = h.new_team()
+    for address in ("2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff:1:2:3"):  # all in one /64
+        refused = h.call_from(address, "POST", "/v1/join", json=join_body("WRONGONE"))
+        assert error_of(refused)["code"] == "code_invalid"
+    body = join_body(code.lookup, secret=code.secret)
+    throttled = h.call_from("2001:db8:1:2:aaaa::9", "POST", "/v1/join", json=body)
+    assert throttled.status_code == 429 and error_of(throttled)["code"] == "throttled"
+    assert int(throttled.headers["Retry-After"]) == error_of(throttled)["detail"]["retry_after"]
+    other = h.call_from("2001:db8:1:3::1", "POST", "/v1/join", json=body)  # the next /64: its own count
+    assert other.status_code == 200 and other.json()["founding"] is True
+
+
+def test_ipv4_addresses_are_counted_one_by_one(make_harness: Any) -> None:
+    h = make_harness(throttle_failures=2, throttle_window_seconds=600)
+    for _ in range(2):
+        h.call_from("198.51.100.7", "POST", "/v1/join", json=join_body("WRONGONE"))
+    assert h.call_from("198.51.100.7", "POST", "/v1/join", json=join_body("WRONGONE")).status_code == 429
+    assert h.call_from("198.51.100.8", "POST", "/v1/join", json=join_body("WRONGONE")).status_code == 400
+    mapped = h.call_from("::ffff:198.51.100.7", "POST", "/v1/join", json=join_body("WRONGONE"))
+    assert mapped.status_code == 429  # the same IPv4 address, written as IPv6
+
+
+def test_failed_lookups_are_limited_server_wide(make_harness: Any) -> None:
+    h = make_harness(throttle_failures=100, throttle_server_failures_per_minute=5)
+    _team_id, code = h.new_team()
+    for index in range(5):  # five addresses, one failure each
+        h.clock.advance(5)
+        assert h.call_from(f"203.0.113.{index}", "POST", "/v1/join", json=join_body("WRONGONE")).status_code == 400
+    body = join_body(code.lookup, secret=code.secret)
+    throttled = h.call_from("192.0.2.200", "POST", "/v1/join", json=body)  # an address never seen
+    error = error_of(throttled)
+    assert throttled.status_code == 429 and error["code"] == "throttled" and error["detail"]["scope"] == "server"
+    assert error["detail"]["retry_after"] == int(throttled.headers["Retry-After"]) == 40  # the first one's minute
+    recover = {"recovery_lookup": _key(), "device_id": _hex(), "device_name": "x", "public_key": _key()}
+    assert error_of(h.call_from("192.0.2.201", "POST", "/v1/recover", json=recover))["code"] == "throttled"
+    h.clock.advance(error["detail"]["retry_after"])
+    answer = h.call_from("192.0.2.200", "POST", "/v1/join", json=body)
+    assert answer.status_code == 200 and answer.json()["founding"] is True
 
 
 # --- push ---------------------------------------------------------------------------------------

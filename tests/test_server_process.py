@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 import requests
-from serverproc import REPO_ROOT, ServerProcess, create_team, create_team_info, pg_schema
+from serverproc import REPO_ROOT, SERVER_KEY, ServerProcess, create_team, create_team_info, pg_schema
 
+from models.vault import make_proof
 from sync.protocol import PROTOCOL_HEADER, EnrollmentCode, b64e
 
 pytestmark = pytest.mark.e2e
@@ -40,18 +41,22 @@ class Wire:
         assert response.status_code == expect, response.text
         return response.json()
 
-    def join(self, lookup: str, name: str) -> dict[str, Any]:
+    def join(self, lookup: str, name: str, secret: str | None = None, expect: int = 200) -> dict[str, Any]:
+        """With the code's `secret`, the proof the client makes (the server checks a founding one)."""
+        public_key, device_id = os.urandom(32), uuid.uuid4().hex
+        proof = make_proof(secret.encode("ascii"), public_key, device_id) if secret else os.urandom(32)
         body = {
             "lookup": lookup,
-            "device_id": uuid.uuid4().hex,
+            "device_id": device_id,
             "device_name": name,
-            "public_key": b64e(os.urandom(32)),
-            "proof": b64e(os.urandom(32)),
+            "public_key": b64e(public_key),
+            "proof": b64e(proof),
         }
-        return self.call("POST", "/v1/join", json=body)
+        return self.call("POST", "/v1/join", expect=expect, json=body)
 
     def found(self, code: str, name: str = "Coordinator laptop") -> dict[str, Any]:
-        coord = self.join(EnrollmentCode.parse(code).lookup, name)
+        parsed = EnrollmentCode.parse(code)
+        coord = self.join(parsed.lookup, name, parsed.secret)
         assert coord["founding"] is True
         self.keys(coord["token"], [coord["device_id"]])
         return coord
@@ -88,8 +93,11 @@ def pull_all(wire: Wire, token: str) -> list[dict[str, Any]]:
             return ops
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, server_key: str | None = SERVER_KEY) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env.pop("OUTREACH_SERVER_KEY", None)
+    if server_key is not None:
+        env["OUTREACH_SERVER_KEY"] = server_key
     return subprocess.run(
         [sys.executable, "-m", "sync.server.cli", *args],
         capture_output=True,
@@ -190,6 +198,33 @@ def test_cli_access_log_is_off_unless_asked() -> None:
 
     assert _settings(build_parser().parse_args(["--db", "sqlite://"])).access_log is False
     assert _settings(build_parser().parse_args(["--db", "sqlite://", "--access-log"])).access_log is True
+
+
+def test_cli_team_create_and_the_server_share_the_key_beside_the_sqlite_file(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from sync.server import ServerSettings, create_app
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    done = run_cli("--db", url, "team", "create", "Aarhus", "--json", server_key=None)
+    assert done.returncode == 0, done.stderr
+    code = EnrollmentCode.parse(json.loads(done.stdout)["code"])
+    key_file = tmp_path / "x.db.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600 and key_file.read_text().strip() not in done.stdout + done.stderr
+    with TestClient(create_app(ServerSettings(db_url=url))) as client:  # the server's start finds the same key
+        public_key, device_id = os.urandom(32), uuid.uuid4().hex
+        body = {"lookup": code.lookup, "device_id": device_id, "device_name": "Laptop",
+                "public_key": b64e(public_key), "proof": b64e(make_proof(code.secret_bytes, public_key, device_id))}
+        joined = client.post("/v1/join", json=body, headers={PROTOCOL_HEADER: "1.0"})
+        assert joined.status_code == 200 and joined.json()["founding"] is True, joined.text
+
+
+def test_cli_without_a_key_for_postgresql_is_one_line() -> None:
+    done = run_cli("--db", "postgresql+psycopg://nobody:x@127.0.0.1:1/none", "team", "create", "X", server_key=None)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "OUTREACH_SERVER_KEY" in done.stderr and done.stdout == ""
+    weak = run_cli("--db", "postgresql+psycopg://nobody:x@127.0.0.1:1/none", "team", "create", "X", server_key="00" * 32)
+    assert weak.returncode == 2 and "too weak" in weak.stderr and "00" * 32 not in weak.stderr
 
 
 def test_cli_unreachable_database_is_one_line() -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ipaddress
 import logging
 import secrets
 import time
@@ -80,6 +81,7 @@ from sync.server import crud
 from sync.server.config import ServerSettings
 from sync.server.db import Database, migrate
 from sync.server.errors import STATUS, ApiError
+from sync.server.keys import ServerKey, load_server_key
 from sync.server.middleware import ProtocolGate
 from sync.server.tables import WrappedKeyRow
 
@@ -176,6 +178,22 @@ class _Context:
     db: Database
     clock: Callable[[], float]
     watch: _LogWatch
+    server_key: ServerKey
+
+
+def throttle_address(host: str) -> str:
+    """What the code-lookup throttle counts a client by: an IPv4 address as it is (an IPv4-mapped
+    IPv6 address too), an IPv6 address by its /64, the network one subscriber gets (rotating
+    inside it costs nothing). Not an address (a test client, a Unix socket): as it is."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])  # a zone id names no other host
+    except ValueError:
+        return host[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 @dataclass(frozen=True)
@@ -312,9 +330,12 @@ def create_app(
     *,
     database: Database | None = None,
     clock: Callable[[], float] = time.time,
+    server_key: ServerKey | None = None,
 ) -> FastAPI:
-    """Build the application: open the database (or use `database`), bring its schema up to date,
-    and wire the routes. `clock` is injectable so tests can expire codes and throttles."""
+    """Build the application: load the server key (or use `server_key`), open the database (or
+    use `database`), bring its schema up to date, and wire the routes. `clock` is injectable so
+    tests can expire codes and throttles."""
+    key = server_key or load_server_key(settings)
     db = database or Database.from_settings(settings)
     migrate(db.engine)
     owns_db = database is None
@@ -335,7 +356,7 @@ def create_app(
     )
     app.openapi = lambda: _openapi_document(app)  # type: ignore[method-assign]
     watch = _LogWatch()
-    app.state.ctx = _Context(settings=settings, db=db, clock=clock, watch=watch)
+    app.state.ctx = _Context(settings=settings, db=db, clock=clock, watch=watch, server_key=key)
     app.add_middleware(ProtocolGate, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(
         GZipMiddleware, minimum_size=GZIP_MINIMUM, compresslevel=5
@@ -343,7 +364,14 @@ def create_app(
     _install_error_handlers(app)
 
     def client_address(request: Request) -> str:
-        return request.client.host if request.client else "unknown"
+        """The client as the throttle counts it. `request.client` is the peer, or the address a
+        trusted proxy forwarded (uvicorn's --forwarded-allow-ips: `settings.forwarded_allow_ips`)."""
+        return throttle_address(request.client.host) if request.client else "unknown"
+
+    def throttled(message: str, retry_after: float, scope: str) -> ApiError:
+        seconds = int(retry_after + 0.999)
+        return ApiError(ErrorCode.THROTTLED, message, {"retry_after": seconds, "scope": scope},
+                        headers={"Retry-After": str(seconds)})
 
     def check_throttle(address: str, now: float) -> None:
         with db.transaction() as session:
@@ -354,13 +382,16 @@ def create_app(
                 limit=settings.throttle_failures,
                 window=settings.throttle_window_seconds,
             )
+            server_wide = None if retry_after is not None else crud.server_throttle_retry_after(
+                session, now=now, limit=settings.throttle_server_failures_per_minute
+            )
         if retry_after is not None:
             log.warning("throttled code lookups from one address")
-            raise ApiError(
-                ErrorCode.THROTTLED,
-                "Too many wrong codes from this address: wait and try again.",
-                {"retry_after": int(retry_after + 0.999)},
-            )
+            raise throttled("Too many wrong codes from this address: wait and try again.", retry_after, "address")
+        if server_wide is not None:
+            log.warning("throttled code lookups from every address: %d failures in a minute",
+                        settings.throttle_server_failures_per_minute)
+            raise throttled("Too many wrong codes at this server: wait and try again.", server_wide, "server")
 
     def code_failed(address: str, now: float) -> ApiError:
         with db.transaction(write=True) as session:
@@ -387,6 +418,7 @@ def create_app(
         with db.transaction(write=True) as session:
             joined = crud.join_team(
                 session,
+                key=key,
                 lookup=body.lookup,
                 device_id=body.device_id,
                 name=body.device_name,
@@ -484,6 +516,7 @@ def create_app(
             seen(session, device)
             crud.create_invite(
                 session,
+                key=key,
                 team_id=device.team_id,
                 lookup=body.lookup,
                 role=body.role,

@@ -1,14 +1,19 @@
 """`outreach-server`: run the sync server, or create a team and print its one-time operator code.
 
-    outreach-server [--db URL] [--host H] [--port P] [--ssl-certfile F --ssl-keyfile F] [--log-file F]
+    outreach-server [--db URL] [--server-key-file F] [--host H] [--port P]
+                    [--ssl-certfile F --ssl-keyfile F] [--log-file F] [--forwarded-allow-ips IPS]
                     [--access-log] [--no-openapi]
-    outreach-server [--db URL] team create NAME [--json]
+    outreach-server [--db URL] [--server-key-file F] team create NAME [--json]
 
 With no arguments it serves on 127.0.0.1:8700 with the SQLite file ``outreach-server.db`` in the
-current directory. Migrations run on every start. It only wires settings, logging, the database and
-uvicorn together and turns errors into one line on stderr with a non-zero exit (2 for bad usage,
-1 for a failure). It must never print or log anything a device sent; the operator code it prints
-is shown once and stored only as the hash of its lookup half.
+current directory and its server key in ``outreach-server.db.key`` beside it (made on first start).
+A PostgreSQL server needs its key given: ``--server-key-file`` or the environment variable
+``OUTREACH_SERVER_KEY`` (hex, ``openssl rand -hex 32``). Migrations run on every start. It only
+wires settings, logging, the database and uvicorn together and turns errors into one line on
+stderr with a non-zero exit (2 for bad usage or settings, 1 for a failure). It must never print or
+log anything a device sent, nor the server key; the operator code it prints is shown once and
+stored only as the keyed hash of its lookup half and its secret half sealed, both under the server
+key, until it is used (sync/server/keys.py).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import json
 import logging
 import logging.config
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -29,10 +35,12 @@ from sync.protocol import EnrollmentCode
 from sync.server import crud
 from sync.server.config import ServerSettings
 from sync.server.db import Database, MigrationError, migrate
+from sync.server.keys import ServerKeyError, load_server_key
 
 __all__ = ["main", "build_parser"]
 
 PROG = "outreach-server"
+KEY_ENV = "OUTREACH_SERVER_KEY"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,6 +56,13 @@ def _common(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     parser.add_argument(
         "--log-file", metavar="PATH", default=default, help="write logs here instead of stderr"
     )
+    parser.add_argument(
+        "--server-key-file",
+        metavar="PATH",
+        default=default,
+        help=f"the server key (hex, mode 0600); or set {KEY_ENV}; default for SQLite: DATABASE.key, "
+        "made on first start",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=None, help="port to listen on (default 8700)")
     parser.add_argument("--ssl-certfile", metavar="PATH", default=None, help="TLS certificate (PEM)")
     parser.add_argument("--ssl-keyfile", metavar="PATH", default=None, help="TLS private key (PEM)")
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        default=None,
+        help="proxies whose X-Forwarded-For is believed (default 127.0.0.1; see docs/DEPLOY.md)",
+    )
     parser.add_argument(
         "--access-log",
         action="store_true",
@@ -92,6 +113,9 @@ def _settings(args: argparse.Namespace) -> ServerSettings:
         "log_file": args.log_file,
         "access_log": getattr(args, "access_log", None),
         "openapi": getattr(args, "openapi", None),
+        "server_key_file": getattr(args, "server_key_file", None),
+        "server_key": os.environ.get(KEY_ENV) or None,
+        "forwarded_allow_ips": getattr(args, "forwarded_allow_ips", None),
     }
     return ServerSettings(**{key: value for key, value in values.items() if value is not None})
 
@@ -123,12 +147,14 @@ def _create_team(settings: ServerSettings, name: str, *, as_json: bool) -> int:
         print(f"{PROG}: error: a team name has 1 to 200 characters", file=sys.stderr)
         return 2
     code = EnrollmentCode.generate()
+    key = load_server_key(settings)
     db = Database.from_settings(settings)
     try:
         migrate(db.engine)
         with db.transaction(write=True) as session:
             team = crud.create_team(
-                session, name=name, lookup=code.lookup, ttl_seconds=settings.code_ttl_seconds, now=time.time()
+                session, name=name, lookup=code.lookup, secret=code.secret, key=key,
+                ttl_seconds=settings.code_ttl_seconds, now=time.time(),
             )
     finally:
         db.dispose()
@@ -162,6 +188,8 @@ def _serve(settings: ServerSettings) -> int:
         ssl_keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
         log_config=_logging_config(settings),
         access_log=settings.access_log,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=3,  # long-polls would otherwise hold a stop for up to 30 s
     )
     return 0
@@ -180,6 +208,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "team":
             return _create_team(settings, args.name, as_json=args.json)
         return _serve(settings)
+    except ServerKeyError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     except (SQLAlchemyError, MigrationError, OSError) as exc:
         reason: BaseException = getattr(exc, "orig", None) or exc  # the driver's words, not the SQL
         message = " ".join(str(reason).split())

@@ -1,20 +1,24 @@
 """The server's settings: one validated, immutable object built by the CLI (or a test) and passed in.
 
-It owns the defaults and the checks (database URL form, TLS files present, sane limits). It must
-never create an engine, read the environment or hold secrets of teams: nothing here runs at import
-time beyond the class definition.
+It owns the defaults and the checks (database URL form, TLS files present, sane limits, the server
+key: given or in a file, required for PostgreSQL, strong, its file readable by its owner only). It
+must never create an engine, read the environment or hold secrets of teams: nothing here runs at
+import time beyond the class definition. Its validation errors never show the values given
+(``hide_input_in_errors``): a key or a database password must not reach a log.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from sync.protocol import MAX_BODY_BYTES
+from sync.server.keys import check_key_file, parse_key_text
 
 __all__ = ["ServerSettings"]
 
@@ -24,7 +28,7 @@ _DIALECTS = {"sqlite": "sqlite", "sqlite+pysqlite": "sqlite", "postgresql+psycop
 class ServerSettings(BaseModel):
     """Everything the server needs to run. Relative SQLite paths are made absolute when built."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, hide_input_in_errors=True)
 
     db_url: str = "sqlite:///outreach-server.db"
     host: str = "127.0.0.1"
@@ -35,6 +39,17 @@ class ServerSettings(BaseModel):
     code_ttl_seconds: Annotated[int, Field(ge=60, le=30 * 24 * 3600)] = 24 * 3600
     throttle_failures: Annotated[int, Field(ge=1, le=1000)] = 10
     throttle_window_seconds: Annotated[int, Field(ge=1, le=24 * 3600)] = 15 * 60
+    # Failed code lookups per minute from all addresses together: past it every join and recover
+    # waits (429 throttled), so that many addresses together still guess slowly.
+    throttle_server_failures_per_minute: Annotated[int, Field(ge=1, le=100_000)] = 120
+    # The server key (sync/server/keys.py): hex of at least 32 random bytes, given here (the CLI
+    # reads OUTREACH_SERVER_KEY) or in a file of mode 0600. Neither: a SQLite file's server keeps it
+    # in `<database file>.key`, made on first start; a PostgreSQL server refuses to start.
+    server_key: SecretStr | None = None
+    server_key_file: Path | None = None
+    # Peers whose X-Forwarded-For uvicorn believes (the client address the throttle counts):
+    # the reverse proxy's address, comma-separated addresses or networks, or "*" (docs/DEPLOY.md).
+    forwarded_allow_ips: str = "127.0.0.1"
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = MAX_BODY_BYTES
     # A long-poll wakes at once for pushes and purges through this process; it re-reads the
     # database every this many seconds too, to see what other processes on the same PostgreSQL
@@ -73,7 +88,27 @@ class ServerSettings(BaseModel):
             raise ValueError("the PostgreSQL URL names no database")
         return value
 
-    @field_validator("ssl_certfile", "ssl_keyfile", "log_file")
+    @field_validator("server_key")
+    @classmethod
+    def _check_server_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_key_text(value.get_secret_value())
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_forwarded(cls, value: str) -> str:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or network: {item!r} (or use *)") from None
+        return ",".join(items)
+
+    @field_validator("ssl_certfile", "ssl_keyfile", "log_file", "server_key_file")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().absolute()
@@ -89,6 +124,20 @@ class ServerSettings(BaseModel):
             raise ValueError(f"the directory of the log file does not exist: {self.log_file.parent}")
         return self
 
+    @model_validator(mode="after")
+    def _check_key_source(self) -> ServerSettings:
+        if self.server_key is not None and self.server_key_file is not None:
+            raise ValueError("give the server key as --server-key-file or OUTREACH_SERVER_KEY, not both")
+        if self.server_key is None and self.server_key_file is None and self.dialect == "postgresql":
+            raise ValueError(
+                "a PostgreSQL server needs its key: --server-key-file PATH or OUTREACH_SERVER_KEY "
+                "(make one with: openssl rand -hex 32)"
+            )
+        path = self.server_key_path
+        if path is not None and (self.server_key_file is not None or path.exists()):
+            check_key_file(path)  # a default file not made yet is made on first start
+        return self
+
     @property
     def dialect(self) -> Literal["sqlite", "postgresql"]:
         return "sqlite" if _DIALECTS[make_url(self.db_url).drivername] == "sqlite" else "postgresql"
@@ -100,3 +149,17 @@ class ServerSettings(BaseModel):
     @property
     def tls(self) -> bool:
         return self.ssl_certfile is not None
+
+    @property
+    def server_key_path(self) -> Path | None:
+        """The file the server key is in (or will be made in): the one given, else beside a SQLite
+        file; None when the key is given or the database is in memory."""
+        if self.server_key is not None:
+            return None
+        if self.server_key_file is not None:
+            return self.server_key_file
+        if self.dialect == "sqlite" and not self.in_memory:
+            database = make_url(self.db_url).database
+            assert database is not None
+            return Path(database + ".key")
+        return None

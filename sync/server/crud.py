@@ -1,6 +1,7 @@
 """Every read and write of the server's database: keyword-only functions that take the session.
 
-It owns the SQL and the rules that must hold inside one transaction: claiming a code once,
+It owns the SQL and the rules that must hold inside one transaction: claiming a code once (the
+founding code only with a proof under its secret),
 assigning a team's log sequence under a lock on the team row, refusing a push as a whole, dropping
 the ops of a purged record. The caller (a route handler) owns the transaction (`Database.transaction`)
 and decodes the wire format; the functions here take plain values. They raise only `ApiError`.
@@ -21,8 +22,9 @@ from sqlalchemy import bindparam, delete, func, literal, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
-from sync.protocol import DeviceStatus, ErrorCode, Role, op_digest
+from sync.protocol import DeviceStatus, ErrorCode, Role, enrollment_proof_ok, op_digest
 from sync.server.errors import ApiError
+from sync.server.keys import ServerKey
 from sync.server.tables import Batch, Device, Invite, JoinFailure, Op, Purge, RosterRow, Team, WrappedKeyRow
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "create_team",
     "get_team",
     "throttle_retry_after",
+    "server_throttle_retry_after",
     "record_failure",
     "join_team",
     "recover_team",
@@ -77,20 +80,26 @@ def ping(session: Session) -> None:
 # --- teams ------------------------------------------------------------------------------------
 
 
-def create_team(session: Session, *, name: str, lookup: str, ttl_seconds: float, now: float) -> Team:
-    """A new team and its founding invite (the operator's code): whoever joins with it first
-    becomes the team's coordinator."""
+def create_team(
+    session: Session, *, name: str, lookup: str, secret: str, key: ServerKey, ttl_seconds: float, now: float
+) -> Team:
+    """A new team and its founding invite (the operator's code, both halves): the first device to
+    join with its lookup *and* a proof under its secret becomes the team's coordinator. The lookup
+    is stored keyed, the secret sealed, both under the server key (`keys.py` says why)."""
     team = Team(id=uuid.uuid4().hex, name=name, created_at=now)
     session.add(team)
     session.flush()
+    lookup_hash = key.lookup_hash(lookup)
     session.add(
         Invite(
-            lookup_hash=sha256_hex(lookup.upper()),
+            lookup_hash=lookup_hash,
             team_id=team.id,
             role=Role.COORDINATOR.value,
             founding=True,
             created_at=now,
             expires_at=now + ttl_seconds,
+            lookup_scheme=_HMAC,
+            founding_seal=key.seal_founding(secret.encode("ascii"), lookup_hash=lookup_hash),
         )
     )
     session.flush()
@@ -111,6 +120,8 @@ def get_team(session: Session, *, team_id: str, for_update: bool = False) -> Tea
 
 # --- throttling of code lookups ---------------------------------------------------------------
 
+SERVER_WINDOW = 60.0  # seconds: the server-wide limit counts failures per minute
+
 
 def throttle_retry_after(
     session: Session, *, address: str, now: float, limit: int, window: float
@@ -127,9 +138,23 @@ def throttle_retry_after(
     return max(recent[-1] + window - now, 1.0)
 
 
+def server_throttle_retry_after(session: Session, *, now: float, limit: int) -> float | None:
+    """Seconds until anyone may try a code again, when `limit` lookups failed in the last minute
+    from all addresses together; None when not."""
+    recent = session.exec(
+        select(JoinFailure.at)
+        .where(JoinFailure.at > now - SERVER_WINDOW)
+        .order_by(col(JoinFailure.at).desc())
+        .limit(limit)
+    ).all()
+    if len(recent) < limit:
+        return None
+    return max(recent[-1] + SERVER_WINDOW - now, 1.0)
+
+
 def record_failure(session: Session, *, address: str, now: float, window: float) -> None:
-    session.exec(delete(JoinFailure).where(col(JoinFailure.at) <= now - window))
-    session.add(JoinFailure(address=address, at=now))
+    session.exec(delete(JoinFailure).where(col(JoinFailure.at) <= now - max(window, SERVER_WINDOW)))
+    session.add(JoinFailure(address=address[:64], at=now))
 
 
 # --- enrollment -------------------------------------------------------------------------------
@@ -140,9 +165,43 @@ def _ensure_new_device(session: Session, device_id: str) -> None:
         raise ApiError(ErrorCode.CONFLICT, "This device id is taken.", {"field": "device_id"})
 
 
+_HMAC, _SHA256 = "hmac", "sha256"  # Invite.lookup_scheme
+
+
+def _open_invite(session: Session, *, key: ServerKey, lookup: str, now: float) -> Invite | None:
+    """The unused, unexpired invite of `lookup`: by its keyed hash, or by its plain SHA-256 when
+    an older server stored it so (each row says which: a hash of one scheme never matches the other)."""
+    lookup = lookup.strip().upper()
+    keyed, plain = key.lookup_hash(lookup), sha256_hex(lookup)
+    return session.exec(
+        select(Invite).where(
+            ((col(Invite.lookup_hash) == keyed) & (col(Invite.lookup_scheme) == _HMAC))
+            | ((col(Invite.lookup_hash) == plain) & (col(Invite.lookup_scheme) == _SHA256)),
+            col(Invite.used_at).is_(None),
+            col(Invite.expires_at) > now,
+        )
+    ).first()
+
+
+def _founding_proof_ok(
+    invite: Invite, *, key: ServerKey, public_key: bytes, signing_key: bytes | None, device_id: str, proof: bytes
+) -> bool:
+    """Whether the joining device holds the founding code's secret. A founding invite without a
+    seal (made by a server before the secret was kept) founds nothing: its lookup alone would."""
+    if invite.founding_seal is None:
+        log.warning("founding code of team=%s has no sealed secret: make the team again", invite.team_id)
+        return False
+    secret = key.open_founding(invite.founding_seal, lookup_hash=invite.lookup_hash)
+    if secret is None:  # sealed under another server key
+        log.warning("founding code of team=%s is sealed under another server key", invite.team_id)
+        return False
+    return enrollment_proof_ok(secret, public_key, signing_key, device_id, proof)
+
+
 def join_team(
     session: Session,
     *,
+    key: ServerKey,
     lookup: str,
     device_id: str,
     name: str,
@@ -153,10 +212,19 @@ def join_team(
     signing_key: bytes | None = None,
 ) -> tuple[Team, Device, bool] | None:
     """Claim the code's invite (once, while unexpired) and enroll the device: pending, or active
-    when the code is the operator's founding code. None when the code is unknown, used or expired."""
+    when the code is the operator's founding code and the proof is under its secret. None when
+    the code is unknown, used or expired, or a founding proof is wrong (the code stays open)."""
     lookup = lookup.strip().upper()
-    lookup_hash = sha256_hex(lookup)
+    found = _open_invite(session, key=key, lookup=lookup, now=now)
+    if found is None:
+        return None
+    if found.founding and not _founding_proof_ok(
+        found, key=key, public_key=public_key, signing_key=signing_key, device_id=device_id, proof=proof
+    ):
+        return None
+    lookup_hash = found.lookup_hash
     # One atomic claim: of two concurrent joins with the same code, exactly one updates the row.
+    # The founding secret goes with it: once used it opens nothing, so it is not kept.
     claimed = session.exec(
         update(Invite)
         .where(
@@ -164,10 +232,11 @@ def join_team(
             col(Invite.used_at).is_(None),
             col(Invite.expires_at) > now,
         )
-        .values(used_at=now, used_by=device_id)
+        .values(used_at=now, used_by=device_id, founding_seal=None)
     )
     if claimed.rowcount != 1:
         return None
+    session.expire(found)
     invite = session.get(Invite, lookup_hash)
     assert invite is not None
     _ensure_new_device(session, device_id)
@@ -292,15 +361,17 @@ def count_open_invites(session: Session, *, team_id: str, now: float) -> int:
 
 
 def create_invite(
-    session: Session, *, team_id: str, lookup: str, role: Role, expires_at: float, now: float
+    session: Session, *, key: ServerKey, team_id: str, lookup: str, role: Role, expires_at: float, now: float
 ) -> Invite:
-    lookup_hash = sha256_hex(lookup.strip().upper())
-    if session.get(Invite, lookup_hash) is not None:
+    """A coordinator's invite: its lookup stored keyed (the secret half never reaches the server)."""
+    lookup_hash = key.lookup_hash(lookup)
+    if session.get(Invite, lookup_hash) is not None or _open_invite(session, key=key, lookup=lookup, now=now):
         raise ApiError(
             ErrorCode.CONFLICT, "This code lookup is taken: generate a new code.", {"field": "lookup"}
         )
     invite = Invite(
-        lookup_hash=lookup_hash, team_id=team_id, role=role.value, created_at=now, expires_at=expires_at
+        lookup_hash=lookup_hash, team_id=team_id, role=role.value, created_at=now, expires_at=expires_at,
+        lookup_scheme=_HMAC,
     )
     session.add(invite)
     session.flush()

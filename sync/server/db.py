@@ -277,6 +277,17 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    # Code lookups keyed by the server key (HMAC-SHA256) and the founding secret kept sealed
+    # (issue 15). Rows before this keep their SHA-256 lookup: it cannot be rehashed from the hash,
+    # so the row names its scheme and a join checks both. The server-wide throttle counts by time.
+    Migration(
+        "0005_keyed_lookups",
+        (
+            "ALTER TABLE invite ADD COLUMN lookup_scheme VARCHAR(16) NOT NULL DEFAULT 'sha256'",
+            "ALTER TABLE invite ADD COLUMN founding_seal {blob}",
+            "CREATE INDEX ix_join_failure_at ON join_failure (at)",
+        ),
+    ),
 )
 
 

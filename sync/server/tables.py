@@ -3,8 +3,10 @@
 What the server keeps is exactly the blind metadata of DESIGN.md: team id, device id, device
 sequence, op id, record id, key epoch, byte size, arrival time, and opaque ciphertext (sealed ops,
 wrapped keys). The only free text is the team name (chosen by the operator) and each device's name
-(shown to the coordinator). Secrets are stored only as SHA-256 hex digests (tokens, code lookups,
-the recovery lookup). This module must never hold SQL statements or business rules (see `crud.py`)
+(shown to the coordinator). Secrets are stored only as digests: tokens and the recovery lookup as
+SHA-256 hex (256 and 160 random bits), code lookups as HMAC-SHA256 hex under the server key
+(`keys.py`; rows of older servers as SHA-256, named by `lookup_scheme`), and the founding code's
+secret sealed under the server key while the code is open. This module must never hold SQL statements or business rules (see `crud.py`)
 and never create tables: the schema is built by the named migrations in `db.py`, and a test checks
 that the two agree.
 """
@@ -63,6 +65,10 @@ class Invite(ServerTable, table=True):
     expires_at: float
     used_at: float | None = None
     used_by: str | None = Field(default=None, max_length=32)
+    # "hmac": lookup_hash is HMAC-SHA256 under the server key; "sha256": a row of an older server
+    lookup_scheme: str = Field(default="hmac", max_length=16)
+    # The founding code's secret sealed under the server key (keys.py), until the code is used.
+    founding_seal: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 class WrappedKeyRow(ServerTable, table=True):
@@ -139,10 +145,11 @@ class Purge(ServerTable, table=True):
 
 
 class JoinFailure(ServerTable, table=True):
-    """A failed code lookup (join or recover), kept for the throttle window only."""
+    """A failed code lookup (join or recover), kept for the throttle window only. `address` is
+    the client's IPv4 address, or its IPv6 /64 network."""
 
     __tablename__ = "join_failure"
-    __table_args__ = (Index("ix_join_failure_address_at", "address", "at"),)
+    __table_args__ = (Index("ix_join_failure_address_at", "address", "at"), Index("ix_join_failure_at", "at"))
 
     id: int | None = Field(default=None, primary_key=True)
     address: str = Field(max_length=64)
