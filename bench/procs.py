@@ -32,8 +32,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+SERVER_KEY = os.environ.get("OUTREACH_SERVER_KEY") or os.urandom(32).hex()  # shared by every process of a run
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
+    env["OUTREACH_SERVER_KEY"] = SERVER_KEY
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -131,14 +135,18 @@ def create_team_db(db_url: str, names: Sequence[str]) -> list[str]:
     from sync.server import crud
     from sync.server.config import ServerSettings
     from sync.server.db import Database
+    from sync.server.keys import load_server_key
 
-    db = Database.from_settings(ServerSettings(db_url=db_url))
+    settings = ServerSettings(db_url=db_url, server_key=SERVER_KEY)
+    key = load_server_key(settings)
+    db = Database.from_settings(settings)
     codes = []
     try:
         with db.transaction(write=True) as session:
             for name in names:
                 code = EnrollmentCode.generate()
-                crud.create_team(session, name=name, lookup=code.lookup, ttl_seconds=3600, now=time.time())
+                crud.create_team(session, name=name, lookup=code.lookup, secret=code.secret, key=key,
+                                 ttl_seconds=3600, now=time.time())
                 codes.append(str(code))
     finally:
         db.dispose()

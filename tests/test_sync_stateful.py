@@ -82,6 +82,7 @@ from sync.engine import SyncEngine
 from sync.errors import KeyRefused, Offline, StaleEpoch, SyncError
 from sync.protocol import DeviceStatus, EnrollmentCode, Role, b64e, batch_message, op_digest
 from sync.server import Database, ServerSettings, create_app, crud
+from sync.server.keys import load_server_key
 
 PASSPHRASE = "stateful sync 42"
 BASE_URL = "http://127.0.0.1:8700"  # loopback: SyncClient allows plain http; the adapter serves it
@@ -226,7 +227,8 @@ def _enroll_template(template: Path, *, revoked: bool = False) -> tuple[list[str
     adapter = ASGIAdapter(create_app(server_settings, database=db))
     code = EnrollmentCode.generate()
     with db.transaction(write=True) as session:  # what `outreach-server team create` does
-        team = crud.create_team(session, name="Stateful", lookup=code.lookup, ttl_seconds=3600, now=time.time())
+        team = crud.create_team(session, name="Stateful", lookup=code.lookup, secret=code.secret,
+                                key=load_server_key(server_settings), ttl_seconds=3600, now=time.time())
     http = asgi_session(adapter)
     workspaces: list[Workspace] = []
     try:
