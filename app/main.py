@@ -1,7 +1,9 @@
 """The Flet app's entry: `build_main(config)` returns the `main(page)` that Flet calls once per UI
 session (one window, or one browser tab in web mode). It only wires: the session's `Services`
 (its own workspace: in web mode every browser session unlocks on its own), the context, the
-router, connectivity and the session's end. `flet build` runs this module directly.
+router, connectivity and the session's end. `flet build` runs this module directly: where Flet
+would turn the run into a web server (a Linux without a display), it serves through the gate of
+`app.web` instead of Flet's open one.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import flet as ft
@@ -19,7 +22,7 @@ from .router import Router
 from .services import AppConfig, Services, keystore_pepper
 from .views.base import Ctx
 
-__all__ = ["build_main", "theme"]
+__all__ = ["build_main", "theme", "run"]
 
 log = logging.getLogger("outreach.app")
 
@@ -93,5 +96,18 @@ def build_main(config: AppConfig) -> Callable[[ft.Page], Awaitable[None]]:
     return main
 
 
+def run() -> None:
+    """`flet build`'s and `python -m app.main`'s entry."""
+    from .web import flet_would_serve_web, serve_web
+
+    data_dir = resolve_data_dir()
+    if flet_would_serve_web():
+        assets = Path(__file__).resolve().parent.parent / "assets"
+        serve_web(build_main(AppConfig(data_dir=data_dir, web=True)), assets_dir=str(assets),
+                  announce=lambda url: print(f"Open the app in your browser: {url}", flush=True))
+    else:
+        ft.run(build_main(AppConfig(data_dir=data_dir)))
+
+
 if __name__ == "__main__":
-    ft.run(build_main(AppConfig(data_dir=resolve_data_dir())))
+    run()

@@ -1,18 +1,21 @@
 """`make run`: the app with a local sync server, from nothing to a logged contact.
 
     python -m app.run [--data-dir DIR] [--server-port P] [--port P] [--web | --desktop]
-                      [--no-server --server-url URL]
+                      [--listen ADDR] [--no-server --server-url URL]
 
 It starts `outreach-server` on loopback with its SQLite file in DIR (`DIR/server.db`, log in
 `DIR/server.log`), creates a team on first run and prefills its one-time code on the first-run
 screen, then runs the app on `DIR/app`: a desktop window where there is a display, else Flet's
-web mode in the browser (CanvasKit served from the installed flet-web package, no internet),
-listening on 127.0.0.1 only, and prints the address. The server stops when the app does.
+web mode in the browser (CanvasKit served from the installed flet-web package, no internet). Web
+mode listens on 127.0.0.1 only (another address only with `--listen ADDR`, with a warning) and
+answers only the address it prints, which carries a key made for this launch (see `app.web`).
+The server stops when the app does.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -31,6 +34,7 @@ from models.workspace import Workspace
 
 from .config import resolve_data_dir
 from .services import AppConfig
+from .web import LOOPBACK, flet_would_serve_web, is_loopback, serve_web
 
 __all__ = ["main", "serve", "LocalServer", "has_display"]
 
@@ -160,19 +164,30 @@ def _setup_logging(data_dir: Path) -> None:
     root.addHandler(handler)
 
 
-def serve(config: AppConfig, *, web: bool, port: int = 0, host: str = "127.0.0.1") -> None:
-    """Run the app until its window closes (desktop) or the process is stopped (web)."""
+def _announce(url: str) -> None:
+    print(f"Open the app in your browser: {url}", flush=True)
+
+
+def serve(config: AppConfig, *, web: bool, port: int = 0, listen: str = LOOPBACK) -> None:
+    """Run the app until its window closes (desktop) or the process is stopped (web). Web mode
+    prints the address to open (with this launch's key) once it listens."""
     import flet as ft
 
     from .main import build_main
 
+    if not web and flet_would_serve_web():
+        raise RuntimeError("no display for a desktop window here: use --web")
     if web:
-        os.environ["FLET_WEB_NO_CDN"] = "1"  # CanvasKit and fonts from the flet-web package
-        os.environ.setdefault("FLET_SERVER_IP", host)
-        ft.run(build_main(config), view=ft.AppView.WEB_BROWSER, host=os.environ["FLET_SERVER_IP"], port=port,
-               assets_dir=str(ASSETS), no_cdn=True)
+        serve_web(build_main(config), port=port, listen=listen, assets_dir=str(ASSETS), announce=_announce)
     else:
         ft.run(build_main(config), view=ft.AppView.FLET_APP, assets_dir=str(ASSETS))
+
+
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP address: {text!r} (e.g. 127.0.0.1, 0.0.0.0, ::1)") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,13 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--web", action="store_true", help="serve the app to the browser (127.0.0.1 only)")
     mode.add_argument("--desktop", action="store_true", help="open a desktop window")
+    parser.add_argument("--listen", type=_address, metavar="ADDR",
+                        help="web mode: listen on ADDR instead of 127.0.0.1 (0.0.0.0: every address); "
+                             "whoever reaches it with the printed key can use this device's app")
     parser.add_argument("--no-server", action="store_true", help="do not start a local server")
     parser.add_argument("--server-url", help="prefill this server address on the first-run screen")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.listen and args.desktop:
+        parser.error("--listen is for web mode (--web)")
     data_dir = resolve_data_dir(args.data_dir)
     app_dir = data_dir / "app"  # the app's own directory: a wipe never touches the server's file
     _setup_logging(data_dir)
@@ -206,12 +227,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Outreach server: {server.url}  (SQLite: {data_dir / 'server.db'})", flush=True)
             if code:
                 print(f"First run: the team code is filled in for you: {code}", flush=True)
-        web = args.web or (not args.desktop and not has_display())
-        port = free_port(args.port or DEFAULT_APP_PORT) if web else 0
+        web = args.web or args.listen is not None or (not args.desktop and not has_display())
+        listen = args.listen or LOOPBACK
+        if web and not is_loopback(listen):
+            print(f"outreach: warning: listening on {listen}, not on loopback only: anyone who reaches this "
+                  "address with the printed key can use this device's app, and the connection is not "
+                  "encrypted (http)", file=sys.stderr, flush=True)
+        port = (args.port or free_port(DEFAULT_APP_PORT)) if web else 0
         config = AppConfig(data_dir=app_dir, server_url=server_url, join_code=code, web=web)
-        if web:
-            print(f"Open the app in your browser: http://127.0.0.1:{port}/", flush=True)
-        serve(config, web=web, port=port)
+        serve(config, web=web, port=port, listen=listen)
     except RuntimeError as exc:
         print(f"outreach: {exc}", file=sys.stderr)
         return 1

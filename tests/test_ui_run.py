@@ -1,5 +1,7 @@
 """`make run` (`python -m app.run`): a local server on SQLite, a team made on first run, and the app
-in web mode on loopback. A first-time user gets to a logged contact with nothing but a PIN."""
+in web mode on loopback, answering only the address it prints (with this launch's key). A
+first-time user gets to a logged contact with nothing but a PIN; a tab without the key never sees
+the team's founding code."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from uihelpers import PHONE, REPO_ROOT, UI, T, browser, free_port  # noqa: F401
+from uihelpers import PHONE, REPO_ROOT, UI, T, browser, free_port, printed_address  # noqa: F401
 
 from app.run import LocalServer, has_display
 
@@ -46,16 +48,22 @@ def test_make_run_to_a_logged_contact(tmp_path: Path, browser: Any) -> None:  # 
                                 start_new_session=True)  # its server too can be stopped as a group
     try:
         deadline = time.monotonic() + 60
-        while "Open the app in your browser" not in out.read_text() and time.monotonic() < deadline:
-            assert proc.poll() is None, out.read_text()
+        while printed_address(out.read_text()) is None:  # printed once the app's socket listens
+            assert proc.poll() is None and time.monotonic() < deadline, out.read_text()
             time.sleep(0.2)
         said = out.read_text()
-        assert f"http://127.0.0.1:{port}/" in said and f"http://127.0.0.1:{server_port}" in said
+        address = printed_address(said)
+        assert address and re.fullmatch(rf"http://127\.0\.0\.1:{port}/\?key=[A-Za-z0-9_-]{{43}}", address), said
+        assert f"http://127.0.0.1:{server_port}" in said
         code = re.search(r"filled in for you: (\S+)", said)
         assert code, said
-        time.sleep(1.5)  # the web server starts right after the address is printed
 
-        ui = UI(browser, f"http://127.0.0.1:{port}/", size=PHONE)
+        stranger = browser.new_context()  # the address without its key: no app, no founding code
+        refused = stranger.new_page().goto(f"http://127.0.0.1:{port}/")
+        assert refused is not None and refused.status == 403 and code.group(1) not in refused.text()
+        stranger.close()
+
+        ui = UI(browser, address, size=PHONE)
         ui.expect("setup-pin")
         assert ui.value("setup-code") == code.group(1)
         assert ui.value("setup-server") == f"http://127.0.0.1:{server_port}"

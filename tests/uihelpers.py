@@ -5,18 +5,20 @@ in the app's identifiers and translations.
     from uihelpers import AppProcess, UI, browser, seed_workspace   # `browser` is a fixture
 
     with AppProcess(tmp_path / "dev", server_url=server.url) as app:   # free port, fast KDF
-        ui = UI(browser, app.url, size=PHONE)                          # opens and waits for Flutter
+        ui = UI(browser, app.url, size=PHONE)       # the printed address (with its key): waits for Flutter
         ui.fill("setup-pin", "246810"); ui.click("setup-join")
         ui.expect("new-contact"); ui.text("sync-chip"); ui.shot("today-phone")
 
 Run as a script, this module is the test launcher: it starts the app like `python -m app.run
 --no-server --web` but with the weak KDF of tests (`AppConfig(fast_kdf=True)`), which nothing
-outside the tests can switch on.
+outside the tests can switch on. Like `make run` it answers only the address it prints, which
+carries a key made for this launch: `AppProcess.url` is that address, read from the app's output.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import re
@@ -25,8 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -48,8 +49,29 @@ PHONE = (412, 915)
 LAPTOP = (1280, 800)
 PIN = "246810"
 
-__all__ = ["AppProcess", "UI", "browser", "seed_workspace", "seed_member", "free_port", "T", "PHONE", "LAPTOP", "PIN",
-           "SCREENSHOTS"]
+__all__ = ["AppProcess", "UI", "browser", "seed_workspace", "seed_member", "free_port", "printed_address", "T",
+           "PHONE", "LAPTOP", "PIN", "SCREENSHOTS"]
+
+ADDRESS_LINE = re.compile(r"Open the app in your browser: (http://\S+)")
+
+
+def printed_address(output: str) -> str | None:
+    """The address (with its key) the app printed last in `output`, if it printed one."""
+    found = ADDRESS_LINE.findall(output)
+    return found[-1] if found else None
+
+
+def opens(url: str, timeout: float = 2.0) -> bool:
+    """The gate answers the printed address with its cookie and a redirect (303)."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    try:
+        conn.request("GET", f"{parts.path}?{parts.query}")
+        return conn.getresponse().status == 303
+    except OSError:
+        return False
+    finally:
+        conn.close()
 
 
 def free_port() -> int:
@@ -75,7 +97,8 @@ class AppProcess:
         self.server_url = server_url
         self.join_code = join_code
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.base = f"http://127.0.0.1:{self.port}/"
+        self.url = ""  # the printed address, with this launch's key (set by `start`)
         self.debounce = debounce
         self.startup_timeout = startup_timeout
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-app.log"
@@ -84,7 +107,8 @@ class AppProcess:
     def start(self) -> AppProcess:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        env.update({"FLET_WEB_NO_CDN": "1", "FLET_SERVER_IP": "127.0.0.1", "PYTHONUNBUFFERED": "1"})
+        env.update({"FLET_WEB_NO_CDN": "1", "PYTHONUNBUFFERED": "1"})
+        env.pop("FLET_SERVER_IP", None)
         args = [sys.executable, str(Path(__file__).resolve()), "--data-dir", str(self.data_dir),
                 "--port", str(self.port), "--debounce", str(self.debounce)]
         if self.server_url:
@@ -92,20 +116,23 @@ class AppProcess:
         if self.join_code:
             args += ["--join-code", self.join_code]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        start = self.log_path.stat().st_size if self.log_path.exists() else 0  # a restart appends
         with open(self.log_path, "ab") as out:
             self._process = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"the app exited with {self._process.returncode}:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(self.url, timeout=1) as resp:  # noqa: S310 (loopback)
-                    if resp.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
+            with open(self.log_path, "rb") as fh:
+                fh.seek(start)
+                url = printed_address(fh.read().decode(errors="replace"))
+            if url and opens(url):
+                assert url.startswith(self.base), (url, self.base)
+                self.url = url
+                return self
+            time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"the app did not answer on {self.url}:\n{self.tail()}")
+        raise RuntimeError(f"the app did not answer on {self.base}:\n{self.tail()}")
 
     def tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():
@@ -211,17 +238,21 @@ def browser() -> Iterator[Any]:
 
 
 class UI:
-    """One browser tab (its own context, so its own Flet session) on the app."""
+    """One browser tab (its own context, so its own Flet session) on the app. `url` is the address
+    the app printed, with its key: the first page load trades the key for a cookie."""
 
     def __init__(self, browser: Any, url: str, *, size: tuple[int, int] = PHONE, timeout: float = 20.0) -> None:
         self.context = browser.new_context(viewport={"width": size[0], "height": size[1]})
         self.page = self.context.new_page()
         self.page.set_default_timeout(timeout * 1000)
-        self.url = url
+        parts = urllib.parse.urlsplit(url)
+        self.url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/", "", ""))
+        self.query = parts.query
         self.open()
 
     def open(self, path: str = "") -> None:
-        self.page.goto(self.url + path.lstrip("/"))
+        """Load the app at `path` (the key goes along: the app answers with the page, without it)."""
+        self.page.goto(self.url + path.lstrip("/") + (f"?{self.query}" if self.query else ""))
         self.page.wait_for_selector("#loading", state="detached", timeout=60_000)
         self.page.locator("flt-semantics-placeholder").dispatch_event("click")  # turn on the a11y tree
         self.page.wait_for_selector("flt-semantics", state="attached")
