@@ -1,9 +1,9 @@
 """The Flet app's entry: `build_main(config)` returns the `main(page)` that Flet calls once per UI
 session (one window, or one browser tab in web mode). It only wires: the session's `Services`
 (its own workspace: in web mode every browser session unlocks on its own), the context, the
-router, connectivity and the session's end. `flet build` runs this module directly: where Flet
-would turn the run into a web server (a Linux without a display), it serves through the gate of
-`app.web` instead of Flet's open one.
+router, connectivity and the session's end. `flet build` runs this module directly: it keeps the
+data folder private (`app.files`) and, where Flet would turn the run into a web server (a Linux
+without a display), serves through the gate of `app.web` instead of Flet's open one.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import flet as ft
 
 from .config import resolve_data_dir
+from .files import keep_private
 from .router import Router
 from .services import AppConfig, Services, keystore_pepper
 from .views.base import Ctx
@@ -100,7 +101,7 @@ def run() -> None:
     """`flet build`'s and `python -m app.main`'s entry."""
     from .web import flet_would_serve_web, serve_web
 
-    data_dir = resolve_data_dir()
+    data_dir = keep_private(resolve_data_dir())
     if flet_would_serve_web():
         assets = Path(__file__).resolve().parent.parent / "assets"
         serve_web(build_main(AppConfig(data_dir=data_dir, web=True)), assets_dir=str(assets),

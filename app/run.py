@@ -9,7 +9,8 @@ screen, then runs the app on `DIR/app`: a desktop window where there is a displa
 web mode in the browser (CanvasKit served from the installed flet-web package, no internet). Web
 mode listens on 127.0.0.1 only (another address only with `--listen ADDR`, with a warning) and
 answers only the address it prints, which carries a key made for this launch (see `app.web`).
-The server stops when the app does.
+Everything it and the server write in DIR is the user's alone (umask 077, `app.files`). The
+server stops when the app does.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from models.errors import StoreError
 from models.workspace import Workspace
 
 from .config import resolve_data_dir
+from .files import keep_private
 from .services import AppConfig
 from .web import LOOPBACK, flet_would_serve_web, is_loopback, serve_web
 
@@ -211,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.listen and args.desktop:
         parser.error("--listen is for web mode (--web)")
-    data_dir = resolve_data_dir(args.data_dir)
+    data_dir = keep_private(resolve_data_dir(args.data_dir))
     app_dir = data_dir / "app"  # the app's own directory: a wipe never touches the server's file
     _setup_logging(data_dir)
     server: LocalServer | None = None

@@ -1,7 +1,7 @@
 """`make run` (`python -m app.run`): a local server on SQLite, a team made on first run, and the app
 in web mode on loopback, answering only the address it prints (with this launch's key). A
 first-time user gets to a logged contact with nothing but a PIN; a tab without the key never sees
-the team's founding code."""
+the team's founding code; the data folder stays the user's alone."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -83,6 +84,10 @@ def test_make_run_to_a_logged_contact(tmp_path: Path, browser: Any) -> None:  # 
         ui.close()
         assert (tmp_path / "data" / "app" / "outreach.db").exists()
         assert (tmp_path / "data" / "server.db").exists()
+        data = tmp_path / "data"
+        open_to_others = {str(p.relative_to(data)): oct(stat.S_IMODE(p.stat().st_mode)) for p in [data, *data.rglob("*")]
+                          if stat.S_IMODE(p.stat().st_mode) != (0o700 if p.is_dir() else 0o600)}
+        assert open_to_others == {}  # the data folder 0700, every file in it 0600 (issue 15)
     finally:
         proc.terminate()
         try:
