@@ -13,7 +13,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from sqlmodel import Field, SQLModel
 
@@ -107,9 +107,18 @@ def _check_day(v: date | None, *, latest: date) -> None:
         raise PydanticCustomError("date_too_late", "a date up to {latest}", {"latest": latest.isoformat()})
 
 
-def _past_day(cls: Any, v: date | None) -> date | None:
+# What another device wrote is checked against fixed bounds only: a bound relative to this
+# device's clock would set aside a colleague's record because one of the two clocks is off.
+REMOTE = {"remote": True}  # the validation context of a remote op
+
+
+def _written_elsewhere(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get("remote"))
+
+
+def _past_day(cls: Any, v: date | None, info: ValidationInfo) -> date | None:
     """A day that has happened (a status or consent date): from 1900 to tomorrow (time zones)."""
-    _check_day(v, latest=date.today() + timedelta(days=1))
+    _check_day(v, latest=_LATEST_DUE if _written_elsewhere(info) else date.today() + timedelta(days=1))
     return v
 
 
@@ -119,22 +128,28 @@ def _due_day(cls: Any, v: date | None) -> date | None:
     return v
 
 
-def _meeting_time(cls: Any, v: datetime | None) -> datetime | None:
+def _meeting_time(cls: Any, v: datetime | None, info: ValidationInfo) -> datetime | None:
     """When a meeting happened: from 1900, and not more than a day ahead of this device's clock
-    (a device a little ahead, a time zone away; a contact dated 9999 would sort first for ever)."""
+    (a device a little ahead, a time zone away; a contact dated 9999 would sort first for ever).
+    Written elsewhere: up to the end of 2100."""
     if v is None:
         return v
-    now = datetime.now(UTC) if v.tzinfo else datetime.now()
     if v.date() < EARLIEST:
         raise PydanticCustomError("date_too_early", "a date from {earliest} on", {"earliest": EARLIEST.isoformat()})
+    if _written_elsewhere(info):
+        if v.date() > _LATEST_DUE:
+            raise PydanticCustomError("date_too_late", "a date up to {latest}", {"latest": _LATEST_DUE.isoformat()})
+        return v
+    now = datetime.now(UTC) if v.tzinfo else datetime.now()
     if v > now + timedelta(days=1):
         raise PydanticCustomError("date_in_future", "not more than a day in the future")
     return v
 
 
-def _birth_year(cls: Any, v: int | None) -> int | None:
-    if v is not None and not 1900 <= v <= date.today().year:
-        raise PydanticCustomError("birth_year", "a year from 1900 to {year}", {"year": date.today().year})
+def _birth_year(cls: Any, v: int | None, info: ValidationInfo) -> int | None:
+    latest = _LATEST_DUE.year if _written_elsewhere(info) else date.today().year
+    if v is not None and not 1900 <= v <= latest:
+        raise PydanticCustomError("birth_year", "a year from 1900 to {year}", {"year": latest})
     return v
 
 

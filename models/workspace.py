@@ -45,6 +45,7 @@ from .merge import ZERO, Op, RecordState, apply_op, new_state, plain_of
 from .store import DB_NAME, Store
 from .tables import (
     FAMILIES,
+    REMOTE,
     REVIEWED_FIELDS,
     SEALED_TABLES,
     AuditEventCreate,
@@ -99,9 +100,15 @@ def validation_error(exc: ValidationError) -> InvalidInput:
     return InvalidInput(where, first["msg"])
 
 
-def _validate(model: type[M], data: Any) -> M:
+def _validate(model: type[M], data: Any, *, remote: bool = False) -> M:
+    """`remote`: values another device wrote (an op pulled, or stored fields an edit keeps):
+    checked against fixed bounds, not this device's clock (`tables.REMOTE`)."""
+    made = model.__new__(model)
     try:
-        return model.__pydantic_validator__.validate_python(data)  # type: ignore[no-any-return]
+        # into an instance made here, as SQLModel's own model_validate does: without one, pydantic
+        # calls SQLModel's __init__, which validates a second time and without the context
+        model.__pydantic_validator__.validate_python(data, context=REMOTE if remote else None, self_instance=made)
+        return made
     except ValidationError as exc:
         raise validation_error(exc) from None
 
@@ -791,7 +798,7 @@ class Workspace:
         if not fields:
             return current
         # validate the merged result, so that an edit cannot make an invalid person
-        _validate(PersonCreate, {**current.model_dump(mode="json"), **fields})
+        _validate(PersonCreate, {**current.model_dump(mode="json"), **fields}, remote=True)  # new fields: checked above
         with self._transaction():
             values = self._write(RecordType.PERSON, person_id, fields, must_exist=True)
             self._audit_write(AuditAction.CHANGE, RecordType.PERSON, person_id, fields)
@@ -937,7 +944,7 @@ class Workspace:
         update = data if isinstance(data, ContactUpdate) else _validate(ContactUpdate, data)
         fields = self._fields(update, only_set=True)
         current = self.get_contact(contact_id)
-        _validate(ContactCreate, {**current.model_dump(mode="json"), **fields})
+        _validate(ContactCreate, {**current.model_dump(mode="json"), **fields}, remote=True)
         with self._transaction():
             values = self._write(RecordType.CONTACT, contact_id, fields, must_exist=True)
             self._audit_write(AuditAction.CHANGE, RecordType.CONTACT, contact_id, fields)
@@ -1485,7 +1492,7 @@ class Workspace:
         op = decode_op(data, rop.record_id, rop.device_id)
         create_cls, update_cls, _ = FAMILIES[RecordType(op.record_type)]
         if op.fields:
-            _validate(update_cls or create_cls, op.fields)
+            _validate(update_cls or create_cls, op.fields, remote=True)
         return op
 
 

@@ -48,6 +48,7 @@ def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
     """`cli("coord", "person", "add", ...)` runs the CLI on the data dir of device "coord" and
     returns its parsed --json output; `expect_fail=True` returns (exit code, stderr) instead."""
     monkeypatch.setenv("OUTREACH_PASSPHRASE", PASS)
+    monkeypatch.setenv("OUTREACH_LANG", "en")  # the errors asserted below are the English ones
 
     def run(device: str, *args: str, expect_fail: bool = False) -> Any:
         capsys.readouterr()

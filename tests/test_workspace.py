@@ -705,3 +705,27 @@ def test_canary_never_reaches_the_disk_or_the_log(make_team: MakeTeam, remote_op
     logged = caplog.text + "".join(f"{r.msg} {r.args} {r.exc_text}" for r in caplog.records)
     assert caplog.records  # the failed unlock and the damaged row were logged...
     assert token not in logged.lower() and token.upper() not in logged  # ...without the canary
+
+
+def test_a_colleagues_record_is_not_set_aside_because_a_clock_is_off(
+        make_team: Callable[..., list[Workspace]], remote_ops: Callable[..., list[RemoteOp]]) -> None:
+    """What is typed here is held to this device's clock (a contact at most a day ahead); what
+    another device wrote is held to fixed bounds only: a writer whose clock ran two days ahead
+    must not have its contact hidden on every other device."""
+    a, b = make_team(2)
+    pid = a.add_person({"alias": "Søren", "birth_year": 1970}).id
+    ahead = (datetime.now() + timedelta(days=2)).replace(microsecond=0)
+    with pytest.raises(InvalidInput):
+        a.add_contact({"at": ahead.isoformat(), "person_id": pid})  # typed here: refused
+    # the writer's clock was two days ahead: to it, this was now (its own checks passed)
+    cid = "ab" * 16
+    a._write(RecordType.CONTACT, cid, {"at": ahead.isoformat(), "person_id": pid, "workers": [], "kind": "street",
+                                       "services": [], "referrals": []})
+    result = b.apply_remote(remote_ops(a))
+    assert not result.set_aside
+    assert b.get_contact(cid).at == ahead
+    b.edit_person(pid, {"description": "grøn jakke"})  # an edit here keeps what it holds
+    far = "cd" * 16
+    a._write(RecordType.CONTACT, far, {"at": "9999-12-31T00:00:00", "person_id": pid})
+    assert [rid for rid, _err in b.apply_remote(remote_ops(a)).set_aside] and far not in b.index.records[
+        RecordType.CONTACT]  # fixed bounds still hold: a contact dated 9999 is set aside
