@@ -322,8 +322,18 @@ def words() -> Translator:
     return Translator(_LANG.get())
 
 
+def workspace(args: argparse.Namespace) -> Workspace:
+    """This device's workspace as the CLI opens it: the keystore's secret where the laptop has
+    one (the same as the app's), else a passphrase strong enough for offline guessing; creates,
+    edits and deletes audited."""
+    from .keystore import desktop_pepper
+
+    return Workspace(args.data_dir_path, audit_writes=True, guard_offline=True,
+                     pepper=desktop_pepper(args.data_dir_path))
+
+
 def open_workspace(args: argparse.Namespace) -> Workspace:
-    ws = Workspace(args.data_dir_path)
+    ws = workspace(args)
     if not ws.exists():
         raise CliError(say("cli.error.no_data", path=ws.data_dir))
     ws.unlock(passphrase())
@@ -457,7 +467,7 @@ def _dump(model: Any) -> dict[str, Any]:
 def cmd_init(args: argparse.Namespace, out: Output) -> int:
     if CONTROL_CHARACTERS.search(args.worker):
         raise CliError(say("cli.invalid.line", flag="--worker", words=say("cli.invalid.control_characters")))
-    ws = Workspace(args.data_dir_path)
+    ws = workspace(args)
     device_id = ws.init(passphrase("cli.prompt.new_passphrase", confirm=True), worker_name=args.worker,
                         max_failures=args.max_failures)
     log.info("init: device %s", device_id)
@@ -468,7 +478,7 @@ def cmd_init(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_passwd(args: argparse.Namespace, out: Output) -> int:
-    ws = Workspace(args.data_dir_path)
+    ws = workspace(args)
     old = passphrase("cli.prompt.current_passphrase")
     ws.unlock(old)
     new = os.environ.get("OUTREACH_NEW_PASSPHRASE") or passphrase("cli.prompt.new_passphrase", confirm=True)
@@ -486,6 +496,7 @@ def cmd_person(args: argparse.Namespace, out: Output) -> int:
         out.emit({"id": p.id}, p.id)
     elif args.action == "list":
         persons = ws.persons(status=args.status, category=args.category, not_seen_days=args.not_seen)
+        ws.log_lookup((p.id for p in persons), "list")
         out.emit([{**_dump(p), "last_contact": ws.last_contact_at(p.id)} for p in persons],
                  lambda: "\n".join(_person_line(p, ws.last_contact_at(p.id), ws) for p in persons)
                  or say("cli.person.none"))
@@ -609,6 +620,7 @@ def cmd_followup(args: argparse.Namespace, out: Output) -> int:
 def cmd_search(args: argparse.Namespace, out: Output) -> int:
     ws = open_workspace(args)
     res = ws.search(args.text, limit=args.limit)
+    ws.log_lookup((p.id for p in res.persons), "search")
 
     def text() -> str:
         lines = [_person_line(p, ws.last_contact_at(p.id), ws) for p in res.persons]
@@ -771,6 +783,9 @@ def _run(argv: list[str]) -> int:
         args.data_dir_path = resolve_data_dir(args.data_dir)
         if args.data_dir_path.exists() and not args.data_dir_path.is_dir():
             raise _Failure(EXIT_FILES, say("cli.error.not_a_folder", path=args.data_dir_path))
+        from .files import keep_private
+
+        keep_private(args.data_dir_path)  # 0700 folder, 0600 files: the log and the store alike
         _setup_logging(args.data_dir_path, args.verbose)
         handler = getattr(args, "handler", None) or COMMANDS.get(args.command)
         if handler is None:

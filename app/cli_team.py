@@ -203,10 +203,36 @@ def cmd_admit(args: argparse.Namespace, out: Any) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace, out: Any) -> int:
+    """Coordinator: revoke a lost device at once (what it did not sync is lost: said so)."""
+    from models.vocab import AuditAction
+
     eng = _engine(args, desk=True)
-    epoch = eng.revoke(args.device_id)
-    out.emit({"revoked": args.device_id, "epoch": epoch},
-             say("cli.revoke.done", id=args.device_id, epoch=epoch))
+    device_id = _listed_id(eng.devices(), args.device_id)
+    last_seen, _seen = eng.loss_preview(device_id)
+    report = eng.revoke_with_report(device_id)
+    eng.ws.audit(AuditAction.CHANGE, None, None,
+                 detail=f"device revoked: {device_id}; new key for {len(report.keyed)} devices")
+    when = datetime.fromtimestamp(last_seen).strftime("%d-%m-%Y %H:%M") if last_seen else None
+    out.emit({"revoked": device_id, "epoch": report.epoch, "keyed": list(report.keyed), "last_seen": last_seen},
+             say("cli.revoke.done", id=device_id, epoch=report.epoch) + "\n"
+             + (say("cli.revoke.lost_since", when=when) if when else say("cli.revoke.lost_all")))
+    return 0
+
+
+def cmd_retire(args: argparse.Namespace, out: Any) -> int:
+    """Coordinator: ask a device still in hand to hand over everything and leave (nothing lost)."""
+    from models.vocab import AuditAction
+
+    from .cli import CliError
+
+    eng = _engine(args, desk=True)
+    device_id = _listed_id(eng.devices(), args.device_id)
+    try:
+        eng.retire(device_id)
+    except ValueError:
+        raise CliError(say("cli.devices.no_such", typed=args.device_id)) from None
+    eng.ws.audit(AuditAction.CHANGE, None, None, detail=f"device asked to retire: {device_id}")
+    out.emit({"retiring": device_id}, say("cli.retire.done", id=device_id))
     return 0
 
 
@@ -300,7 +326,9 @@ def add_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     sp.add_argument("device_id", help=say("cli.help.admit_device"))
     sp.add_argument("fingerprint", nargs="+", help=say("cli.help.fingerprint"))
     sp = add("revoke", cmd_revoke, say("cli.help.revoke"))
-    sp.add_argument("device_id")
+    sp.add_argument("device_id", help=say("cli.help.admit_device"))
+    sp = add("retire", cmd_retire, say("cli.help.retire"))
+    sp.add_argument("device_id", help=say("cli.help.admit_device"))
     sp = add("sync", cmd_sync, say("cli.help.sync"))
     sp.add_argument("--progress", action="store_true", help=say("cli.help.progress"))
     add("status", cmd_status, say("cli.help.status"))

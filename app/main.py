@@ -36,13 +36,19 @@ def theme() -> ft.Theme:
                                                              macos=instant, windows=instant))
 
 
-async def _pepper(page: ft.Page) -> bytes:
-    """On a phone, the keystore's secret is mixed into the PIN's KDF (see DESIGN.md)."""
-    if page.web or page.platform not in (ft.PagePlatform.ANDROID, ft.PagePlatform.IOS):
-        return b""
-    from flet_secure_storage import SecureStorage
+async def _pepper(page: ft.Page, config: AppConfig) -> bytes:
+    """The keystore's secret mixed into the PIN's KDF (see DESIGN.md): a phone's own keystore;
+    on a laptop (its window or the local web mode: this process runs on the laptop) the system
+    keystore when it has one. None (b""): the passphrase must resist offline guessing instead."""
+    if not page.web and page.platform in (ft.PagePlatform.ANDROID, ft.PagePlatform.IOS):
+        from flet_secure_storage import SecureStorage
 
-    return await keystore_pepper(SecureStorage())
+        return await keystore_pepper(SecureStorage())
+    if config.fast_kdf:  # tests: a test's data folder gets no entry in the developer's keystore
+        return b""
+    from .keystore import desktop_pepper
+
+    return await asyncio.to_thread(desktop_pepper, config.data_dir)
 
 
 async def _watch_connectivity(services: Services) -> None:
@@ -76,7 +82,7 @@ def build_main(config: AppConfig) -> Callable[[ft.Page], Awaitable[None]]:
         page.theme = theme()
         page.theme_mode = ft.ThemeMode.LIGHT
         page.padding = 0
-        services = Services(config, pepper=await _pepper(page))
+        services = Services(config, pepper=await _pepper(page, config))
         await services.preferences()
         ctx = Ctx(page, services, config)
         router = Router(ctx)

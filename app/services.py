@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from models.errors import (
     InvalidInput,
+    KeystoreUnavailable,
     NotFound,
     StoreError,
     TamperedRecord,
@@ -36,7 +37,7 @@ from models.errors import (
 )
 from models.errors import Throttled as UnlockThrottled
 from models.vocab import AuditAction, RecordType
-from models.workspace import MIN_PASSPHRASE, ApplyResult, RemoteOp, Workspace
+from models.workspace import MIN_PASSPHRASE, ApplyResult, RemoteOp, Workspace, strong_offline
 from sync import protocol as proto
 from sync.client import check_url
 from sync.engine import SyncEngine, SyncReport, WouldStrand
@@ -132,6 +133,8 @@ def explain(exc: BaseException) -> Problem:
         return Problem("errors.wiped")
     if isinstance(exc, WeakPassphrase):
         return Problem("errors.pin_easy", {"n": MIN_PASSPHRASE}, "pin")
+    if isinstance(exc, KeystoreUnavailable):
+        return Problem("errors.keystore", {}, "pin")
     if isinstance(exc, VaultLocked):
         return Problem("errors.locked")
     if isinstance(exc, InvalidInput):
@@ -231,8 +234,10 @@ class Services:
     def __init__(self, config: AppConfig, *, pepper: bytes = b"") -> None:
         self.config = config
         self._lock = threading.RLock()
+        # without a keystore a copy of the data file meets only the passphrase: it must resist offline
+        # guessing (a test's fast KDF protects nothing anyway)
         self.ws = _GuardedWorkspace(config.data_dir, ui_lock=self._lock, fast_kdf=config.fast_kdf, pepper=pepper,
-                                    audit_writes=True)
+                                    audit_writes=True, guard_offline=not config.fast_kdf)
         self.engine = SyncEngine(self.ws)
         self.sync = SyncScheduler(self, debounce=config.sync_debounce, interval=config.sync_interval,
                                   retry=config.sync_retry, watch=config.sync_watch)
@@ -291,6 +296,17 @@ class Services:
         device_id = await self.call(self.ws.init, pin, worker_name=worker_name.strip())
         await self.call(self._save_prefs, self._prefs)
         return device_id
+
+    async def change_passphrase(self, old: str, new: str) -> None:
+        await self.call(self.ws.change_passphrase, old, new)
+
+    @staticmethod
+    def suggest_passphrase(words: int = 4) -> str:
+        """Four words at random from 4,000 common ones (about 48 bits): easy to type, hard to guess."""
+        from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+        pool = [w for w in FREQUENCY_LISTS["english_wikipedia"][:20000] if 4 <= len(w) <= 7 and w.isalpha()][:4000]
+        return " ".join(secrets.choice(pool) for _ in range(words))
 
     async def unlock(self, pin: str) -> None:
         await self.call(self.ws.unlock, pin)
@@ -363,13 +379,26 @@ class Services:
             errors["code"] = "errors.code_format"
         return errors
 
-    @staticmethod
-    def check_pin(pin: str, again: str) -> dict[str, str]:
+    @property
+    def protection(self) -> str:
+        """What protects a copy of this device's data file: "keystore", "passphrase" or "pin"
+        (`Workspace.protection`): the setup screen says it, and asks accordingly."""
+        return self.ws.protection
+
+    @property
+    def needs_stronger_passphrase(self) -> bool:
+        """Unlocked with a passphrase that would not be accepted here today (a short PIN on a
+        laptop without a keystore): the lock screen asks for a stronger one, never locks out."""
+        return self.ws.needs_stronger_passphrase
+
+    def check_pin(self, pin: str, again: str) -> dict[str, str]:
         errors: dict[str, str] = {}
         if len(pin) < MIN_PASSPHRASE:
             errors["pin"] = "errors.pin_short"
         elif len(set(pin)) < 3:
             errors["pin"] = "errors.pin_easy"
+        elif self.protection == "passphrase" and not strong_offline(pin):
+            errors["pin"] = "errors.pin_offline"
         elif pin != again:
             errors["pin_again"] = "errors.pin_mismatch"
         return errors

@@ -53,6 +53,7 @@ from .errors import (
     RevocationUnproven,
     StaleEpoch,
     SyncError,
+    WouldStrand,
 )
 
 __all__ = ["SyncEngine", "SyncStatus", "SyncReport", "JoinResult", "Progress", "RevokeReport", "WouldStrand"]
@@ -139,15 +140,6 @@ class RevokeReport:
 
     epoch: int
     keyed: tuple[str, ...]
-
-
-class WouldStrand(ValueError):
-    """A revoke would leave active devices without the new key: no coordinator verified their
-    keys (`devices`: their ids). Nothing was changed."""
-
-    def __init__(self, devices: list[str]) -> None:
-        super().__init__("no verified key for: " + ", ".join(devices))
-        self.devices = devices
 
 
 @dataclass

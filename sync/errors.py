@@ -11,6 +11,7 @@ kept on this device and will be sent later."), never personal data.
     ├── RevocationUnproven   "revoked" on the server's word alone: nothing erased, syncing stops
     ├── DeviceRetired        the coordinator retired this device: it handed everything over and
     │                        cleared itself
+    ├── WouldStrand          a revoke would leave active devices without the new key; nothing done
     ├── KeyRefused           a team key the coordinator did not sign, or a second key for a held
     │                        epoch: nothing adopted, syncing stops (docs/SECURITY.md)
     └── Rejected             a 4xx with a protocol error code; `.code` is the ErrorCode
@@ -27,7 +28,7 @@ from typing import Any
 
 __all__ = [
     "SyncError", "Offline", "InsecureURL", "ServerFault", "NotJoined", "ProofMismatch", "KeyRefused",
-    "RevocationUnproven", "DeviceRetired", "Rejected",
+    "RevocationUnproven", "DeviceRetired", "WouldStrand", "Rejected",
     "DeviceRevoked", "DevicePending", "StaleEpoch", "CodeInvalid", "Throttled",
 ]
 
@@ -66,6 +67,17 @@ class DeviceRetired(SyncError):
     def __init__(self) -> None:
         super().__init__("The coordinator retired this device: everything it held was sent to the team, and it "
                          "has been cleared.")
+
+
+class WouldStrand(SyncError):
+    """A revoke would leave active devices without the new key: no coordinator verified their
+    keys (`devices`: their ids). Nothing was changed."""
+
+    def __init__(self, devices: list[str]) -> None:
+        super().__init__(f"Nothing was revoked: no coordinator verified the key of {len(devices)} active "
+                         "device(s), so they would lose access. Revoke from the coordinator's device that let "
+                         "them in.")
+        self.devices = devices
 
 
 class RevocationUnproven(SyncError):

@@ -126,8 +126,6 @@ def test_make_run_keeps_the_data_folder_private(tmp_path: Path, umask_022: None)
 
 
 @posix
-@pytest.mark.xfail(strict=True, reason="app/cli.py does not call app.files.keep_private yet (issue 15, item 5); "
-                                       "remove this mark with that call")
 def test_the_cli_keeps_the_data_folder_private(tmp_path: Path, umask_022: None) -> None:
     data = tmp_path / "cli"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OUTREACH_PASSPHRASE": "correct horse battery staple 42"}

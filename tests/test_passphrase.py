@@ -121,3 +121,54 @@ def test_the_scrypt_fallback_costs_at_least_2_to_the_17() -> None:
         assert KdfParams.default().n >= 2**17
     finally:
         vault.argon2_available = real  # type: ignore[assignment]
+
+
+def test_the_lock_screen_asks_an_old_short_pin_for_more(tmp_path: Path) -> None:
+    """The app on a laptop without a keystore, opened with the short PIN of an earlier version:
+    it opens (never locked out) and asks for a stronger passphrase, with a suggestion."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from test_ui_services import run
+
+    from app.services import AppConfig, Services
+    from app.views.base import Ctx
+    from app.views.lock import LockScreen
+
+    old = Workspace(tmp_path / "laptop")  # the real KDF: what an earlier version made
+    old.init(PIN)
+    old.close()
+    services = Services(AppConfig(data_dir=tmp_path / "laptop"))
+    shown: list[Any] = []
+    page = SimpleNamespace(overlay=[], width=400, run_task=lambda *a: None, update=lambda: None,
+                           show_dialog=shown.append, pop_dialog=lambda: shown.pop() if shown else None)
+    ctx = Ctx(page, services, services.config)  # type: ignore[arg-type]
+    ctx.set_language("da")
+    run(services.unlock(PIN))
+    assert services.needs_stronger_passphrase and services.protection == "passphrase"
+    LockScreen(ctx, {})._ask_stronger(PIN)
+    dialog = shown[0]
+    field = next(c for c in _walk(dialog.content) if getattr(c, "password", None) is not None
+                 and getattr(c, "value", None))
+    suggested = field.value
+    assert len(suggested.split()) == 4
+    confirm = dialog.actions[1].content
+    said: list[str] = []
+    ctx.toast = lambda words, **kw: said.append(words)  # type: ignore[method-assign]  (no real page here)
+    run(confirm.on_click(None))
+    assert said == ["Adgangssætningen er skiftet. Skriv den ned et sikkert sted."] and not shown
+    assert not services.needs_stronger_passphrase
+    run(services.close())
+    again = Workspace(tmp_path / "laptop", guard_offline=True)
+    again.unlock(suggested)
+    assert not again.needs_stronger_passphrase
+    again.close()
+
+
+def _walk(control: object):  # type: ignore[no-untyped-def]
+    yield control
+    for name in ("content", "controls"):
+        value = getattr(control, name, None)
+        for child in value if isinstance(value, list) else [value]:
+            if child is not None and hasattr(child, "__dict__"):
+                yield from _walk(child)

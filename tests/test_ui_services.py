@@ -115,10 +115,18 @@ def test_preferences_before_and_after_the_device_exists(services: Services) -> N
     run(fresh.close())
 
 
-def test_checks_of_what_was_typed() -> None:
-    assert Services.check_pin("12", "12") == {"pin": "errors.pin_short"}
-    assert Services.check_pin("111111", "111111") == {"pin": "errors.pin_easy"}
-    assert Services.check_pin("246810", "246811") == {"pin_again": "errors.pin_mismatch"}
+def test_checks_of_what_was_typed(services: Services, tmp_path: Path) -> None:
+    assert services.check_pin("12", "12") == {"pin": "errors.pin_short"}
+    assert services.check_pin("111111", "111111") == {"pin": "errors.pin_easy"}
+    assert services.check_pin("246810", "246811") == {"pin_again": "errors.pin_mismatch"}
+    # no keystore here and a real KDF: a copy meets the passphrase alone, so a PIN is not enough
+    laptop = Services(AppConfig(data_dir=tmp_path / "laptop"))
+    assert laptop.protection == "passphrase"
+    assert laptop.check_pin("246810", "246810") == {"pin": "errors.pin_offline"}
+    words = laptop.suggest_passphrase()
+    assert len(words.split()) == 4 and laptop.check_pin(words, words) == {}
+    keystore = Services(AppConfig(data_dir=tmp_path / "phone"), pepper=b"k" * 32)
+    assert keystore.protection == "keystore" and keystore.check_pin("246810", "246810") == {}
     assert Services.check_join("ftp://x", "nope") == {"server": "errors.url_format", "code": "errors.code_format"}
     assert Services.check_join("http://10.0.0.5:8700", "x")["server"] == "errors.insecure_url"
     assert "server" not in Services.check_join("http://127.0.0.1:8700", "x")

@@ -97,6 +97,8 @@ class LockScreen(Screen):
         self.busy.visible = False
         if problem is None:
             await self._unlocked()
+            if self.services.needs_stronger_passphrase:
+                self._ask_stronger(pin)
             return
         self.pin.value = ""
         self._enable(True)
@@ -120,6 +122,34 @@ class LockScreen(Screen):
         router = self.ctx.router
         target = router.after_unlock if router else "/today"
         self.ctx.navigate(target if target not in ("/lock", "/setup", "") else "/today")
+
+    def _ask_stronger(self, old: str) -> None:
+        """A laptop or browser without a keystore, opened with a short PIN: a copy of the data
+        file could be guessed offline. Ask for a stronger passphrase (one is suggested); "Later"
+        keeps the PIN for now, and the question comes again at the next unlock."""
+        t, ctx = self.t, self.ctx
+        suggestion = self.services.suggest_passphrase()
+        box, field = text_field(t("passphrase.new"), "passphrase-new", value=suggestion, hint=t("passphrase.hint"))
+        error = ErrorLine("passphrase-error")
+
+        async def change(e: Any = None) -> None:
+            new = (field.value or "").strip()
+            found = self.services.check_pin(new, new)
+            if found:
+                error.show(t(found["pin"], n=6))
+                ctx.page.update()
+                return
+            _ok, problem = await ctx.attempt(self.services.change_passphrase(old, new))
+            if problem is not None:
+                error.show(ctx.words(problem))
+                ctx.page.update()
+                return
+            ctx.page.pop_dialog()
+            ctx.toast(t("passphrase.changed"))
+
+        content = ft.Column([muted(t("passphrase.why")), box, error.control], tight=True, spacing=12, width=440)
+        ctx.confirm(t("passphrase.title"), content, confirm=t("passphrase.change"), on_confirm=change,
+                    identifier="passphrase", icon=ft.Icons.KEY)
 
     def dispose(self) -> None:
         super().dispose()

@@ -45,8 +45,10 @@ class SetupScreen(Screen):
             suffix=ft.IconButton(ft.Icons.CONTENT_PASTE, tooltip=t("setup.paste"), on_click=self._paste))
         self.name_box, self.name = text_field(t("setup.name"), "setup-name", value=carry.get("name", ""),
                                               hint=t("setup.name_hint"), prefix_icon=ft.Icons.BADGE_OUTLINED)
+        strong = self.services.protection == "passphrase"
         self.pin_box, self.pin = text_field(t("setup.pin"), "setup-pin", password=True,
-                                            hint=t("setup.pin_hint"), prefix_icon=ft.Icons.PIN_OUTLINED)
+                                            hint=t("setup.pin_hint_strong" if strong else "setup.pin_hint"),
+                                            prefix_icon=ft.Icons.PIN_OUTLINED)
         self.again_box, self.again = text_field(t("setup.pin_again"), "setup-pin-again", password=True,
                                                 on_submit=self._join, prefix_icon=ft.Icons.PIN_OUTLINED)
         self.message = ErrorLine("setup-message")
@@ -77,7 +79,9 @@ class SetupScreen(Screen):
         t = self.t
         fields: list[ft.Control] = [self.server_box, self.code_box]
         if self.need_pin:
-            fields += [self.name_box, muted(t("setup.pin_intro")), self.pin_box, self.again_box]
+            # what protects a copy of the data file here, said before the PIN is chosen
+            protection = tid(muted(t(f"setup.protection.{self.services.protection}")), "setup-protection")
+            fields += [self.name_box, muted(t("setup.pin_intro")), protection, self.pin_box, self.again_box]
         self.form.controls = [
             *fields, self.message.control,
             ft.Row([self.join_button, self.busy], spacing=12),
