@@ -238,6 +238,7 @@ def cmd_retire(args: argparse.Namespace, out: Any) -> int:
 
 def cmd_sync(args: argparse.Namespace, out: Any) -> int:
     eng = _engine(args)
+    eng.ROSTER_EVERY = 0  # a sync asked for by hand looks at once whether the coordinator retired it
     report = eng.sync(_progress_bar if args.progress else None)
     if args.progress and sys.stderr.isatty():
         sys.stderr.write("\n")

@@ -206,6 +206,28 @@ def test_erasure_reaches_every_device_and_revocation_wipes(cli: Cli, server: Ser
     assert coord_persons[after]["description"] == "set efter revoke"
 
 
+def test_a_retired_device_hands_over_then_leaves_and_a_lost_one_is_said_lost(
+        cli: Cli, server: ServerProcess, tmp_path: Path) -> None:
+    names = enroll_team(cli, server)
+    worker1, worker2 = _local_id(cli, "worker1"), _local_id(cli, "worker2")
+    kept = cli("worker1", "person", "add", "--alias", "Afleveret")["id"]  # never synced before the retire
+    rc, err = cli("worker1", "retire", worker2, expect_fail=True)
+    assert rc == 3  # the desk is the coordinator's
+    assert cli("coord", "retire", worker1) == {"retiring": worker1}
+    rc, err = cli("worker1", "sync", expect_fail=True)
+    assert "retired" in err and len(err.strip().splitlines()) == 1
+    assert not any((tmp_path / "worker1").iterdir())  # cleared, after sending everything
+    report = cli("coord", "sync")
+    assert report["retired"] == 1
+    assert any(p["id"] == kept for p in cli("coord", "person", "list"))
+    statuses = {d["device_id"]: d["status"] for d in cli("coord", "devices")["devices"]}
+    assert statuses[worker1] == "revoked"
+    # a lost device: revoked at once, and the coordinator is told since when its work is lost
+    revoked = cli("coord", "revoke", worker2)
+    assert revoked["keyed"] == [_local_id(cli, "coord")] and revoked["last_seen"]
+    assert names
+
+
 def _local_id(cli: Cli, device: str) -> str:
     return str(cli(device, "status")["device_id"])
 
