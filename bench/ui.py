@@ -27,8 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +64,9 @@ def _seed(app_dir: Path, persons: int, contacts: int) -> dict[str, list[str]]:
     return {q: ids for q, ids in expected.items() if ids}  # a query that finds nobody measures nothing
 
 
+ADDRESS = re.compile(r"Open the app in your browser: (http://\S+)")
+
+
 @contextmanager
 def _app(data_dir: Path) -> Iterator[str]:
     port = _free_port()
@@ -76,17 +77,20 @@ def _app(data_dir: Path) -> Iterator[str]:
     proc = subprocess.Popen([sys.executable, "-m", "app.run", "--no-server", "--web", "--data-dir", str(data_dir),
                              "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
+    url = ""
     try:
+        # the app prints its address, with the launch's key, once its socket listens; a page opened
+        # without that key gets nothing (app.web)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while not url and time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"the app exited: {(data_dir / 'app.out').read_text(errors='replace')[-2000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=1):  # noqa: S310 (loopback)
-                    break
-            except (urllib.error.URLError, OSError):
+            found = ADDRESS.findall((data_dir / "app.out").read_text(errors="replace"))
+            url = found[-1] if found else ""
+            if not url:
                 time.sleep(0.1)
+        if not url:
+            raise RuntimeError("the app printed no address within 60 s")
         yield url
     finally:
         proc.terminate()
