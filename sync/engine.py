@@ -1181,10 +1181,10 @@ class SyncEngine:
                        for o in page.ops]
                 accepted, refused = self._check_purges(page.purges, since, page.next)
                 ops, refused_ops = self._check_ops(page, ops, checked, since)
-                self.ws.receive(ops, purges=accepted, refused_purges=refused, refused_ops=refused_ops,
-                                cursor=("cursor", page.next))
+                # other devices' ops (this device's own come back too, and are dropped)
+                pulled += self.ws.receive(ops, purges=accepted, refused_purges=refused, refused_ops=refused_ops,
+                                          cursor=("cursor", page.next))
                 cursor = page.next
-                pulled += len(ops)
                 purged += len(page.purges)
                 if progress:
                     progress("pull", pulled, 0)

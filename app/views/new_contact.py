@@ -200,6 +200,8 @@ class NewContactScreen(Screen):
         async def pick(e: Any) -> None:
             await self._pick(row)
             self.update()
+            # the person is known, the place is guessed: what is left is what happened (one tap saved)
+            await self.note.focus()
 
         return pick
 

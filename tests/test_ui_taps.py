@@ -1,0 +1,56 @@
+"""A known person at a known place costs three taps and the note (issue 16): "Ny kontakt", the
+person, "Gem". After the person is picked, typing goes into the note without a tap, and the place
+of the last meeting (within three hours) stays chosen. In a real Chromium on the real web build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from uihelpers import PHONE, PIN, UI, AppProcess, T, browser, seed_workspace  # noqa: F401
+
+from models.workspace import Workspace
+
+pytestmark = pytest.mark.browser
+
+
+class CountingUI(UI):
+    taps = 0
+
+    def click(self, identifier: str) -> None:
+        self.taps += 1
+        super().click(identifier)
+
+
+def test_known_person_at_a_known_place_is_three_taps_and_the_note(tmp_path: Path, browser: Any) -> None:  # noqa: F811
+    seed_workspace(tmp_path / "device", today=1)  # a person met at a place 35 minutes ago
+    ws = Workspace(tmp_path / "device", fast_kdf=True)
+    ws.unlock(PIN)
+    person, place = ws.persons()[0], ws.places()[0]
+    ws.close()
+    with AppProcess(tmp_path / "device") as app:
+        ui = CountingUI(browser, app.url, size=PHONE)
+        ui.fill("lock-pin", PIN)
+        ui.click("lock-unlock")
+        ui.expect("new-contact")
+        ui.taps = 0
+
+        ui.click("new-contact")
+        ui.click(f"pick-{person.id}")
+        ui.expect("nc-person-chosen")
+        # the note (the form's only multi-line field) has the focus: Flutter's editing element for it
+        # is a textarea, the search field's an input
+        ui.page.wait_for_function("() => document.activeElement && document.activeElement.tagName === 'TEXTAREA'",
+                                  timeout=20_000)
+        ui.page.keyboard.type("kaffe og en snak")  # no tap
+        ui.page.wait_for_function("() => document.activeElement.value === 'kaffe og en snak'", timeout=20_000)
+        ui.click("nc-save")
+        ui.wait_id_text("toast", T("contact.saved"))
+        assert ui.taps == 3
+
+    ws = Workspace(tmp_path / "device", fast_kdf=True)
+    ws.unlock(PIN)
+    latest = ws.contacts(limit=1)[0]
+    assert (latest.person_id, latest.place_id, latest.note) == (person.id, place.id, "kaffe og en snak")
+    ws.close()
