@@ -744,7 +744,7 @@ _ARGPARSE_KEYS = {
     "usage: ": "usage", "positional arguments": "positional", "options": "options",
     "show this help message and exit": "help", "invalid choice: %(value)r (choose from %(choices)s)": "choice",
     "the following arguments are required: %s": "required", "unrecognized arguments: %s": "unrecognized",
-    "argument %(argument_name)s: %(message)s": "argument", "expected one argument": "one",
+    "argument %(argument_name)s: %(message)s": "argument", "expected one argument": "exactly_one",
     "expected at least one argument": "at_least_one", "expected at most one argument": "at_most_one",
     "invalid %(type)s value: %(value)r": "invalid", "not allowed with argument %s": "not_with",
     "one of the arguments %s is required": "one_of", "ambiguous option: %(option)s could match %(matches)s":

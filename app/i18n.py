@@ -41,6 +41,10 @@ class Translator:
         self._fallback = load_catalog("en") if self.lang != "en" else {}
 
     def __call__(self, key: str, **params: Any) -> str:
+        n = params.get("n")
+        if isinstance(n, int) and not isinstance(n, bool) and self.plural(n) == "one":
+            # the singular where the language has one (`key.one`); the key itself is the plural
+            key = f"{key}.one" if f"{key}.one" in self._texts else key
         text = self._texts.get(key) or self._fallback.get(key) or key
         if params:
             try:
@@ -48,6 +52,11 @@ class Translator:
             except (KeyError, IndexError, ValueError):
                 return text
         return text
+
+    def plural(self, n: int) -> str:
+        """The plural category of a count (CLDR): Danish and English say "one" of 1 only (Danish
+        also of 0,1-type decimals, which counts here never are)."""
+        return "one" if abs(n) == 1 else "other"
 
     def has(self, key: str) -> bool:
         return key in self._texts

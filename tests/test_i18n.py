@@ -96,3 +96,30 @@ def test_dynamic_keys_exist() -> None:
 def test_missing_key_falls_back_visibly() -> None:
     assert Translator("da")("no.such_key") == "no.such_key"
     assert Translator("en")("sync.waiting", n=3) == "3 changes waiting"
+
+
+def test_counts_take_the_singular_from_the_translation_files() -> None:
+    """Plural rules, not string tricks (issue 16): `key.one` is said of one, the key itself of
+    every other count; both languages."""
+    from app.i18n import Translator
+
+    da, en = Translator("da"), Translator("en")
+    assert da("sync.waiting", n=1) == "1 ændring venter" and da("sync.waiting", n=2) == "2 ændringer venter"
+    assert da("sync.waiting", n=0) == "0 ændringer venter"
+    assert en("sync.waiting", n=1) == "1 change waiting" and en("sync.waiting", n=3) == "3 changes waiting"
+    assert da("time.days_ago", n=1) == "for 1 dag siden"
+
+
+def test_every_singular_has_its_plural_and_the_same_placeholders() -> None:
+    import re
+
+    from app.i18n import load_catalog
+
+    for lang in ("da", "en"):
+        texts = load_catalog(lang)
+        for key, text in texts.items():
+            if key.endswith(".one"):
+                base = key[: -len(".one")]
+                assert base in texts, (lang, key)
+                assert set(re.findall(r"{(\w+)}", text)) == set(re.findall(r"{(\w+)}", texts[base])), (lang, key)
+        assert not [k for k, v in texts.items() if "(s)" in v or "(er)" in v or "(e)" in v], lang
