@@ -236,7 +236,12 @@ _DETAILS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), k) for
     (r"^(?P<n>\d+) records removed late$", "cli.detail.erased_late"),
     (r"^(?P<n>\d+) records$", "cli.detail.erased"),
     (r"^(?P<how>[\w ]+): (?P<n>\d+) shown$", "cli.detail.shown"),
+    (r"^fields: (?P<fields>[\w, ]+)$", "cli.detail.fields"),
+    (r"^device retired: (?P<id>\w+)$", "cli.detail.retired"),
 ))
+
+
+_HOW = ("search", "list", "show")
 
 
 def detail_words(detail: str | None) -> str:
@@ -250,6 +255,12 @@ def detail_words(detail: str | None) -> str:
                 params["kind"] = say(f"cli.export_kind.{params['kind']}")
             if "on" in params:
                 params["on"] = say("cli.on") if params["on"] == "on" else say("cli.off")
+            if "how" in params:  # a look-up: by a search, a list, a person opened
+                params["how"] = say(f"cli.detail.how.{params['how']}") if params["how"] in _HOW else params["how"]
+            if "fields" in params:  # the names of the fields an edit changed (never their values)
+                t = _translator()
+                params["fields"] = ", ".join(t(f"export.{f}") if t.has(f"export.{f}") else f
+                                             for f in params["fields"].split(", "))
             return say(key, **params)
     return detail
 

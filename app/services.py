@@ -560,6 +560,8 @@ class Services:
 
     def _save_contact(self, draft: ContactDraft, payload: dict[str, Any]) -> str:
         ws = self.ws
+        if not payload.get("workers") and ws.worker_name():
+            payload["workers"] = [ws.worker_name()]  # who met the person: this device's worker, unless told
         with ws.bulk():
             if draft.new_person_alias and not draft.anonymous:
                 payload["person_id"] = ws.add_person({"alias": draft.new_person_alias}).id

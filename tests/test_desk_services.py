@@ -365,3 +365,13 @@ def test_the_app_audits_saves_and_logs_searches_and_lists(desk: Services) -> Non
     reads = [r for r in run(desk.desk.audit(person_id=pid, action="read"))[0]]
     assert [r.detail for r in reads] == ["search: 1 shown"]  # the list right after it is not logged again
     assert desk.engine.status().pending_ops == 1  # the person; its events are no pending changes
+
+
+def test_a_contact_saved_in_the_app_records_the_devices_worker(desk: Services) -> None:
+    """So that the overview's worker filter counts it (issue 14, item 8)."""
+    from app.state import ContactDraft
+
+    draft = ContactDraft()
+    draft.new_person_alias = "Søren"
+    cid = run(desk.save_contact(draft))
+    assert desk.ws.get_contact(cid).workers == ["Kim"]
