@@ -11,32 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from clihelpers import Run, cli_runner, ok
 
-from app.cli import main
 from models.workspace import Workspace
 
 PASS = "correct horse battery"  # tests/conftest.py's PASSPHRASE: make_team's devices are opened here
-Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
 def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
-    monkeypatch.setenv("OUTREACH_PASSPHRASE", PASS)
-    monkeypatch.setenv("OUTREACH_LANG", "en")
+    return cli_runner(tmp_path, capsys, monkeypatch, passphrase=PASS)
 
-    def go(*args: str, data_dir: str = "dev") -> tuple[int, str, str]:
-        capsys.readouterr()
-        rc = main(["--data-dir", str(tmp_path / data_dir), *args])
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return go
-
-
-def ok(run: Run, *args: str, **kw: str) -> str:
-    rc, out, err = run(*args, **kw)
-    assert rc == 0, err
-    return out
 
 
 def test_duplicates_as_a_table_in_words(run: Run) -> None:

@@ -10,30 +10,18 @@ import hashlib
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clihelpers import Run, cli_runner
 
-from app.cli import EXIT_DAMAGED, EXIT_DISK_FULL, EXIT_FILES, EXIT_USAGE, main
-
-PASS = "correct horse 42"
-Run = Callable[..., tuple[int, str, str]]
+from app.cli import EXIT_DAMAGED, EXIT_DISK_FULL, EXIT_FILES, EXIT_USAGE
 
 
 @pytest.fixture
 def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
-    monkeypatch.setenv("OUTREACH_PASSPHRASE", PASS)
-    monkeypatch.setenv("OUTREACH_LANG", "en")
-
-    def go(*args: str, data_dir: Path | None = None) -> tuple[int, str, str]:
-        capsys.readouterr()
-        rc = main(["--data-dir", str(data_dir or tmp_path / "dev"), *args])
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return go
+    return cli_runner(tmp_path, capsys, monkeypatch)
 
 
 def one_line(err: str) -> str:

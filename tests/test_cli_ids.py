@@ -6,36 +6,18 @@ is a clear error naming the candidates."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from clihelpers import Run, cli_runner, ok
 
-from app.cli import main
 from models.ids import Ambiguous, resolve, short_ids
-
-PASS = "correct horse 42"
-Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
 def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
-    monkeypatch.setenv("OUTREACH_PASSPHRASE", PASS)
-    monkeypatch.setenv("OUTREACH_LANG", "en")
+    return cli_runner(tmp_path, capsys, monkeypatch)
 
-    def go(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        rc = main(["--data-dir", str(tmp_path / "dev"), *args])
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return go
-
-
-def ok(run: Run, *args: str) -> str:
-    rc, out, err = run(*args)
-    assert rc == 0, err
-    return out
 
 
 def test_listed_ids_are_unique_and_open_their_record(run: Run) -> None:

@@ -6,31 +6,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from clihelpers import PASS, Run, cli_runner
 
-from app.cli import main
-
-PASS = "correct horse 42"
-Run = Callable[..., tuple[int, str, str]]
 EVIL = ["\x00", "\x1b[2J", "\x07", "\r", "\x9b31m", "\x7f", "\x08"]
 
 
 @pytest.fixture
 def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
-    monkeypatch.setenv("OUTREACH_PASSPHRASE", PASS)
-    monkeypatch.setenv("OUTREACH_LANG", "en")
-
-    def go(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        rc = main(["--data-dir", str(tmp_path / "dev"), *args])
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return go
+    return cli_runner(tmp_path, capsys, monkeypatch)
 
 
 def _outbox(tmp_path: Path) -> int:

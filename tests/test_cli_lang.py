@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from clihelpers import Run, cli_runner, ok
 
-from app.cli import main
-
-PASS = "correct horse 42"
-Run = Callable[..., tuple[int, str, str]]
 # English words that no Danish line of the CLI holds (the data below is Danish or names)
 ENGLISH = re.compile(r"\b(the|and|not|no|none|never|persons|contacts|seen|last|wrote|merged|synced|sent|received|"
                      r"goal|reached|week|month|year|found|done|deleted|records?|rows|conflicts?|shown|keep|"
@@ -24,22 +20,8 @@ ENGLISH = re.compile(r"\b(the|and|not|no|none|never|persons|contacts|seen|last|w
 
 @pytest.fixture
 def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
-    monkeypatch.setenv("OUTREACH_PASSPHRASE", PASS)
-    monkeypatch.delenv("OUTREACH_LANG", raising=False)
+    return cli_runner(tmp_path, capsys, monkeypatch, lang=None)
 
-    def go(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        rc = main(["--data-dir", str(tmp_path / "dev"), *args])
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return go
-
-
-def ok(run: Run, *args: str) -> str:
-    rc, out, err = run(*args)
-    assert rc == 0, err
-    return out
 
 
 COMMANDS = ("init passwd person contact place followup search conflicts demo join recover invite devices admit "

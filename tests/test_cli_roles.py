@@ -6,30 +6,18 @@ coordinator's figures per worker count it; `export --worker` is not silently ign
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from clihelpers import PASS, Run, cli_runner
 
-from app.cli import EXIT_NOT_HERE, EXIT_USAGE, main
+from app.cli import EXIT_NOT_HERE, EXIT_USAGE
 from models.workspace import Workspace
-
-PASS = "correct horse 42"
-Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
 def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
-    monkeypatch.setenv("OUTREACH_PASSPHRASE", PASS)
-    monkeypatch.setenv("OUTREACH_LANG", "en")
-
-    def go(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        rc = main(["--data-dir", str(tmp_path / "dev"), *args])
-        out, err = capsys.readouterr()
-        return rc, out, err
-
-    return go
+    return cli_runner(tmp_path, capsys, monkeypatch)
 
 
 def _as(tmp_path: Path, role: str) -> None:
