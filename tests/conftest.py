@@ -30,6 +30,9 @@ def pytest_configure(config: pytest.Config) -> None:
     stack only: CI keeps the end of the output, and with every thread's stack (pytest's default)
     the one that crashed scrolled out of it. A hang still prints every thread (pytest-timeout)."""
     faulthandler.enable(file=os.dup(sys.stderr.fileno()), all_threads=False)
+    # the developer's own keystore is never a test's: the app and the CLI find no keystore here (the
+    # processes the tests start inherit this too); tests of the keystore pass a backend of their own
+    os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
 
 
 def damage_on_disk(db_path: Path, table: str, row_id: str | None = None) -> None:

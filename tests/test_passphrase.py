@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from keyring.backend import KeyringBackend
 from keyring.backends import fail
 
 from app.keystore import desktop_pepper
@@ -23,13 +22,14 @@ PIN = "246810"
 WORDS = "hest bord cykel regn"
 
 
-class MemoryKeyring(KeyringBackend):
-    """A keystore for tests: what it is given, it keeps (for this process)."""
+class MemoryKeyring:
+    """A keystore for tests: what it is given, it keeps (for this process). Not a subclass of
+    keyring's KeyringBackend on purpose: keyring picks the platform's backend among every
+    subclass it knows, and this one would become every later test's keystore."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self) -> None:
-        super().__init__()
         self.kept: dict[tuple[str, str], str] = {}
 
     def get_password(self, service: str, username: str) -> str | None:
