@@ -24,6 +24,7 @@ from models import exports, reports, review
 from models.errors import InvalidInput, NotFound
 from models.vocab import AuditAction
 from sync import protocol as proto
+from sync.engine import RevokeReport
 from sync.errors import ProofMismatch, SyncError
 
 from .i18n import Translator
@@ -208,19 +209,19 @@ class Desk:
 
         await self.s._network(run)
 
-    async def revoke(self, device_id: str) -> int:
+    async def revoke(self, device_id: str) -> RevokeReport:
         """Revoke a lost device at once: refused by the server, it wipes itself on its next
         contact, and whatever it recorded after its last sync is lost; a new key epoch goes to
         the devices that remain. Returns the new epoch."""
         if device_id == self.ws.device_id:
             raise InvalidInput("device", "a device cannot revoke itself")
 
-        def run() -> int:
+        def run() -> RevokeReport:
             with self.engine.exclusive(), self.s._lock:
                 report = self.engine.revoke_with_report(device_id)
                 self.ws.audit(AuditAction.CHANGE, None, None,
                               detail=f"device revoked: {device_id}; new key for {len(report.keyed)} devices")
-            return int(report.epoch)
+            return report
 
         return await self.s._network(run)
 

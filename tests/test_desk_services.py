@@ -87,8 +87,8 @@ def test_invite_admit_revoke_and_the_revoked_device_wipes(team: tuple[Services, 
 
     with pytest.raises(InvalidInput):
         run(s.desk.revoke(s.ws.device_id))  # not itself
-    epoch = run(s.desk.revoke(ali.device_id))
-    assert epoch == 2
+    report = run(s.desk.revoke(ali.device_id))
+    assert report.epoch == 2 and report.keyed == (s.ws.device_id,)  # exactly who got the new key
     view = run(s.desk.devices())
     assert next(d for d in view.devices if d.device_id == ali.device_id).status == "revoked"
     assert view.current_epoch == 2

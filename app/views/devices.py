@@ -76,6 +76,7 @@ class DevicesScreen(DeskScreen):
 
     def __init__(self, ctx: Ctx, params: dict[str, str]) -> None:
         super().__init__(ctx, params)
+        self.listed: DevicesView | None = None  # the list as last shown (names for what a revoke says)
         self.list = ft.Column(spacing=0, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
         self.facts = ft.Column(spacing=8, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
         self.notice = ft.Column(spacing=8, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
@@ -118,6 +119,7 @@ class DevicesScreen(DeskScreen):
 
     def _show(self, view: DevicesView) -> None:
         t = self.t
+        self.listed = view
         self.notice.controls = [banner(t("devices.admitted", n=view.admitted), identifier="devices-admitted",
                                        icon=ft.Icons.VERIFIED_USER)] if view.admitted else []
         self.confirms.value = view.confirms_devices
@@ -261,11 +263,14 @@ class DevicesScreen(DeskScreen):
 
             async def confirmed(ev: Any = None) -> None:
                 self.ctx.page.pop_dialog()
-                epoch, problem = await self.ctx.attempt(self.services.desk.revoke(d.device_id))
+                report, problem = await self.ctx.attempt(self.services.desk.revoke(d.device_id))
                 if problem:
                     self.ctx.toast(self.ctx.words(problem), error=True)
                     return
-                self.ctx.toast(t("devices.revoked", name=d.name, epoch=epoch))
+                assert report is not None
+                names = {x.device_id: x.name for x in self.listed.devices} if self.listed else {}
+                keyed = ", ".join(names.get(k, k[:8]) for k in report.keyed)  # exactly who got the new key
+                self.ctx.toast(t("devices.revoked", name=d.name, epoch=report.epoch, devices=keyed))
                 await self.load()
                 self.update()
 
