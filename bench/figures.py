@@ -44,7 +44,8 @@ class Device:
         self.path = path
         self.name = name
         self.session = CountingSession()
-        self.ws = Workspace(path)  # fast_kdf=False: the production KDF parameters
+        # the production KDF parameters, and what the app asks of a passphrase without a keystore
+        self.ws = Workspace(path, guard_offline=True)
         self.engine = SyncEngine(self.ws, session=self.session)
 
     def reopen(self) -> None:
@@ -52,7 +53,7 @@ class Device:
         self.engine.close()
         self.ws.close()
         self.session = CountingSession()
-        self.ws = Workspace(self.path)
+        self.ws = Workspace(self.path, guard_offline=True)
         self.engine = SyncEngine(self.ws, session=self.session)
 
 

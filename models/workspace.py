@@ -1527,13 +1527,14 @@ def decode_op(body: dict[str, Any], record_id: str, device_id: str) -> Op:
 
 
 OFFLINE_GUESSES = 1e10  # zxcvbn's estimate a passphrase must reach when a copy is guessed offline
+ZXCVBN_MAX = 72  # zxcvbn refuses longer input; a passphrase is judged by its first 72 characters
 
 
 def strong_offline(passphrase: str) -> bool:
     """Whether an offline attacker needs about `OFFLINE_GUESSES` tries (four random words do)."""
     from zxcvbn import zxcvbn
 
-    return float(zxcvbn(passphrase[:100])["guesses"]) >= OFFLINE_GUESSES
+    return float(zxcvbn(passphrase[:ZXCVBN_MAX])["guesses"]) >= OFFLINE_GUESSES
 
 
 def check_passphrase(passphrase: str, *, offline: bool = False) -> None:

@@ -16,7 +16,7 @@ from keyring.backends import fail
 from app.keystore import desktop_pepper
 from models.errors import KeystoreUnavailable, WeakPassphrase, WrongPassphrase
 from models.vault import KdfParams
-from models.workspace import Workspace
+from models.workspace import Workspace, strong_offline
 
 PIN = "246810"
 WORDS = "hest bord cykel regn"
@@ -45,6 +45,7 @@ class MemoryKeyring:
 def test_without_a_keystore_the_passphrase_must_resist_offline_guessing(tmp_path: Path) -> None:
     assert desktop_pepper(tmp_path, backend=fail.Keyring()) == b""
     ws = Workspace(tmp_path / "laptop", fast_kdf=True, guard_offline=True)
+    assert strong_offline("hest bord cykel regn " * 10)  # longer than zxcvbn reads: judged by its start
     for weak in (PIN, "passphrase-1", "Outreach2026!"):
         with pytest.raises(WeakPassphrase):
             ws.init(weak)
