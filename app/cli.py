@@ -62,12 +62,13 @@ EXIT_NOT_HERE = 3  # a coordinator's command on a worker's device
 EXIT_FILES = 4  # a folder or file could not be read or written (permissions, read-only, not a folder)
 EXIT_DISK_FULL = 5  # the disk is full: nothing was saved
 EXIT_DAMAGED = 6  # the data file is damaged: restore this device from the server
+EXIT_OFFLINE = 7  # no connection, or the server failed: nothing is lost, try again
 EXIT_BUG = 70  # an error the CLI did not expect (a bug: the log names its kind)
 EXIT_INTERRUPTED = 130
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "cli.exit.ok", EXIT_ERROR: "cli.exit.error", EXIT_USAGE: "cli.exit.usage",
     EXIT_NOT_HERE: "cli.exit.not_here", EXIT_FILES: "cli.exit.files", EXIT_DISK_FULL: "cli.exit.disk_full",
-    EXIT_DAMAGED: "cli.exit.damaged", EXIT_BUG: "cli.exit.bug", EXIT_INTERRUPTED: "cli.exit.interrupted",
+    EXIT_DAMAGED: "cli.exit.damaged", EXIT_OFFLINE: "cli.exit.offline", EXIT_BUG: "cli.exit.bug", EXIT_INTERRUPTED: "cli.exit.interrupted",
 }
 CLI_DEFAULT_LANGUAGE = "da"  # Danish first, as the app and the files
 
@@ -855,7 +856,9 @@ def explain(exc: BaseException, data_dir: Path | None) -> tuple[int, str]:
         return EXIT_DAMAGED, say("cli.error.tampered", kind=exc.kind, id=exc.record_id)
     if isinstance(exc, InvalidInput):
         return EXIT_ERROR, invalid_words(exc)
-    if isinstance(exc, (StoreError, *_sync_errors())) or type(exc).__name__ == "WouldStrand":
+    if type(exc).__name__ in ("Offline", "ServerFault"):  # passing: a script may simply try again
+        return EXIT_OFFLINE, layer_words(exc)
+    if isinstance(exc, (StoreError, *_sync_errors())):
         return EXIT_ERROR, layer_words(exc)
     return EXIT_BUG, say("cli.error.bug", kind=type(exc).__name__)
 

@@ -132,7 +132,9 @@ class SyncClient:
             except requests.exceptions.SSLError as exc:
                 raise Offline(f"The server's certificate could not be verified ({type(exc).__name__}). "
                               "Check the address; your changes are kept on this device.") from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError) as exc:
+                # refused, reset, timed out, DNS, or an answer cut off mid-body: all "no connection"
                 log.info("%s %s: %s (attempt %d)", method, path, type(exc).__name__, attempt + 1)
                 if attempt + 1 < attempts:
                     self._pause(attempt)
