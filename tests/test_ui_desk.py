@@ -149,6 +149,7 @@ def test_merge_resolve_erase_invite_and_revoke_reach_the_other_devices(team: Tea
 
         _sync(coord)
         coord.nav("nav.desk")
+        coord.expect("desk-goal")  # the desk is drawn: a tap now is not lost
         coord.click("desk-tab-review")
         head = coord.text("review-conflict-0")
         assert "Lange Peter" in head
@@ -199,6 +200,7 @@ def test_merge_resolve_erase_invite_and_revoke_reach_the_other_devices(team: Tea
 
         # ---- invite: a new device joins with the code shown, is let in, and gets the team's data
         coord.nav("nav.desk")
+        coord.expect("desk-goal")  # the desk is drawn: a tap now is not lost
         coord.click("desk-tab-devices")
         coord.expect("devices-list")
         coord.click("devices-invite")

@@ -154,18 +154,21 @@ def test_screenshots_of_the_desk_and_its_forms(desk_app: tuple[AppProcess, Path]
     shots.append(ui.shot(f"desk-devices-{size}"))
 
     ui.nav("nav.desk")
+    ui.expect("desk-goal")  # the desk is drawn: a tap now is not lost
     ui.click("desk-tab-review")
     ui.expect("review-conflict-0")
     assert "Ali" in ui.text("review-conflict-0")  # the devices' names, not their ids
     shots.append(ui.shot(f"desk-review-{size}"))
 
     ui.nav("nav.desk")
+    ui.expect("desk-goal")  # the desk is drawn: a tap now is not lost
     ui.click("desk-tab-privacy")
     ui.expect("audit-list")
     shots.append(ui.shot(f"desk-privacy-{size}"))
 
     # an export asks first, says where the file goes, and writes what Danish Excel reads
     ui.nav("nav.desk")
+    ui.expect("desk-goal")  # the desk is drawn: a tap now is not lost
     ui.click("desk-tab-reports")
     out = root / f"exports-{size}"
     ui.fill("files-folder", "relative/folder")
