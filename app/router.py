@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 import flet as ft
 
 from .services import Problem
-from .state import SyncView, is_wide
+from .state import SyncView, chip_model, is_wide
 from .views.base import Ctx, Screen
 from .views.desk import OverviewScreen
 from .views.devices import DevicesScreen
@@ -243,6 +243,9 @@ class Router:
             self.ctx.navigate("/settings")
             return
         await services.sync.run_now()
+        if self.shell is not None and self.shell.chip.compact:  # only an icon and a number: say it in words
+            model = chip_model(services.sync.view)
+            self.ctx.toast(self.ctx.t(model.key, **model.params), error=model.tone == "error")
 
     async def _lock_tap(self, e: Any = None) -> None:
         await self.lock()

@@ -84,6 +84,10 @@ def test_join_invite_log_offline_and_see_it_on_the_coordinator(tmp_path: Path, b
             coord.wait_id_text("sync-chip", T("sync.synced_at", time="").strip(), timeout=45)
             worker.click("sync-chip")
             worker.wait_id_text("sync-chip", T("sync.synced_at", time="").strip(), timeout=45)
+            # on a sub-screen of a phone the chip is an icon: a tap says it in words
+            worker.nav("nav.people")
+            worker.click("sync-chip")
+            worker.wait_id_text("toast", T("sync.synced_at", time="").strip(), timeout=45)
 
             # the coordinator's next sync brings the contact
             coord.click("sync-chip")
