@@ -96,6 +96,11 @@ def match(route: str) -> tuple[RouteSpec, dict[str, str]] | None:
     return None
 
 
+
+def _is_main(path: str) -> bool:
+    """A main screen of the bottom bar or the desk's tabs: one a back arrow may return to."""
+    return path in ("/today", "/people", "/places", "/settings") or path == "/desk" or path.startswith("/desk/")
+
 class Router:
     """One per UI session. `start()` shows the first screen and starts the guards."""
 
@@ -152,6 +157,23 @@ class Router:
                 self.url = target
                 self.page.navigate(target)
 
+    def _came_from(self, screen: Screen, route: str, previous: str) -> None:
+        """Back returns where the worker came from: a screen with a back arrow entered from another
+        main screen (Today -> a contact's person) goes back there, not to its own list; entered
+        again from one of its own children (the person's new contact, its edit form), it keeps
+        the origin it had."""
+        if screen.back is None:
+            return
+        key = "back:" + urlsplit(route).path
+        origin = urlsplit(previous).path if previous else ""
+        if _is_main(origin) and origin != screen.back:
+            self.ctx.memory[key] = origin
+        elif _is_main(origin):
+            self.ctx.memory.pop(key, None)
+        remembered = self.ctx.memory.get(key)
+        if isinstance(remembered, str):
+            screen.back = remembered
+
     async def _resolve(self, route: str) -> str:
         services = self.ctx.services
         found = match(route)
@@ -183,6 +205,7 @@ class Router:
         if self.ctx.services.unlocked:
             self.ctx.coordinator = await self.ctx.services.is_coordinator()
         screen = spec.factory(self.ctx, params)
+        self._came_from(screen, route, self.route)
         self.screen, self.route = screen, route
         if screen.shell:
             self.shell = Shell(self.ctx, screen, route, on_sync_tap=self._sync_tap, on_lock=self._lock_tap)

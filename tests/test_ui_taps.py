@@ -57,3 +57,27 @@ def test_known_person_at_a_known_place_is_three_taps_and_the_note(tmp_path: Path
     latest = ws.contacts(limit=1)[0]
     assert (latest.person_id, latest.place_id, latest.note) == (person.id, place.id, "kaffe og en snak")
     ws.close()
+
+
+def test_back_returns_to_where_the_worker_came_from(tmp_path: Path, browser: Any) -> None:  # noqa: F811
+    """Today -> a contact row -> the person -> back: Today, not the person list (issue 16)."""
+    seed_workspace(tmp_path / "device", today=1)
+    ws = Workspace(tmp_path / "device", fast_kdf=True)
+    ws.unlock(PIN)
+    contact = ws.contacts(limit=1)[0]
+    ws.close()
+    with AppProcess(tmp_path / "device") as app:
+        ui = UI(browser, app.url, size=PHONE)
+        ui.fill("lock-pin", PIN)
+        ui.click("lock-unlock")
+        ui.expect("today-contacts")
+        ui.click(f"contact-{contact.id}")
+        ui.expect("person-alias")
+        ui.click("back")
+        ui.expect("today-contacts")
+        # and from the person list, back is the list again
+        ui.nav("nav.people")
+        ui.click(f"person-{contact.person_id}")
+        ui.expect("person-alias")
+        ui.click("back")
+        ui.expect("people-list")
