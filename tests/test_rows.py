@@ -31,3 +31,15 @@ def test_two_records_of_one_device_get_two_identifiers() -> None:
     for one, other in pairs:
         assert one.identifier != other.identifier
         assert one.identifier.endswith(A) and other.identifier.endswith(B)
+
+
+def test_a_chosen_chip_is_said_by_more_than_a_pale_fill() -> None:
+    """WCAG 1.4.11 (issue 16): a check mark, also on a chip with an icon of its own, and a border."""
+    import flet as ft
+
+    from app.components.ui import choice_chip
+
+    chosen = choice_chip("Halmtorvet", True, None, "place-chip-x", icon=ft.Icons.PLACE_OUTLINED).content
+    other = choice_chip("Nørreport", False, None, "place-chip-y", icon=ft.Icons.PLACE_OUTLINED).content
+    assert chosen.leading.icon == ft.Icons.CHECK and chosen.border_side is not None and chosen.border_side.width >= 2
+    assert other.leading.icon == ft.Icons.PLACE_OUTLINED and other.border_side is None

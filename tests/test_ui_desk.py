@@ -183,7 +183,10 @@ def test_merge_resolve_erase_invite_and_revoke_reach_the_other_devices(team: Tea
         assert saved == [".html", ".json"]
         assert "Mødt ved stationen (Maja)" in next(out.glob("*.json")).read_text(encoding="utf-8")
 
-        # ---- erasure: Maja is purged on the server and on the worker's device
+        # ---- erasure: Maja is purged on the server and on the worker's device (at the page's end)
+        erase = coord.scroll_to("person-erase").bounding_box()
+        timeline = coord.node("person-timeline").bounding_box()
+        assert erase and timeline and erase["y"] > timeline["y"]  # after the timeline, far from "Ny kontakt"
         coord.click("person-erase")
         coord.fill("erase-typed", "Maj")
         coord.click("erase-confirm")

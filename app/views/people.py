@@ -111,7 +111,6 @@ class PersonPanel:
                 text_button(t("access.action"), self._access, "person-access", icon=ft.Icons.ASSIGNMENT_IND),
                 text_button(t("audit.title"), lambda e: self.ctx.navigate(f"/desk/privacy?person={p.id}"),
                             "person-audit", icon=ft.Icons.HISTORY),
-                text_button(t("erase.action"), self._erase, "person-erase", icon=ft.Icons.DELETE_FOREVER),
             ], wrap=True, spacing=4))
 
         profile: list[ft.Control] = [section_title(t("person.profile"))]
@@ -135,7 +134,11 @@ class PersonPanel:
         timeline: list[ft.Control] = [section_title(t("person.timeline"), count=len(d.contacts))]
         timeline += [contact_tile(c, t, None, show_person=False, show_date=True) for c in d.contacts] or [
             empty_state(t("person.no_contacts"))]
-        self.column.controls = [*head, *profile, *fus, tid(ft.Column(timeline, spacing=0, horizontal_alignment=ft.CrossAxisAlignment.STRETCH), "person-timeline", container=True)]
+        # erasing (it asks first) sits at the end of the page, far from "Ny kontakt", the most common tap
+        end: list[ft.Control] = [ft.Divider(), ft.Row([text_button(t("erase.action"), self._erase, "person-erase",
+                                                                   icon=ft.Icons.DELETE_FOREVER)])] \
+            if self.ctx.coordinator else []
+        self.column.controls = [*head, *profile, *fus, tid(ft.Column(timeline, spacing=0, horizontal_alignment=ft.CrossAxisAlignment.STRETCH), "person-timeline", container=True), *end]
 
     def _conflict(self, c: ConflictRow) -> ft.Control:
         t = self.t
