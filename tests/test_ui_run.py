@@ -79,6 +79,9 @@ def test_make_run_to_a_logged_contact(tmp_path: Path, browser: Any) -> None:  # 
         ui.fill("setup-pin-again", "hest bord cykel regn")
         ui.click("setup-join")
         ui.expect("setup-recovery", timeout=60)
+        # the founding coordinator is told what it compares, not that "the coordinator" compares
+        ui.wait_text(T("setup.fingerprint_hint_coordinator"))
+        assert T("setup.fingerprint_hint") not in ui.page.content()
         ui.click("setup-continue")
         ui.click("new-contact")
         ui.type("nc-person-search", "Lange Peter")

@@ -204,7 +204,9 @@ class SetupScreen(Screen):
             muted(t("setup.fingerprint"), size=14),
             tid(ft.Text(outcome.fingerprint, size=22, font_family="monospace",
                         weight=ft.FontWeight.BOLD), "setup-fingerprint"),
-            muted(t("setup.fingerprint_hint"), size=13),
+            # the coordinator is the one who compares: it is told what others compare with it
+            muted(t("setup.fingerprint_hint_coordinator" if outcome.role == "coordinator" else "setup.fingerprint_hint"),
+                  size=13),
         ]
         if outcome.recovery_code:
             lines += [
