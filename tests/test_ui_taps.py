@@ -81,3 +81,31 @@ def test_back_returns_to_where_the_worker_came_from(tmp_path: Path, browser: Any
         ui.expect("person-alias")
         ui.click("back")
         ui.expect("people-list")
+
+
+def test_leaving_a_half_filled_contact_asks_first(tmp_path: Path, browser: Any) -> None:  # noqa: F811
+    """'Tilbage' from a half-filled form threw it away without a word (issue 16): it asks now;
+    keeping on writing keeps everything; discarding leaves."""
+    seed_workspace(tmp_path / "device", today=1)
+    with AppProcess(tmp_path / "device") as app:
+        ui = UI(browser, app.url, size=PHONE)
+        ui.fill("lock-pin", PIN)
+        ui.click("lock-unlock")
+        ui.expect("today-contacts")
+        ui.click("new-contact")
+        ui.expect("nc-note")
+        ui.fill("nc-note", "halvt skrevet")
+        ui.click("back")
+        ui.expect("discard-confirm")
+        ui.click("discard-cancel")
+        ui.gone("discard-confirm")
+        assert ui.value("nc-note") == "halvt skrevet"  # still there
+        ui.click("back")
+        ui.click("discard-confirm")
+        ui.expect("today-contacts")
+        # an untouched form leaves at once
+        ui.click("new-contact")
+        ui.expect("nc-note")
+        ui.click("back")
+        ui.expect("today-contacts")
+        assert not ui.has("discard-confirm")

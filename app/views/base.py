@@ -54,6 +54,19 @@ class Ctx:
 
     # -------------------------------------------------------------- navigation
     def navigate(self, route: str) -> None:
+        """Go to `route`; from a half-filled form, only after asking (nothing typed is thrown
+        away without a word)."""
+        screen = self.router.screen if self.router is not None else None
+        if screen is not None and not screen.disposed and screen.unsaved():
+            def leave(e: Any = None) -> None:
+                self.page.pop_dialog()
+                screen.discard()
+                self.page.navigate(route)
+
+            self.confirm(self.t("draft.discard_title"), ft.Text(self.t("draft.discard_text"), size=15, width=420),
+                         confirm=self.t("draft.discard"), on_confirm=leave, identifier="discard",
+                         icon=ft.Icons.DELETE_OUTLINE)
+            return
         self.page.navigate(route)
 
     def set_language(self, lang: str) -> None:
@@ -131,6 +144,13 @@ class Screen:
 
     async def load(self) -> None:
         """Fetch what the screen shows (off the loop) and fill the controls."""
+
+    def unsaved(self) -> bool:
+        """Something typed here would be lost by leaving (a form's screen says so)."""
+        return False
+
+    def discard(self) -> None:
+        """The worker chose to leave it: what was typed may go."""
 
     async def on_data_changed(self) -> None:
         await self.load()

@@ -54,6 +54,7 @@ class NewContactScreen(Screen):
         self.all_places: list[PlaceRow] = []
         self._search_task: asyncio.TimerHandle | None = None
         self._saving = False
+        self._done = False  # saved, or thrown away on purpose: leaving asks nothing
 
         self.person_error = ErrorLine("nc-person-error")
         self.person_chosen = ft.Row(wrap=True)
@@ -388,6 +389,16 @@ class NewContactScreen(Screen):
         self.note.error = t(errors["note"]) if "note" in errors else None
         self.save_error.show(t("errors.form_has_problems") if errors else "")
 
+    def unsaved(self) -> bool:
+        d = self.draft
+        typed = ((self.note.value or "").strip() or (self.follow.value or "").strip() or d.services or d.referrals
+                 or d.living or d.new_person_alias or d.new_place_name)
+        chosen = (d.person_id is not None and d.person_id != self.params.get("person")) or d.anonymous
+        return not self._done and bool(typed or chosen)
+
+    def discard(self) -> None:
+        self._done = True
+
     async def _save(self, e: Any = None) -> None:
         if self._saving:
             return
@@ -414,4 +425,5 @@ class NewContactScreen(Screen):
         self.ctx.toast(self.t("contact.saved"))
         # "saved" first, then the page change (see CONFIRM_FIRST)
         await asyncio.sleep(CONFIRM_FIRST)
+        self._done = True
         self.ctx.navigate(self.back or "/today")
