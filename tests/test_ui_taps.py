@@ -109,3 +109,30 @@ def test_leaving_a_half_filled_contact_asks_first(tmp_path: Path, browser: Any) 
         ui.click("back")
         ui.expect("today-contacts")
         assert not ui.has("discard-confirm")
+
+
+def test_leaving_a_changed_person_form_asks_first(tmp_path: Path, browser: Any) -> None:  # noqa: F811
+    seed_workspace(tmp_path / "device", today=1)
+    ws = Workspace(tmp_path / "device", fast_kdf=True)
+    ws.unlock(PIN)
+    person = ws.persons()[0]
+    ws.close()
+    with AppProcess(tmp_path / "device") as app:
+        ui = UI(browser, app.url, size=PHONE)
+        ui.fill("lock-pin", PIN)
+        ui.click("lock-unlock")
+        ui.expect("today-contacts")
+        ui.nav("nav.people")
+        ui.click(f"person-{person.id}")
+        ui.click("person-edit")
+        ui.expect("pf-alias")
+        ui.click("back")  # nothing changed: it leaves at once
+        ui.expect("person-alias")
+        ui.click("person-edit")
+        ui.fill("pf-description", "grøn jakke")
+        ui.click("back")
+        ui.click("discard-cancel")
+        assert ui.value("pf-description") == "grøn jakke"
+        ui.click("pf-cancel")  # "Annullér" says it: no question
+        ui.expect("person-alias")
+        assert not ui.has("discard-confirm")

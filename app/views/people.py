@@ -7,6 +7,7 @@ On a wide window the list stays beside the person.
 from __future__ import annotations
 
 import asyncio
+import copy
 from datetime import date
 from typing import Any
 
@@ -331,9 +332,22 @@ class PersonEditScreen(Screen):
         self.fields: dict[str, ft.TextField] = {}
         self.message = ErrorLine("pf-message")
         self._saving = False
+        self._initial: PersonDraft | None = None  # the form as loaded: what leaving without saving compares with
+        self._done = False
 
     def title(self) -> str:
         return self.t("person.edit_title" if self.person_id else "person.new_title")
+
+    def unsaved(self) -> bool:
+        start = self._initial
+        if self._done or start is None:
+            return False
+        typed = any((f.value or "") != str(getattr(start, n)) for n, f in self.fields.items())
+        chosen = any(getattr(self.draft, n) != getattr(start, n) for n in vars(start) if n not in self.fields)
+        return typed or chosen
+
+    def discard(self) -> None:
+        self._done = True
 
     def build(self) -> ft.Control:
         self.form.controls = [ft.ProgressRing(width=32, height=32)]
@@ -348,6 +362,7 @@ class PersonEditScreen(Screen):
             self.draft = PersonDraft.from_person(detail.person)
         places, _problem = await self.ctx.attempt(self.services.place_names())
         self.places = places or []
+        self._initial = copy.deepcopy(self.draft)
         self._draw()
 
     def _text(self, name: str, label_key: str, *, multiline: bool = False, keyboard: Any = None,
@@ -414,9 +429,13 @@ class PersonEditScreen(Screen):
             self.message.control,
             ft.Row([
                 primary_button(t("common.save"), self._save, "pf-save", icon=ft.Icons.CHECK),
-                secondary_button(t("common.cancel"), lambda e: self.ctx.navigate(self.back or "/people"), "pf-cancel"),
+                secondary_button(t("common.cancel"), self._cancel, "pf-cancel"),
             ], spacing=8),
         ]
+
+    def _cancel(self, e: Any = None) -> None:
+        self.discard()  # "Annullér" says it: nothing to ask
+        self.ctx.navigate(self.back or "/people")
 
     async def _save(self, e: Any = None) -> None:
         if self._saving:
@@ -448,4 +467,5 @@ class PersonEditScreen(Screen):
             self.update()
             return
         self.ctx.toast(t("person.saved"))
+        self._done = True
         self.ctx.navigate(target)
