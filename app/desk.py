@@ -136,9 +136,17 @@ class Desk:
         return (self.engine.recovery_status(), self.engine.confirms_devices,
                 set(self.engine.awaiting_confirmation(listing)), set(self.engine.retiring()))
 
+    ADMIT_WAIT = 5.0  # seconds the list waits for a sync run in progress (which lets devices in itself)
+
     def _admit(self) -> int:
-        with self.engine.exclusive(), self.s._lock:  # the order a sync run takes them in
-            admitted, _rejected = self.engine.admit_pending()
+        run = self.engine.exclusive()
+        if not run.acquire(timeout=self.ADMIT_WAIT):  # a long sync (a slow network, retries): show the list
+            return 0
+        try:
+            with self.s._lock:  # the order a sync run takes them in
+                admitted, _rejected = self.engine.admit_pending()
+        finally:
+            run.release()
         return int(admitted)
 
     async def set_confirms_devices(self, on: bool) -> None:
