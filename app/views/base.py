@@ -33,7 +33,6 @@ log = logging.getLogger("outreach.app")
 T = TypeVar("T")
 
 
-_LOCALES = {"da": ft.Locale("da", "DK"), "en": ft.Locale("en", "GB")}
 
 class Ctx:
     """One UI session: what a screen may use."""
@@ -43,7 +42,6 @@ class Ctx:
         self.services = services
         self.config = config
         self.t = Translator(services.prefs.language)
-        self._flutter_locale(self.t.lang)
         self.wide = is_wide(page.width)
         self.router: Router | None = None
         self._clipboard: ft.Clipboard | None = None
@@ -71,14 +69,6 @@ class Ctx:
 
     def set_language(self, lang: str) -> None:
         self.t = Translator(lang)
-        self._flutter_locale(self.t.lang)
-
-    def _flutter_locale(self, lang: str) -> None:
-        """Flutter's own words (a text field's "4.000 tegn tilbage" read aloud, the date picker)
-        in the app's language too, not the browser's."""
-        chosen = _LOCALES.get(lang, _LOCALES["da"])
-        self.page.locale_configuration = ft.LocaleConfiguration(supported_locales=list(_LOCALES.values()),
-                                                                current_locale=chosen)
 
     # -------------------------------------------------------------- messages
     def toast(self, text: str, *, error: bool = False) -> None:
