@@ -23,8 +23,11 @@ class LockScreen(Screen):
     def __init__(self, ctx: Ctx, params: dict[str, str]) -> None:
         super().__init__(ctx, params)
         t = self.t
+        # on_change: every keystroke reaches this side as an event, ahead of the tap on "Lås op" (a
+        # tap right after typing could otherwise be handled before the typed value arrived)
         self.pin_box, self.pin = text_field(t("lock.pin"), "lock-pin", password=True, autofocus=True,
-                                            on_submit=self._unlock, prefix_icon=ft.Icons.PIN_OUTLINED)
+                                            on_submit=self._unlock, on_change=self._typed,
+                                            prefix_icon=ft.Icons.PIN_OUTLINED)
         self.message = ErrorLine("lock-message", size=16)
         self.countdown = ErrorLine("lock-countdown", size=18, bold=True)
         self.button = primary_button(t("lock.unlock"), self._unlock, "lock-unlock", icon=ft.Icons.LOCK_OPEN,
@@ -85,6 +88,9 @@ class LockScreen(Screen):
         self.countdown.show("")
         self._enable(True)
         self.update()
+
+    def _typed(self, e: Any = None) -> None:
+        self.ctx.touch()
 
     async def _unlock(self, e: Any = None) -> None:
         pin = self.pin.value or ""
