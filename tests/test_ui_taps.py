@@ -23,17 +23,28 @@ class CountingUI(UI):
         super().click(identifier)
 
 
-def test_known_person_at_a_known_place_is_three_taps_and_the_note(tmp_path: Path, browser: Any) -> None:  # noqa: F811
-    seed_workspace(tmp_path / "device", today=1)  # a person met at a place 35 minutes ago
+def _seeded(tmp_path: Path) -> tuple[Any, Any, Any]:
+    """A device whose worker met a person at a place 35 minutes ago: (person, place, contact)."""
+    seed_workspace(tmp_path / "device", today=1)
     ws = Workspace(tmp_path / "device", fast_kdf=True)
     ws.unlock(PIN)
-    person, place = ws.persons()[0], ws.places()[0]
-    ws.close()
+    try:
+        return ws.persons()[0], ws.places()[0], ws.contacts(limit=1)[0]
+    finally:
+        ws.close()
+
+
+def _unlocked(ui: UI) -> UI:
+    ui.fill("lock-pin", PIN)
+    ui.click("lock-unlock")
+    ui.expect("today-contacts")
+    return ui
+
+
+def test_known_person_at_a_known_place_is_three_taps_and_the_note(tmp_path: Path, browser: Any) -> None:  # noqa: F811
+    person, place, _contact = _seeded(tmp_path)
     with AppProcess(tmp_path / "device") as app:
-        ui = CountingUI(browser, app.url, size=PHONE)
-        ui.fill("lock-pin", PIN)
-        ui.click("lock-unlock")
-        ui.expect("new-contact")
+        ui = _unlocked(CountingUI(browser, app.url, size=PHONE))
         ui.taps = 0
 
         ui.click("new-contact")
@@ -58,16 +69,9 @@ def test_known_person_at_a_known_place_is_three_taps_and_the_note(tmp_path: Path
 
 def test_back_returns_to_where_the_worker_came_from(tmp_path: Path, browser: Any) -> None:  # noqa: F811
     """Today -> a contact row -> the person -> back: Today, not the person list (issue 16)."""
-    seed_workspace(tmp_path / "device", today=1)
-    ws = Workspace(tmp_path / "device", fast_kdf=True)
-    ws.unlock(PIN)
-    contact = ws.contacts(limit=1)[0]
-    ws.close()
+    _person, _place, contact = _seeded(tmp_path)
     with AppProcess(tmp_path / "device") as app:
-        ui = UI(browser, app.url, size=PHONE)
-        ui.fill("lock-pin", PIN)
-        ui.click("lock-unlock")
-        ui.expect("today-contacts")
+        ui = _unlocked(UI(browser, app.url, size=PHONE))
         ui.click(f"contact-{contact.id}")
         ui.expect("person-alias")
         ui.click("back")
@@ -83,12 +87,9 @@ def test_back_returns_to_where_the_worker_came_from(tmp_path: Path, browser: Any
 def test_leaving_a_half_filled_contact_asks_first(tmp_path: Path, browser: Any) -> None:  # noqa: F811
     """'Tilbage' from a half-filled form threw it away without a word (issue 16): it asks now;
     keeping on writing keeps everything; discarding leaves."""
-    seed_workspace(tmp_path / "device", today=1)
+    _seeded(tmp_path)
     with AppProcess(tmp_path / "device") as app:
-        ui = UI(browser, app.url, size=PHONE)
-        ui.fill("lock-pin", PIN)
-        ui.click("lock-unlock")
-        ui.expect("today-contacts")
+        ui = _unlocked(UI(browser, app.url, size=PHONE))
         ui.click("new-contact")
         ui.expect("nc-note")
         ui.fill("nc-note", "halvt skrevet")
@@ -109,16 +110,9 @@ def test_leaving_a_half_filled_contact_asks_first(tmp_path: Path, browser: Any) 
 
 
 def test_leaving_a_changed_person_form_asks_first(tmp_path: Path, browser: Any) -> None:  # noqa: F811
-    seed_workspace(tmp_path / "device", today=1)
-    ws = Workspace(tmp_path / "device", fast_kdf=True)
-    ws.unlock(PIN)
-    person = ws.persons()[0]
-    ws.close()
+    person, _place, _contact = _seeded(tmp_path)
     with AppProcess(tmp_path / "device") as app:
-        ui = UI(browser, app.url, size=PHONE)
-        ui.fill("lock-pin", PIN)
-        ui.click("lock-unlock")
-        ui.expect("today-contacts")
+        ui = _unlocked(UI(browser, app.url, size=PHONE))
         ui.nav("nav.people")
         ui.click(f"person-{person.id}")
         ui.click("person-edit")
