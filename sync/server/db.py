@@ -288,6 +288,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX ix_join_failure_at ON join_failure (at)",
         ),
     ),
+    # Signed statements (issue 10): a push's signature also covers the range of the device's
+    # sequence it accounts for and each op's (sequence, record id), so that pullers can tell a
+    # withheld op from an erased one. A batch has a place in the log (`pos`: the position of its
+    # first op, or the head's next when none was stored) and is handed out by it, also when its
+    # ops were purged. Batches of the previous version take their first op's position.
+    Migration(
+        "0006_batch_statements",
+        (
+            "ALTER TABLE batch ADD COLUMN pos {int}",
+            "ALTER TABLE batch ADD COLUMN first_seq {int}",
+            "ALTER TABLE batch ADD COLUMN last_seq {int}",
+            "ALTER TABLE batch ADD COLUMN entries {blob}",
+            "ALTER TABLE batch ADD COLUMN sig2 {blob}",
+            "UPDATE batch SET pos = (SELECT MIN(op.seq) FROM op WHERE op.batch_id = batch.id)",
+            "CREATE INDEX ix_batch_team_pos ON batch (team_id, pos)",
+        ),
+    ),
 )
 
 
