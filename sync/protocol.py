@@ -116,6 +116,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_EPOCH = "unknown_epoch"  # 409: an epoch the team never had
     CONFLICT = "conflict"  # 409: e.g. device id taken, epoch already uploaded
     INTERNAL = "internal"  # 500
+    UNAVAILABLE = "unavailable"  # 503: the server cannot reach its database for now; Retry-After
 
 
 class ErrorBody(BaseModel):
