@@ -9,16 +9,20 @@ TEST_TIMEOUT ?= 3600
 
 .PHONY: run test lint typecheck unit bench bench-quick bench-ui server clean
 
+# Only what the user needs on the terminal: one line, or on failure the end of the install's log
+# (pip's and setuptools' own warnings read like errors to a new user; they stay in the log)
 $(STAMP): pyproject.toml
+	@echo "Setting up $(VENV) (first run or a changed pyproject.toml; a few minutes; details in $(VENV)/install.log)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -m pip install -q -e ".[dev]" 2>&1 | grep -v -e "^WARNING: Location" -e "BuildBackendWarning" || true
-	$(PY) -c "import flet, fastapi, sqlmodel, cryptography, requests, hypothesis" 
+	@$(PY) -m pip install -q --upgrade pip > $(VENV)/install.log 2>&1 || true
+	@{ $(PY) -m pip install -q -e ".[dev]" && \
+	   $(PY) -c "import flet, fastapi, sqlmodel, cryptography, requests, hypothesis"; } >> $(VENV)/install.log 2>&1 || \
+	 { tail -n 25 $(VENV)/install.log; echo "Setting up $(VENV) failed: see $(VENV)/install.log"; exit 1; }
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m app.run --data-dir "$(DATA)"
+	@$(PY) -m app.run --data-dir "$(DATA)"
 
 server: $(STAMP)
 	$(VENV)/bin/outreach-server

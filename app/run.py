@@ -9,8 +9,10 @@ screen, then runs the app on `DIR/app`: a desktop window where there is a displa
 web mode in the browser (CanvasKit served from the installed flet-web package, no internet). Web
 mode listens on 127.0.0.1 only (another address only with `--listen ADDR`, with a warning) and
 answers only the address it prints, which carries a key made for this launch (see `app.web`).
-Everything it and the server write in DIR is the user's alone (umask 077, `app.files`). The
-server stops when the app does.
+Everything it and the server write in DIR is the user's alone (umask 077, `app.files`). A server
+that stops on its own is reaped and started again, with a line in the terminal; it stops when the
+app does. The terminal shows only what the user needs: the address, the team code, where the data
+is and how to stop.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ import json
 import logging
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from models.errors import StoreError
@@ -45,6 +49,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = REPO_ROOT / "assets"
 DEFAULT_SERVER_PORT = 8700
 DEFAULT_APP_PORT = 8550
+# a local server that stopped is started again after this pause, doubled while it keeps failing
+RESTART_FIRST_PAUSE = 1.0
+RESTART_MAX_PAUSE = 60.0
+
+
+def _say(line: str) -> None:
+    """A line for the person who ran `make run` (their terminal), never personal data."""
+    print(line, flush=True)
 
 
 def has_display(env: dict[str, str] | None = None) -> bool:
@@ -85,14 +97,18 @@ class LocalServer:
     """`outreach-server` on loopback with SQLite in the data dir. Its port is kept in
     `DIR/server.json` so that the app, which remembers its server's address, finds it again."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(self, data_dir: Path, port: int | None = None, *, say: Callable[[str], None] | None = None) -> None:
         self.data_dir = data_dir
+        self.say = say or _say
         self.db_url = f"sqlite:///{data_dir / 'server.db'}"
         self.log_path = data_dir / "server.log"
         self._settings = data_dir / "server.json"
         self.port = port or self._remembered_port() or free_port(DEFAULT_SERVER_PORT)
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     def _remembered_port(self) -> int | None:
         try:
@@ -111,38 +127,108 @@ class LocalServer:
         return str(json.loads(done.stdout)["code"])
 
     def start(self, timeout: float = 30.0) -> None:
+        """Start the server and wait until it answers; from then on a server that stops is reaped
+        (no `<defunct>` process stays behind), said so and started again, until `stop()`."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._stopping.clear()
+        self._launch(timeout)
+        if self._watchdog is None or not self._watchdog.is_alive():
+            self._watchdog = threading.Thread(target=self._watch, name="outreach-server-watch", daemon=True)
+            self._watchdog.start()
+
+    def _launch(self, timeout: float) -> None:
         if not port_free(self.port):
             raise RuntimeError(f"port {self.port} is taken: stop what uses it or pass --server-port")
         self._settings.write_text(json.dumps({"port": self.port}))
         with open(self.data_dir / "server.out", "ab") as out:
-            self.process = subprocess.Popen(
+            # a session of its own: a Ctrl+C in the terminal reaches the app, which stops the server
+            # in order (and does not mistake a server killed by the same keypress for one to restart)
+            process = subprocess.Popen(
                 self._cli("--host", "127.0.0.1", "--port", str(self.port), "--log-file", str(self.log_path)),
-                cwd=self.data_dir, env=_child_env(), stdout=out, stderr=subprocess.STDOUT,
+                cwd=self.data_dir, env=_child_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
+        with self._lock:
+            self.process = process
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"outreach-server stopped (exit {self.process.returncode}); see {self.log_path}")
+            if process.poll() is not None:
+                raise RuntimeError(f"outreach-server stopped ({_exit_words(process.returncode)}); see {self.log_path}")
             try:
                 with urllib.request.urlopen(self.url + "/v1/health", timeout=1) as resp:  # noqa: S310 (loopback)
                     if resp.status == 200:
                         return
             except (urllib.error.URLError, OSError):
                 time.sleep(0.1)
-        self.stop()
+        _end(process)
         raise RuntimeError(f"outreach-server did not answer on {self.url}; see {self.log_path}")
 
+    def _watch(self) -> None:
+        """Wait for the server (which reaps it the moment it exits) and start it again, after a
+        pause that doubles while it keeps failing (at most `RESTART_MAX_PAUSE`)."""
+        pause = RESTART_FIRST_PAUSE
+        while not self._stopping.is_set():
+            with self._lock:
+                process = self.process
+            if process is None:
+                return
+            code = process.wait()
+            if self._stopping.is_set():
+                return
+            log.warning("outreach-server stopped (%s); starting it again", _exit_words(code))
+            self.say(f"Outreach server stopped ({_exit_words(code)}); starting it again. Its log: {self.log_path}")
+            failed_before = False
+            while not self._stopping.wait(pause):
+                try:
+                    self._launch(timeout=30.0)
+                except RuntimeError as exc:
+                    pause = min(pause * 2, RESTART_MAX_PAUSE)
+                    if not failed_before:  # said once, not on every try
+                        self.say(f"Outreach server could not start again: {exc}; trying again every "
+                                 f"{RESTART_MAX_PAUSE:g} s at most")
+                    failed_before = True
+                    continue
+                if self._stopping.is_set():  # stopped while it was starting: `stop()` ends it
+                    return
+                pause = RESTART_FIRST_PAUSE
+                log.info("outreach-server running again on %s", self.url)
+                self.say(f"Outreach server is running again: {self.url}")
+                break
+
     def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
+        """Stop the server (and its watch): nothing is started again, nothing stays a zombie."""
+        self._stopping.set()
+        with self._lock:
+            process, self.process = self.process, None
+        if process is not None:
+            _end(process)
+        watchdog = self._watchdog
+        if watchdog is not None and watchdog is not threading.current_thread():
+            watchdog.join(timeout=40)
+        with self._lock:  # a start in progress when stop came is ended by the watch; be sure
+            late, self.process = self.process, None
+        if late is not None:
+            _end(late)
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    """Terminate `process` and reap it (kill it if it does not stop in 10 s)."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def _exit_words(code: int | None) -> str:
+    if code is not None and code < 0:
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+            return f"stopped by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"stopped by signal {-code}"
+    return f"exit code {code}"
 
 
 def _joined(app_dir: Path) -> bool:
@@ -167,7 +253,8 @@ def _setup_logging(data_dir: Path) -> None:
 
 
 def _announce(url: str) -> None:
-    print(f"Open the app in your browser: {url}", flush=True)
+    _say(f"Open the app in your browser: {url}")
+    _say("Stop with Ctrl+C (the server stops with the app).")
 
 
 def serve(config: AppConfig, *, web: bool, port: int = 0, listen: str = LOOPBACK) -> None:
@@ -182,6 +269,7 @@ def serve(config: AppConfig, *, web: bool, port: int = 0, listen: str = LOOPBACK
     if web:
         serve_web(build_main(config), port=port, listen=listen, assets_dir=str(ASSETS), announce=_announce)
     else:
+        _say("The app opens in a window of its own; close it to stop (the server stops with the app).")
         ft.run(build_main(config), view=ft.AppView.FLET_APP, assets_dir=str(ASSETS))
 
 
@@ -226,9 +314,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 code = server.create_team("Outreach")
             server.start()
             server_url = server_url or server.url
-            print(f"Outreach server: {server.url}  (SQLite: {data_dir / 'server.db'})", flush=True)
+            _say(f"Outreach server: {server.url}")
             if code:
-                print(f"First run: the team code is filled in for you: {code}", flush=True)
+                _say(f"First run: the team code is filled in for you: {code}")
+        _say(f"Your data: {data_dir}  " + ("(the app's in app/, the server's in server.db; logs: app.log, server.log)"
+                                           if server is not None else "(the app's in app/; log: app.log)"))
         web = args.web or args.listen is not None or (not args.desktop and not has_display())
         listen = args.listen or LOOPBACK
         if web and not is_loopback(listen):

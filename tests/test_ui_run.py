@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from uihelpers import PHONE, REPO_ROOT, UI, T, browser, free_port, printed_address  # noqa: F401
 
-from app.run import LocalServer, has_display
+from app.run import RESTART_FIRST_PAUSE, LocalServer, has_display
 
 pytestmark = pytest.mark.e2e
 
@@ -113,3 +113,119 @@ def test_make_run_to_a_logged_contact(tmp_path: Path, browser: Any) -> None:  # 
     while not port_free(server_port) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert port_free(server_port)
+
+
+def _state(pid: int) -> str | None:
+    """A process's state letter ("Z": a zombie nobody reaped), None once it is gone."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat_line.rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_a_server_that_stops_is_reaped_started_again_and_stopped_with_the_app(tmp_path: Path) -> None:
+    """Issue 16, item 14: a server killed under `make run` stayed `<defunct>`, and the app had none."""
+    said: list[str] = []
+    server = LocalServer(tmp_path, port=free_port(), say=said.append)
+    server.start()
+    try:
+        first = server.process
+        assert first is not None
+        os.kill(first.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while (server.process is first or _state(first.pid) is not None) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _state(first.pid) is None  # reaped: no zombie left behind
+        while not any("running again" in line for line in said) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        second = server.process
+        assert second is not None and second is not first and second.poll() is None
+        assert said == [f"Outreach server stopped (stopped by SIGKILL); starting it again. Its log: {server.log_path}",
+                        f"Outreach server is running again: {server.url}"]
+    finally:
+        server.stop()
+    assert second.returncode is not None and _state(second.pid) is None  # stopped with the app, and reaped
+    time.sleep(RESTART_FIRST_PAUSE + 0.5)
+    assert server.process is None  # and not started again after the app stopped it
+
+
+def test_make_run_prints_only_what_the_user_needs(tmp_path: Path) -> None:
+    """Issue 16, item 15: the address, the team code, where the data is and how to stop; nothing else."""
+    port, server_port = free_port(), free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    env.pop("DISPLAY", None)
+    data = tmp_path / "data"
+    out = tmp_path / "run.out"
+    with open(out, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "app.run", "--web", "--data-dir", str(data), "--port", str(port),
+                                 "--server-port", str(server_port)], cwd=REPO_ROOT, env=env, stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while "Stop with" not in out.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, out.read_text()
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    lines = out.read_text().splitlines()
+    patterns = [
+        rf"Outreach server: http://127\.0\.0\.1:{server_port}",
+        r"First run: the team code is filled in for you: [A-Z0-9-]{30,}",
+        rf"Your data: {re.escape(str(data))}  \(the app's in app/, the server's in server\.db; "
+        r"logs: app\.log, server\.log\)",
+        rf"Open the app in your browser: http://127\.0\.0\.1:{port}/\?key=\S+",
+        r"Stop with Ctrl\+C \(the server stops with the app\)\.",
+    ]
+    assert len(lines) == len(patterns), lines
+    for line, pattern in zip(lines, patterns, strict=True):
+        assert re.fullmatch(pattern, line), (line, pattern)
+
+
+_NOISY_PIP = """#!/bin/sh
+# a stand-in for the venv's python: pip talks as setuptools does on a first editable install
+case "$*" in
+  *"pip install"*)
+    echo "/x/setuptools/command/editable_wheel.py:349: InformationOnly: Editable installation." >&2
+    echo '  with strategy, WheelFile(wheel_path, "w") as wheel_obj:' >&2
+    echo "********************************************************************************" >&2
+    [ -n "$FAIL_INSTALL" ] && case "$*" in *-e*) echo "ERROR: no matching distribution" >&2; exit 1;; esac ;;
+esac
+exit 0
+"""
+
+
+def _set_up(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`make`'s first-run setup of the virtualenv (its `$(STAMP)` target) with a stand-in python."""
+    import hashlib
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("no make here")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").write_text(_NOISY_PIP)
+    (venv / "bin" / "python").chmod(0o755)
+    stamp = venv / (".installed-" + hashlib.sha1((REPO_ROOT / "pyproject.toml").read_bytes()).hexdigest()[:12])  # noqa: S324
+    return subprocess.run(["make", "--no-print-directory", f"VENV={venv}", str(stamp)], cwd=REPO_ROOT,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_the_first_setup_says_one_line_not_pips_warnings(tmp_path: Path) -> None:
+    """Issue 16, item 15: setuptools' warning block and a stray `with strategy, WheelFile(...)` line
+    read like errors to a new user; they go to the install's log."""
+    done = _set_up(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    venv = tmp_path / "venv"
+    assert (done.stdout + done.stderr).splitlines() == [
+        f"Setting up {venv} (first run or a changed pyproject.toml; a few minutes; details in {venv}/install.log)"]
+    assert "WheelFile" in (venv / "install.log").read_text()
+
+
+def test_a_failed_setup_shows_the_end_of_its_log(tmp_path: Path) -> None:
+    done = _set_up(tmp_path, FAIL_INSTALL="1")
+    assert done.returncode != 0
+    assert "ERROR: no matching distribution" in done.stdout
+    assert f"Setting up {tmp_path / 'venv'} failed: see {tmp_path / 'venv'}/install.log" in done.stdout
