@@ -60,6 +60,7 @@ from sync.errors import Throttled as ServerThrottled
 
 from .desk import Desk, FingerprintMismatch
 from .state import (
+    ChipModel,
     ConflictRow,
     ContactChoices,
     ContactDraft,
@@ -77,6 +78,7 @@ from .state import (
     Preferences,
     SyncView,
     TodayData,
+    chip_model,
 )
 
 __all__ = ["AppConfig", "Services", "SyncScheduler", "Problem", "explain", "keystore_pepper"]
@@ -684,6 +686,7 @@ class SyncScheduler:
         self._current: asyncio.Task[None] | None = None
         self._again = False
         self._active = False
+        self._shown: ChipModel | None = None  # what the chip said when the view was last published
 
     # -------------------------------------------------------------- control
     def start(self) -> None:
@@ -746,13 +749,18 @@ class SyncScheduler:
                     self.view.offline_error = True
                     self.view.error_key, self.view.error_params = "errors.offline", {}
                     self._failed()
-                self._publish()  # "synced N min ago" moves on too
+                self._publish_if_changed()
                 continue
             if self._failures or self.view.offline_error:
                 self._reached()
                 self.request()  # it is back: everything waiting goes now
             else:
-                self._publish()
+                self._publish_if_changed()  # "synced N min ago" moves on with the clock alone
+
+    def _publish_if_changed(self) -> None:
+        """Publish only when what the chip says changed: screens redraw nothing every `watch` s."""
+        if chip_model(self.view) != self._shown:
+            self._publish()
 
     def changed_threadsafe(self) -> None:
         """Workspace.on_change hook: called in whichever thread saved; debounces a sync."""
@@ -879,6 +887,7 @@ class SyncScheduler:
         self._publish()
 
     def _publish(self) -> None:
+        self._shown = chip_model(self.view)
         for hook in list(self.listeners):
             try:
                 hook(self.view)

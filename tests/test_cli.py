@@ -14,21 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from app.cli import main
-
-PASS = "correct horse 42"
+from clihelpers import PASS, Run, cli_runner, ok
 
 
 @pytest.fixture
-def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    monkeypatch.setenv("OUTREACH_PASSPHRASE", PASS)
-    monkeypatch.setenv("OUTREACH_LANG", "en")  # the words these tests look for (tests/test_cli_lang.py: Danish)
+def run(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
+    """The CLI's text output (English: the words these tests look for; tests/test_cli_lang.py: Danish)."""
+    return cli_runner(tmp_path, capsys, monkeypatch)
 
-    def run(*args: str, fail: bool = False) -> Any:
-        capsys.readouterr()
-        rc = main(["--data-dir", str(tmp_path / "dev"), "--json", *args])
-        out, err = capsys.readouterr()
+
+@pytest.fixture
+def cli(run: Run) -> Callable[..., Any]:
+    """The CLI's --json output, or with `fail=True` its one-line error."""
+
+    def json_of(*args: str, fail: bool = False) -> Any:
+        rc, out, err = run("--json", *args)
         if fail:
             assert rc != 0
             assert err.count("\n") == 1 and err.startswith("outreach: "), err
@@ -36,7 +36,7 @@ def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
         assert rc == 0, err
         return json.loads(out) if out.strip() else None
 
-    return run
+    return json_of
 
 
 def _outbox(tmp_path: Path) -> int:
@@ -108,17 +108,7 @@ def test_cli_log_holds_no_personal_data(cli: Callable[..., Any], tmp_path: Path)
     assert canary not in log and canary.lower() not in log
 
 
-def _text(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
-    """The CLI's text output (the `cli` fixture asks for --json)."""
-    capsys.readouterr()
-    rc = main(["--data-dir", str(tmp_path / "dev"), *args])
-    out, err = capsys.readouterr()
-    assert rc == 0, err
-    return out
-
-
-def test_devices_show_each_fingerprint(cli: Callable[..., Any], tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_devices_show_each_fingerprint(cli: Callable[..., Any], tmp_path: Path, run: Run) -> None:
     from serverproc import ServerProcess, create_team
 
     (tmp_path / "server").mkdir()
@@ -130,18 +120,17 @@ def test_devices_show_each_fingerprint(cli: Callable[..., Any], tmp_path: Path,
         (me,) = listed["devices"]
         assert me["fingerprint"] == joined["fingerprint"]  # the figure the device's own screen shows
         assert listed["open_invites_here"] == 1
-        text = _text(tmp_path, capsys, "devices")
+        text = ok(run, "devices")
         assert f"fingerprint {joined['fingerprint']}" in text and "open invites here: 1" in text
 
 
-def test_notices_list_what_this_device_refused(cli: Callable[..., Any], tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_notices_list_what_this_device_refused(cli: Callable[..., Any], tmp_path: Path, run: Run) -> None:
     from models.workspace import Workspace
 
     cli("init")
     assert cli("notices") == []
-    assert _text(tmp_path, capsys, "notices").strip() == "No notices."
-    assert "security notices" not in _text(tmp_path, capsys, "status")
+    assert ok(run, "notices").strip() == "No notices."
+    assert "security notices" not in ok(run, "status")
     ws = Workspace(tmp_path / "dev")
     ws.unlock(PASS)
     record, device = "a" * 32, "b" * 32
@@ -153,17 +142,16 @@ def test_notices_list_what_this_device_refused(cli: Callable[..., Any], tmp_path
     assert [n["kind"] for n in listed] == ["purge_refused", "future_op"]
     assert (listed[0]["record_id"], listed[0]["device_id"]) == (record, device)
     assert listed[0]["at"] and "signature" in listed[0]["detail"]
-    text = _text(tmp_path, capsys, "notices")
+    text = ok(run, "notices")
     first = text.splitlines()[0]
     assert "purge_refused" in first and record in first and f"device {device[:8]} " in first
     assert "signature" in first and device not in first  # the device id short
     assert cli("status")["notices"] == 2
-    assert "security notices: 2 (see 'outreach notices')" in _text(tmp_path, capsys, "status")
-    assert "notices" in _text(tmp_path, capsys, "--help")
+    assert "security notices: 2 (see 'outreach notices')" in ok(run, "status")
+    assert "notices" in ok(run, "--help")
 
 
-def test_admit_after_comparing_the_fingerprint(cli: Callable[..., Any], tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_admit_after_comparing_the_fingerprint(cli: Callable[..., Any], tmp_path: Path, run: Run) -> None:
     from serverproc import ServerProcess, create_team
 
     from models.workspace import Workspace
@@ -185,7 +173,7 @@ def test_admit_after_comparing_the_fingerprint(cli: Callable[..., Any], tmp_path
         ali = next(d for d in listed["devices"] if d["name"] == "ali")
         assert ali["status"] == "pending" and ali["awaiting_confirmation"] is True
         assert [d["awaiting_confirmation"] for d in listed["devices"] if d is not ali] == [False]
-        text = _text(tmp_path, capsys, "devices")
+        text = ok(run, "devices")
         assert "compare fingerprints before a device is let in: on" in text
         (row,) = [line for line in text.splitlines() if line.startswith(ali["device_id"])]
         assert f"WAITING: compare the fingerprint on its screen, then 'outreach admit {ali['device_id']}" in row
@@ -197,7 +185,7 @@ def test_admit_after_comparing_the_fingerprint(cli: Callable[..., Any], tmp_path
         assert eng.sync().pending  # not let in
 
         # the groups as the phone shows them, each its own word on the command line; a prefix of the id
-        out = _text(tmp_path, capsys, "admit", ali["device_id"][:8], *ws.fingerprint().lower().split())
+        out = ok(run, "admit", ali["device_id"][:8], *ws.fingerprint().lower().split())
         assert out.startswith(f"Let in {ali['device_id']} (ali)")
         assert not eng.sync().pending
         listed = cli("devices")
@@ -214,5 +202,5 @@ def test_admit_after_comparing_the_fingerprint(cli: Callable[..., Any], tmp_path
         bo.close()
         assert cli("devices", "--confirm-devices", "off")["confirms_devices"] is False
         assert "comparing is off" in cli("admit", ali["device_id"], *ws.fingerprint().split(), fail=True)
-        assert "--confirm-devices" in _text(tmp_path, capsys, "devices", "--help")
+        assert "--confirm-devices" in ok(run, "devices", "--help")
         ws.close()

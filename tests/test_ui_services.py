@@ -239,3 +239,28 @@ def test_a_row_damaged_on_disk_is_taken_off_the_screens_after_unlock(tmp_path: P
         assert [d.record_id for d in s.ws.damaged] == [damaged]
     finally:
         run(s.close())
+
+
+def test_the_idle_watch_publishes_the_chip_only_when_its_words_change(tmp_path: Path) -> None:
+    """The health check every `watch` s redrew the chip each time though it said the same; it must
+    still move "synced N min ago" on with the clock."""
+    from app.state import chip_model
+
+    s = Services(AppConfig(data_dir=tmp_path / "device", fast_kdf=True, sync_interval=3600, sync_watch=0.05))
+    said: list[str] = []
+
+    async def scenario() -> None:
+        await s.create_workspace(PIN, "Kim")
+        s.engine.ping = lambda: None  # type: ignore[method-assign]  # the server answers
+        s.sync.view.joined, s.sync.view.last_success = True, datetime.now()
+        s.sync.listeners.append(lambda view: said.append(chip_model(view).key))
+        s.sync.start()
+        await asyncio.sleep(0.6)  # about a dozen health checks, all well, the chip unchanged
+        assert said == ["sync.synced_now"]  # the first check publishes what it had not yet shown
+        s.sync.view.last_success = datetime.now() - timedelta(minutes=2)  # time went by
+        await asyncio.sleep(0.3)
+        assert said == ["sync.synced_now", "sync.synced_ago"]
+        s.sync.stop()
+        await s.close()
+
+    run(scenario())
