@@ -51,13 +51,21 @@ class ServerSettings(BaseModel):
     # the reverse proxy's address, comma-separated addresses or networks, or "*" (docs/DEPLOY.md).
     forwarded_allow_ips: str = "127.0.0.1"
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = MAX_BODY_BYTES
-    # A long-poll wakes at once for pushes and purges through this process; it re-reads the
-    # database every this many seconds too, to see what other processes on the same PostgreSQL
-    # (or SQLite file) stored.
-    longpoll_recheck_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+    # A long-poll wakes at once for pushes and purges through this process, and on PostgreSQL
+    # through any process (LISTEN/NOTIFY, `listen`). It re-reads the database every this many
+    # seconds too; None: 2 s where nothing tells it of other processes (SQLite, or PostgreSQL while
+    # its listening connection is lost), else 20 s, as a mere safety net.
+    longpoll_recheck_seconds: Annotated[float, Field(gt=0, le=60)] | None = None
+    # PostgreSQL: one connection per process LISTENs for other processes' pushes (sync/server/wake.py).
+    listen: bool = True
+    # Server processes (uvicorn workers) sharing the port. More than one only on PostgreSQL: SQLite
+    # has one writer, and its long-polls would not hear each other.
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
     # Database connections kept open: at least the worker threads that may hold one at once
     # (AnyIO's default thread limiter is 40). No overflow: a connection is never reopened per request.
     pool_size: Annotated[int, Field(ge=1, le=500)] = 40
+    # Seconds a request waits for a free database connection before it is answered 503 unavailable.
+    pool_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     access_log: bool = False  # uvicorn's line per request (costs CPU; the server logs ids and counts anyway)
     # Seconds between two `last_seen` writes for one device: spares the database a write per request.
     last_seen_resolution_seconds: Annotated[float, Field(ge=0, le=3600)] = 60.0
@@ -122,6 +130,15 @@ class ServerSettings(BaseModel):
                 raise ValueError(f"no such file: {path}")
         if self.log_file is not None and not self.log_file.parent.is_dir():
             raise ValueError(f"the directory of the log file does not exist: {self.log_file.parent}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_workers(self) -> ServerSettings:
+        if self.workers > 1 and self.dialect == "sqlite":
+            raise ValueError(
+                f"--workers {self.workers} needs PostgreSQL: a SQLite database is served by one process "
+                "(run without --workers, or use --db postgresql+psycopg://...; docs/DEPLOY.md)"
+            )
         return self
 
     @model_validator(mode="after")

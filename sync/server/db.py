@@ -9,10 +9,17 @@ time, hold business rules, or build the schema from the current table classes (t
 migration never changes once released; `tables.py` is checked against the result by a test).
 
     MigrationError      the database has migrations this server does not know (it is newer)
+
+A database that cannot be reached (PostgreSQL stopped, restarting or out of connections; SQLite
+locked past its busy timeout) is told apart from a fault by `unreachable(error)`: the app answers it
+503 ``unavailable`` with ``Retry-After``. Connections come back by themselves: each is pinged
+when taken from the pool (a dead pool is dropped and reconnected once per request), and a
+connection attempt gives up after `CONNECT_TIMEOUT_SECONDS`.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, create_engine, event, inspect, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
@@ -35,11 +44,15 @@ __all__ = [
     "make_engine",
     "migrate",
     "applied_migrations",
+    "unreachable",
+    "has_teams",
+    "CONNECT_TIMEOUT_SECONDS",
 ]
 
 _WRITE = "outreach_write"  # execution option: this transaction will write (SQLite: BEGIN IMMEDIATE)
 _ADVISORY_KEY = 0x6F75747265616368  # "outreach": one lock id for schema changes in a PostgreSQL database
 _SQLITE_BUSY_MS = 30_000
+CONNECT_TIMEOUT_SECONDS = 5  # a PostgreSQL host that does not answer: give up, answer 503, try again later
 
 
 class MigrationError(RuntimeError):
@@ -60,7 +73,52 @@ def make_engine(settings: ServerSettings) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(settings.db_url, pool_pre_ping=True, hide_parameters=True, **_pool(settings))
+    return create_engine(
+        settings.db_url,
+        pool_pre_ping=True,  # a connection that died with a restarted PostgreSQL is replaced, not used
+        hide_parameters=True,
+        connect_args=_pg_connect_args(settings),
+        pool_timeout=settings.pool_timeout_seconds,
+        **_pool(settings),
+    )
+
+
+def _pg_connect_args(settings: ServerSettings) -> dict[str, Any]:
+    given = make_url(settings.db_url).query
+    args: dict[str, Any] = {}
+    if "connect_timeout" not in given:
+        args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    if "application_name" not in given:
+        args["application_name"] = "outreach-server"
+    return args
+
+
+def has_teams(session: Session) -> bool:
+    """Whether the database holds any team (no: a new, empty database)."""
+    return session.execute(text("SELECT 1 FROM team LIMIT 1")).first() is not None
+
+
+def unreachable(error: BaseException) -> bool:
+    """The database cannot be used for now (its connection failed or broke, it shuts down, every
+    pooled connection is busy, SQLite is locked), as opposed to a fault in a statement: the request
+    may be repeated later."""
+    if isinstance(error, PoolTimeout):
+        return True
+    if not isinstance(error, DBAPIError) or isinstance(error, IntegrityError):
+        return False
+    if error.connection_invalidated:
+        return True
+    orig = error.orig
+    if isinstance(orig, sqlite3.OperationalError):
+        words = str(orig).lower()
+        return any(word in words for word in ("locked", "busy", "disk i/o", "unable to open"))
+    try:
+        import psycopg
+    except ImportError:  # a SQLite-only installation
+        return False
+    # Connection failures, an administrator's shutdown, a server starting or stopping, too many
+    # connections, a serialization failure or deadlock: all OperationalError in psycopg 3.
+    return isinstance(orig, (psycopg.OperationalError, psycopg.InterfaceError))
 
 
 def _pool(settings: ServerSettings) -> dict[str, Any]:
@@ -144,6 +202,22 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    @property
+    def label(self) -> str:
+        """The database as an operator names it: the SQLite file, or the PostgreSQL URL without
+        its password."""
+        url = self.engine.url
+        if self.dialect == "sqlite":
+            return url.database or ":memory:"
+        return url.render_as_string(hide_password=True)
+
+    def census(self) -> tuple[int, int]:
+        """How many teams and devices the database holds ((0, 0): a new, empty database)."""
+        with self.transaction() as session:
+            teams = session.execute(text("SELECT COUNT(*) FROM team")).scalar_one()
+            devices = session.execute(text("SELECT COUNT(*) FROM device")).scalar_one()
+        return int(teams), int(devices)
 
 
 # ---------------------------------------------------------------------------------------------

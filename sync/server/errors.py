@@ -5,13 +5,14 @@ Data functions and route handlers raise it; `app.py` turns it into
 bodies, payloads or device names in its message or detail: ids, counts and field names only.
 
     ApiError            status + protocol.ErrorCode + message + detail (+ headers, e.g. Allow)
+    └── EmptyDatabase   a device calls a server whose database has no teams (started on the wrong one)
 """
 
 from __future__ import annotations
 
 from sync.protocol import ErrorBody, ErrorCode, ErrorResponse
 
-__all__ = ["ApiError", "STATUS"]
+__all__ = ["ApiError", "EmptyDatabase", "STATUS"]
 
 STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNSUPPORTED_PROTOCOL: 400,
@@ -56,3 +57,20 @@ class ApiError(Exception):
         return ErrorResponse(
             error=ErrorBody(code=self.code, message=self.message, detail=self.detail)
         ).model_dump(mode="json")
+
+
+class EmptyDatabase(ApiError):
+    """A device of a team calls, but the database has no teams at all: the server was started on a
+    new, empty database instead of its team's. 503 `unavailable`, so that the device keeps its data
+    and its token and tries again; the operator reads a warning in the log."""
+
+    RETRY_AFTER = 60
+
+    def __init__(self) -> None:
+        super().__init__(
+            ErrorCode.UNAVAILABLE,
+            "This server runs on a new, empty database, not your team's: tell its operator. "
+            "Your data is kept on your device.",
+            {"reason": "no_teams", "retry_after": self.RETRY_AFTER},
+            headers={"Retry-After": str(self.RETRY_AFTER)},
+        )
