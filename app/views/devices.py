@@ -10,7 +10,8 @@ Needs the server: offline, it says so and shows nothing stale.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import flet as ft
 
@@ -34,6 +35,7 @@ from .desk import DeskScreen, desk_tabs
 
 __all__ = ["DevicesScreen", "show_invite", "invite_now"]
 
+T = TypeVar("T")
 _STATUS_ICONS = {"pending": ft.Icons.HOURGLASS_TOP, "active": ft.Icons.CHECK_CIRCLE_OUTLINE,
                  "revoked": ft.Icons.BLOCK, "rejected": ft.Icons.GPP_BAD_OUTLINED}
 
@@ -238,45 +240,46 @@ class DevicesScreen(DeskScreen):
 
         return let_in
 
-    def _retire(self, d: DeskDevice) -> Any:
-        async def ask(e: Any = None) -> None:
-            t = self.t
+    def _ask_then(self, d: DeskDevice, action: str, *, icon: Any, text: Callable[[], str],
+                  work: Callable[[], Awaitable[T]], done: Callable[[T | None], str]) -> Any:
+        """The handler of a device action that cannot be undone: ask first (`devices.<action>_title`,
+        `text()`, the button `devices.<action>`), then do `work()`, say `done(its result)` or the
+        problem, and show the list again."""
+        t = self.t
 
-            async def confirmed(ev: Any = None) -> None:
-                self.ctx.page.pop_dialog()
-                _done, problem = await self.ctx.attempt(self.services.desk.retire(d.device_id))
-                if problem:
-                    self.ctx.toast(self.ctx.words(problem), error=True)
-                    return
-                self.ctx.toast(t("devices.retire_asked", name=d.name))
-                await self.load()
-                self.update()
+        async def confirmed(e: Any = None) -> None:
+            self.ctx.page.pop_dialog()
+            result, problem = await self.ctx.attempt(work())
+            if problem:
+                self.ctx.toast(self.ctx.words(problem), error=True)
+                return
+            self.ctx.toast(done(result))
+            await self.load()
+            self.update()
 
-            self.ctx.confirm(t("devices.retire_title", name=d.name), ft.Text(t("devices.retire_text"), size=15, width=420),
-                             confirm=t("devices.retire"), on_confirm=confirmed, identifier="retire", icon=ft.Icons.LOGOUT)
+        def ask(e: Any = None) -> None:
+            self.ctx.confirm(t(f"devices.{action}_title", name=d.name), ft.Text(text(), size=15, width=420),
+                             confirm=t(f"devices.{action}"), on_confirm=confirmed, identifier=action, icon=icon)
 
         return ask
+
+    def _retire(self, d: DeskDevice) -> Any:
+        t = self.t
+        return self._ask_then(d, "retire", icon=ft.Icons.LOGOUT, text=lambda: t("devices.retire_text"),
+                              work=lambda: self.services.desk.retire(d.device_id),
+                              done=lambda _none: t("devices.retire_asked", name=d.name))
 
     def _revoke(self, d: DeskDevice) -> Any:
-        async def ask(e: Any = None) -> None:
-            t = self.t
+        t = self.t
 
-            async def confirmed(ev: Any = None) -> None:
-                self.ctx.page.pop_dialog()
-                report, problem = await self.ctx.attempt(self.services.desk.revoke(d.device_id))
-                if problem:
-                    self.ctx.toast(self.ctx.words(problem), error=True)
-                    return
-                assert report is not None
-                names = {x.device_id: x.name for x in self.listed.devices} if self.listed else {}
-                keyed = ", ".join(names.get(k, k[:8]) for k in report.keyed)  # exactly who got the new key
-                self.ctx.toast(t("devices.revoked", name=d.name, epoch=report.epoch, devices=keyed))
-                await self.load()
-                self.update()
-
+        def text() -> str:  # how much the device may lose, as of the question
             loss = t("devices.revoke_loss", when=ago(t, d.last_seen)) if d.last_seen else t("devices.revoke_loss_never")
-            text = t("devices.revoke_text") + "\n\n" + loss
-            self.ctx.confirm(t("devices.revoke_title", name=d.name), ft.Text(text, size=15, width=420),
-                             confirm=t("devices.revoke"), on_confirm=confirmed, identifier="revoke", icon=ft.Icons.BLOCK)
+            return t("devices.revoke_text") + "\n\n" + loss
 
-        return ask
+        def done(report: Any) -> str:
+            names = {x.device_id: x.name for x in self.listed.devices} if self.listed else {}
+            keyed = ", ".join(names.get(k, k[:8]) for k in report.keyed)  # exactly who got the new key
+            return t("devices.revoked", name=d.name, epoch=report.epoch, devices=keyed)
+
+        return self._ask_then(d, "revoke", icon=ft.Icons.BLOCK, text=text,
+                              work=lambda: self.services.desk.revoke(d.device_id), done=done)
