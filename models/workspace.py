@@ -1248,16 +1248,27 @@ class Workspace:
         return [(r[0], r[1], r[6]) for r in self.store.set_aside_rows()]
 
     def ack(self, through_seq: int) -> None:
-        """Drop the ops the server has stored. Not worth an fsync: should a power cut undo it,
-        those ops are pushed again and acknowledged as duplicates."""
+        """Drop the ops the server has stored, and note how far: the next push accounts for this
+        device's sequence from there (`pushed_through`). Not worth an fsync: should a power cut
+        undo it, those ops are pushed again and acknowledged as duplicates."""
         with self.store.atomic(durable=False):
             self.store.ack_outbox(through_seq)
+            if through_seq > self.pushed_through():
+                self.store.set_sync_state("pushed_through", through_seq)
+
+    def pushed_through(self) -> int:
+        """The highest sequence of this device the server acknowledged (0: none yet)."""
+        return int(self.store.sync_state("pushed_through", "0") or 0)
+
+    def erased_ids(self) -> set[str]:
+        """Ids of the records erased here (their ids only are kept)."""
+        return self.store.erased_ids()
 
     FOLD_OPS = 1000  # pulled ops folded into the rows per transaction
 
     def receive(self, ops: Iterable[RemoteOp], *, purges: Iterable[str] = (), refused_purges: Iterable[str] = (),
                 refused_ops: Iterable[tuple[RemoteOp, str, str]] = (),
-                cursor: tuple[str, int] | None = None) -> int:
+                cursor: tuple[str, int] | None = None, values: dict[str, str | int] | None = None) -> int:
         """Store a pulled page in the inbox as it came (sealed), with the page's purges and its
         cursor, in one transaction. Nothing is opened here: the device is done with the network
         as soon as its pages are stored, and `fold` applies them. Returns the ops stored (our own
@@ -1300,6 +1311,8 @@ class Workspace:
                     store.set_sync_state(f"seen:{dev}", seq)
             if cursor is not None:
                 store.set_sync_state(cursor[0], cursor[1])
+            for key, value in (values or {}).items():  # the cursor, and what goes with it
+                store.set_sync_state(key, value)
         self._unindex([*purge_ids, *late])
         return len(rows)
 

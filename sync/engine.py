@@ -55,6 +55,7 @@ from .errors import (
     SyncError,
     WouldStrand,
 )
+from .gaps import Gaps, Statement
 
 __all__ = ["SyncEngine", "SyncStatus", "SyncReport", "JoinResult", "Progress", "RevokeReport", "WouldStrand"]
 
@@ -105,6 +106,9 @@ class RosterEntry:
     # its X25519 key (b64) as the admitting coordinator verified it: every coordinator, a second or
     # a recovered one too, wraps new key epochs for the devices the roster vouches for
     pub: str | None = None
+    # once revoked: (statements, SHA-256 chain) of its history as the revoking coordinator saw the
+    # whole log (`gaps.Gaps.history`): a device that saw the whole log too can tell a rewritten one
+    history: tuple[int, str] | None = None
 
     def to_json(self) -> dict[str, object]:
         out: dict[str, object] = {"sign_vk": p.b64e(self.sign_vk) if self.sign_vk else None, "role": self.role,
@@ -113,6 +117,8 @@ class RosterEntry:
             out["retire"] = True
         if self.pub:
             out["pub"] = self.pub
+        if self.history is not None:
+            out["history"] = [self.history[0], self.history[1]]
         return out
 
     @classmethod
@@ -121,7 +127,14 @@ class RosterEntry:
         return cls(device_id, p.b64d(vk) if isinstance(vk, str) else None, str(d.get("role") or "worker"),
                    int(d.get("unsigned_through") or 0),  # type: ignore[call-overload]
                    cutoff if isinstance(cutoff, int) else None, int(d.get("n") or 0),  # type: ignore[call-overload]
-                   d.get("retire") is True, _key32(d.get("pub")))
+                   d.get("retire") is True, _key32(d.get("pub")), _history(d.get("history")))
+
+
+def _history(value: object) -> tuple[int, str] | None:
+    if (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int) and not isinstance(value[0], bool)
+            and value[0] >= 0 and isinstance(value[1], str) and len(value[1]) in (0, 64)):
+        return value[0], value[1]
+    return None
 
 
 def _key32(value: object) -> str | None:
@@ -383,9 +396,10 @@ class SyncEngine:
         self._keep_roster(kept)
 
     def _entry(self, device_id: str, sign_vk: bytes | None, role: str, unsigned_through: int = 0,
-               cutoff: int | None = None, *, retire: bool = False) -> RosterEntry:
+               cutoff: int | None = None, *, retire: bool = False,
+               history: tuple[int, str] | None = None) -> RosterEntry:
         return RosterEntry(device_id, sign_vk, role, unsigned_through, cutoff, int(self.ws.now() * 1000), retire,
-                           self._verified_pub(device_id))
+                           self._verified_pub(device_id), history)
 
     def _verified_pub(self, device_id: str) -> str | None:
         """A device's X25519 key as a coordinator verified it: its own, one this coordinator
@@ -768,13 +782,15 @@ class SyncEngine:
         # that, or relayed later under an old key, count nowhere (and the new epoch's grants say so)
         self.pull(fold=False)
         cutoff = self._seen(device_id)
+        kept = self.ws.sync_value("gaps")  # and its history as this device saw it, when it saw the whole log
+        history = Gaps.from_json(kept).history(device_id) if kept else None
         cutoffs = self.cutoffs()
         cutoffs[device_id] = cutoff
         self._set_json_secret("cutoffs", cutoffs)
         old = self.roster().get(device_id)
         self._publish_roster([self._entry(device_id, old.sign_vk if old else None,
                                           old.role if old else p.Role.WORKER.value,
-                                          old.unsigned_through if old else 0, cutoff)])
+                                          old.unsigned_through if old else 0, cutoff, history=history)])
         vault = self.ws.vault
         assert vault is not None
         team = self._team_id()
@@ -1088,18 +1104,20 @@ class SyncEngine:
         vault = self.ws.vault
         signer = vault.sign_as_device if vault is not None and vault.has_signing_key else None
         team, me = self._team_id(), self.ws.device_id
+        acked = self.ws.pushed_through()  # what this push accounts for starts after it
 
-        def encode(ops: list[tuple[int, str, str, int, bytes]]) -> Future[EncodedBody | p.PushRequest] | None:
-            return encoder.submit(_push_body, client, ops, team, me, signer) if ops else None
+        def encode(ops: list[tuple[int, str, str, int, bytes]],
+                   first: int) -> Future[EncodedBody | p.PushRequest] | None:
+            return encoder.submit(_push_body, client, ops, team, me, signer, first) if ops else None
 
         try:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outreach-push") as sender, \
                     ThreadPoolExecutor(max_workers=1, thread_name_prefix="outreach-push-encode") as encoder:
                 batch = self.ws.outbox_batch(self.push_ops, self.push_bytes)
-                sending = start(encode(batch))
+                sending = start(encode(batch, acked + 1))
                 while sending is not None:
                     following = self.ws.outbox_batch(self.push_ops, self.push_bytes, batch[-1][0])
-                    body = encode(following)  # while the server stores this batch
+                    body = encode(following, batch[-1][0] + 1)  # while the server stores this batch
                     try:
                         resp = sending.result()
                     except StaleEpoch:
@@ -1109,7 +1127,7 @@ class SyncEngine:
                         flush()
                         self.refresh_keys()  # moves the queued ops to the new epoch
                         batch = self.ws.outbox_batch(self.push_ops, self.push_bytes)
-                        sending = start(encode(batch))
+                        sending = start(encode(batch, acked + 1))
                         continue
                     except Rejected as exc:
                         bad = _bad_op_index(exc, len(batch))
@@ -1119,7 +1137,7 @@ class SyncEngine:
                         flush()
                         self.ws.set_aside_outgoing(batch[bad][0], f"refused by the server: {exc}")
                         batch = self.ws.outbox_batch(self.push_ops, self.push_bytes)
-                        sending = start(encode(batch))
+                        sending = start(encode(batch, acked + 1))
                         continue
                     if resp.acked_through < batch[-1][0]:
                         raise Offline("The server acknowledged less than was sent; will retry.")
@@ -1154,6 +1172,7 @@ class SyncEngine:
         limit = self.pull_limit
         self._roster_tried = set()
         checked: dict[int, frozenset[tuple[str, bytes]]] = {}  # batches of this pull: id -> digests its device signed
+        gaps = Gaps.from_json(self.ws.sync_value("gaps"), since=cursor) if self.authority_vk() is not None else None
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="outreach-pull") as pool:
             # (since, page) requests in flight, oldest first. A page's `since` is the last one's
             # `next`, known only once it is read; while a full page of `limit` entries is being
@@ -1180,10 +1199,14 @@ class SyncEngine:
                 ops = [RemoteOp(o.op_id, o.device_id, o.device_seq, o.record_id, o.key_epoch, p.b64d(o.payload))
                        for o in page.ops]
                 accepted, refused = self._check_purges(page.purges, since, page.next)
-                ops, refused_ops = self._check_ops(page, ops, checked, since)
+                ops, refused_ops = self._check_ops(page, ops, checked, since, gaps)
+                values: dict[str, str | int] = {"cursor": page.next}
+                if gaps is not None:
+                    gaps.purged(accepted)
+                    values["gaps"] = gaps.to_json()
                 # other devices' ops (this device's own come back too, and are dropped)
                 pulled += self.ws.receive(ops, purges=accepted, refused_purges=refused, refused_ops=refused_ops,
-                                          cursor=("cursor", page.next))
+                                          values=values)
                 cursor = page.next
                 purged += len(page.purges)
                 if progress:
@@ -1192,19 +1215,46 @@ class SyncEngine:
                     for _, extra in ahead:
                         extra.cancel()
                     break
+        if gaps is not None:
+            self._report_missing(gaps)
         applied, set_aside = self.fold(progress) if fold else (0, 0)
         return pulled, applied, set_aside, purged
 
+    def _report_missing(self, gaps: Gaps) -> None:
+        """Caught up with the log: every other device's sequence that its statements cover is in,
+        or erased by a signed purge, or the server withheld it. Each device's withheld changes
+        become a notice (ids and sequences only), as does a revoked device's history that is not
+        the one its coordinator signed."""
+        erased = self.ws.erased_ids()
+        for missing in gaps.missing(erased.__contains__):
+            log.warning("device %s: %d changes did not arrive (%s)", missing.device_id, missing.count,
+                        missing.describe())
+            self.ws.add_notice("missing_ops", None, missing.device_id,
+                               f"{missing.count} changes of this device did not arrive: {missing.describe()}")
+        for device_id, entry in self.roster().items():
+            seen = gaps.history(device_id)
+            if entry.history is None or seen is None or device_id == self.ws.device_id:
+                continue
+            if seen != entry.history:
+                self.ws.add_notice("history_differs", None, device_id,
+                                   f"the server showed {seen[0]} pushes of this device, not the {entry.history[0]} "
+                                   "its coordinator signed at its revocation, or other ones")
+
     def _check_ops(self, page: p.PullResponse, ops: list[RemoteOp], checked: dict[int, frozenset[tuple[str, bytes]]],
-                   since: int = 0) -> tuple[list[RemoteOp], list[tuple[RemoteOp, str, str]]]:
+                   since: int = 0, gaps: Gaps | None = None) -> tuple[list[RemoteOp], list[tuple[RemoteOp, str, str]]]:
         """The ops of a page that their device wrote, as far as this device can tell, and the
         others with (notice kind, reason). An op counts when its device's signed push holds its
         digest, or when its device does not sign yet (the previous version) or its sequence is
         from before it signed; never after the device's revocation cut-off, and never from a
         device the coordinator did not admit. A team without signed authority takes every op."""
-        if self.authority_vk() is None or not ops:
+        if self.authority_vk() is None or not (ops or page.batches):
             return ops, []
         team, me = self._team_id(), self.ws.device_id
+        digest_of = [p.op_digest(op.payload) for op in ops]
+        by_batch: dict[int, list[p.Entry]] = {}
+        for op, out, digest in zip(ops, page.ops, digest_of, strict=True):
+            if out.batch is not None and out.seq > since:
+                by_batch.setdefault(out.batch, []).append((op.device_seq, op.record_id, digest))
         roster, cutoffs = self.roster(), self.cutoffs()
         # a device not heard of, or one that signs now: its entry is new or changed (once per
         # device and pull, so that a device admitted during a long pull is known all the same)
@@ -1213,8 +1263,19 @@ class SyncEngine:
         if wanted - self._roster_tried:
             roster = self.refresh_roster()
             self._roster_tried |= wanted
-        for batch in page.batches:
+        beyond: set[int] = set()  # batches of a revoked device after the history its coordinator signed
+        for batch in sorted(page.batches, key=lambda b: (b.pos is None, b.pos or 0)):
             entry = roster.get(batch.device_id)
+            if entry is not None and entry.sign_vk is not None and batch.sig2 is not None:
+                statement = self._statement(team, entry.sign_vk, batch, by_batch.get(batch.id, []))
+                if statement is not None:
+                    checked[batch.id] = checked.get(batch.id, frozenset()) | frozenset(
+                        (batch.device_id, d) for _seq, _rid, d in statement[1])
+                    if gaps is not None and batch.device_id != me:
+                        limit = entry.history[0] if entry.history is not None and gaps.since == 0 else None
+                        if gaps.statement(statement[0], seen=self._seen, limit=limit) < 0:
+                            beyond.add(batch.id)
+                    continue
             try:
                 digests, sig = p.b64d(batch.digests), p.b64d(batch.sig)
             except ValueError:
@@ -1229,7 +1290,7 @@ class SyncEngine:
         accepted: list[RemoteOp] = []
         refused: list[tuple[RemoteOp, str, str]] = []
         seen: dict[str, int] = {}
-        for op, out in zip(ops, page.ops, strict=True):
+        for op, out, digest in zip(ops, page.ops, digest_of, strict=True):
             if out.seq <= since:
                 continue  # not after the cursor asked for: a replay of what this device has stored
             if op.device_id == me:
@@ -1241,19 +1302,48 @@ class SyncEngine:
                 seen[op.device_id] = self._seen(op.device_id)
             if entry is None:
                 refused.append((op, "unknown_device", "an op from a device the coordinator did not admit"))
+            elif out.batch is not None and out.batch in beyond:
+                refused.append((op, "revoked_write", "an op of a revoked device, outside the history its "
+                                "coordinator signed"))
             elif cutoff is not None and op.device_seq > cutoff:
                 refused.append((op, "revoked_write", "an op of a revoked device, after its cut-off"))
             elif cutoff is not None and op.device_seq <= seen[op.device_id]:
                 # a revoked device's sequence this device already had: written again after the fact
                 refused.append((op, "revoked_write", "an op of a revoked device, under a sequence it used before"))
             elif entry.sign_vk is None or op.device_seq <= entry.unsigned_through or (
-                    op.device_id, p.op_digest(op.payload)) in checked.get(out.batch if out.batch is not None else -1, ()):
+                    op.device_id, digest) in checked.get(out.batch if out.batch is not None else -1, ()):
                 accepted.append(op)
                 if cutoff is not None:
                     seen[op.device_id] = max(seen[op.device_id], op.device_seq)
             else:
                 refused.append((op, "unsigned_op", "an op its device did not sign"))
+        if gaps is not None:
+            received: dict[str, list[int]] = {}
+            for op in accepted:
+                if op.device_id != me:
+                    received.setdefault(op.device_id, []).append(op.device_seq)
+            for device_id, seqs in received.items():
+                gaps.received(device_id, seqs, self._seen)
         return accepted, refused
+
+    @staticmethod
+    def _statement(team: str, sign_vk: bytes, batch: p.BatchOut,
+                   on_page: list[p.Entry]) -> tuple[Statement, list[p.Entry]] | None:
+        """A batch's statement as its device signed it, from the page's ops of the batch and the
+        entries the server says are not on the page; None when it does not verify (the server
+        left out or changed something, or the device did not sign it)."""
+        if batch.pos is None or batch.first is None or batch.last is None or batch.sig2 is None:
+            return None
+        try:
+            sig = p.b64d(batch.sig2)
+            entries = p.unpack_entries(p.b64d(batch.absent or "")) + on_page
+            message = p.statement_message(team, batch.device_id, batch.first, batch.last, p.pack_entries(entries))
+        except ValueError:
+            return None
+        if not verify_signature(sign_vk, message, sig):
+            return None
+        return Statement(batch.pos, batch.device_id, batch.first, batch.last,
+                         tuple((seq, rid) for seq, rid, _d in entries), sig), entries
 
     def _check_purges(self, purges: list[p.PurgeOut], since: int, upto: int) -> tuple[list[str], list[str]]:
         """The record ids of a page's purges that the team's authority signed, and the others.
@@ -1299,21 +1389,30 @@ class SyncEngine:
 
 
 def _push_body(client: SyncClient, ops: list[tuple[int, str, str, int, bytes]], team: str, device_id: str,
-               signer: Callable[[bytes], bytes] | None) -> EncodedBody | p.PushRequest:
+               signer: Callable[[bytes], bytes] | None, first: int = 1) -> EncodedBody | p.PushRequest:
     """The wire body of a push of our own outbox rows (no model per op: they are not re-validated
     on the way out), signed by this device: its signature covers every op's digest, so that no
-    one else can write in its name. Should an id not be one of ours, the ops go as models and the
-    server names the bad op, which is then set aside."""
-    sig = None
+    one else can write in its name, and its statement (`protocol.statement_message`) accounts for
+    its sequence from `first` to the push's last op, so that a puller can tell a withheld op. (The
+    first signature is for pullers of protocol 1.1.) Should an id not be one of ours, the ops go
+    as models and the server names the bad op, which is then set aside."""
+    sig = sig2 = None
+    first = min(first, ops[0][0])
     if signer is not None:
-        digests = b"".join(p.op_digest(payload) for _seq, _op_id, _rid, _epoch, payload in ops)
-        sig = signer(p.batch_message(team, device_id, digests))
+        digests = [p.op_digest(payload) for _seq, _op_id, _rid, _epoch, payload in ops]
+        sig = signer(p.batch_message(team, device_id, b"".join(digests)))
+        try:
+            entries = p.pack_entries((op[0], op[2], d) for op, d in zip(ops, digests, strict=True))
+            sig2 = signer(p.statement_message(team, device_id, first, max(op[0] for op in ops), entries))
+        except ValueError:  # an id not of ours: the server names it
+            sig2 = None
     try:
-        return client.encode(p.encode_push(ops, sig))
+        return client.encode(p.encode_push(ops, sig, first, sig2))
     except ValueError:
         return p.PushRequest.model_construct(ops=[
             p.OpIn.model_construct(op_id=op_id, device_seq=seq, record_id=rid, key_epoch=epoch, payload=p.b64e(payload))
-            for seq, op_id, rid, epoch, payload in ops], sig=p.b64e(sig) if sig is not None else None)
+            for seq, op_id, rid, epoch, payload in ops], sig=p.b64e(sig) if sig is not None else None,
+            first=first if sig2 is not None else None, sig2=p.b64e(sig2) if sig2 is not None else None)
 
 
 def _bad_op_index(exc: Rejected, size: int) -> int | None:

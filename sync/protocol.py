@@ -80,11 +80,16 @@ __all__ = [
     "SigningKeyAnnounce",
     "op_digest",
     "batch_message",
+    "statement_message",
+    "pack_entries",
+    "unpack_entries",
+    "Entry",
+    "ENTRY_BYTES",
     "DIGEST_BYTES",
 ]
 
 PROTOCOL_HEADER = "Outreach-Protocol"
-PROTOCOL_VERSION = "1.1"
+PROTOCOL_VERSION = "1.2"
 SUPPORTED_MAJORS = (1,)
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # a push of 256 KB sealed payloads, base64 and JSON, fits well
@@ -411,6 +416,10 @@ class PushRequest(_Msg):
     ops: Annotated[list[OpIn], Field(min_length=1, max_length=MAX_PUSH_OPS)]
     # 1.1: the pushing device's Ed25519 signature of `batch_message` over the ops' `op_digest`s
     sig: _Sig64 | None = None
+    # 1.2: the first of the device's sequence this push accounts for (`statement_message`), and
+    # the device's signature of that statement
+    first: _Positive | None = None
+    sig2: _Sig64 | None = None
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -428,6 +437,8 @@ class OpInDict(TypedDict):
 class PushRequestDict(TypedDict):
     ops: Annotated[list[OpInDict], Field(min_length=1, max_length=MAX_PUSH_OPS)]
     sig: NotRequired[_Sig64 | None]
+    first: NotRequired[_Positive | None]
+    sig2: NotRequired[_Sig64 | None]
 
 
 # The server checks a push with this: `PushRequest`'s schema, validated into dicts (a model per op
@@ -451,7 +462,34 @@ def batch_message(team_id: str, device_id: str, digests: bytes) -> bytes:
     return f"outreach/v2/batch\n{team_id}|{device_id}|".encode("ascii") + digests
 
 
-def encode_push(ops: Sequence[tuple[int, str, str, int, bytes]], sig: bytes | None = None) -> bytes:
+ENTRY_BYTES = 8 + 16 + DIGEST_BYTES  # sequence (big-endian), record id (16 bytes of its hex), digest
+Entry = tuple[int, str, bytes]  # (device sequence, record id, op digest)
+
+
+def pack_entries(entries: Iterable[Entry]) -> bytes:
+    """Ops as a statement names them, in order of sequence."""
+    return b"".join(seq.to_bytes(8, "big") + bytes.fromhex(rid) + digest
+                    for seq, rid, digest in sorted(entries, key=lambda e: e[0]))
+
+
+def unpack_entries(blob: bytes) -> list[Entry]:
+    """`pack_entries` undone; ValueError when `blob` is not whole entries."""
+    if len(blob) % ENTRY_BYTES:
+        raise ValueError("statement entries: not whole entries")
+    return [(int.from_bytes(blob[i:i + 8], "big"), blob[i + 8:i + 24].hex(), blob[i + 24:i + ENTRY_BYTES])
+            for i in range(0, len(blob), ENTRY_BYTES)]
+
+
+def statement_message(team_id: str, device_id: str, first: int, last: int, entries: bytes) -> bytes:
+    """The message a device signs for a push from protocol 1.2 on: the range of its own sequence
+    the push accounts for, `first..last`, and each op it holds as (sequence, record id, digest)
+    (`pack_entries`, in order of sequence). A sequence in the range that no entry names is one the
+    device says it never sent; a puller can thus tell a withheld op from an erased one."""
+    return f"outreach/v3/statement\n{team_id}|{device_id}|{first:d}|{last:d}|".encode("ascii") + entries
+
+
+def encode_push(ops: Sequence[tuple[int, str, str, int, bytes]], sig: bytes | None = None,
+                first: int | None = None, sig2: bytes | None = None) -> bytes:
     """The JSON of `PushRequest` for ops given as (device_seq, op_id, record_id, key_epoch, sealed
     payload), byte for byte what `PushRequest(...).model_dump_json()` gives, without building a
     model per op (a push is up to 500 ops; the models cost more than the rest of the encoding).
@@ -466,7 +504,9 @@ def encode_push(ops: Sequence[tuple[int, str, str, int, bytes]], sig: bytes | No
         for seq, op_id, rid, epoch, payload in ops
     ]
     signed = f'"{b64e(sig)}"' if sig is not None else "null"
-    return ('{"ops":[' + ",".join(parts) + '],"sig":' + signed + "}").encode("ascii")
+    stated = (f',"first":{first:d},"sig2":"{b64e(sig2)}"' if first is not None and sig2 is not None
+              else ',"first":null,"sig2":null')
+    return ('{"ops":[' + ",".join(parts) + '],"sig":' + signed + stated + "}").encode("ascii")
 
 
 class PushResponse(_Msg):
@@ -492,12 +532,20 @@ class OpOut(_Msg):
 
 class BatchOut(_Msg):
     """A signed push, as far as a puller needs it to check its ops: the pushing device, its
-    signature and the digests of every op it held, in order (`DIGEST_BYTES` each)."""
+    signature and the digests of every op it held, in order (`DIGEST_BYTES` each). From 1.2 also
+    its statement (`statement_message`): its place in the log, the range, the signature, and the
+    entries of its ops that are not on this page (`pack_entries`: held earlier, erased, or on
+    another page); the puller has the others from the page's ops."""
 
     id: _Count
     device_id: _Id
     sig: str
     digests: str
+    pos: _Count | None = None
+    first: _Positive | None = None
+    last: _Positive | None = None
+    sig2: str | None = None
+    absent: str | None = None
 
 
 class PurgeOut(_Msg):
@@ -519,7 +567,9 @@ def encode_pull(ops: Iterable[tuple[int, str, str, int, str, int, bytes] | tuple
                                                                                      int | None]],
                 purges: Iterable[tuple[int, str] | tuple[int, str, bytes | None]],
                 next_: int, more: bool, current_epoch: int,
-                batches: Iterable[tuple[int, str, bytes, bytes]] = ()) -> bytes:
+                batches: Iterable[tuple[int, str, bytes, bytes]
+                                  | tuple[int, str, bytes, bytes, int | None, int | None, int | None, bytes | None,
+                                          bytes | None]] = ()) -> bytes:
     """The JSON of `PullResponse` for ops given as (seq, op id, device id, device seq, record id,
     key epoch, sealed payload) and purges as (seq, record id[, signature]): byte for byte what
     `PullResponse(...).model_dump_json()` gives, without a model per op. The server's own log
@@ -530,8 +580,10 @@ def encode_pull(ops: Iterable[tuple[int, str, str, int, str, int, bytes] | tuple
         + (f"{op[7]:d}" if len(op) > 7 and op[7] is not None else "null") + "}"  # type: ignore[misc]
         for op in ops
     ]
-    batch_parts = [f'{{"id":{bid:d},"device_id":"{dev}","sig":"{b64e(sig)}","digests":"{b64e(digests)}"}}'
-                   for bid, dev, sig, digests in batches]
+    batch_parts = [f'{{"id":{b[0]:d},"device_id":"{b[1]}","sig":"{b64e(b[2])}","digests":"{b64e(b[3])}",'
+                   + ",".join(f'"{name}":' + _json_opt(b[i] if len(b) > i else None)  # type: ignore[misc,arg-type]
+                              for i, name in enumerate(("pos", "first", "last", "sig2", "absent"), 4)) + "}"
+                   for b in batches]
     purge_parts = [
         f'{{"seq":{purge[0]:d},"record_id":"{purge[1]}","sig":'
         + (f'"{b64e(purge[2])}"' if len(purge) > 2 and purge[2] is not None else "null") + "}"  # type: ignore[misc]
@@ -540,6 +592,12 @@ def encode_pull(ops: Iterable[tuple[int, str, str, int, str, int, bytes] | tuple
     return (f'{{"ops":[{",".join(op_parts)}],"purges":[{",".join(purge_parts)}],"next":{next_:d},'
             f'"more":{"true" if more else "false"},"current_epoch":{current_epoch:d},'
             f'"batches":[{",".join(batch_parts)}]}}').encode("ascii")
+
+
+def _json_opt(value: int | bytes | None) -> str:
+    if value is None:
+        return "null"
+    return f'"{b64e(value)}"' if isinstance(value, bytes) else f"{value:d}"
 
 
 class PurgeRequest(_Msg):

@@ -21,6 +21,10 @@ was lost. After every attack no canary string is in any server file.
                                     test_the_coordinator_sees_the_fingerprint_the_device_shows
                                     test_a_coordinator_can_compare_fingerprints_before_admitting
                                     test_invite_secrets_expire
+    7 omission                      test_a_withheld_op_is_named_by_its_devices_statement
+                                    test_a_withheld_push_leaves_a_hole_that_is_named
+                                    test_an_erased_change_is_not_taken_for_a_withheld_one
+      a revoked device's history    test_a_revoked_devices_history_is_the_one_its_coordinator_signed
     migration from 1f0389c          test_a_team_of_the_previous_version_moves_to_signed_authority
 """
 
@@ -124,6 +128,45 @@ class Attacker:
                        "size, received_at, batch_id) VALUES (?,?,?,?,?,?,?,?,?,0,?)",
                        (team_id, next_seq, op_id, device_id, seq, record_id, epoch, payload, len(payload), batch_id))
             db.execute("UPDATE team SET next_seq=?", (next_seq + 1,))
+
+    def withhold(self, device_id: str, seqs: list[int]) -> None:
+        """Drop ops of `device_id` from the log, as a server that keeps them from the others would."""
+        with self.db() as db:
+            db.executemany("DELETE FROM op WHERE device_id=? AND device_seq=?", [(device_id, s) for s in seqs])
+
+    def batches(self, device_id: str) -> list[tuple[int, int, int]]:
+        """(batch id, first, last) of the device's signed statements, in log order."""
+        with self.db() as db:
+            return db.execute("SELECT id, first_seq, last_seq FROM batch WHERE device_id=? AND sig2 IS NOT NULL "
+                              "ORDER BY pos", (device_id,)).fetchall()
+
+    def withhold_push(self, batch_id: int) -> None:
+        """Drop a whole push: its statement and its ops."""
+        with self.db() as db:
+            db.execute("DELETE FROM op WHERE batch_id=?", (batch_id,))
+            db.execute("DELETE FROM batch WHERE id=?", (batch_id,))
+
+    def relay_statement(self, signer: Vault, device_id: str, first: int,
+                        ops: list[tuple[int, str, str, int, bytes]]) -> None:
+        """Put a push into the log as if `device_id` had made it, signed with `signer`'s device key
+        (a revoked device's own, colluding): ops as (seq, op id, record id, epoch, payload)."""
+        team_id, _, next_seq = self.team()
+        digests = [p.op_digest(op[4]) for op in ops]
+        entries = p.pack_entries((op[0], op[2], d) for op, d in zip(ops, digests, strict=True))
+        last = max(op[0] for op in ops)
+        sig = signer.sign_as_device(p.batch_message(team_id, device_id, b"".join(digests)))
+        sig2 = signer.sign_as_device(p.statement_message(team_id, device_id, first, last, entries))
+        with self.db() as db:
+            batch_id = db.execute(
+                "INSERT INTO batch (team_id, device_id, sig, digests, at, pos, first_seq, last_seq, entries, sig2) "
+                "VALUES (?,?,?,?,0,?,?,?,?,?)",
+                (team_id, device_id, sig, b"".join(digests), next_seq, first, last, entries, sig2)).lastrowid
+            for n, (seq, op_id, rid, epoch, payload) in enumerate(ops):
+                db.execute("DELETE FROM op WHERE device_id=? AND device_seq=?", (device_id, seq))
+                db.execute("INSERT INTO op (team_id, seq, op_id, device_id, device_seq, record_id, key_epoch, "
+                           "payload, size, received_at, batch_id) VALUES (?,?,?,?,?,?,?,?,?,0,?)",
+                           (team_id, next_seq + n, op_id, device_id, seq, rid, epoch, payload, len(payload), batch_id))
+            db.execute("UPDATE team SET next_seq=?", (next_seq + len(ops),))
 
     def forge_purge(self, record_ids: list[str]) -> None:
         _, _, next_seq = self.team()
@@ -339,6 +382,110 @@ def test_a_revoked_devices_writes_after_its_cutoff_count_nowhere(team: Team) -> 
         assert sum(n.kind == "revoked_write" for n in ws.notices()) == 3
     geng.close()
     gone.close()
+
+
+# ------------------------------------------------------------------------------ 7: omission
+def _missing(ws: Workspace, device_id: str) -> list[str]:
+    return [n.detail for n in ws.notices() if n.kind == "missing_ops" and n.device_id == device_id]
+
+
+def test_a_withheld_op_is_named_by_its_devices_statement(team: Team) -> None:
+    for n in range(3):
+        team.worker.add_person({"alias": f"Person {n}"})
+    team.weng.sync()
+    with team.attacker.db() as db:
+        seqs = sorted(s for s, in db.execute("SELECT device_seq FROM op WHERE device_id=?", (team.worker.device_id,)))
+    team.attacker.withhold(team.worker.device_id, [seqs[-2]])
+    team.ceng.sync()
+    assert _missing(team.coord, team.worker.device_id) == [f"1 changes of this device did not arrive: {seqs[-2]}"]
+    assert team.coord.notices()[-1].record_id is None  # ids and numbers only: the notice is not sealed
+    # the worker lost nothing, and a device that joins later is told the same
+    assert _aliases(team.worker) == ["Person 0", "Person 1", "Person 2"]
+    late, leng = team.device("late")
+    leng.join(team.server.url, team.ceng.invite())
+    team.ceng.sync()
+    leng.sync()
+    assert len(_missing(late, team.worker.device_id)) == 1
+    assert _missing(late, team.coord.device_id) == []
+    leng.close()
+    late.close()
+
+
+def test_a_withheld_push_leaves_a_hole_that_is_named(team: Team) -> None:
+    before = len(team.attacker.batches(team.worker.device_id))
+    for n in range(3):  # three pushes
+        team.worker.add_person({"alias": f"Push {n}"})
+        team.weng.sync()
+    pushes = team.attacker.batches(team.worker.device_id)[before:]
+    assert len(pushes) == 3 and pushes[2][1] == pushes[1][2] + 1  # each accounts from where the last ended
+    team.attacker.withhold_push(pushes[1][0])  # statement and ops: nothing of it left to show
+    team.ceng.sync()
+    first, last = pushes[1][1], pushes[1][2]
+    span = str(first) if first == last else f"{first}-{last}"
+    assert _missing(team.coord, team.worker.device_id) == [
+        f"{last - first + 1} changes of this device did not arrive: {span}"]
+    assert "Push 1" not in _aliases(team.coord) and "Push 2" in _aliases(team.coord)
+
+
+def test_an_erased_change_is_not_taken_for_a_withheld_one(team: Team) -> None:
+    person = team.coord.add_person({"alias": "Erased soon"})
+    team.ceng.sync()
+    team.weng.sync()
+    team.worker.edit_person(person.id, {"description": "offline edit"})  # reaches the server after the erasure
+    team.worker.add_person({"alias": "Kept"})
+    assert team.ceng.erase_person(person.id) == 1
+    team.weng.push()  # the server drops the edit of an erased record: the statement still names it
+    team.weng.sync()
+    team.worker.edit_person(team.worker.persons()[0].id, {"description": "later"})
+    team.weng.sync()
+    team.ceng.sync()
+    late, leng = team.device("late")
+    leng.join(team.server.url, team.ceng.invite())
+    team.ceng.sync()
+    leng.sync()
+    for ws in (team.coord, late):
+        assert "Kept" in _aliases(ws) and "Erased soon" not in _aliases(ws)
+        assert [n for n in ws.notices() if n.kind == "missing_ops"] == []
+    leng.close()
+    late.close()
+
+
+def test_a_revoked_devices_history_is_the_one_its_coordinator_signed(team: Team) -> None:
+    gone, geng = team.device("gone")
+    geng.join(team.server.url, team.ceng.invite())
+    team.ceng.sync()
+    geng.sync()
+    for n in range(2):
+        gone.add_person({"alias": f"Before revocation {n}"})
+        geng.sync()
+    team.ceng.revoke(gone.device_id)
+    assert gone.vault is not None
+    seen = int(gone.store.meta("device_seq", "0") or 0)
+    # the server, with the revoked device, puts another op in place of its last one:
+    op_id, rid, epoch, payload = _op_as(gone, gone.device_id, seen, "Rewritten history")
+    team.attacker.relay_statement(gone.vault, gone.device_id, seen, [(seen, op_id, rid, epoch, payload)])
+    late, leng = team.device("late")
+    leng.join(team.server.url, team.ceng.invite())
+    team.ceng.sync()
+    leng.sync()
+    # a push after the history its coordinator signed counts nowhere, and the op it replaced is named
+    assert "Rewritten history" not in _aliases(late) and "Before revocation 0" in _aliases(late)
+    assert any(n.kind == "revoked_write" and n.device_id == gone.device_id for n in late.notices())
+    assert _missing(late, gone.device_id) == [f"1 changes of this device did not arrive: {seen}"]
+    assert [n for n in late.notices() if n.kind == "history_differs"] == []
+    # or the server withholds a whole push the coordinator saw, and shows the forged one in its
+    # place: the history is not the one signed
+    pushes = team.attacker.batches(gone.device_id)
+    assert len(pushes) == 3
+    team.attacker.withhold_push(pushes[1][0])
+    other, oeng = team.device("other")
+    oeng.join(team.server.url, team.ceng.invite())
+    team.ceng.sync()
+    oeng.sync()
+    assert [n.device_id for n in other.notices() if n.kind == "history_differs"] == [gone.device_id]
+    for engine, ws in ((leng, late), (oeng, other), (geng, gone)):
+        engine.close()
+        ws.close()
 
 
 def test_the_servers_word_alone_wipes_nothing(team: Team) -> None:

@@ -22,7 +22,16 @@ from sqlalchemy import bindparam, delete, func, literal, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
-from sync.protocol import DeviceStatus, ErrorCode, Role, enrollment_proof_ok, op_digest
+from sync.protocol import (
+    ENTRY_BYTES,
+    DeviceStatus,
+    ErrorCode,
+    Role,
+    enrollment_proof_ok,
+    op_digest,
+    pack_entries,
+    unpack_entries,
+)
 from sync.server.errors import ApiError
 from sync.server.keys import ServerKey
 from sync.server.tables import Batch, Device, Invite, JoinFailure, Op, Purge, RosterRow, Team, WrappedKeyRow
@@ -549,14 +558,24 @@ def _log_head(session: Session, *, team_id: str, for_update: bool = False) -> tu
 
 
 def push_ops(
-    session: Session, *, team_id: str, device_id: str, ops: Sequence[PushOp], now: float, sig: bytes | None = None
+    session: Session, *, team_id: str, device_id: str, ops: Sequence[PushOp], now: float, sig: bytes | None = None,
+    first: int | None = None, sig2: bytes | None = None,
 ) -> PushResult:
     """Append a device's ops to the team log, all or nothing. Duplicates (by op id, or by device
     sequence) and ops of purged records are acknowledged without being stored again. With the
     device's signature `sig`, the push is kept as a batch (the signature and every op's digest,
-    in order: what a puller needs to check the ops it gets) and its new ops name it."""
+    in order: what a puller needs to check the ops it gets) and its new ops name it. With its
+    statement (`first`, `sig2`: protocol 1.2) the batch keeps the range and the entries too, and
+    a place in the log: its first new op's, or a place of its own when none was stored but some
+    were dropped as erased (a puller needs it to see why those sequences are missing). A push of
+    duplicates only adds no batch."""
+    if (first is None) != (sig2 is None):
+        raise ApiError(ErrorCode.MALFORMED, "A statement needs both `first` and `sig2`.", {"field": "first"})
+    if first is not None and first > min(op.device_seq for op in ops):
+        raise ApiError(ErrorCode.MALFORMED, "`first` is after the push's first op.", {"field": "first"})
     # The team row stays locked until commit: seq order = commit order.
     next_seq, current_epoch = _log_head(session, team_id=team_id, for_update=True)
+    head = next_seq
     for index, op in enumerate(ops):
         if op.key_epoch < current_epoch:
             raise ApiError(
@@ -609,13 +628,6 @@ def push_ops(
                 ).scalars()
             )
 
-    batch_id: int | None = None
-    if sig is not None:
-        digests = b"".join(op_digest(op.payload) for op in ops)
-        batch = Batch(team_id=team_id, device_id=device_id, sig=sig, digests=digests, at=now)
-        session.add(batch)
-        session.flush()
-        batch_id = batch.id
     rows: list[tuple[object, ...]] = []
     seen_ops, duplicates, purged = set(known_ops), 0, 0
     purged_records: dict[str, None] = {}
@@ -642,14 +654,32 @@ def push_ops(
             continue
         rows.append(
             (team_id, next_seq, op.op_id, device_id, op.device_seq, op.record_id, op.key_epoch, op.payload,
-             len(op.payload), now, batch_id)
+             len(op.payload), now)
         )
         next_seq += 1
-    if rows:
+    batch_id: int | None = None
+    if sig is not None and (sig2 is None or rows or purged):
+        digests = [op_digest(op.payload) for op in ops]
+        batch = Batch(team_id=team_id, device_id=device_id, sig=sig, digests=b"".join(digests), at=now)
+        if sig2 is not None:
+            if rows:
+                batch.pos = int(rows[0][1])  # type: ignore[call-overload]
+            else:
+                batch.pos, next_seq = next_seq, next_seq + 1  # a place of its own
+            batch.first_seq, batch.last_seq, batch.sig2 = first, max(op.device_seq for op in ops), sig2
+            batch.entries = pack_entries((op.device_seq, op.record_id, d) for op, d in zip(ops, digests, strict=True))
+        elif rows:
+            batch.pos = int(rows[0][1])  # type: ignore[call-overload]
+        session.add(batch)
+        session.flush()
+        batch_id = batch.id
+    rows = [(*row, batch_id) for row in rows]
+    if rows or next_seq != head:
         # The driver's own executemany: Core's per-value bind processing and parameter
         # compilation cost more than SQLite's insert (measured). Every value is a str, int,
         # float or bytes, which both drivers take as they are.
-        connection.exec_driver_sql(_INSERT_OPS.format(marks=marks(len(_OP_COLUMNS))), rows)
+        if rows:
+            connection.exec_driver_sql(_INSERT_OPS.format(marks=marks(len(_OP_COLUMNS))), rows)
         connection.execute(update(_TEAM_TABLE).where(_TEAM.id == team_id).values(next_seq=next_seq))
     return PushResult(
         acked_through=max(op.device_seq for op in ops),
@@ -673,17 +703,22 @@ class PullPage:
     next: int
     more: bool
     current_epoch: int
-    batches: Sequence[tuple[int, str, bytes, bytes]] = ()  # id, device id, signature, digests
+    # id, device id, signature, digests; from 1.2: place, first, last, statement signature, absent entries
+    batches: Sequence[tuple[int, str, bytes, bytes, int | None, int | None, int | None, bytes | None,
+                            bytes | None]] = ()
 
 
 def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_bytes: int) -> PullPage:
-    """The log entries (ops and purges) after `since`, in order: at most `limit` entries and about
-    `max_bytes` of payload (always at least one entry). Run it in one snapshot (a read transaction).
-    In the driver's own SQL, rows as plain tuples: SQLAlchemy's row processing of a page of a
-    thousand ops cost a third of a pull's server time (measured)."""
+    """The log entries (ops, purges, and batches that have a place of their own) after `since`, in
+    order: at most `limit` entries and about `max_bytes` of payload (always at least one entry),
+    with the batches a puller needs to check them: those placed on the page and those the page's
+    ops came in. Run it in one snapshot (a read transaction). In the driver's own SQL, rows as
+    plain tuples: SQLAlchemy's row processing of a page of a thousand ops cost a third of a
+    pull's server time (measured)."""
     _next_seq, current_epoch = _log_head(session, team_id=team_id)
     connection = session.connection()
     mark = _PLACEHOLDER[connection.dialect.paramstyle]
+    columns = "id, device_id, sig, digests, pos, first_seq, last_seq, sig2, entries"
     cursor = connection.connection.cursor()  # the DB-API cursor, in this session's transaction
     try:
         cursor.execute(
@@ -697,11 +732,19 @@ def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_byte
             (team_id, since, limit + 1),
         )
         purges: list[Any] = list(cursor.fetchall())
+        cursor.execute(
+            f"SELECT {columns} FROM batch WHERE team_id = {mark} AND pos > {mark} ORDER BY pos LIMIT {mark}",
+            (team_id, since, limit + 1),
+        )
+        placed: list[Any] = list(cursor.fetchall())
     finally:
         cursor.close()
-    if not ops and not purges:  # the common case of a long-poll: nothing new
+    op_seqs = {op[0] for op in ops}
+    own = [b for b in placed if b[4] not in op_seqs]  # batches with a place of their own
+    if not ops and not purges and not own:  # the common case of a long-poll: nothing new
         return PullPage([], [], since, False, current_epoch, [])
-    entries = sorted([(op[0], len(op[6])) for op in ops] + [(purge[0], 0) for purge in purges])
+    entries = sorted([(op[0], len(op[6])) for op in ops] + [(purge[0], 0) for purge in purges]
+                     + [(b[4], 0) for b in own])
     last = entries[0][0]
     total = 0
     for count, (seq, size) in enumerate(entries[:limit]):
@@ -712,21 +755,35 @@ def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_byte
     more = entries[-1][0] > last
     ops = [op for op in ops if op[0] <= last]
     purges = [purge for purge in purges if purge[0] <= last]
-    batch_ids = sorted({op[7] for op in ops if op[7] is not None})
-    batches: list[Any] = []
-    if batch_ids:
+    found = {b[0]: b for b in placed if b[4] <= last}
+    wanted = sorted({op[7] for op in ops if op[7] is not None} - set(found))
+    if wanted:
         cursor = connection.connection.cursor()
         try:
-            for start in range(0, len(batch_ids), _CHUNK):
-                chunk = batch_ids[start : start + _CHUNK]
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
                 cursor.execute(
-                    f"SELECT id, device_id, sig, digests FROM batch WHERE team_id = {mark} "
+                    f"SELECT {columns} FROM batch WHERE team_id = {mark} "
                     f"AND id IN ({', '.join([mark] * len(chunk))}) ORDER BY id",
                     (team_id, *chunk),
                 )
-                batches.extend(cursor.fetchall())
+                found.update((b[0], b) for b in cursor.fetchall())
         finally:
             cursor.close()
+    on_page: dict[int, set[int]] = {}
+    for op in ops:
+        if op[7] is not None:
+            on_page.setdefault(op[7], set()).add(op[3])
+    batches = []
+    for bid in sorted(found):
+        b = found[bid]
+        absent = None
+        if b[7] is not None and b[8] is not None:
+            here, blob = on_page.get(bid, set()), bytes(b[8])
+            absent = b"" if len(here) * ENTRY_BYTES == len(blob) else pack_entries(  # all here: the usual case
+                e for e in unpack_entries(blob) if e[0] not in here)
+        batches.append((b[0], b[1], bytes(b[2]), bytes(b[3]), b[4], b[5], b[6],
+                        bytes(b[7]) if b[7] is not None else None, absent))
     return PullPage(ops, purges, last, more, current_epoch, batches)
 
 

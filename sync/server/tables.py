@@ -111,6 +111,7 @@ class Batch(ServerTable, table=True):
     """A signed push: the device's signature over its ops' digests (kept for pullers to check)."""
 
     __tablename__ = "batch"
+    __table_args__ = (Index("ix_batch_team_pos", "team_id", "pos"),)
 
     id: int | None = Field(default=None, primary_key=True)
     team_id: str = Field(foreign_key="team.id", max_length=32)
@@ -118,6 +119,12 @@ class Batch(ServerTable, table=True):
     sig: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     digests: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     at: float
+    # 1.2: its place in the log, and the device's statement (range, entries, signature)
+    pos: int | None = None
+    first_seq: int | None = None
+    last_seq: int | None = None
+    entries: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    sig2: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 class RosterRow(ServerTable, table=True):
