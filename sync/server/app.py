@@ -28,7 +28,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -79,17 +80,24 @@ from sync.protocol import (
 )
 from sync.server import crud
 from sync.server.config import ServerSettings
-from sync.server.db import Database, migrate
-from sync.server.errors import STATUS, ApiError
+from sync.server.db import Database, has_teams, migrate, unreachable
+from sync.server.errors import STATUS, ApiError, EmptyDatabase
 from sync.server.keys import ServerKey, load_server_key
 from sync.server.middleware import ProtocolGate
 from sync.server.tables import WrappedKeyRow
+from sync.server.wake import LogWatch, PgListener, announce, new_origin
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("outreach.server")
 
 MAX_PULL_BYTES = 4 * 1024 * 1024  # payload bytes in one pull page; `more` tells the client to go on
+# A waiting long-poll re-reads the database this often (seconds) when nothing tells it of other
+# processes' pushes (SQLite; PostgreSQL while the listening connection is lost), and this often as a
+# mere safety net while `PgListener` hears them.
+LONGPOLL_RECHECK_SECONDS = 2.0
+LONGPOLL_SAFETY_SECONDS = 20.0
+RETRY_AFTER_SECONDS = 5  # what a client is told to wait while the database cannot be reached
 
 
 def _decode(value: str, field: str, *, size: int | None = None) -> bytes:
@@ -115,70 +123,14 @@ def _wrapped(rows: Sequence[WrappedKeyRow]) -> list[WrappedKey]:
     return [WrappedKey(epoch=row.epoch, device_id=row.device_id, wrapped=b64e(row.blob)) for row in rows]
 
 
-class _LogWatch:
-    """Wakes long-polls of a team in this process when its log grows.
-
-    Pushes and purges run in worker threads and call `notify(team_id)` after their commit; it hops
-    to the event loop, bumps a tick and sets the team's current event (a fresh one per wake-up).
-    A waiter notes the tick *before* it reads the log, so a commit between its read and its wait is
-    never missed. All state but `_loop` is touched on the loop only. Waiters in other processes
-    are not woken: they see the change at their next slow re-check."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._tick = 0
-        self._last: dict[str, int] = {}  # team id -> tick of its latest change
-        self._events: dict[str, asyncio.Event] = {}
-
-    def _bind(self) -> None:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # a new loop (a restarted app, a second test client): start afresh
-            self._loop, self._tick, self._last, self._events = loop, 0, {}, {}
-
-    def tick(self) -> int:
-        self._bind()
-        return self._tick
-
-    async def wait(self, team_id: str, *, after: int, timeout: float) -> None:
-        """Return when the team's log changed after tick `after` (at once if it already has), or
-        after `timeout` seconds."""
-        self._bind()
-        if self._last.get(team_id, 0) > after:
-            return
-        event = self._events.get(team_id)
-        if event is None:
-            event = self._events[team_id] = asyncio.Event()
-        try:
-            async with asyncio.timeout(timeout):
-                await event.wait()
-        except TimeoutError:
-            pass
-
-    def notify(self, team_id: str) -> None:
-        """Thread-safe: the team's log changed (call after the commit)."""
-        loop = self._loop
-        if loop is None:
-            return  # nobody ever waited
-        try:
-            loop.call_soon_threadsafe(self._fire, team_id)
-        except RuntimeError:  # the loop is closed: nobody waits on it any more
-            pass
-
-    def _fire(self, team_id: str) -> None:
-        self._tick += 1
-        self._last[team_id] = self._tick
-        event = self._events.pop(team_id, None)
-        if event is not None:
-            event.set()
-
-
 @dataclass(frozen=True)
 class _Context:
     settings: ServerSettings
     db: Database
     clock: Callable[[], float]
-    watch: _LogWatch
+    watch: LogWatch
     server_key: ServerKey
+    listener: PgListener | None
 
 
 def throttle_address(host: str) -> str:
@@ -267,6 +219,8 @@ def _authenticate(
     with ``allow_pending`` (`/v1/me`, `GET /v1/keys`), revoked devices never (with ``detail.wipe``)."""
     row = crud.device_by_token(session, token_hash=token_hash)
     if row is None:
+        if not has_teams(session):  # a server started on a new, empty database: not the device's fault
+            raise EmptyDatabase()
         raise ApiError(ErrorCode.UNAUTHENTICATED, "Unknown device token.")
     device = Caller(*row)
     if device.status == DeviceStatus.REVOKED:
@@ -339,12 +293,22 @@ def create_app(
     db = database or Database.from_settings(settings)
     migrate(db.engine)
     owns_db = database is None
+    watch = LogWatch()
+    origin = new_origin()  # names this process's NOTIFYs, which its own listener skips
+    postgres = db.dialect == "postgresql"
+    listener = PgListener(db.engine, watch, origin=origin) if postgres and settings.listen else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owns_db:
-            db.dispose()
+        if listener is not None:
+            listener.start()
+        try:
+            yield
+        finally:
+            if listener is not None:
+                listener.stop()
+            if owns_db:
+                db.dispose()
 
     app = FastAPI(
         title="Outreach sync server",
@@ -355,13 +319,27 @@ def create_app(
         openapi_url=OPENAPI_PATH if settings.openapi else None,
     )
     app.openapi = lambda: _openapi_document(app)  # type: ignore[method-assign]
-    watch = _LogWatch()
-    app.state.ctx = _Context(settings=settings, db=db, clock=clock, watch=watch, server_key=key)
+    app.state.ctx = _Context(settings=settings, db=db, clock=clock, watch=watch, server_key=key, listener=listener)
     app.add_middleware(ProtocolGate, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(
         GZipMiddleware, minimum_size=GZIP_MINIMUM, compresslevel=5
     )  # 9: much more CPU, little gain on base64
     _install_error_handlers(app)
+
+    def changed(session: Session, team_id: str) -> None:
+        """In the writing transaction: other processes' long-polls of the team wake at its commit."""
+        if postgres:
+            announce(session, team_id=team_id, origin=origin)
+
+    def recheck_seconds() -> float:
+        """How long a long-poll waits before it re-reads the database anyway: as configured, else
+        a safety net while the listener hears other processes, else (SQLite, or the listening
+        connection lost) often enough to see their pushes."""
+        if settings.longpoll_recheck_seconds is not None:
+            return settings.longpoll_recheck_seconds
+        if listener is not None and listener.connected.is_set():
+            return LONGPOLL_SAFETY_SECONDS
+        return LONGPOLL_RECHECK_SECONDS
 
     def client_address(request: Request) -> str:
         """The client as the throttle counts it. `request.client` is the peer, or the address a
@@ -571,6 +549,7 @@ def create_app(
                 session, team_id=device.team_id, device_id=device_id, caller_id=device.id
             )
             team = crud.get_team(session, team_id=device.team_id)
+            changed(session, device.team_id)
         watch.notify(device.team_id)  # a long-poll of the revoked device ends with its wipe answer
         log.info("revoke team=%s device=%s by=%s", device.team_id, target.id, device.id)
         return _json(
@@ -673,6 +652,8 @@ def create_app(
                 session, team_id=device.team_id, device_id=device.id, ops=ops, now=clock(), sig=sig,
                 first=body.get("first"), sig2=sig2,
             )
+            if result.accepted:
+                changed(session, device.team_id)
         if result.accepted:
             watch.notify(device.team_id)
         log.info(
@@ -714,8 +695,8 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=MAX_PULL_LIMIT)] = 1000,
         wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS)] = 0.0,
     ) -> Response:
-        # Long-poll: sleep until a push or purge of the team in this process wakes us, and re-read
-        # the database every `longpoll_recheck_seconds` anyway for pushes through other processes.
+        # Long-poll: sleep until a push or purge of the team wakes us (through this process, or on
+        # PostgreSQL through any process: `PgListener`), and re-read the database now and then anyway.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         first = True
@@ -729,9 +710,7 @@ def create_app(
             remaining = deadline - loop.time()
             if page.ops or page.purges or remaining <= 0:
                 break
-            await watch.wait(
-                device.team_id, after=tick, timeout=min(settings.longpoll_recheck_seconds, remaining)
-            )
+            await watch.wait(device.team_id, after=tick, timeout=min(recheck_seconds(), remaining))
         # Encoded and compressed in the thread pool, not on the event loop that serves the others.
         return await run_in_threadpool(_pull_response, page, _accepts_gzip(request.headers.get("accept-encoding", "")))
 
@@ -780,6 +759,7 @@ def create_app(
             deleted, last_seq = crud.purge_records(
                 session, team_id=device.team_id, record_ids=body.record_ids, now=clock(), signatures=signatures
             )
+            changed(session, device.team_id)
         watch.notify(device.team_id)
         log.info(
             "purge team=%s by=%s records=%d ops_deleted=%d",
@@ -886,6 +866,40 @@ def _install_error_handlers(app: FastAPI) -> None:
                 ErrorCode.CONFLICT, "A concurrent change conflicts with this request; nothing was stored."
             )
         )
+
+    last_empty_warning = [float("-inf")]
+
+    @app.exception_handler(EmptyDatabase)
+    async def on_empty(_request: Request, error: EmptyDatabase) -> JSONResponse:
+        now = time.monotonic()
+        if now - last_empty_warning[0] >= 60:  # one line a minute, however many devices call
+            last_empty_warning[0] = now
+            log.warning(
+                "a device of a team calls, but this database has no teams: the server was started on a "
+                "new, empty database (%s), not its team's. Stop it and start it on the team's "
+                "database (--db URL or --data-dir DIR; make run's is data/server.db)",
+                app.state.ctx.db.label,
+            )
+        return answer(error)
+
+    async def on_database(_request: Request, error: Exception) -> JSONResponse:
+        if not unreachable(error):
+            return await on_fault(_request, error)
+        reason = getattr(error, "orig", None) or error
+        log.warning("database unavailable: %s; answered 503", type(reason).__name__)
+        return answer(
+            ApiError(
+                ErrorCode.UNAVAILABLE,
+                "The server cannot reach its database just now; try again shortly. "
+                "Your changes are kept on your device.",
+                {"retry_after": RETRY_AFTER_SECONDS},
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        )
+
+    # Registered by class, not as `Exception`: answered here without a traceback in the log.
+    app.add_exception_handler(DBAPIError, on_database)
+    app.add_exception_handler(PoolTimeout, on_database)
 
     @app.exception_handler(Exception)
     async def on_fault(_request: Request, error: Exception) -> JSONResponse:
