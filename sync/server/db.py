@@ -212,6 +212,13 @@ class Database:
             return url.database or ":memory:"
         return url.render_as_string(hide_password=True)
 
+    def max_connections(self) -> int | None:
+        """PostgreSQL's `max_connections` (None on SQLite)."""
+        if self.dialect != "postgresql":
+            return None
+        with self.engine.connect() as conn:
+            return int(conn.exec_driver_sql("SHOW max_connections").scalar_one())
+
     def census(self) -> tuple[int, int]:
         """How many teams and devices the database holds ((0, 0): a new, empty database)."""
         with self.transaction() as session:
