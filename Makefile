@@ -25,7 +25,7 @@ run: $(STAMP)
 	@$(PY) -m app.run --data-dir "$(DATA)"
 
 server: $(STAMP)
-	$(VENV)/bin/outreach-server
+	$(VENV)/bin/outreach-server --data-dir "$(DATA)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app models sync bench tests
