@@ -477,7 +477,8 @@ class JoinOutcome:
 # what a device notes when it refuses or sets aside something for a security reason
 # (docs/SECURITY.md); each has words of its own (`notice.<kind>`), any other kind is said generally
 NOTICE_KINDS = ("key_refused", "purge_refused", "erased_edit", "erased_late", "audit_refused", "future_op", "unknown_device",
-                "unsigned_op", "revoked_write", "roster_refused", "revocation_unproven")
+                "unsigned_op", "revoked_write", "roster_refused", "revocation_unproven", "missing_ops",
+                "history_differs")
 
 
 @dataclass(frozen=True)
