@@ -1311,7 +1311,7 @@ class Workspace:
                     store.set_sync_state(f"seen:{dev}", seq)
             if cursor is not None:
                 store.set_sync_state(cursor[0], cursor[1])
-            for key, value in (values or {}).items():  # the cursor, and what goes with it
+            for key, value in (values or {}).items():  # what goes with the cursor (`gaps`)
                 store.set_sync_state(key, value)
         self._unindex([*purge_ids, *late])
         return len(rows)

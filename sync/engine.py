@@ -1200,13 +1200,13 @@ class SyncEngine:
                        for o in page.ops]
                 accepted, refused = self._check_purges(page.purges, since, page.next)
                 ops, refused_ops = self._check_ops(page, ops, checked, since, gaps)
-                values: dict[str, str | int] = {"cursor": page.next}
+                values: dict[str, str | int] = {}
                 if gaps is not None:
                     gaps.purged(accepted)
                     values["gaps"] = gaps.to_json()
                 # other devices' ops (this device's own come back too, and are dropped)
                 pulled += self.ws.receive(ops, purges=accepted, refused_purges=refused, refused_ops=refused_ops,
-                                          values=values)
+                                          cursor=("cursor", page.next), values=values)
                 cursor = page.next
                 purged += len(page.purges)
                 if progress:
