@@ -86,6 +86,8 @@ def build_main(config: AppConfig) -> Callable[[ft.Page], Awaitable[None]]:
         await services.preferences()
         ctx = Ctx(page, services, config)
         router = Router(ctx)
+        router.follow_language()  # Flutter's own words in the app's language from the first screen on
+        page.update()
 
         async def ended(e: Any = None) -> None:
             await router.stop()

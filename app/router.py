@@ -35,9 +35,18 @@ from .views.setup import JoinScreen, SetupScreen
 from .views.shell import Shell
 from .views.today import TodayScreen
 
-__all__ = ["Router", "ROUTES", "RouteSpec", "match"]
+__all__ = ["Router", "ROUTES", "RouteSpec", "match", "flutter_locale"]
 
 log = logging.getLogger("outreach.app")
+
+# Flutter's own words (a text field's counter read aloud, "4.000 tegn tilbage"; the date picker)
+# follow the app's language, not the browser's or the phone's
+_FLUTTER_LOCALES = {"da": ft.Locale("da", "DK"), "en": ft.Locale("en", "GB")}
+
+
+def flutter_locale(lang: str) -> ft.LocaleConfiguration:
+    return ft.LocaleConfiguration(supported_locales=list(_FLUTTER_LOCALES.values()),
+                                  current_locale=_FLUTTER_LOCALES.get(lang, _FLUTTER_LOCALES["da"]))
 
 ScreenFactory = Callable[[Ctx, dict[str, str]], Screen]
 
@@ -116,6 +125,16 @@ class Router:
         self._last_activity = time.monotonic()
         self._guard: asyncio.Task[None] | None = None
         self._rendering = asyncio.Lock()
+        self._locale_lang: str | None = None  # the language Flutter was last told
+
+    def follow_language(self) -> None:
+        """Tell Flutter the app's language when it changed (sent with the next page update). The
+        session's start does it before the first screen is drawn, so that no screen is rebuilt
+        for it under the worker's fingers; a language switch then redraws the screen anyway."""
+        lang = self.ctx.t.lang
+        if lang != self._locale_lang:
+            self._locale_lang = lang
+            self.page.locale_configuration = flutter_locale(lang)
 
     # -------------------------------------------------------------- wiring
     async def start(self) -> None:
@@ -202,6 +221,7 @@ class Router:
         if self.screen is not None:
             self.screen.dispose()
         self.ctx.wide = is_wide(self.page.width)
+        self.follow_language()  # a switch (Settings, first run) or an unlock in another language
         if self.ctx.services.unlocked:
             self.ctx.coordinator = await self.ctx.services.is_coordinator()
         screen = spec.factory(self.ctx, params)

@@ -56,6 +56,10 @@ def test_known_person_at_a_known_place_is_three_taps_and_the_note(tmp_path: Path
                                   timeout=20_000)
         ui.page.keyboard.type("kaffe og en snak")  # no tap
         ui.page.wait_for_function("() => document.activeElement.value === 'kaffe og en snak'", timeout=20_000)
+        # Flutter's own words follow the app's language: the note's counter is read out in Danish
+        # (issue 16, item 11), told before the first screen, so nothing typed is redrawn away
+        ui.page.wait_for_function("() => document.body.innerHTML.includes('tegn tilbage')", timeout=20_000)
+        assert "characters remaining" not in ui.page.content()
         ui.click("nc-save")
         ui.wait_id_text("toast", T("contact.saved"))
         assert ui.taps == 3
