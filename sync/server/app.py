@@ -15,6 +15,7 @@ import asyncio
 import gzip
 import ipaddress
 import logging
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
@@ -80,6 +81,7 @@ from sync.protocol import (
 )
 from sync.server import crud
 from sync.server.config import ServerSettings
+from sync.server.continuity import log_end
 from sync.server.db import Database, has_teams, migrate, unreachable
 from sync.server.errors import STATUS, ApiError, EmptyDatabase
 from sync.server.keys import ServerKey, load_server_key
@@ -168,7 +170,9 @@ async def _bearer(credentials: Annotated[HTTPAuthorizationCredentials | None, De
     token = credentials.credentials.strip() if credentials is not None else ""
     if not token:
         raise ApiError(ErrorCode.UNAUTHENTICATED, "Send Authorization: Bearer <device token>.")
-    return crud.sha256_hex(token)
+    token_hash = _TokenHash(crud.sha256_hex(token))
+    token_hash.well_formed = _TOKEN_SHAPE.fullmatch(token) is not None
+    return token_hash
 
 
 Token = Annotated[str, Depends(_bearer)]
@@ -212,6 +216,17 @@ _WRITES = (*_AUTHENTICATED, ErrorCode.CONFLICT)  # a concurrent write may confli
 _ENROLL = (ErrorCode.CODE_INVALID, ErrorCode.THROTTLED, ErrorCode.CONFLICT)
 
 
+class _TokenHash(str):
+    """The SHA-256 hex of a bearer token, knowing whether the token had the shape of the tokens
+    this server hands out (43 characters of URL-safe base64): an unknown one of that shape comes
+    from a device of some team."""
+
+    well_formed: bool = False
+
+
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
 def _authenticate(
     session: Session, token_hash: str, *, allow_pending: bool = False, coordinator: bool = False
 ) -> Caller:
@@ -219,8 +234,8 @@ def _authenticate(
     with ``allow_pending`` (`/v1/me`, `GET /v1/keys`), revoked devices never (with ``detail.wipe``)."""
     row = crud.device_by_token(session, token_hash=token_hash)
     if row is None:
-        if not has_teams(session):  # a server started on a new, empty database: not the device's fault
-            raise EmptyDatabase()
+        if getattr(token_hash, "well_formed", False) and not has_teams(session):
+            raise EmptyDatabase()  # a server started on a new, empty database: not the device's fault
         raise ApiError(ErrorCode.UNAUTHENTICATED, "Unknown device token.")
     device = Caller(*row)
     if device.status == DeviceStatus.REVOKED:
@@ -642,15 +657,13 @@ def create_app(
                 f"A push may hold at most {MAX_PUSH_BYTES} bytes of sealed payload: split it.",
                 {"field": "ops", "max_bytes": MAX_PUSH_BYTES},
             )
-        raw_sig, raw_sig2 = body.get("sig"), body.get("sig2")
+        raw_sig = body.get("sig")
         sig = _decode(raw_sig, "sig", size=64) if raw_sig else None
-        sig2 = _decode(raw_sig2, "sig2", size=64) if raw_sig2 else None
         with db.transaction(write=True) as session:
             device = _authenticate(session, token)
             seen(session, device)
             result = crud.push_ops(
-                session, team_id=device.team_id, device_id=device.id, ops=ops, now=clock(), sig=sig,
-                first=body.get("first"), sig2=sig2,
+                session, team_id=device.team_id, device_id=device.id, ops=ops, now=clock(), sig=sig
             )
             if result.accepted:
                 changed(session, device.team_id)
@@ -677,6 +690,8 @@ def create_app(
             )
         )
 
+    behind: set[str] = set()  # devices whose place in the log is past its end (said once in the log)
+
     def read_page(token: str, since: int, limit: int) -> tuple[Caller, crud.PullPage]:
         # Authenticated again on every read: a device revoked during a long-poll is told to wipe.
         with db.transaction() as session:
@@ -684,6 +699,13 @@ def create_app(
             page = crud.pull_log(
                 session, team_id=device.team_id, since=since, limit=limit, max_bytes=MAX_PULL_BYTES
             )
+            if since and not (page.ops or page.purges or page.batches) and device.id not in behind:
+                end = log_end(session, team_id=device.team_id)
+                if since > end:  # once per device and process: a long-poll asks again and again
+                    behind.add(device.id)
+                    log.warning("pull team=%s device=%s since=%d is past the log's end %d: the database "
+                                "was restored from an older backup? (docs/DEPLOY.md, Restore)",
+                                device.team_id, device.id, since, end)
         return device, page
 
     @app.get("/v1/pull", response_model=PullResponse, dependencies=[Depends(_protocol)],
