@@ -24,6 +24,7 @@ it is used (sync/server/keys.py).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import logging.config
@@ -55,6 +56,7 @@ DB_ENV = "OUTREACH_DB_URL"
 DATA_ENV = "OUTREACH_DATA_DIR"  # the app's launcher reads the same variable (app/config.py)
 SETTINGS_ENV = "OUTREACH_SERVER_SETTINGS"  # the parent's settings (no key) for its workers
 DB_FILE = "server.db"
+WORKER_HEALTHCHECK_SECONDS = 60
 
 
 class _Parser(argparse.ArgumentParser):
@@ -298,6 +300,10 @@ def _serve(settings: ServerSettings) -> int:
     os.environ[SETTINGS_ENV] = settings.model_dump_json(exclude={"server_key"})  # the key stays where it was
     log.info("serving on %s:%d database=%s workers=%d", settings.host, settings.port, settings.dialect,
              settings.workers)
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:  # uvicorn >= 0.35
+        # A worker that does not answer the parent's ping in 5 s (uvicorn's default) is killed and
+        # started again: on a busy host its imports alone can take longer, and it never comes up.
+        options["timeout_worker_healthcheck"] = WORKER_HEALTHCHECK_SECONDS
     uvicorn.run("sync.server.cli:worker_app", factory=True, workers=settings.workers, **options)
     return 0
 

@@ -29,7 +29,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-__all__ = ["LogWatch", "PgListener", "announce", "new_origin", "CHANNEL_SQL"]
+__all__ = ["LogWatch", "PgListener", "announce", "new_origin", "CHANNEL_SQL", "APPLICATION_NAME"]
 
 log = logging.getLogger("outreach.server.wake")
 
@@ -40,6 +40,7 @@ CHANNEL_SQL = "'outreach_' || left(md5(coalesce(current_schema(), '')), 16)"
 IDLE_CHECK_SECONDS = 10.0  # an idle listening connection is asked `SELECT 1` this often: a dead one shows
 RECONNECT_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)  # waits between attempts to listen again; the last repeats
 CONNECT_TIMEOUT_SECONDS = 5
+APPLICATION_NAME = "outreach-server listener"  # then "<this> <channel>" once it listens
 
 
 def new_origin() -> str:
@@ -153,7 +154,7 @@ class PgListener:
                             ("keepalives_count", 3)):
             params.setdefault(name, value)
         params["autocommit"] = True
-        params.setdefault("application_name", "outreach-server listener")
+        params.setdefault("application_name", APPLICATION_NAME)
         return params
 
     def start(self) -> None:
@@ -189,6 +190,8 @@ class PgListener:
                 conn = psycopg.connect(**self._connect_params())
                 channel = conn.execute(f"SELECT {CHANNEL_SQL}").fetchone()[0]  # type: ignore[index]
                 conn.execute(f'LISTEN "{channel}"')
+                # Named by its channel in pg_stat_activity: an operator (or a test) can find it.
+                conn.execute("SELECT set_config('application_name', %s, false)", (f"{APPLICATION_NAME} {channel}",))
                 self.connected.set()
                 if listened_before:
                     self.reconnects += 1
