@@ -194,10 +194,10 @@ class _GuardedWorkspace(Workspace):
 
     def receive(self, ops: Iterable[RemoteOp], *, purges: Iterable[str] = (), refused_purges: Iterable[str] = (),
                 refused_ops: Iterable[tuple[RemoteOp, str, str]] = (),
-                cursor: tuple[str, int] | None = None) -> int:
+                cursor: tuple[str, int] | None = None, values: dict[str, str | int] | None = None) -> int:
         with self.ui_lock:
             return super().receive(ops, purges=purges, refused_purges=refused_purges, refused_ops=refused_ops,
-                                   cursor=cursor)
+                                   cursor=cursor, values=values)
 
     def fold(self, max_ops: int | None = None) -> ApplyResult:
         with self.ui_lock:
