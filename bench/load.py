@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -36,7 +37,7 @@ from sync.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, EnrollmentCode, b64
 from .procs import cpu_seconds, create_team_db
 from .stats import percentile
 
-__all__ = ["RawDevice", "LoadResult", "enroll", "run_load"]
+__all__ = ["RawDevice", "LoadResult", "enroll", "run_load", "run_longpoll", "wake_latencies", "tree_cpu_seconds"]
 
 
 class ProtocolError(Exception):
@@ -227,10 +228,10 @@ def run_load(teams: list[list[RawDevice]], *, seconds: float, think: float, payl
     for t in threads:
         t.start()
     time.sleep(max(0.0, measure_from - time.monotonic()))
-    cpu_server_m = cpu_seconds(server_pid)
+    cpu_server_m = tree_cpu_seconds(server_pid)
     cpu_client_m = time.process_time()
     time.sleep(max(0.0, end - time.monotonic()))
-    cpu_server1 = cpu_seconds(server_pid)
+    cpu_server1 = tree_cpu_seconds(server_pid)
     cpu_client1 = time.process_time()
     for t in threads:
         t.join(timeout=60)
@@ -295,3 +296,66 @@ def run_longpoll(teams: list[list[RawDevice]], *, seconds: float, server_pid: in
     for t in threads:
         t.join(timeout=seconds + 40)
     return LongPollResult(len(waiters), seconds, cpu, lat, errors)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its children (a server with `--workers`: the workers do the
+    work, the parent only watches them), Linux /proc; 0 when unknown."""
+    total = cpu_seconds(pid)
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(tree_cpu_seconds(int(child)) for child in children)
+
+
+def wake_latencies(poller: RawDevice, poll_url: str, pusher: RawDevice, push_url: str, *,
+                   rounds: int) -> tuple[list[float], int]:
+    """A long-poll through `poll_url`, then a push of one op through `push_url`: seconds from the
+    push's start to the long-poll's answer, `rounds` times; and how many rounds went wrong. Two
+    server processes on one database: the wake-up crosses processes (PostgreSQL LISTEN/NOTIFY);
+    one URL twice: the in-process figure beside it."""
+    poll_session, push_session = requests.Session(), requests.Session()
+    headers = {PROTOCOL_HEADER: PROTOCOL_VERSION, "Accept-Encoding": "gzip"}
+    latencies: list[float] = []
+    errors = 0
+    try:
+        cursor = poll_session.get(poll_url + "/v1/pull", params={"since": 0, "limit": 5000},
+                                  headers={**headers, "Authorization": f"Bearer {poller.token}"}, timeout=30).json()
+        since = cursor["next"]
+        while cursor["more"]:
+            cursor = poll_session.get(poll_url + "/v1/pull", params={"since": since, "limit": 5000},
+                                      headers={**headers, "Authorization": f"Bearer {poller.token}"}, timeout=30).json()
+            since = cursor["next"]
+        for _ in range(rounds):
+            answered: dict[str, Any] = {}
+
+            def poll(since: int = since, answered: dict[str, Any] = answered) -> None:
+                response = poll_session.get(poll_url + "/v1/pull", params={"since": since, "wait": 10},
+                                            headers={**headers, "Authorization": f"Bearer {poller.token}"},
+                                            timeout=40)
+                answered["at"] = time.perf_counter()
+                answered["page"] = response.json() if response.status_code == 200 else None
+
+            thread = threading.Thread(target=poll)
+            thread.start()
+            time.sleep(0.15)  # the long-poll reads the empty log and waits (a bench, not a test)
+            pusher.seq += 1
+            op = {"op_id": uuid.uuid4().hex, "device_seq": pusher.seq, "record_id": pusher.records[0],
+                  "key_epoch": 1, "payload": b64e(os.urandom(300))}
+            started = time.perf_counter()
+            pushed = push_session.post(push_url + "/v1/push", json={"ops": [op]},
+                                       headers={**headers, "Authorization": f"Bearer {pusher.token}"}, timeout=30)
+            thread.join(timeout=40)
+            page = answered.get("page")
+            if pushed.status_code != 200 or not page or not page["ops"]:
+                errors += 1
+                if pushed.status_code != 200:
+                    pusher.seq -= 1  # that sequence number is free again
+                continue
+            latencies.append(answered["at"] - started)
+            since = page["next"]
+    finally:
+        poll_session.close()
+        push_session.close()
+    return latencies, errors

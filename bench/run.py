@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import limits
 from .figures import DeviceRun
-from .load import enroll, run_load, run_longpoll
+from .load import enroll, run_load, run_longpoll, wake_latencies
 from .machine import Noise, git_revision
 from .procs import REPO_ROOT, blob_server, create_team_cli, pg_schema, server_process, temp_dir
 from .profiling import Profiles
@@ -94,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with _phase("load on PostgreSQL", failures), pg_schema(args.pg) as url:
                     load_figures(results, "postgres", url, tmp / "load-pg", devices, args, duration, sizes,
                                  profiles, blob.url)
+                with _phase("several server processes on PostgreSQL", failures), pg_schema(args.pg) as url:
+                    process_figures(results, url, tmp / "procs-pg", devices, args, duration, sizes)
         results.info["failures"] = failures
 
     elapsed = time.perf_counter() - started
@@ -263,6 +265,38 @@ def load_figures(results: Results, label: str, db_url: str | None, workdir: Path
         results.add(f"load.{label}.longpoll_push_p50", percentile(lp.probe, 50) * 1000, "ms",
                     scale={**scale, "think_s": None},
                     note="one push meanwhile (every 0.5 s)", p99_ms=percentile(lp.probe, 99) * 1000, n=len(lp.probe))
+
+
+def process_figures(results: Results, db_url: str, workdir: Path, devices: int, args: argparse.Namespace,
+                    duration: float, sizes: list[int]) -> None:
+    """Several server processes on one PostgreSQL (issue 18): how fast a long-poll on one process
+    wakes for a push through another (LISTEN/NOTIFY), beside the same-process figure of the same run;
+    and the paced load of `devices` devices through one server with two uvicorn workers."""
+    rounds = 10 if args.quick else 40
+    with server_process(db_url, workdir / "a") as first, server_process(db_url, workdir / "b") as second:
+        coord, worker = enroll(first.url, db_url, 2, 2)[0]
+        same, same_errors = wake_latencies(coord, first.url, worker, first.url, rounds=rounds)
+        cross, cross_errors = wake_latencies(coord, second.url, worker, first.url, rounds=rounds)
+    scale = {"rounds": rounds, "processes": 2}
+    note = "long-poll on one server process, push of one op through another; from the push's start"
+    beside = {"same_process_p50_ms": percentile(same, 50) * 1000, "same_process_p95_ms": percentile(same, 95) * 1000,
+              "errors": cross_errors, "same_process_errors": same_errors}
+    results.add("load.pg.xproc_wake.p50", percentile(cross, 50) * 1000, "ms", scale=scale, note=note, **beside)
+    results.add("load.pg.xproc_wake.p95", percentile(cross, 95) * 1000, "ms", scale=scale, target="<= 100",
+                note=note, max_ms=percentile(cross, 100) * 1000, **beside)
+    results.add("load.pg.same_process_wake.p95", percentile(same, 95) * 1000, "ms", scale=scale,
+                note="the same, long-poll and push through one process", errors=same_errors)
+    with server_process(db_url, workdir / "workers", extra=["--workers", "2"]) as server:
+        teams = enroll(server.url, db_url, devices, args.team_size)
+        res = run_load(teams, seconds=duration, think=args.think, payload_sizes=sizes, server_pid=server.pid,
+                       warmup=min(2.0, duration / 4), seed=3)
+    scale = {"devices": devices, "team_size": args.team_size, "think_s": args.think, "seconds": duration,
+             "workers": 2}
+    results.add("load.pg.workers2.p99", res.p(99) * 1000, "ms", scale=scale, target="<= 250",
+                note=f"{devices} devices through one server with 2 workers; errors: {res.errors}",
+                errors=res.errors, kinds=res.error_kinds, rps=res.rps, p50_ms=res.p(50) * 1000,
+                push_p99_ms=res.p(99, "push") * 1000, pull_p99_ms=res.p(99, "pull") * 1000,
+                server_cpu=res.server_cpu, client_cpu=res.client_cpu)
 
 
 if __name__ == "__main__":
