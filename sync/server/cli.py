@@ -285,6 +285,7 @@ def _serve(settings: ServerSettings) -> int:
     if settings.workers == 1:
         app = create_app(settings)
         _say_database(app.state.ctx.db, log_only=settings.log_file is None)
+        _check_connections(app.state.ctx.db, settings, log)
         log.info("serving on %s:%d database=%s", settings.host, settings.port, settings.dialect)
         uvicorn.run(app, **options)
         return 0
