@@ -20,7 +20,8 @@ WORKER_PIN = "135790"
 
 
 def _join(ui: UI, code: str, pin: str, name: str) -> None:
-    ui.expect("setup-server")
+    ui.expect("setup-code")
+    assert not ui.has("setup-server")  # the address came with the app: folded under "Avanceret"
     ui.fill("setup-code", code)
     ui.fill("setup-name", name)
     ui.fill("setup-pin", pin)

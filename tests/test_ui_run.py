@@ -67,6 +67,9 @@ def test_make_run_to_a_logged_contact(tmp_path: Path, browser: Any) -> None:  # 
         ui = UI(browser, address, size=PHONE)
         ui.expect("setup-pin")
         assert ui.value("setup-code") == code.group(1)
+        # the address came with `make run`: folded under "Avanceret", the code is all a user types
+        assert not ui.has("setup-server")
+        ui.click("setup-advanced")
         assert ui.value("setup-server") == f"http://127.0.0.1:{server_port}"
         # no keystore on this machine: the screen says so, and a PIN alone is not enough for a copy
         ui.wait_id_text("setup-protection", T("setup.protection.passphrase"))

@@ -116,7 +116,7 @@ class NewContactScreen(Screen):
         self.person_section = ft.Column([self.person_chosen, self.search_box, self.results, self.person_actions,
                                          self.person_error.control], spacing=8,
                                         horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
-        return page_body([
+        form = page_body([
             section_title(t("contact.who")),
             self.person_section,
             section_title(t("contact.where")),
@@ -132,16 +132,25 @@ class NewContactScreen(Screen):
             section_title(t("contact.living")), self.living_box,
             section_title(t("contact.when")), self.when_box,
             self.save_error.control,
-            ft.Container(height=88),  # room above the save button
         ], wide=self.ctx.wide)
+        return ft.Column([tid(form, "nc-form", container=True), self._save_bar()], spacing=0, expand=True,
+                         horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
 
-    def fab(self) -> ft.Control:
-        button = ft.FloatingActionButton(
+    def _save_bar(self) -> ft.Control:
+        """"Gem" in a bar of its own under the form, not floating over it: at 412 px a floating
+        button covered the last service chips; under the form nothing can scroll beneath it."""
+        wide = self.ctx.wide
+        button = ft.FilledButton(
             content=ft.Row([ft.Icon(ft.Icons.CHECK), ft.Text(self.t("contact.save"), size=18, weight=ft.FontWeight.BOLD)],
                            tight=True, spacing=8),
-            on_click=self._save, width=160, height=60,
+            on_click=self._save, height=56, width=200 if wide else None, expand=None if wide else True,
+            style=ft.ButtonStyle(shape=ft.RoundedRectangleBorder(radius=16)),
         )
-        return tid(button, "nc-save", self.t("contact.save"), button=True)
+        return ft.Container(
+            ft.Row([tid(button, "nc-save")], alignment=ft.MainAxisAlignment.END if wide else ft.MainAxisAlignment.CENTER),
+            padding=ft.Padding.symmetric(horizontal=16, vertical=8), bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
+            border=ft.Border.only(top=ft.BorderSide(1, ft.Colors.OUTLINE_VARIANT)),
+        )
 
     # ------------------------------------------------------------------ load
     async def load(self) -> None:

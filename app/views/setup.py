@@ -1,6 +1,9 @@
 """First run: join a team (server address and one-time code), choose a PIN or passphrase, and see
 this device's fingerprint (and, for the team's first device, the recovery code). Or use the app
 without a team for now. `JoinScreen` is the same form for a device that already has its PIN.
+
+An address that came with the app (`make run`, a setup that knows its server) is folded under
+"Avanceret", one tap away: a worker types the code only. Without one, the address is asked first.
 """
 
 from __future__ import annotations
@@ -39,6 +42,14 @@ class SetupScreen(Screen):
         self.server_box, self.server = text_field(
             t("setup.server"), "setup-server", value=carry.get("server", cfg.server_url or ""),
             hint="https://…", keyboard=ft.KeyboardType.URL, prefix_icon=ft.Icons.DNS_OUTLINED)
+        self.server_known = bool(self.server.value)
+        self.server_said = ft.Text(t("setup.advanced_server", url=self.server.value or ""), size=13)
+        self.advanced = ft.ExpansionTile(
+            title=ft.Text(t("setup.advanced")), subtitle=self.server_said, controls=[self.server_box],
+            leading=ft.Icon(ft.Icons.TUNE), maintain_state=True, on_change=self._advanced_toggled,
+            controls_padding=ft.Padding.only(top=8, bottom=8), tile_padding=ft.Padding.symmetric(horizontal=4),
+            expanded_cross_axis_alignment=ft.CrossAxisAlignment.STRETCH,
+        )
         self.code_box, self.code = text_field(
             t("setup.code"), "setup-code", value=carry.get("code", cfg.join_code or ""), hint="ABCD2345-…",
             prefix_icon=ft.Icons.KEY_OUTLINED,
@@ -52,9 +63,10 @@ class SetupScreen(Screen):
         self.again_box, self.again = text_field(t("setup.pin_again"), "setup-pin-again", password=True,
                                                 on_submit=self._join, prefix_icon=ft.Icons.PIN_OUTLINED)
         self.message = ErrorLine("setup-message")
-        self.busy = ft.ProgressRing(visible=False, width=28, height=28)
-        self.join_button = primary_button(t("setup.join"), self._join, "setup-join", icon=ft.Icons.GROUP_ADD,
-                                           expand=True)
+        # in the button that was tapped, not beside it (a spinner beside a full-width button was
+        # cut off at the edge of a 412 px phone)
+        self.busy = tid(ft.ProgressRing(width=20, height=20, stroke_width=2.5), "setup-busy", t("common.working"))
+        self.join_button = primary_button(t("setup.join"), self._join, "setup-join", icon=ft.Icons.GROUP_ADD)
         self.solo_button = text_button(t("setup.solo"), self._solo, "setup-solo")
         self.form = ft.Column(spacing=12, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
         self.result = ft.Column(spacing=12, visible=False, horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
@@ -72,20 +84,19 @@ class SetupScreen(Screen):
                     ft.Text(t("app.name"), size=28, weight=ft.FontWeight.BOLD, expand=True),
                     language_switch(self.ctx, self._language)]),
             ft.Semantics(content=ft.Text(t(self.title_key), size=22, weight=ft.FontWeight.W_600), header=True),
-            muted(t("setup.intro"), size=15),
+            muted(t("setup.intro_code" if self.server_known else "setup.intro"), size=15),
         ]
 
     def build(self) -> ft.Control:
         t = self.t
-        fields: list[ft.Control] = [self.server_box, self.code_box]
+        fields: list[ft.Control] = [self.code_box] if self.server_known else [self.server_box, self.code_box]
         if self.need_pin:
             # what protects a copy of the data file here, said before the PIN is chosen
             protection = tid(muted(t(f"setup.protection.{self.services.protection}")), "setup-protection")
             fields += [self.name_box, muted(t("setup.pin_intro")), protection, self.pin_box, self.again_box]
-        self.form.controls = [
-            *fields, self.message.control,
-            ft.Row([self.join_button, self.busy], spacing=12),
-        ]
+        if self.server_known:
+            fields.append(tid(self.advanced, "setup-advanced"))
+        self.form.controls = [*fields, self.message.control, self.join_button]
         if self.need_pin:
             self.form.controls += [muted(t("setup.solo_intro")), self.solo_button]
         else:
@@ -115,15 +126,27 @@ class SetupScreen(Screen):
             self.code.value = text.strip()
             self.update()
 
+    def _advanced_toggled(self, e: ft.Event[Any]) -> None:
+        self.advanced.expanded = str(e.data).lower() == "true"  # kept in step: an error can open it again
+        self.server_said.value = self.t("setup.advanced_server", url=(self.server.value or "").strip())
+        self.update()
+
     def _clear_errors(self) -> None:
         for f in (self.server, self.code, self.pin, self.again):
             f.error = None
         self.message.show("")
 
-    def _set_busy(self, busy: bool) -> None:
-        self.busy.visible = busy
-        self.join_button.content.disabled = busy  # type: ignore[union-attr]
-        self.solo_button.content.disabled = busy  # type: ignore[union-attr]
+    def _set_busy(self, busy: bool, tapped: ft.Semantics | None = None) -> None:
+        """Both buttons off while one works; the spinner inside the one that was tapped."""
+        for wrapper, key, icon in ((self.join_button, "setup.join", ft.Icons.GROUP_ADD),
+                                   (self.solo_button, "setup.solo", None)):
+            button = wrapper.content
+            assert isinstance(button, (ft.Button, ft.TextButton))
+            button.disabled = busy
+            if busy and wrapper is tapped:
+                button.content, button.icon = ft.Row([self.busy, ft.Text(self.t(key))], tight=True, spacing=12), None
+            else:
+                button.content, button.icon = self.t(key), icon
         self.update()
 
     def _show_errors(self, errors: dict[str, str]) -> None:
@@ -134,6 +157,8 @@ class SetupScreen(Screen):
                 fields[name].error = t(key, n=6)
             else:
                 self.message.show(t(key))
+        if "server" in errors and self.server_known:  # a problem with the address is shown, not folded away
+            self.advanced.expanded = True
 
     async def _solo(self, e: Any = None) -> None:
         self._clear_errors()
@@ -142,7 +167,7 @@ class SetupScreen(Screen):
             self._show_errors(errors)
             self.update()
             return
-        self._set_busy(True)
+        self._set_busy(True, self.solo_button)
         _ok, problem = await self.ctx.attempt(self.services.create_workspace(self.pin.value or "",
                                                                              self.name.value or ""))
         self._set_busy(False)
@@ -164,7 +189,7 @@ class SetupScreen(Screen):
             self._show_errors(errors)
             self.update()
             return
-        self._set_busy(True)
+        self._set_busy(True, self.join_button)
         if self.need_pin:
             _ok, problem = await self.ctx.attempt(services.create_workspace(self.pin.value or "",
                                                                             self.name.value or ""))
