@@ -199,6 +199,11 @@ class _GuardedWorkspace(Workspace):
             return super().receive(ops, purges=purges, refused_purges=refused_purges, refused_ops=refused_ops,
                                    cursor=cursor, values=values)
 
+    def adopt_checkpoint(self, rows: Iterable[tuple[str, str, int, bytes]], meta: dict[str, Any],
+                         values: dict[str, str | int]) -> int:
+        with self.ui_lock:
+            return super().adopt_checkpoint(rows, meta, values)
+
     def fold(self, max_ops: int | None = None) -> ApplyResult:
         with self.ui_lock:
             return super().fold(max_ops)

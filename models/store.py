@@ -154,6 +154,10 @@ class Store:
         row = self._q("SELECT value FROM syncstate WHERE key=?", (key,)).fetchone()
         return row[0] if row else default
 
+    def sync_states(self, prefix: str) -> list[tuple[str, str]]:
+        """(key, value) of the sync states whose key starts with `prefix`."""
+        return list(self._q("SELECT key, value FROM syncstate WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)))
+
     def set_sync_state(self, key: str, value: str | int | float) -> None:
         self._q("INSERT OR REPLACE INTO syncstate (key, value) VALUES (?, ?)", (key, str(value)))
 

@@ -317,6 +317,12 @@ def row_ad(record_type: str, record_id: str, epoch: int) -> bytes:
     return f"outreach/v1|row|{record_type}|{record_id}|{epoch}".encode()
 
 
+def checkpoint_ad(team_id: str, checkpoint_id: str, seq: int, n: int, epoch: int) -> bytes:
+    """A checkpoint part's place: its team, its checkpoint, the log position that checkpoint holds
+    the state up to, its number and its key epoch (a part moved anywhere else does not open)."""
+    return f"outreach/v1|checkpoint|{team_id}|{checkpoint_id}|{seq}|{n}|{epoch}".encode()
+
+
 def op_ad(record_id: str, epoch: int, device_id: str, device_seq: int, op_id: str) -> bytes:
     return f"outreach/v1|op|{record_id}|{epoch}|{device_id}|{device_seq}|{op_id}".encode()
 
@@ -739,6 +745,15 @@ class Vault:
                 return [json.loads(f.result()) for f in inflated]
         except (ValueError, zlib.error) as exc:  # damage under a valid tag: impossible unless a bug
             raise SealError(str(exc)) from exc
+
+    def seal_checkpoint_part(self, team_id: str, checkpoint_id: str, seq: int, n: int, epoch: int,
+                             data: bytes) -> bytes:
+        return _aead_seal(self._team_aead(epoch), data, checkpoint_ad(team_id, checkpoint_id, seq, n, epoch))
+
+    def open_checkpoint_part(self, team_id: str, checkpoint_id: str, seq: int, n: int, epoch: int,
+                             blob: bytes) -> bytes:
+        """A part's bytes; SealError when it is not the part of that place, sealed under that key."""
+        return _aead_open(self._team_aead(epoch), blob, checkpoint_ad(team_id, checkpoint_id, seq, n, epoch))
 
     def open_row(self, record_type: str, record_id: str, epoch: int, blob: bytes) -> Any:
         return _unpack(_aead_open(self._team_aead(epoch), blob, row_ad(record_type, record_id, epoch)))

@@ -1320,6 +1320,66 @@ class Workspace:
         """Pulled ops not yet folded into the rows."""
         return self.store.inbox_count()
 
+    # ============================================================== checkpoints (issue 17)
+    _CHECKPOINT_ORDER = (RecordType.PLACE, RecordType.PERSON, RecordType.FOLLOWUP, RecordType.CONTACT,
+                         RecordType.AUDIT)
+
+    def checkpoint_ready(self) -> bool:
+        """Whether the rows are exactly the fold of the log up to the cursor: nothing of this
+        device's own waits to be sent, nothing pulled waits to be folded, no op waits for its
+        time (those would be in the rows without being in the log, or in the log without being
+        in the rows)."""
+        return (self.store.outbox_count() == 0 and self.store.inbox_count() == 0
+                and not self.store.set_aside_errors(_FUTURE))
+
+    def checkpoint_rows(self) -> Iterator[tuple[str, str, int, bytes]]:
+        """Every sealed row as stored, (type, id, epoch, sealed): places, persons and follow-ups
+        first, then contacts newest first (what a worker needs in the street comes first), then
+        the audit trail."""
+        store = self.store
+        for rtype in self._CHECKPOINT_ORDER:
+            rows = store.iter_rows(rtype)
+            if rtype is RecordType.CONTACT:
+                table = self.index.records.get(rtype, {})
+                rows = iter(sorted(rows, key=lambda r: str((table.get(r[0]) or {}).get("at") or ""), reverse=True))
+            for rid, epoch, blob in rows:
+                yield rtype.value, rid, epoch, blob
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """What a device keeps beside its rows that a new device needs: erased ids (a late op of
+        one is dropped), the highest sequence seen of each device, the hybrid clock."""
+        seen = {key[5:]: int(value) for key, value in self.store.sync_states("seen:")}
+        return {"v": 1, "erased": sorted(self.store.erased_ids()), "seen": seen, "hlc": self.clock.last}
+
+    def adopt_checkpoint(self, rows: Iterable[tuple[str, str, int, bytes]], meta: dict[str, Any],
+                         values: dict[str, str | int]) -> int:
+        """Take a checkpoint's rows as they are, in one transaction with `values` (the cursor and
+        what goes with it), then load the index from the rows. A record this device holds already
+        (written here before joining) keeps its own row; its queued ops merge as usual. Returns the
+        rows stored."""
+        store = self.store
+        with store.atomic():
+            held = set(self._types)
+            by_type: dict[RecordType, list[tuple[str, int, bytes]]] = {}
+            erased = {str(r) for r in meta.get("erased") or []}
+            for rtype, rid, epoch, blob in rows:
+                if rid not in held and rid not in erased:
+                    by_type.setdefault(RecordType(rtype), []).append((rid, epoch, blob))
+            for rtype, typed in by_type.items():
+                store.put_rows(rtype, typed)
+            if erased:
+                store.mark_erased(sorted(erased), self._now())
+            for dev, seq in (meta.get("seen") or {}).items():
+                if int(seq) > int(store.sync_state(f"seen:{dev}", "0") or 0):
+                    store.set_sync_state(f"seen:{dev}", int(seq))
+            self.clock.observe(int(meta.get("hlc") or 0))
+            store.set_meta("hlc", self.clock.last)
+            for key, value in values.items():
+                store.set_sync_state(key, value)
+            store.drop_snapshot()
+        self._load()
+        return sum(len(v) for v in by_type.values())
+
     def fold(self, max_ops: int | None = None) -> ApplyResult:
         """Fold the oldest pulled ops (at most `max_ops`) into the rows through the merge, and
         drop them from the inbox, in one transaction. An op that cannot be opened or makes no

@@ -249,6 +249,24 @@ class SyncClient:
     def parse_pull(body: bytes) -> p.PullResponse:
         return _parse(p.PullResponse, body, "/v1/pull")
 
+    def put_checkpoint(self, req: p.CheckpointIn) -> None:
+        self._request("POST", "/v1/checkpoints", body=req, model=_Empty)
+
+    def put_checkpoint_part(self, checkpoint_id: str, n: int, blob: bytes) -> bool:
+        """Store part `n` (from 1); whether the checkpoint is complete now."""
+        return self._request("PUT", f"/v1/checkpoints/{checkpoint_id}/parts/{n:d}",
+                             body=p.CheckpointPartIn(blob=p.b64e(blob)), model=p.CheckpointPartResponse).complete
+
+    def checkpoints(self) -> p.CheckpointList:
+        return self._request("GET", "/v1/checkpoints", model=p.CheckpointList)
+
+    def checkpoint_part(self, checkpoint_id: str, n: int) -> bytes:
+        out = self._request("GET", f"/v1/checkpoints/{checkpoint_id}/parts/{n:d}", model=p.CheckpointPartOut)
+        try:
+            return p.b64d(out.blob)
+        except ValueError:
+            raise ServerFault("The server's checkpoint part is not base64.") from None
+
     def purge(self, record_ids: list[str], signatures: list[bytes] | None = None) -> p.PurgeResponse:
         body = p.PurgeRequest(record_ids=record_ids,
                               signatures=[p.b64e(s) for s in signatures] if signatures is not None else None)

@@ -15,12 +15,15 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import shutil
 import threading
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 import requests
@@ -41,6 +44,17 @@ from models.vault import (
 from models.workspace import RemoteOp, Workspace
 
 from . import protocol as p
+from .checkpoint import (
+    PART_BYTES,
+    CheckpointError,
+    Manifest,
+    frame_meta,
+    frame_rows,
+    manifest_body,
+    read_manifest,
+    read_part,
+    split_rows,
+)
 from .client import EncodedBody, SyncClient
 from .errors import (
     DeviceRetired,
@@ -87,6 +101,18 @@ class SyncReport:
     admitted: int = 0
     rejected: int = 0
     pending: bool = False
+    from_checkpoint: int = 0  # rows a new device took from a checkpoint instead of replaying the log
+    checkpoint: CheckpointReport | None = None  # one this coordinator wrote
+
+
+@dataclass(frozen=True)
+class CheckpointReport:
+    """A checkpoint written: its id, the log position it holds the state up to, parts, bytes."""
+
+    checkpoint_id: str
+    seq: int
+    parts: int
+    size: int
 
 
 @dataclass(frozen=True)
@@ -1040,6 +1066,7 @@ class SyncEngine:
             report.admitted, report.rejected = self.admit_pending()
             self._complete_roster()
         report.pushed = self.push(progress)
+        report.from_checkpoint = self._bootstrap(progress)
         pulled = self.pull(progress, wait=wait)
         report.pulled, report.applied, report.set_aside, report.purged = pulled
         report.erased_late = self.purge_late()
@@ -1047,7 +1074,133 @@ class SyncEngine:
             report.retired = self.finish_retirements()
         elif self._asked_to_retire():
             self._hand_over()
+        if self.can_sign():
+            try:
+                report.checkpoint = self.make_checkpoint()
+            except SyncError as exc:  # a checkpoint is a courtesy to new devices: the sync itself went well
+                log.warning("no checkpoint written: %s", exc)
         return report
+
+    # ------------------------------------------------------------------ checkpoints (issue 17)
+    # A new device need not replay the team's whole log: a coordinator's device writes the team's
+    # state up to a log position S as sealed parts (`sync/checkpoint.py`: its sealed rows as they
+    # are, and the ids and counters beside them), signs a manifest of their hashes with the team's
+    # authority, and the server keeps them blind. A device with nothing pulled yet takes the newest
+    # one it can check, then pulls the log from S on. A part that is not what the signed manifest
+    # says, a manifest the authority did not sign, or a checkpoint older than one it saw, is
+    # refused and the device replays the log instead: never a half-taken checkpoint.
+    CHECKPOINT_EVERY = 5000  # log entries since the last checkpoint that make a coordinator write one
+    CHECKPOINT_PART_BYTES = PART_BYTES  # sealed rows per part
+
+    def make_checkpoint(self, *, force: bool = False) -> CheckpointReport | None:
+        """Coordinator: write a checkpoint of the team's state up to this device's cursor, when the
+        log moved `CHECKPOINT_EVERY` entries since the last one (or `force`), and the rows are
+        exactly the fold of the log up to the cursor (`Workspace.checkpoint_ready`); else None."""
+        if not self.can_sign():
+            raise SyncError("Only a coordinator's device writes checkpoints.")
+        ws, vault = self.ws, self.ws.vault
+        assert vault is not None
+        cursor = int(ws.sync_value("cursor", "0") or 0)
+        last = int(ws.sync_value("checkpoint_made", "0") or 0)
+        if cursor == 0 or cursor == last or (not force and cursor - last < self.CHECKPOINT_EVERY):
+            return None
+        if not ws.checkpoint_ready():
+            return None
+        team, epoch = self._team_id(), max(vault.epochs)
+        checkpoint_id = uuid.uuid4().hex
+        datas = [frame_meta(ws.checkpoint_meta())] + [frame_rows(group) for group in
+                                                      split_rows(ws.checkpoint_rows(), self.CHECKPOINT_PART_BYTES)]
+        sealed = [vault.seal_checkpoint_part(team, checkpoint_id, cursor, n, epoch, data)
+                  for n, data in enumerate(datas, 1)]
+        manifest = vault.sign_statement("checkpoint", manifest_body(team, checkpoint_id, cursor, epoch, sealed,
+                                                                    int(ws.now() * 1000)))
+        client = self.client()
+        client.put_checkpoint(p.CheckpointIn(id=checkpoint_id, seq=cursor, epoch=epoch, parts=len(sealed),
+                                             manifest=p.b64e(manifest)))
+        for n, blob in enumerate(sealed, 1):
+            client.put_checkpoint_part(checkpoint_id, n, blob)
+        ws.set_sync_values(checkpoint_made=cursor)
+        log.info("checkpoint %s written: log position %d, %d parts, %d bytes", checkpoint_id, cursor, len(sealed),
+                 sum(map(len, sealed)))
+        return CheckpointReport(checkpoint_id, cursor, len(sealed), sum(map(len, sealed)))
+
+    def _staging(self, checkpoint_id: str | None = None) -> Path:
+        root = self.ws.data_dir / "checkpoint"
+        return root / checkpoint_id if checkpoint_id else root
+
+    def _bootstrap(self, progress: Progress | None = None) -> int:
+        """A device that has pulled nothing yet takes the newest checkpoint it can check and
+        continues from its log position: the rows taken (0: none, the log is replayed)."""
+        ws = self.ws
+        vk = self.authority_vk()
+        if vk is None or int(ws.sync_value("cursor", "0") or 0) != 0 or ws.vault is None:
+            return 0
+        team, floor = self._team_id(), int(ws.sync_value("checkpoint_floor", "0") or 0)
+        client = self.client()
+        for listed in client.checkpoints().checkpoints:
+            if listed.epoch not in ws.vault.epochs:
+                continue
+            try:
+                manifest = read_manifest(open_statement(vk, "checkpoint", p.b64d(listed.manifest)))
+                if (manifest.team_id, manifest.checkpoint_id, manifest.seq, manifest.epoch, len(manifest.parts)) != (
+                        team, listed.id, listed.seq, listed.epoch, listed.parts):
+                    raise CheckpointError("a checkpoint listed as another than its manifest says")
+                if manifest.seq < floor:
+                    raise CheckpointError("a checkpoint older than one this device took")
+                return self._take_checkpoint(client, manifest, progress)
+            except (GrantError, CheckpointError, ValueError) as exc:
+                ws.add_notice("checkpoint_refused", None, None, f"checkpoint {listed.id} refused: {exc}")
+                shutil.rmtree(self._staging(listed.id), ignore_errors=True)
+            except Rejected as exc:
+                if exc.code != p.ErrorCode.NOT_FOUND:
+                    raise
+                shutil.rmtree(self._staging(listed.id), ignore_errors=True)  # dropped meanwhile: the next one
+        return 0
+
+    def _take_checkpoint(self, client: SyncClient, manifest: Manifest, progress: Progress | None) -> int:
+        """Fetch every part (keeping each one checked on disk, so that a cut transfer resumes), open
+        and check them all, then take them in one transaction."""
+        ws, vault = self.ws, self.ws.vault
+        assert vault is not None
+        staging = self._staging(manifest.checkpoint_id)
+        staging.mkdir(parents=True, exist_ok=True)
+        for other in self._staging().iterdir():
+            if other != staging:
+                shutil.rmtree(other, ignore_errors=True)
+        total = len(manifest.parts)
+        for n in range(1, total + 1):
+            path = staging / f"{n}.part"
+            if path.exists():
+                try:
+                    manifest.check(n, path.read_bytes())
+                    continue
+                except CheckpointError:
+                    path.unlink()
+            blob = client.checkpoint_part(manifest.checkpoint_id, n)
+            manifest.check(n, blob)
+            path.write_bytes(blob)
+            if progress:
+                progress("checkpoint", n, total)
+        meta: dict[str, Any] | None = None
+        rows: list[tuple[str, str, int, bytes]] = []
+        for n in range(1, total + 1):
+            blob = (staging / f"{n}.part").read_bytes()
+            manifest.check(n, blob)
+            try:
+                data = vault.open_checkpoint_part(manifest.team_id, manifest.checkpoint_id, manifest.seq, n,
+                                                  manifest.epoch, blob)
+            except SealError:
+                raise CheckpointError(f"part {n} does not open under the team key") from None
+            part_meta, part_rows = read_part(data)
+            if (n == 1) != (part_meta is not None):
+                raise CheckpointError("part 1 is the checkpoint's meta, and only part 1")
+            meta = part_meta if part_meta is not None else meta
+            rows.extend(part_rows)
+        assert meta is not None
+        taken = ws.adopt_checkpoint(rows, meta, {"cursor": manifest.seq, "checkpoint_floor": manifest.seq})
+        shutil.rmtree(staging, ignore_errors=True)
+        log.info("checkpoint %s taken: log position %d, %d rows", manifest.checkpoint_id, manifest.seq, taken)
+        return taken
 
     def purge_late(self) -> int:
         """Purge on the server the records of erased persons that reached this device after the

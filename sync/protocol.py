@@ -78,6 +78,14 @@ __all__ = [
     "RosterResponse",
     "RosterUpload",
     "SigningKeyAnnounce",
+    "CheckpointIn",
+    "CheckpointPartIn",
+    "CheckpointPartResponse",
+    "CheckpointOut",
+    "CheckpointList",
+    "CheckpointPartOut",
+    "MAX_CHECKPOINT_PART_BYTES",
+    "MAX_CHECKPOINT_PARTS",
     "op_digest",
     "batch_message",
     "statement_message",
@@ -628,6 +636,53 @@ class RosterResponse(_Msg):
 
 class RosterUpload(_Msg):
     entries: Annotated[list[RosterEntryOut], Field(min_length=1, max_length=1000)]
+
+
+# Checkpoints (1.2): the team's state up to a log position, sealed in parts by a coordinator and
+# kept blind by the server, so that a new device need not replay the whole log (docs/SECURITY.md).
+MAX_CHECKPOINT_PART_BYTES = 1_400_000  # one sealed part: its base64 fits a request body
+MAX_CHECKPOINT_PARTS = 2_000
+MAX_MANIFEST_BYTES = 256 * 1024  # the signed manifest: a hash and a size per part, and a few ids
+_PartB64 = Annotated[str, Field(min_length=2, max_length=(MAX_CHECKPOINT_PART_BYTES + 2) // 3 * 4,
+                                pattern=B64_PATTERN)]
+_ManifestB64 = Annotated[str, Field(min_length=2, max_length=(MAX_MANIFEST_BYTES + 2) // 3 * 4, pattern=B64_PATTERN)]
+
+
+class CheckpointIn(_Msg):
+    """A coordinator's new checkpoint: its id, the log position it holds the team's state up to,
+    the key epoch its parts are sealed under, how many parts follow, and the manifest (a statement
+    the team's authority signed: every part's size and hash; opaque to the server)."""
+
+    id: _Id
+    seq: _Count
+    epoch: _Positive
+    parts: Annotated[int, Field(ge=1, le=MAX_CHECKPOINT_PARTS)]
+    manifest: _ManifestB64
+
+
+class CheckpointPartIn(_Msg):
+    blob: _PartB64  # one sealed part, as it is
+
+
+class CheckpointPartResponse(_Msg):
+    complete: bool  # every part is stored: devices can use it
+
+
+class CheckpointOut(_Msg):
+    id: _Id
+    seq: _Count
+    epoch: _Positive
+    parts: _Positive
+    size: _Count  # bytes of all its sealed parts
+    manifest: str
+
+
+class CheckpointList(_Msg):
+    checkpoints: list[CheckpointOut]  # complete ones, the newest first (the server keeps two)
+
+
+class CheckpointPartOut(_Msg):
+    blob: str
 
 
 class SigningKeyAnnounce(_Msg):

@@ -24,7 +24,7 @@ def test_every_documented_endpoint_exists_on_the_server() -> None:
     from sync.server.app import create_app
     from sync.server.config import ServerSettings
 
-    documented = set(re.findall(r"^\| `(GET|POST) (/v1/[^`]+)`", DOC, flags=re.M))
+    documented = set(re.findall(r"^\| `(GET|POST|PUT) (/v1/[^`]+)`", DOC, flags=re.M))
     app = create_app(ServerSettings(db_url="sqlite://"))
     routes = {
         (m, r.path)

@@ -38,6 +38,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Match
 
 from sync.protocol import (
+    MAX_CHECKPOINT_PARTS,
     MAX_INT,
     MAX_PAYLOAD_BYTES,
     MAX_PULL_LIMIT,
@@ -47,6 +48,12 @@ from sync.protocol import (
     PROTOCOL_VERSION,
     PUSH_REQUEST,
     SUPPORTED_MAJORS,
+    CheckpointIn,
+    CheckpointList,
+    CheckpointOut,
+    CheckpointPartIn,
+    CheckpointPartOut,
+    CheckpointPartResponse,
     DeviceList,
     DevicePublic,
     DeviceStatus,
@@ -791,6 +798,55 @@ def create_app(
             deleted,
         )
         return _json(PurgeResponse(purged_ops=deleted, last_seq=last_seq))
+
+    # Checkpoints (issue 17): sealed parts a coordinator puts, any device of the team fetches.
+    @app.post("/v1/checkpoints", dependencies=[Depends(_protocol)],
+              responses=_answers(*_WRITES, ErrorCode.STALE_EPOCH))
+    def post_checkpoint(body: CheckpointIn, token: Token) -> dict[str, object]:
+        manifest = _decode(body.manifest, "manifest")
+        with db.transaction(write=True) as session:
+            device = _authenticate(session, token, coordinator=True)
+            seen(session, device)
+            crud.create_checkpoint(session, team_id=device.team_id, checkpoint_id=body.id, seq=body.seq,
+                                   epoch=body.epoch, parts=body.parts, manifest=manifest, now=clock())
+        log.info("checkpoint team=%s by=%s id=%s seq=%d parts=%d", device.team_id, device.id, body.id, body.seq,
+                 body.parts)
+        return {}
+
+    @app.put("/v1/checkpoints/{checkpoint_id}/parts/{n}", response_model=CheckpointPartResponse,
+             dependencies=[Depends(_protocol)], responses=_answers(*_WRITES, ErrorCode.NOT_FOUND))
+    def put_checkpoint_part(checkpoint_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
+                            n: Annotated[int, Path(ge=1, le=MAX_CHECKPOINT_PARTS)],
+                            body: CheckpointPartIn, token: Token) -> Response:
+        blob = _decode(body.blob, "blob")
+        with db.transaction(write=True) as session:
+            device = _authenticate(session, token, coordinator=True)
+            seen(session, device)
+            complete = crud.put_checkpoint_part(session, team_id=device.team_id, checkpoint_id=checkpoint_id, n=n,
+                                                blob=blob)
+        return _json(CheckpointPartResponse(complete=complete))
+
+    @app.get("/v1/checkpoints", response_model=CheckpointList, dependencies=[Depends(_protocol)],
+             responses=_answers(*_AUTHENTICATED))
+    def get_checkpoints(token: Token) -> Response:
+        with db.transaction() as session:
+            device = _authenticate(session, token)
+            rows = crud.list_checkpoints(session, team_id=device.team_id)
+            listing = CheckpointList(checkpoints=[
+                CheckpointOut(id=r.id, seq=r.seq, epoch=r.epoch, parts=r.parts, size=r.size,
+                              manifest=b64e(bytes(r.manifest))) for r in rows])
+        seen_after_read(device)
+        return _json(listing)
+
+    @app.get("/v1/checkpoints/{checkpoint_id}/parts/{n}", response_model=CheckpointPartOut,
+             dependencies=[Depends(_protocol)], responses=_answers(*_AUTHENTICATED, ErrorCode.NOT_FOUND))
+    def get_checkpoint_part(checkpoint_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
+                            n: Annotated[int, Path(ge=1, le=MAX_CHECKPOINT_PARTS)], token: Token) -> Response:
+        with db.transaction() as session:
+            device = _authenticate(session, token)
+            blob = crud.checkpoint_part(session, team_id=device.team_id, checkpoint_id=checkpoint_id, n=n)
+        seen_after_read(device)
+        return _json(CheckpointPartOut(blob=b64e(blob)))
 
     return app
 

@@ -386,6 +386,31 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX ix_batch_team_pos ON batch (team_id, pos)",
         ),
     ),
+    # Checkpoints (issue 17): the team's state up to a log position, sealed in parts by a
+    # coordinator; kept blind (the two newest complete ones per team), dropped by a later purge.
+    Migration(
+        "0007_checkpoints",
+        (
+            """CREATE TABLE checkpoint (
+                id VARCHAR(32) NOT NULL PRIMARY KEY,
+                team_id VARCHAR(32) NOT NULL REFERENCES team (id),
+                seq {int} NOT NULL,
+                epoch {int} NOT NULL,
+                parts {int} NOT NULL,
+                manifest {blob} NOT NULL,
+                size {int} NOT NULL,
+                created_at {float} NOT NULL,
+                complete BOOLEAN NOT NULL
+            )""",
+            "CREATE INDEX ix_checkpoint_team ON checkpoint (team_id, seq)",
+            """CREATE TABLE checkpoint_part (
+                checkpoint_id VARCHAR(32) NOT NULL REFERENCES checkpoint (id),
+                n {int} NOT NULL,
+                blob {blob} NOT NULL,
+                PRIMARY KEY (checkpoint_id, n)
+            )""",
+        ),
+    ),
 )
 
 

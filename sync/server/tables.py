@@ -127,6 +127,31 @@ class Batch(ServerTable, table=True):
     sig2: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
+class CheckpointRow(ServerTable, table=True):
+    """A coordinator's sealed checkpoint of the team's state up to `seq`: opaque here."""
+
+    __tablename__ = "checkpoint"
+    __table_args__ = (Index("ix_checkpoint_team", "team_id", "seq"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    team_id: str = Field(foreign_key="team.id", max_length=32)
+    seq: int
+    epoch: int
+    parts: int
+    manifest: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    size: int
+    created_at: float
+    complete: bool = False
+
+
+class CheckpointPartRow(ServerTable, table=True):
+    __tablename__ = "checkpoint_part"
+
+    checkpoint_id: str = Field(foreign_key="checkpoint.id", primary_key=True, max_length=32)
+    n: int = Field(primary_key=True)
+    blob: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
 class RosterRow(ServerTable, table=True):
     """The coordinator's signed statement of one device (admitted, its keys, revoked): opaque here."""
 

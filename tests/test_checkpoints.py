@@ -1,0 +1,280 @@
+"""Checkpoints (issue 17): a new device takes the team's state from a coordinator's sealed
+checkpoint and pulls only the log after it; a server that swaps, truncates, forges or rolls back
+a checkpoint is caught and the device replays the log instead; an erased record never reaches a
+new device by a checkpoint; a first sync cut in the middle resumes from the parts it has.
+
+Real parts: an `outreach-server` process on loopback (SQLite), devices enrolled through the real
+code, the attacker editing the server's database between syncs as in test_hostile_server.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from serverproc import ServerProcess, create_team
+
+from models.vault import KdfParams, SealError, Vault, open_statement
+from models.workspace import Workspace
+from sync import protocol as p
+from sync.client import SyncClient
+from sync.engine import SyncEngine
+from sync.errors import Offline
+
+pytestmark = pytest.mark.e2e
+
+PASS = "checkpoint test 1"
+
+
+@dataclass
+class Team:
+    server: ServerProcess
+    coord: Workspace
+    ceng: SyncEngine
+    tmp: Path
+    opened: list[tuple[SyncEngine, Workspace]]
+
+    def device(self, name: str) -> tuple[Workspace, SyncEngine]:
+        ws = Workspace(self.tmp / name, fast_kdf=True)
+        ws.init(PASS, worker_name=name)
+        engine = SyncEngine(ws)
+        self.opened.append((engine, ws))
+        return ws, engine
+
+    def join(self, name: str) -> tuple[Workspace, SyncEngine]:
+        ws, engine = self.device(name)
+        engine.join(self.server.url, self.ceng.invite())
+        self.ceng.sync()
+        return ws, engine
+
+    @contextlib.contextmanager
+    def db(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.server.db_url.split("///", 1)[1], timeout=10)
+        try:
+            with conn:
+                yield conn
+        finally:
+            conn.close()
+
+    def checkpoints(self) -> list[tuple[str, int, int]]:
+        with self.db() as db:
+            return db.execute("SELECT id, seq, parts FROM checkpoint WHERE complete ORDER BY seq").fetchall()
+
+
+@pytest.fixture
+def team(tmp_path: Path) -> Iterator[Team]:
+    (tmp_path / "server").mkdir()
+    with ServerProcess(workdir=tmp_path / "server") as server:
+        coord = Workspace(tmp_path / "coord", fast_kdf=True)
+        coord.init(PASS, worker_name="Kim")
+        ceng = SyncEngine(coord)
+        ceng.CHECKPOINT_PART_BYTES = 2000  # a few rows a part: parts to swap, cut and count
+        ceng.join(server.url, create_team(server.db_url, "Vesterbro"))
+        t = Team(server, coord, ceng, tmp_path, [(ceng, coord)])
+        try:
+            yield t
+        finally:
+            for engine, ws in reversed(t.opened):
+                engine.close()
+                ws.close()
+
+
+def _seed(ws: Workspace, persons: int = 6, contacts: int = 4) -> list[str]:
+    ids = []
+    for n in range(persons):
+        person = ws.add_person({"alias": f"Person {n}", "description": f"described {n}"})
+        ids.append(person.id)
+        for k in range(contacts):
+            ws.add_contact({"at": f"2026-11-{1 + k:02d}T10:00:00", "person_id": person.id, "note": f"note {n}.{k}"})
+    return ids
+
+
+def _state(ws: Workspace) -> tuple[list[tuple[str, str | None]], list[tuple[str | None, str | None]]]:
+    persons = sorted((x.alias, x.description) for x in ws.persons())
+    contacts = sorted((c.person_id, c.note) for c in ws.contacts(limit=10_000))
+    return persons, contacts
+
+
+def test_a_new_device_takes_a_checkpoint_and_then_the_log_after_it(team: Team) -> None:
+    _seed(team.coord)
+    team.ceng.sync()
+    made = team.ceng.make_checkpoint(force=True)
+    assert made is not None and made.parts >= 2 and team.checkpoints() == [(made.checkpoint_id, made.seq, made.parts)]
+    assert team.ceng.make_checkpoint(force=True) is None  # nothing new since
+    # the log moves on after the checkpoint
+    late = team.coord.add_person({"alias": "After the checkpoint"})
+    team.coord.edit_person(team.coord.persons()[-1].id, {"description": "edited after"})
+    team.ceng.sync()
+    new, neng = team.join("new")
+    report = neng.sync()
+    assert report.from_checkpoint >= 6 * 5  # persons and contacts came as rows, not ops
+    assert report.pulled < report.from_checkpoint  # only the tail was replayed
+    assert _state(new) == _state(team.coord)
+    assert any(x.id == late.id for x in new.persons())
+    # the same as a device that replays the whole log
+    replay, reng = team.join("replay")
+    reng._bootstrap = lambda progress=None: 0  # type: ignore[method-assign]
+    reng.sync()
+    assert _state(replay) == _state(new)
+    # the new device works on from there: its edit reaches the others
+    new.edit_person(late.id, {"description": "from the new device"})
+    neng.sync()
+    team.ceng.sync()
+    assert [x.description for x in team.coord.persons() if x.id == late.id] == ["from the new device"]
+    # and it unlocks again from its own rows
+    new.lock()
+    new.store.drop_snapshot()
+    new.unlock(PASS)
+    assert new.damaged == [] and _state(new) == _state(team.coord)
+
+
+def test_only_a_coordinator_writes_checkpoints_and_only_when_caught_up(team: Team) -> None:
+    worker, weng = team.join("worker")
+    weng.sync()
+    with pytest.raises(Exception, match="coordinator"):
+        weng.make_checkpoint(force=True)
+    _seed(team.coord, persons=2, contacts=1)
+    team.ceng.sync()
+    team.coord.add_person({"alias": "Not sent yet"})  # in the rows, not in the log
+    assert team.ceng.make_checkpoint(force=True) is None
+    team.ceng.sync()
+    assert team.ceng.make_checkpoint(force=True) is not None
+    # the server takes no checkpoint from a worker, whatever it sends
+    client = SyncClient(team.server.url, token=(worker.secret("token") or b"").decode())
+    with pytest.raises(Exception, match="coordinator"):
+        client.put_checkpoint(p.CheckpointIn(id="a" * 32, seq=1, epoch=1, parts=1, manifest="AAAA"))
+    client.close()
+
+
+def test_an_erasure_drops_every_checkpoint_that_holds_the_record(team: Team) -> None:
+    ids = _seed(team.coord, persons=3, contacts=2)
+    team.ceng.sync()
+    assert team.ceng.make_checkpoint(force=True) is not None
+    assert team.ceng.erase_person(ids[0]) >= 1
+    assert team.checkpoints() == []  # the server dropped it with the erasure
+    new, neng = team.join("new")
+    report = neng.sync()
+    assert report.from_checkpoint == 0  # none left: the log
+    assert "Person 0" not in [x.alias for x in new.persons()]
+    # the coordinator writes a fresh one, without the erased person
+    made = team.ceng.make_checkpoint(force=True)
+    assert made is not None
+    fresh, feng = team.join("fresh")
+    assert feng.sync().from_checkpoint > 0
+    assert "Person 0" not in [x.alias for x in fresh.persons()]
+    assert ids[0] in fresh.erased_ids()  # a late op of it is dropped here too
+    assert _state(fresh) == _state(team.coord)
+
+
+@pytest.mark.parametrize("attack", ["flipped byte", "swapped parts", "truncated", "forged manifest"])
+def test_a_checkpoint_the_server_changed_is_refused_and_the_log_replayed(team: Team, attack: str) -> None:
+    _seed(team.coord)
+    team.ceng.sync()
+    made = team.ceng.make_checkpoint(force=True)
+    assert made is not None and made.parts >= 3
+    cid = made.checkpoint_id
+    with team.db() as db:
+        if attack == "flipped byte":
+            (blob,) = db.execute("SELECT blob FROM checkpoint_part WHERE checkpoint_id=? AND n=2", (cid,)).fetchone()
+            blob = bytearray(blob)
+            blob[len(blob) // 2] ^= 1
+            db.execute("UPDATE checkpoint_part SET blob=? WHERE checkpoint_id=? AND n=2", (bytes(blob), cid))
+        elif attack == "swapped parts":
+            db.execute("UPDATE checkpoint_part SET n=-1 WHERE checkpoint_id=? AND n=2", (cid,))
+            db.execute("UPDATE checkpoint_part SET n=2 WHERE checkpoint_id=? AND n=3", (cid,))
+            db.execute("UPDATE checkpoint_part SET n=3 WHERE checkpoint_id=? AND n=-1", (cid,))
+        elif attack == "truncated":
+            db.execute("DELETE FROM checkpoint_part WHERE checkpoint_id=? AND n=?", (cid, made.parts))
+            db.execute("UPDATE checkpoint SET parts=? WHERE id=?", (made.parts - 1, cid))
+        else:
+            attacker = Vault("0" * 32)
+            attacker.create("the attacker's own", KdfParams.default(fast=True))
+            attacker.set_authority(b"\x07" * 32)
+            (manifest,) = db.execute("SELECT manifest FROM checkpoint WHERE id=?", (cid,)).fetchone()
+            body = open_statement(team.ceng.authority_vk() or b"", "checkpoint", bytes(manifest))
+            db.execute("UPDATE checkpoint SET manifest=? WHERE id=?", (attacker.sign_statement("checkpoint", body), cid))
+    new, neng = team.join("new")
+    report = neng.sync()
+    assert report.from_checkpoint == 0
+    assert [n.kind for n in new.notices()] == ["checkpoint_refused"]
+    assert _state(new) == _state(team.coord)  # nothing lost: the log replayed
+    assert not (new.data_dir / "checkpoint" / cid).exists()
+
+
+def test_a_device_takes_no_checkpoint_older_than_one_it_took(team: Team) -> None:
+    _seed(team.coord, persons=2, contacts=1)
+    team.ceng.sync()
+    made = team.ceng.make_checkpoint(force=True)
+    assert made is not None
+    new, neng = team.device("new")
+    neng.join(team.server.url, team.ceng.invite())
+    team.ceng.sync()
+    new.set_sync_values(checkpoint_floor=made.seq + 1)  # it took a newer one before (a wipe kept this)
+    assert neng.sync().from_checkpoint == 0
+    assert [n.kind for n in new.notices()] == ["checkpoint_refused"]
+    assert _state(new) == _state(team.coord)
+
+
+def test_a_first_sync_cut_in_the_middle_resumes_from_the_parts_it_has(team: Team) -> None:
+    _seed(team.coord, persons=8, contacts=6)
+    team.ceng.sync()
+    made = team.ceng.make_checkpoint(force=True)
+    assert made is not None and made.parts >= 3
+    new, neng = team.join("new")
+    fetched: list[int] = []
+    real = SyncClient.checkpoint_part
+
+    def cut_after_two(self: SyncClient, checkpoint_id: str, n: int) -> bytes:
+        if len(fetched) == 2:
+            raise Offline("cut")
+        fetched.append(n)
+        return real(self, checkpoint_id, n)
+
+    SyncClient.checkpoint_part = cut_after_two  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Offline):
+            neng.sync()
+    finally:
+        SyncClient.checkpoint_part = real  # type: ignore[method-assign]
+    assert new.persons() == [] and new.sync_value("cursor", "0") == "0"  # nothing half-taken
+    again: list[int] = []
+
+    def count(self: SyncClient, checkpoint_id: str, n: int) -> bytes:
+        again.append(n)
+        return real(self, checkpoint_id, n)
+
+    SyncClient.checkpoint_part = count  # type: ignore[method-assign]
+    try:
+        assert neng.sync().from_checkpoint > 0
+    finally:
+        SyncClient.checkpoint_part = real  # type: ignore[method-assign]
+    assert again == list(range(3, made.parts + 1))  # the two it had were not fetched again
+    assert _state(new) == _state(team.coord)
+
+
+def test_a_revoked_device_cannot_open_a_checkpoint_made_after_its_revocation(team: Team) -> None:
+    gone, geng = team.join("gone")
+    geng.sync()
+    _seed(team.coord, persons=2, contacts=1)
+    team.ceng.sync()
+    epoch = team.ceng.revoke(gone.device_id)
+    team.ceng.sync()
+    made = team.ceng.make_checkpoint(force=True)
+    assert made is not None
+    with team.db() as db:
+        (blob,) = db.execute("SELECT blob FROM checkpoint_part WHERE checkpoint_id=? AND n=1",
+                             (made.checkpoint_id,)).fetchone()
+    team_id = team.coord.setting("team_id") or ""
+    assert gone.vault is not None and epoch not in gone.vault.epochs
+    with pytest.raises(SealError):
+        gone.vault.open_checkpoint_part(team_id, made.checkpoint_id, made.seq, 1, epoch, bytes(blob))
+    assert team.coord.vault is not None
+    assert team.coord.vault.open_checkpoint_part(team_id, made.checkpoint_id, made.seq, 1, epoch, bytes(blob))
+    # and a device that joins after the rotation takes it
+    new, neng = team.join("new")
+    assert neng.sync().from_checkpoint > 0
+    assert _state(new) == _state(team.coord)
