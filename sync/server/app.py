@@ -4,7 +4,10 @@
 It owns the wiring: the gate middleware and response gzip, the error shape of every failure,
 authentication by bearer token (only SHA-256 hashes are stored), who may call what (pending devices
 only `/v1/me` and `GET /v1/keys`, revoked devices nowhere, with ``detail.wipe``), and the decoding
-of wire values into plain ones for `crud`. Handlers hold no SQL. It must never import anything but
+of wire values into plain ones for `crud`. A database that cannot be reached is answered 503
+``unavailable`` with ``Retry-After``, a device of a team calling a server on an empty database
+503 too (``detail.reason = "no_teams"``); long-polls are woken through `sync.server.wake` (on
+PostgreSQL also by other processes). Handlers hold no SQL. It must never import anything but
 `sync.protocol` from the rest of the project, never open a sealed payload, and never log a body, a
 payload, a device name or a token: log lines hold ids and counts.
 """
