@@ -102,7 +102,7 @@ def test_backup_lost_database_restore_and_the_devices_sync_on(cli: Cli, server: 
     assert snapshot(cli, "worker1") == before and len(before["persons"]) == 2
     stored = _stored_ops(server)
 
-    backup = tmp_path / "outreach.backup"
+    backup = tmp_path / "team.dump"
     assert "backup written" in _script("backup-server.sh", server.db_url, backup)  # while it runs
     _lose_the_database(server)
     _script("restore-server.sh", server.db_url, backup)
@@ -129,7 +129,7 @@ def test_ops_acknowledged_after_the_backup_stay_on_the_devices_and_the_server_sa
     names = enroll_team(cli, server, workers=1)
     cli("coord", "person", "add", "--alias", "Store Søren")
     _sync_all(cli, names)
-    backup = tmp_path / "outreach.backup"
+    backup = tmp_path / "team.dump"
     _script("backup-server.sh", server.db_url, backup)
     late = cli("worker1", "person", "add", "--alias", "Sent after the backup")["id"]
     _sync_all(cli, names)  # acknowledged, and pulled by the coordinator

@@ -55,7 +55,6 @@ from sync.protocol import (
     CheckpointList,
     CheckpointOut,
     CheckpointPartIn,
-    CheckpointPartOut,
     CheckpointPartResponse,
     DeviceList,
     DevicePublic,
@@ -841,15 +840,19 @@ def create_app(
         seen_after_read(device)
         return _json(listing)
 
-    @app.get("/v1/checkpoints/{checkpoint_id}/parts/{n}", response_model=CheckpointPartOut,
-             dependencies=[Depends(_protocol)], responses=_answers(*_AUTHENTICATED, ErrorCode.NOT_FOUND))
+    @app.get("/v1/checkpoints/{checkpoint_id}/parts/{n}", response_class=Response,
+             dependencies=[Depends(_protocol)],
+             responses={200: {"content": {"application/octet-stream": {}},
+                              "description": "the sealed part as it was stored (sealed: not compressed)"},
+                        **_answers(*_AUTHENTICATED, ErrorCode.NOT_FOUND)})
     def get_checkpoint_part(checkpoint_id: Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")],
                             n: Annotated[int, Path(ge=1, le=MAX_CHECKPOINT_PARTS)], token: Token) -> Response:
         with db.transaction() as session:
             device = _authenticate(session, token)
             blob = crud.checkpoint_part(session, team_id=device.team_id, checkpoint_id=checkpoint_id, n=n)
         seen_after_read(device)
-        return _json(CheckpointPartOut(blob=b64e(blob)))
+        # sealed bytes do not compress: the identity encoding keeps the gzip middleware off them
+        return Response(blob, media_type="application/octet-stream", headers={"Content-Encoding": "identity"})
 
     return app
 
