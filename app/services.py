@@ -200,9 +200,9 @@ class _GuardedWorkspace(Workspace):
                                    cursor=cursor, values=values)
 
     def adopt_checkpoint(self, rows: Iterable[tuple[str, str, int, bytes]], meta: dict[str, Any],
-                         values: dict[str, str | int]) -> int:
+                         values: dict[str, str | int], *, index: bytes | None = None) -> int:
         with self.ui_lock:
-            return super().adopt_checkpoint(rows, meta, values)
+            return super().adopt_checkpoint(rows, meta, values, index=index)
 
     def fold(self, max_ops: int | None = None) -> ApplyResult:
         with self.ui_lock:

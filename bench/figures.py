@@ -174,6 +174,45 @@ class DeviceRun:
         r.add("pull.wire_per_op", (up + down) / pulled, "B/op", sealed_bytes_per_op=sealed)
         r.add("pull.wire_vs_sealed", (up + down) / pulled / sealed, "x", target="<= 1.3",
               note="gzip response: wire bytes / sealed payload bytes")
+        self.first_sync(pulled / (self.pull_seconds + self.fold_seconds))
+
+    def first_sync(self, replay_rate: float) -> None:
+        """The same team's first sync through a checkpoint (issue 17): A (the coordinator) pulls
+        to the log's head and writes a checkpoint; a new device C joins and syncs, from its first
+        request to a usable device (every row stored, the index loaded). Beside the log replay
+        of B in the same run (`pull.usable_rate`)."""
+        a = self.a
+        assert a is not None
+        r = self.results
+        a.engine.pull()
+        start = time.perf_counter()
+        made = a.engine.make_checkpoint(force=True)
+        write_s = time.perf_counter() - start
+        assert made is not None
+        r.add("checkpoint.write", write_s, "s", note=f"the coordinator seals {made.parts} parts "
+              f"({made.size / 1e6:.1f} MB) and uploads them", parts=made.parts, bytes=made.size)
+        c = Device(self.workdir / "device-c", "C")
+        c.ws.init(PASS, worker_name="Bench C")
+        c.engine.join(self.server_url, a.engine.invite(), device_name="bench C")
+        admitted, _ = a.engine.admit_pending()
+        assert admitted == 1
+        c.session.reset()
+        with self.profiles.phase("first_sync", self.server_pid):
+            start = time.perf_counter()
+            report = c.engine.sync()
+            usable_s = time.perf_counter() - start
+        live = sum(len(table) for table in c.ws.index.records.values())
+        assert report.from_checkpoint >= live > 0, (report.from_checkpoint, live)
+        n, up, down = c.session.totals()
+        rate = live / usable_s
+        r.add("first_sync.usable_rate", rate, "records/s", target=">= 20000",
+              note=f"a new device through a checkpoint: first request to usable, {live} live records, "
+                   f"{n} requests, {down / 1e6:.1f} MB down", records=live, seconds=usable_s)
+        r.add("first_sync.ratio_to_replay", rate / replay_rate, "x", target=">= 3",
+              note="first_sync.usable_rate over pull.usable_rate of the same run (records per second of "
+                   "live data against ops per second of the log: one op per record here)")
+        c.engine.close()
+        c.ws.close()
 
     # ------------------------------------------------------------------ unlock and load
     def unlock(self, repeats: int) -> None:

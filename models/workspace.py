@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -1345,6 +1346,17 @@ class Workspace:
             for rid, epoch, blob in rows:
                 yield rtype.value, rid, epoch, blob
 
+    def checkpoint_index(self) -> bytes:
+        """The index as the unlock snapshot holds it (record ids by type, the records' values,
+        the derived texts and order), as compressed JSON: a device of the team loads it as it is."""
+        ids_of: dict[str, list[str]] = {t.value: [] for t in RecordType}
+        for rid, rtype in self._types.items():
+            ids_of[rtype.value].append(rid)
+        body = {"v": self._SNAPSHOT_FORMAT, "t": ids_of,
+                "r": {rtype.value: table for rtype, table in self.index.records.items()},
+                "d": self.index.dump_derived()}
+        return zlib.compress(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), 1)
+
     def checkpoint_meta(self) -> dict[str, Any]:
         """What a device keeps beside its rows that a new device needs: erased ids (a late op of
         one is dropped), the highest sequence seen of each device, the hybrid clock."""
@@ -1352,14 +1364,15 @@ class Workspace:
         return {"v": 1, "erased": sorted(self.store.erased_ids()), "seen": seen, "hlc": self.clock.last}
 
     def adopt_checkpoint(self, rows: Iterable[tuple[str, str, int, bytes]], meta: dict[str, Any],
-                         values: dict[str, str | int]) -> int:
+                         values: dict[str, str | int], *, index: bytes | None = None) -> int:
         """Take a checkpoint's rows as they are, in one transaction with `values` (the cursor and
-        what goes with it), then load the index from the rows. A record this device holds already
-        (written here before joining) keeps its own row; its queued ops merge as usual. Returns the
-        rows stored."""
+        what goes with it), then load the index: the checkpoint's own (`checkpoint_index`) when
+        it fits the rows and this device holds no record of its own, else from the rows. A record
+        this device holds already (written here before joining) keeps its own row; its queued ops
+        merge as usual. Returns the rows stored."""
         store = self.store
+        held = set(self._types)
         with store.atomic():
-            held = set(self._types)
             by_type: dict[RecordType, list[tuple[str, int, bytes]]] = {}
             erased = {str(r) for r in meta.get("erased") or []}
             for rtype, rid, epoch, blob in rows:
@@ -1377,8 +1390,31 @@ class Workspace:
             for key, value in values.items():
                 store.set_sync_state(key, value)
             store.drop_snapshot()
-        self._load()
+        if held or index is None or not self._take_index(index, by_type):
+            self._load()
         return sum(len(v) for v in by_type.values())
+
+    def _take_index(self, blob: bytes, rows: dict[RecordType, list[tuple[str, int, bytes]]]) -> bool:
+        """Load a checkpoint's index, when it names exactly the rows taken; False: it does not."""
+        try:
+            body = json.loads(zlib.decompress(blob))
+            types: dict[str, RecordType] = {}
+            for t, ids in body["t"].items():
+                types.update(dict.fromkeys(ids, RecordType(t)))
+            if body.get("v") != self._SNAPSHOT_FORMAT or types.keys() != {
+                    rid for typed in rows.values() for rid, _e, _b in typed} or any(
+                    types[rid] is not rtype for rtype, typed in rows.items() for rid, _e, _b in typed):
+                return False
+            index = Index()
+            index.load({RecordType(t): table for t, table in body["r"].items()}, body["d"])
+        except (zlib.error, ValueError, KeyError, TypeError, AttributeError):
+            log.warning("a checkpoint's index could not be used; opening every record instead")
+            return False
+        self._types = types
+        self.damaged = []
+        self.index = index
+        self._snapshot_gen = -1
+        return True
 
     def fold(self, max_ops: int | None = None) -> ApplyResult:
         """Fold the oldest pulled ops (at most `max_ops`) into the rows through the merge, and

@@ -9,6 +9,10 @@ contacts newest first. Each part is sealed on its own (`Vault.seal_checkpoint_pa
 checkpoint, S, part number and epoch bound) and the manifest, signed by the team's authority,
 names each part's size and SHA-256: the server can withhold a checkpoint, never change one.
 
+Between the meta and the rows come the coordinator's index (its records' values and their search
+texts, as its unlock snapshot holds them), compressed and cut into parts: a new device loads it as
+it is instead of opening every row and folding every text again.
+
 Pure functions over bytes: no store, no network, no keys.
 """
 
@@ -21,12 +25,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PART_BYTES", "TYPES", "Manifest", "frame_meta", "frame_rows", "read_part", "split_rows",
-           "manifest_body", "read_manifest", "CheckpointError"]
+__all__ = ["PART_BYTES", "TYPES", "Manifest", "frame_meta", "frame_rows", "frame_index", "read_part", "split_rows",
+           "manifest_body", "read_manifest", "CheckpointError", "Part"]
 
 PART_BYTES = 1_000_000  # rows per part, in bytes of sealed rows: well under the protocol's part limit
 TYPES = ("place", "person", "followup", "contact", "audit")  # the order rows go in, and their codes
-_META, _ROWS = b"M", b"R"
+_META, _ROWS, _INDEX = b"M", b"R", b"I"
 _HEAD = 1 + 16 + 4 + 4  # type code, record id, key epoch, length
 
 Row = tuple[str, str, int, bytes]  # (record type, record id, key epoch, sealed row)
@@ -48,6 +52,11 @@ def frame_rows(rows: Iterable[Row]) -> bytes:
     return b"".join(out)
 
 
+def frame_index(index: bytes, part_bytes: int = PART_BYTES) -> list[bytes]:
+    """The compressed index cut into parts (their bytes joined in order are the index again)."""
+    return [_INDEX + index[at:at + part_bytes] for at in range(0, len(index), part_bytes)] or [_INDEX]
+
+
 def split_rows(rows: Iterable[Row], part_bytes: int = PART_BYTES) -> Iterator[list[Row]]:
     """Rows in groups of about `part_bytes` of sealed rows (at least one row each)."""
     group: list[Row] = []
@@ -62,8 +71,18 @@ def split_rows(rows: Iterable[Row], part_bytes: int = PART_BYTES) -> Iterator[li
         yield group
 
 
-def read_part(data: bytes) -> tuple[dict[str, Any] | None, list[Row]]:
-    """(meta, []) of part 1, or (None, rows) of a row part; CheckpointError when malformed."""
+@dataclass(frozen=True)
+class Part:
+    """One part read: its kind ("meta", "index" or "rows") and what it holds."""
+
+    kind: str
+    meta: dict[str, Any] | None = None
+    index: bytes = b""  # a slice of the compressed index
+    rows: tuple[Row, ...] = ()
+
+
+def read_part(data: bytes) -> Part:
+    """A part's contents; CheckpointError when it is malformed."""
     kind = data[:1]
     if kind == _META:
         try:
@@ -72,7 +91,9 @@ def read_part(data: bytes) -> tuple[dict[str, Any] | None, list[Row]]:
             raise CheckpointError(f"a malformed checkpoint meta part: {exc}") from None
         if not isinstance(meta, dict):
             raise CheckpointError("a malformed checkpoint meta part")
-        return meta, []
+        return Part("meta", meta=meta)
+    if kind == _INDEX:
+        return Part("index", index=data[1:])
     if kind != _ROWS:
         raise CheckpointError("not a checkpoint part")
     rows: list[Row] = []
@@ -86,7 +107,7 @@ def read_part(data: bytes) -> tuple[dict[str, Any] | None, list[Row]]:
         rows.append((TYPES[data[at]], data[at + 1:at + 17].hex(), int.from_bytes(data[at + 17:at + 21], "big"),
                      data[at + _HEAD:at + _HEAD + size]))
         at += _HEAD + size
-    return None, rows
+    return Part("rows", rows=tuple(rows))
 
 
 @dataclass(frozen=True)

@@ -261,11 +261,8 @@ class SyncClient:
         return self._request("GET", "/v1/checkpoints", model=p.CheckpointList)
 
     def checkpoint_part(self, checkpoint_id: str, n: int) -> bytes:
-        out = self._request("GET", f"/v1/checkpoints/{checkpoint_id}/parts/{n:d}", model=p.CheckpointPartOut)
-        try:
-            return p.b64d(out.blob)
-        except ValueError:
-            raise ServerFault("The server's checkpoint part is not base64.") from None
+        """Part `n` as the server stored it (raw bytes: sealed, so neither base64 nor gzip)."""
+        return self._request("GET", f"/v1/checkpoints/{checkpoint_id}/parts/{n:d}", model=None)
 
     def purge(self, record_ids: list[str], signatures: list[bytes] | None = None) -> p.PurgeResponse:
         body = p.PurgeRequest(record_ids=record_ids,

@@ -48,6 +48,7 @@ from .checkpoint import (
     PART_BYTES,
     CheckpointError,
     Manifest,
+    frame_index,
     frame_meta,
     frame_rows,
     manifest_body,
@@ -1108,8 +1109,9 @@ class SyncEngine:
             return None
         team, epoch = self._team_id(), max(vault.epochs)
         checkpoint_id = uuid.uuid4().hex
-        datas = [frame_meta(ws.checkpoint_meta())] + [frame_rows(group) for group in
-                                                      split_rows(ws.checkpoint_rows(), self.CHECKPOINT_PART_BYTES)]
+        size = self.CHECKPOINT_PART_BYTES
+        datas = [frame_meta(ws.checkpoint_meta()), *frame_index(ws.checkpoint_index(), size),
+                 *(frame_rows(group) for group in split_rows(ws.checkpoint_rows(), size))]
         sealed = [vault.seal_checkpoint_part(team, checkpoint_id, cursor, n, epoch, data)
                   for n, data in enumerate(datas, 1)]
         manifest = vault.sign_statement("checkpoint", manifest_body(team, checkpoint_id, cursor, epoch, sealed,
@@ -1183,6 +1185,7 @@ class SyncEngine:
                 progress("checkpoint", n, total)
         meta: dict[str, Any] | None = None
         rows: list[tuple[str, str, int, bytes]] = []
+        index: list[bytes] = []
         for n in range(1, total + 1):
             blob = (staging / f"{n}.part").read_bytes()
             manifest.check(n, blob)
@@ -1191,13 +1194,17 @@ class SyncEngine:
                                                   manifest.epoch, blob)
             except SealError:
                 raise CheckpointError(f"part {n} does not open under the team key") from None
-            part_meta, part_rows = read_part(data)
-            if (n == 1) != (part_meta is not None):
+            part = read_part(data)
+            if (n == 1) != (part.kind == "meta"):
                 raise CheckpointError("part 1 is the checkpoint's meta, and only part 1")
-            meta = part_meta if part_meta is not None else meta
-            rows.extend(part_rows)
+            if part.kind == "index" and rows:
+                raise CheckpointError("the index comes before the rows")
+            meta = part.meta if part.meta is not None else meta
+            index.append(part.index)
+            rows.extend(part.rows)
         assert meta is not None
-        taken = ws.adopt_checkpoint(rows, meta, {"cursor": manifest.seq, "checkpoint_floor": manifest.seq})
+        taken = ws.adopt_checkpoint(rows, meta, {"cursor": manifest.seq, "checkpoint_floor": manifest.seq},
+                                    index=b"".join(index) or None)
         shutil.rmtree(staging, ignore_errors=True)
         log.info("checkpoint %s taken: log position %d, %d rows", manifest.checkpoint_id, manifest.seq, taken)
         return taken

@@ -83,7 +83,6 @@ __all__ = [
     "CheckpointPartResponse",
     "CheckpointOut",
     "CheckpointList",
-    "CheckpointPartOut",
     "MAX_CHECKPOINT_PART_BYTES",
     "MAX_CHECKPOINT_PARTS",
     "op_digest",
@@ -679,10 +678,6 @@ class CheckpointOut(_Msg):
 
 class CheckpointList(_Msg):
     checkpoints: list[CheckpointOut]  # complete ones, the newest first (the server keeps two)
-
-
-class CheckpointPartOut(_Msg):
-    blob: str
 
 
 class SigningKeyAnnounce(_Msg):

@@ -110,7 +110,16 @@ def test_a_new_device_takes_a_checkpoint_and_then_the_log_after_it(team: Team) -
     team.coord.edit_person(team.coord.persons()[-1].id, {"description": "edited after"})
     team.ceng.sync()
     new, neng = team.join("new")
+    opened: list[int] = []
+    real_load = new._load
+
+    def load() -> None:
+        opened.append(1)
+        real_load()
+
+    new._load = load  # type: ignore[method-assign]
     report = neng.sync()
+    assert opened == []  # the checkpoint's index was taken as it is: no row opened one by one
     assert report.from_checkpoint >= 6 * 5  # persons and contacts came as rows, not ops
     assert report.pulled < report.from_checkpoint  # only the tail was replayed
     assert _state(new) == _state(team.coord)
