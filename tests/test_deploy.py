@@ -167,3 +167,28 @@ def test_the_systemd_unit_is_valid(tmp_path: Path) -> None:
                              check=False, timeout=60)
     assert checked.returncode == 0, checked.stderr
     assert "outreach-server.service" not in checked.stderr, checked.stderr  # no warning about it
+
+
+# --- a database that cannot be reached ----------------------------------------------------------
+
+
+def test_a_database_out_of_reach_is_told_from_a_fault() -> None:
+    import sqlite3
+
+    import psycopg
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from sync.server.db import unreachable
+
+    def wrapped(cls: type, orig: Exception) -> Exception:
+        return cls("SELECT 1", None, orig)  # type: ignore[no-any-return]
+
+    assert unreachable(wrapped(OperationalError, psycopg.OperationalError("connection refused")))
+    assert unreachable(wrapped(OperationalError, psycopg.errors.AdminShutdown("terminating connection")))
+    assert unreachable(wrapped(OperationalError, sqlite3.OperationalError("database is locked")))
+    assert unreachable(PoolTimeout("QueuePool limit reached"))
+    assert not unreachable(wrapped(OperationalError, sqlite3.OperationalError("no such table: op")))
+    assert not unreachable(wrapped(ProgrammingError, psycopg.ProgrammingError("syntax error")))
+    assert not unreachable(wrapped(IntegrityError, psycopg.IntegrityError("duplicate key")))
+    assert not unreachable(ValueError("not a database error"))
