@@ -32,6 +32,7 @@ from .base import Ctx, Screen
 __all__ = ["NewContactScreen"]
 
 _RECENT_PLACES = 8
+FORM_WIDTH = 720  # the form's width at most, on a wide window (its save bar lines up with it)
 
 
 # Seconds between "saved" and leaving the form. The browser needs a frame (40-80 ms in web mode
@@ -132,7 +133,7 @@ class NewContactScreen(Screen):
             section_title(t("contact.living")), self.living_box,
             section_title(t("contact.when")), self.when_box,
             self.save_error.control,
-        ], wide=self.ctx.wide)
+        ], wide=self.ctx.wide, max_width=FORM_WIDTH)
         return ft.Column([tid(form, "nc-form", container=True), self._save_bar()], spacing=0, expand=True,
                          horizontal_alignment=ft.CrossAxisAlignment.STRETCH)
 
@@ -146,11 +147,12 @@ class NewContactScreen(Screen):
             on_click=self._save, height=56, width=200 if wide else None, expand=None if wide else True,
             style=ft.ButtonStyle(shape=ft.RoundedRectangleBorder(radius=16)),
         )
-        return ft.Container(
-            ft.Row([tid(button, "nc-save")], alignment=ft.MainAxisAlignment.END if wide else ft.MainAxisAlignment.CENTER),
-            padding=ft.Padding.symmetric(horizontal=16, vertical=8), bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
-            border=ft.Border.only(top=ft.BorderSide(1, ft.Colors.OUTLINE_VARIANT)),
-        )
+        row: ft.Control = ft.Row([tid(button, "nc-save")], alignment=ft.MainAxisAlignment.END)
+        if wide:  # at the right edge of the centred form above it, not of the window
+            row = ft.Row([ft.Container(row, width=FORM_WIDTH - 32)], alignment=ft.MainAxisAlignment.CENTER)
+        return ft.Container(row, padding=ft.Padding.symmetric(horizontal=16, vertical=8),
+                            bgcolor=ft.Colors.SURFACE_CONTAINER_LOW,
+                            border=ft.Border.only(top=ft.BorderSide(1, ft.Colors.OUTLINE_VARIANT)))
 
     # ------------------------------------------------------------------ load
     async def load(self) -> None:
