@@ -10,12 +10,15 @@ code, the attacker editing the server's database between syncs as in test_hostil
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from serverproc import ServerProcess, create_team
 
 from models.vault import KdfParams, SealError, Vault, open_statement
@@ -287,3 +290,91 @@ def test_a_revoked_device_cannot_open_a_checkpoint_made_after_its_revocation(tea
     new, neng = team.join("new")
     assert neng.sync().from_checkpoint > 0
     assert _state(new) == _state(team.coord)
+
+
+# ------------------------------------------------------------------ checkpoint + tail == replay
+ACTIONS = st.lists(st.one_of(
+    st.tuples(st.just("write"), st.integers(0, 1), st.integers(1, 3)),  # device, records
+    st.tuples(st.just("edit"), st.integers(0, 1), st.integers(0, 50)),  # device, which person
+    st.tuples(st.just("erase"), st.just(0), st.integers(0, 50)),  # the coordinator erases a person
+    st.tuples(st.just("rotate"), st.just(0), st.just(0)),  # a device joins and is revoked: a new key epoch
+    st.tuples(st.just("checkpoint"), st.just(0), st.just(0)),
+    st.tuples(st.just("sync"), st.integers(0, 1), st.just(0)),
+), min_size=3, max_size=12)
+
+
+@settings(max_examples=int(os.environ.get("OUTREACH_CHECKPOINT_EXAMPLES", "8")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(actions=ACTIONS, cut=st.integers(0, 6))
+def test_a_checkpoint_and_the_log_after_it_equal_the_whole_log(tmp_path_factory: pytest.TempPathFactory,
+                                                                  actions: list[tuple[str, int, int]],
+                                                                  cut: int) -> None:
+    """Whatever the team did (writes, edits and erasures on two devices, key rotations, checkpoints
+    at any point, syncs in any order), a device that joins through the newest checkpoint, its first
+    sync cut after any part and resumed, ends where a device that replays the whole log does."""
+    tmp = tmp_path_factory.mktemp("prop")
+    (tmp / "server").mkdir()
+    with ServerProcess(workdir=tmp / "server") as server:
+        coord = Workspace(tmp / "coord", fast_kdf=True)
+        coord.init(PASS, worker_name="Kim")
+        ceng = SyncEngine(coord)
+        ceng.CHECKPOINT_PART_BYTES = 1500
+        ceng.join(server.url, create_team(server.db_url, "Prop"))
+        t = Team(server, coord, ceng, tmp, [(ceng, coord)])
+        try:
+            worker, weng = t.join("worker")
+            weng.sync()
+            devices = [(coord, ceng), (worker, weng)]
+            written = 0
+            for kind, who, n in actions:
+                ws, engine = devices[who]
+                persons = [x.id for x in ws.persons()]
+                if kind == "write":
+                    for _ in range(n):
+                        person = ws.add_person({"alias": f"P{written}"})
+                        ws.add_contact({"at": "2026-11-30T10:00:00", "person_id": person.id, "note": f"n{written}"})
+                        written += 1
+                elif kind == "edit" and persons:
+                    ws.edit_person(persons[n % len(persons)], {"description": f"edit {n}"})
+                elif kind == "erase" and persons:
+                    ceng.sync()
+                    ceng.erase_person(persons[n % len(persons)])
+                elif kind == "rotate":
+                    gone, geng = t.join(f"gone{len(t.opened)}")
+                    geng.sync()
+                    ceng.revoke(gone.device_id)
+                elif kind == "checkpoint":
+                    ceng.sync()
+                    ceng.make_checkpoint(force=True)
+                else:
+                    engine.sync()
+            for _ in range(2):
+                for _ws, engine in devices:
+                    engine.sync()
+            new, neng = t.join("new")
+            fetched: list[int] = []
+            real = SyncClient.checkpoint_part
+
+            def cut_at(self: SyncClient, checkpoint_id: str, n: int) -> bytes:
+                if len(fetched) == cut:
+                    raise Offline("cut")
+                fetched.append(n)
+                return real(self, checkpoint_id, n)
+
+            SyncClient.checkpoint_part = cut_at  # type: ignore[method-assign]
+            try:
+                with contextlib.suppress(Offline):
+                    neng.sync()
+            finally:
+                SyncClient.checkpoint_part = real  # type: ignore[method-assign]
+            neng.sync()
+            replay, reng = t.join("replay")
+            reng._bootstrap = lambda progress=None: 0  # type: ignore[method-assign]
+            reng.sync()
+            assert _state(new) == _state(replay) == _state(coord)
+            assert new.erased_ids() >= coord.erased_ids()
+            assert [n for n in new.notices() if n.kind == "checkpoint_refused"] == []
+        finally:
+            for engine, ws in reversed(t.opened):
+                engine.close()
+                ws.close()
