@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import select
+import selectors
 import socket
 import threading
 import time
@@ -176,8 +176,9 @@ class PgListener:
 
     def _pause(self, seconds: float) -> bool:
         """Wait, unless told to stop; True when stopping."""
-        readable, _, _ = select.select([self._stop_r], [], [], seconds)
-        return bool(readable) or self._stopping.is_set()
+        with selectors.DefaultSelector() as selector:  # epoll: a busy server's descriptors pass 1024
+            selector.register(self._stop_r, selectors.EVENT_READ)
+            return bool(selector.select(seconds)) or self._stopping.is_set()
 
     def _run(self) -> None:
         import psycopg
@@ -199,7 +200,7 @@ class PgListener:
                     self._watch.notify_all()  # what was pushed meanwhile was announced to nobody here
                 listened_before, failures = True, 0
                 self._listen(conn)
-            except psycopg.Error as exc:
+            except (psycopg.Error, OSError, ValueError) as exc:  # never a dead thread: listen again
                 self.connected.clear()
                 if self._stopping.is_set():
                     break
@@ -219,17 +220,19 @@ class PgListener:
                         pass
 
     def _listen(self, conn: Any) -> None:
-        fd = conn.fileno()
         last_check = time.monotonic()
-        while True:
-            readable, _, _ = select.select([fd, self._stop_r], [], [], IDLE_CHECK_SECONDS)
-            if self._stop_r in readable or self._stopping.is_set():
-                return
-            if not readable and time.monotonic() - last_check >= IDLE_CHECK_SECONDS:
-                conn.execute("SELECT 1")  # raises when the connection died quietly
-                last_check = time.monotonic()
-            for notice in conn.notifies(timeout=0):
-                team_id, _, origin = notice.payload.partition(" ")
-                if origin != self._origin and team_id:
-                    self.woken += 1
-                    self._watch.notify(team_id)
+        with selectors.DefaultSelector() as selector:
+            selector.register(conn.fileno(), selectors.EVENT_READ, "db")
+            selector.register(self._stop_r, selectors.EVENT_READ, "stop")
+            while True:
+                ready = {key.data for key, _ in selector.select(IDLE_CHECK_SECONDS)}
+                if "stop" in ready or self._stopping.is_set():
+                    return
+                if not ready and time.monotonic() - last_check >= IDLE_CHECK_SECONDS:
+                    conn.execute("SELECT 1")  # raises when the connection died quietly
+                    last_check = time.monotonic()
+                for notice in conn.notifies(timeout=0):
+                    team_id, _, origin = notice.payload.partition(" ")
+                    if origin != self._origin and team_id:
+                        self.woken += 1
+                        self._watch.notify(team_id)
