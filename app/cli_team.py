@@ -248,9 +248,23 @@ def cmd_sync(args: argparse.Namespace, out: Any) -> int:
     # received: other devices' changes taken in (a pull also brings this device's own ops back)
     received = report.applied + report.set_aside
     out.emit({**report.__dict__, "received": received}, say("cli.sync.done", sent=report.pushed, received=received)
+             + (say("cli.sync.from_checkpoint", n=report.from_checkpoint) if report.from_checkpoint else "")
              + (say("cli.sync.set_aside", n=report.set_aside) if report.set_aside else "")
              + (say("cli.sync.admitted", n=report.admitted) if report.admitted else "")
              + (say("cli.sync.rejected", n=report.rejected) if report.rejected else ""))
+    return 0
+
+
+def cmd_checkpoint(args: argparse.Namespace, out: Any) -> int:
+    """Coordinator: sync, then write a checkpoint of the team's state (new devices start from it)."""
+    eng = _engine(args, desk=True)
+    eng.sync()
+    made = eng.make_checkpoint(force=True)
+    if made is None:
+        out.emit({"checkpoint": None}, say("cli.checkpoint.none"))
+        return 0
+    out.emit({"checkpoint": made.checkpoint_id, "seq": made.seq, "parts": made.parts, "bytes": made.size},
+             say("cli.checkpoint.done", seq=made.seq, parts=made.parts, mb=f"{made.size / 1e6:.1f}"))
     return 0
 
 
@@ -332,6 +346,7 @@ def add_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     sp.add_argument("device_id", help=say("cli.help.admit_device"))
     sp = add("sync", cmd_sync, say("cli.help.sync"))
     sp.add_argument("--progress", action="store_true", help=say("cli.help.progress"))
+    add("checkpoint", cmd_checkpoint, say("cli.help.checkpoint"))
     add("status", cmd_status, say("cli.help.status"))
     add("notices", cmd_notices, say("cli.help.notices"))
     sp = add("erase", cmd_erase, say("cli.help.erase"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -204,3 +205,32 @@ def test_admit_after_comparing_the_fingerprint(cli: Callable[..., Any], tmp_path
         assert "comparing is off" in cli("admit", ali["device_id"], *ws.fingerprint().split(), fail=True)
         assert "--confirm-devices" in ok(run, "devices", "--help")
         ws.close()
+
+
+def test_checkpoint_is_written_by_the_coordinator_and_taken_by_a_new_device(
+        cli: Callable[..., Any], tmp_path: Path, run: Run) -> None:
+    from serverproc import ServerProcess, create_team
+
+    def new_device(*args: str) -> Any:
+        rc, out, err = run("--json", *args, data_dir="new")
+        assert rc == 0, err
+        return json.loads(out) if out.strip() else None
+
+    (tmp_path / "server").mkdir()
+    with ServerProcess(workdir=tmp_path / "server") as server:
+        cli("init", "--worker", "Coordinator")
+        cli("join", server.url, create_team(server.db_url, "Vesterbro"))
+        for n in range(3):
+            cli("person", "add", "--alias", f"Person {n}")
+        written = cli("checkpoint")
+        assert written["seq"] > 0 and written["parts"] >= 2
+        assert ok(run, "checkpoint").startswith("No checkpoint written")  # nothing new since
+        code = cli("invite")["code"]
+        new_device("init", "--worker", "New")
+        new_device("join", server.url, code)
+        cli("sync")  # the coordinator lets it in
+        taken = re.search(r", (\d+) records from a checkpoint", ok(run, "sync", data_dir="new"))
+        assert taken is not None and int(taken[1]) >= 3  # the persons, and the audit trail of their creation
+        assert sorted(p["alias"] for p in new_device("person", "list")) == [f"Person {n}" for n in range(3)]
+        rc, _out, err = run("checkpoint", data_dir="new")  # a worker's device writes none
+        assert rc != 0 and "coordinator" in err
