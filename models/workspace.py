@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -1333,29 +1333,49 @@ class Workspace:
         return (self.store.outbox_count() == 0 and self.store.inbox_count() == 0
                 and not self.store.set_aside_errors(_FUTURE))
 
-    def checkpoint_rows(self) -> Iterator[tuple[str, str, int, bytes]]:
-        """Every sealed row as stored, (type, id, epoch, sealed): places, persons and follow-ups
-        first, then contacts newest first (what a worker needs in the street comes first), then
-        the audit trail."""
+    STREET_DAYS = 30  # contacts this recent go in a checkpoint's first tier, with every person and place
+
+    def checkpoint_rows(self) -> tuple[list[tuple[str, str, int, bytes]], list[tuple[str, str, int, bytes]]]:
+        """Every sealed row as stored, (type, id, epoch, sealed), in two tiers: first what a worker
+        needs in the street (places, persons, follow-ups, and the contacts of the last
+        `STREET_DAYS` days, newest first), then the rest (older contacts, the audit trail)."""
         store = self.store
+        since = (datetime.fromtimestamp(self._now()) - timedelta(days=self.STREET_DAYS)).isoformat()
+        first: list[tuple[str, str, int, bytes]] = []
+        rest: list[tuple[str, str, int, bytes]] = []
         for rtype in self._CHECKPOINT_ORDER:
-            rows = store.iter_rows(rtype)
+            rows = list(store.iter_rows(rtype))
             if rtype is RecordType.CONTACT:
                 table = self.index.records.get(rtype, {})
-                rows = iter(sorted(rows, key=lambda r: str((table.get(r[0]) or {}).get("at") or ""), reverse=True))
-            for rid, epoch, blob in rows:
-                yield rtype.value, rid, epoch, blob
+                dated = sorted(((str((table.get(r[0]) or {}).get("at") or ""), r) for r in rows), reverse=True)
+                first.extend((rtype.value, *r) for at, r in dated if at >= since)
+                rest.extend((rtype.value, *r) for at, r in dated if at < since)
+            else:
+                (rest if rtype is RecordType.AUDIT else first).extend((rtype.value, *r) for r in rows)
+        return first, rest
 
-    def checkpoint_index(self) -> bytes:
+    def checkpoint_index(self, ids: set[str] | None = None) -> bytes:
         """The index as the unlock snapshot holds it (record ids by type, the records' values,
-        the derived texts and order), as compressed JSON: a device of the team loads it as it is."""
+        the derived texts and order), as compressed JSON: a device of the team loads it as it is.
+        With `ids`: the index of those records alone (a checkpoint's first tier)."""
         ids_of: dict[str, list[str]] = {t.value: [] for t in RecordType}
         for rid, rtype in self._types.items():
-            ids_of[rtype.value].append(rid)
+            if ids is None or rid in ids:
+                ids_of[rtype.value].append(rid)
+        index = self.index
+        if ids is not None:
+            index = Index()
+            index.load({rtype: {rid: v for rid, v in table.items() if rid in ids}
+                        for rtype, table in self.index.records.items()})
         body = {"v": self._SNAPSHOT_FORMAT, "t": ids_of,
-                "r": {rtype.value: table for rtype, table in self.index.records.items()},
-                "d": self.index.dump_derived()}
+                "r": {rtype.value: table for rtype, table in index.records.items()},
+                "d": index.dump_derived()}
         return zlib.compress(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), 1)
+
+    def history_pending(self) -> bool:
+        """A first sync took a checkpoint's first tier (usable: persons, places, recent contacts)
+        and the older history is still on its way."""
+        return bool(self.store.sync_state("checkpoint_pending"))
 
     def checkpoint_meta(self) -> dict[str, Any]:
         """What a device keeps beside its rows that a new device needs: erased ids (a late op of
@@ -1365,11 +1385,11 @@ class Workspace:
 
     def adopt_checkpoint(self, rows: Iterable[tuple[str, str, int, bytes]], meta: dict[str, Any],
                          values: dict[str, str | int], *, index: bytes | None = None) -> int:
-        """Take a checkpoint's rows as they are, in one transaction with `values` (the cursor and
-        what goes with it), then load the index: the checkpoint's own (`checkpoint_index`) when
-        it fits the rows and this device holds no record of its own, else from the rows. A record
-        this device holds already (written here before joining) keeps its own row; its queued ops
-        merge as usual. Returns the rows stored."""
+        """Take a checkpoint tier's rows as they are, in one transaction with `values` (the cursor
+        and what goes with it), then load the index: the tier's own (`checkpoint_index`) when it
+        fits the rows and this device held no record before, else from the rows. A record this
+        device holds already (written here before joining, or taken with the first tier) keeps its
+        own row; its queued ops merge as usual. Returns the rows stored."""
         store = self.store
         held = set(self._types)
         with store.atomic():

@@ -118,6 +118,7 @@ class Manifest:
     epoch: int
     parts: tuple[tuple[int, str], ...]  # (size, sha256 hex) of each sealed part, in order
     made_at: int  # ms
+    tier: int  # the last part of the first tier (meta, its index, the rows a worker needs in the street)
 
     def check(self, n: int, blob: bytes) -> None:
         """CheckpointError unless `blob` is part `n` (from 1) as the manifest names it."""
@@ -127,9 +128,9 @@ class Manifest:
 
 
 def manifest_body(team_id: str, checkpoint_id: str, seq: int, epoch: int, sealed_parts: list[bytes],
-                  made_at: int) -> dict[str, Any]:
+                  made_at: int, tier: int) -> dict[str, Any]:
     """What the team's authority signs for a checkpoint (`Vault.sign_statement("checkpoint", …)`)."""
-    return {"team": team_id, "id": checkpoint_id, "seq": seq, "epoch": epoch, "made_at": made_at,
+    return {"team": team_id, "id": checkpoint_id, "seq": seq, "epoch": epoch, "made_at": made_at, "tier": tier,
             "parts": [[len(b), hashlib.sha256(b).hexdigest()] for b in sealed_parts]}
 
 
@@ -137,9 +138,9 @@ def read_manifest(body: dict[str, Any]) -> Manifest:
     try:
         parts = tuple((int(size), str(digest)) for size, digest in body["parts"])
         manifest = Manifest(str(body["team"]), str(body["id"]), int(body["seq"]), int(body["epoch"]), parts,
-                            int(body["made_at"]))
+                            int(body["made_at"]), int(body["tier"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"a malformed checkpoint manifest: {exc}") from None
-    if not parts or any(len(d) != 64 for _s, d in parts):
+    if not parts or any(len(d) != 64 for _s, d in parts) or not 1 <= manifest.tier <= len(parts):
         raise CheckpointError("a malformed checkpoint manifest")
     return manifest

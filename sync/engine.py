@@ -1110,12 +1110,16 @@ class SyncEngine:
         team, epoch = self._team_id(), max(vault.epochs)
         checkpoint_id = uuid.uuid4().hex
         size = self.CHECKPOINT_PART_BYTES
-        datas = [frame_meta(ws.checkpoint_meta()), *frame_index(ws.checkpoint_index(), size),
-                 *(frame_rows(group) for group in split_rows(ws.checkpoint_rows(), size))]
+        street, rest = ws.checkpoint_rows()
+        # the first tier: what makes a new device usable in the street, with its own index; then the rest
+        datas = [frame_meta(ws.checkpoint_meta()), *frame_index(ws.checkpoint_index({r[1] for r in street}), size),
+                 *(frame_rows(group) for group in split_rows(street, size))]
+        tier = len(datas)
+        datas += [frame_rows(group) for group in split_rows(rest, size)]
         sealed = [vault.seal_checkpoint_part(team, checkpoint_id, cursor, n, epoch, data)
                   for n, data in enumerate(datas, 1)]
         manifest = vault.sign_statement("checkpoint", manifest_body(team, checkpoint_id, cursor, epoch, sealed,
-                                                                    int(ws.now() * 1000)))
+                                                                    int(ws.now() * 1000), tier))
         client = self.client()
         client.put_checkpoint(p.CheckpointIn(id=checkpoint_id, seq=cursor, epoch=epoch, parts=len(sealed),
                                              manifest=p.b64e(manifest)))
@@ -1138,9 +1142,16 @@ class SyncEngine:
         if vk is None or int(ws.sync_value("cursor", "0") or 0) != 0 or ws.vault is None:
             return 0
         team, floor = self._team_id(), int(ws.sync_value("checkpoint_floor", "0") or 0)
+        pending = ws.sync_value("checkpoint_pending")  # its first tier taken, the rest on its way
         client = self.client()
-        for listed in client.checkpoints().checkpoints:
-            if listed.epoch not in ws.vault.epochs:
+        listing = client.checkpoints().checkpoints
+        if pending and pending not in {c.id for c in listing}:
+            # gone meanwhile (a purge, a newer one): the log, merged onto the rows of that first tier
+            ws.set_sync_values(checkpoint_pending="")
+            shutil.rmtree(self._staging(), ignore_errors=True)
+            return 0
+        for listed in listing:
+            if listed.epoch not in ws.vault.epochs or (pending and listed.id != pending):
                 continue
             try:
                 manifest = read_manifest(open_statement(vk, "checkpoint", p.b64d(listed.manifest)))
@@ -1149,28 +1160,25 @@ class SyncEngine:
                     raise CheckpointError("a checkpoint listed as another than its manifest says")
                 if manifest.seq < floor:
                     raise CheckpointError("a checkpoint older than one this device took")
-                return self._take_checkpoint(client, manifest, progress)
+                return self._take_checkpoint(client, manifest, progress, first_taken=bool(pending))
             except (GrantError, CheckpointError, ValueError) as exc:
                 ws.add_notice("checkpoint_refused", None, None, f"checkpoint {listed.id} refused: {exc}")
                 shutil.rmtree(self._staging(listed.id), ignore_errors=True)
+                if pending:  # the rest of one whose first tier was taken: the log, merged onto it
+                    ws.set_sync_values(checkpoint_pending="")
+                    return 0
             except Rejected as exc:
                 if exc.code != p.ErrorCode.NOT_FOUND:
                     raise
                 shutil.rmtree(self._staging(listed.id), ignore_errors=True)  # dropped meanwhile: the next one
         return 0
 
-    def _take_checkpoint(self, client: SyncClient, manifest: Manifest, progress: Progress | None) -> int:
-        """Fetch every part (keeping each one checked on disk, so that a cut transfer resumes), open
-        and check them all, then take them in one transaction."""
-        ws, vault = self.ws, self.ws.vault
-        assert vault is not None
+    def _fetch_parts(self, client: SyncClient, manifest: Manifest, first: int, last: int,
+                     progress: Progress | None) -> None:
+        """Parts `first`..`last` on disk, each checked against the manifest (a cut transfer
+        resumes from the parts it has)."""
         staging = self._staging(manifest.checkpoint_id)
-        staging.mkdir(parents=True, exist_ok=True)
-        for other in self._staging().iterdir():
-            if other != staging:
-                shutil.rmtree(other, ignore_errors=True)
-        total = len(manifest.parts)
-        for n in range(1, total + 1):
+        for n in range(first, last + 1):
             path = staging / f"{n}.part"
             if path.exists():
                 try:
@@ -1182,11 +1190,18 @@ class SyncEngine:
             manifest.check(n, blob)
             path.write_bytes(blob)
             if progress:
-                progress("checkpoint", n, total)
+                progress("checkpoint", n, len(manifest.parts))
+
+    def _open_parts(self, manifest: Manifest, first: int, last: int) -> tuple[dict[str, Any] | None, bytes,
+                                                                              list[tuple[str, str, int, bytes]]]:
+        """(meta, index, rows) of parts `first`..`last`, every one checked and opened."""
+        vault = self.ws.vault
+        assert vault is not None
+        staging = self._staging(manifest.checkpoint_id)
         meta: dict[str, Any] | None = None
         rows: list[tuple[str, str, int, bytes]] = []
         index: list[bytes] = []
-        for n in range(1, total + 1):
+        for n in range(first, last + 1):
             blob = (staging / f"{n}.part").read_bytes()
             manifest.check(n, blob)
             try:
@@ -1197,16 +1212,47 @@ class SyncEngine:
             part = read_part(data)
             if (n == 1) != (part.kind == "meta"):
                 raise CheckpointError("part 1 is the checkpoint's meta, and only part 1")
-            if part.kind == "index" and rows:
-                raise CheckpointError("the index comes before the rows")
+            if part.kind == "index" and (rows or n > manifest.tier):
+                raise CheckpointError("an index comes first in the first tier, before its rows")
             meta = part.meta if part.meta is not None else meta
             index.append(part.index)
             rows.extend(part.rows)
-        assert meta is not None
-        taken = ws.adopt_checkpoint(rows, meta, {"cursor": manifest.seq, "checkpoint_floor": manifest.seq},
-                                    index=b"".join(index) or None)
+        return meta, b"".join(index), rows
+
+    def _take_checkpoint(self, client: SyncClient, manifest: Manifest, progress: Progress | None, *,
+                         first_taken: bool = False) -> int:
+        """Fetch, check and take the first tier (what a worker needs in the street: the device is
+        usable from then on), then the rest, each tier in one transaction. The cursor moves to the
+        checkpoint's position only once both are in: until then the device pulls no log."""
+        ws = self.ws
+        staging = self._staging(manifest.checkpoint_id)
+        staging.mkdir(parents=True, exist_ok=True)
+        for other in self._staging().iterdir():
+            if other != staging:
+                shutil.rmtree(other, ignore_errors=True)
+        total, tier = len(manifest.parts), manifest.tier
+        taken = 0
+        if not first_taken:
+            self._fetch_parts(client, manifest, 1, tier, progress)
+            meta, index, rows = self._open_parts(manifest, 1, tier)
+            if meta is None:
+                raise CheckpointError("a checkpoint without its meta part")
+            done = tier == total
+            values: dict[str, str | int] = (
+                {"cursor": manifest.seq, "checkpoint_floor": manifest.seq} if done
+                else {"checkpoint_pending": manifest.checkpoint_id, "checkpoint_meta": json.dumps(meta)})
+            taken = ws.adopt_checkpoint(rows, meta, values, index=index or None)
+            log.info("checkpoint %s: first tier taken, %d rows", manifest.checkpoint_id, taken)
+            if done:
+                shutil.rmtree(staging, ignore_errors=True)
+                return taken
+        self._fetch_parts(client, manifest, tier + 1, total, progress)
+        _meta, _index, rows = self._open_parts(manifest, tier + 1, total)
+        meta = json.loads(ws.sync_value("checkpoint_meta") or "{}")
+        taken += ws.adopt_checkpoint(rows, meta, {"cursor": manifest.seq, "checkpoint_floor": manifest.seq,
+                                                  "checkpoint_pending": "", "checkpoint_meta": ""})
         shutil.rmtree(staging, ignore_errors=True)
-        log.info("checkpoint %s taken: log position %d, %d rows", manifest.checkpoint_id, manifest.seq, taken)
+        log.info("checkpoint %s taken: log position %d", manifest.checkpoint_id, manifest.seq)
         return taken
 
     def purge_late(self) -> int:

@@ -14,6 +14,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -113,16 +114,18 @@ def test_a_new_device_takes_a_checkpoint_and_then_the_log_after_it(team: Team) -
     team.coord.edit_person(team.coord.persons()[-1].id, {"description": "edited after"})
     team.ceng.sync()
     new, neng = team.join("new")
-    opened: list[int] = []
+    opened: list[bool] = []
     real_load = new._load
 
     def load() -> None:
-        opened.append(1)
+        opened.append(new.history_pending())
         real_load()
 
     new._load = load  # type: ignore[method-assign]
     report = neng.sync()
-    assert opened == []  # the checkpoint's index was taken as it is: no row opened one by one
+    # the first tier's index was taken as it is (no row opened one by one); the rows were all
+    # opened once, when the older history was in
+    assert opened == [False]
     assert report.from_checkpoint >= 6 * 5  # persons and contacts came as rows, not ops
     assert report.pulled < report.from_checkpoint  # only the tail was replayed
     assert _state(new) == _state(team.coord)
@@ -182,7 +185,8 @@ def test_an_erasure_drops_every_checkpoint_that_holds_the_record(team: Team) -> 
     assert _state(fresh) == _state(team.coord)
 
 
-@pytest.mark.parametrize("attack", ["flipped byte", "swapped parts", "truncated", "forged manifest"])
+@pytest.mark.parametrize("attack", ["flipped byte", "flipped byte in the older history", "swapped parts", "truncated",
+                                    "forged manifest"])
 def test_a_checkpoint_the_server_changed_is_refused_and_the_log_replayed(team: Team, attack: str) -> None:
     _seed(team.coord)
     team.ceng.sync()
@@ -190,11 +194,12 @@ def test_a_checkpoint_the_server_changed_is_refused_and_the_log_replayed(team: T
     assert made is not None and made.parts >= 3
     cid = made.checkpoint_id
     with team.db() as db:
-        if attack == "flipped byte":
-            (blob,) = db.execute("SELECT blob FROM checkpoint_part WHERE checkpoint_id=? AND n=2", (cid,)).fetchone()
+        if attack.startswith("flipped byte"):
+            n = made.parts if attack.endswith("history") else 2  # the first tier's index, or a part after it
+            (blob,) = db.execute("SELECT blob FROM checkpoint_part WHERE checkpoint_id=? AND n=?", (cid, n)).fetchone()
             blob = bytearray(blob)
             blob[len(blob) // 2] ^= 1
-            db.execute("UPDATE checkpoint_part SET blob=? WHERE checkpoint_id=? AND n=2", (bytes(blob), cid))
+            db.execute("UPDATE checkpoint_part SET blob=? WHERE checkpoint_id=? AND n=?", (bytes(blob), cid, n))
         elif attack == "swapped parts":
             db.execute("UPDATE checkpoint_part SET n=-1 WHERE checkpoint_id=? AND n=2", (cid,))
             db.execute("UPDATE checkpoint_part SET n=2 WHERE checkpoint_id=? AND n=3", (cid,))
@@ -215,6 +220,51 @@ def test_a_checkpoint_the_server_changed_is_refused_and_the_log_replayed(team: T
     assert [n.kind for n in new.notices()] == ["checkpoint_refused"]
     assert _state(new) == _state(team.coord)  # nothing lost: the log replayed
     assert not (new.data_dir / "checkpoint" / cid).exists()
+
+
+def _tier(team: Team, checkpoint_id: str) -> int:
+    """The last part of a checkpoint's first tier, as its signed manifest says."""
+    with team.db() as db:
+        (manifest,) = db.execute("SELECT manifest FROM checkpoint WHERE id=?", (checkpoint_id,)).fetchone()
+    return int(open_statement(team.ceng.authority_vk() or b"", "checkpoint", bytes(manifest))["tier"])
+
+
+def test_a_new_device_is_usable_after_the_first_tier_and_says_older_history_is_on_its_way(team: Team) -> None:
+    ids = _seed(team.coord, persons=4, contacts=3)  # contacts of November: older than 30 days
+    recent = team.coord.add_contact({"at": datetime.now().replace(microsecond=0).isoformat(), "person_id": ids[0],
+                                     "note": "today"})
+    team.ceng.sync()
+    made = team.ceng.make_checkpoint(force=True)
+    assert made is not None
+    tier = _tier(team, made.checkpoint_id)
+    assert 1 < tier < made.parts
+    new, neng = team.join("new")
+    fetched: list[int] = []
+    real = SyncClient.checkpoint_part
+
+    def first_tier_only(self: SyncClient, checkpoint_id: str, n: int) -> bytes:
+        if n > tier:
+            raise Offline("cut after the first tier")
+        fetched.append(n)
+        return real(self, checkpoint_id, n)
+
+    SyncClient.checkpoint_part = first_tier_only  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Offline):
+            neng.sync()
+    finally:
+        SyncClient.checkpoint_part = real  # type: ignore[method-assign]
+    # usable: every person, the recent contact; the older ones are on their way, and it says so
+    assert sorted(x.alias for x in new.persons()) == [f"Person {n}" for n in range(4)]
+    assert [c.id for c in new.contacts(limit=100)] == [recent.id]
+    assert new.history_pending() and new.sync_value("cursor", "0") == "0"
+    worker_edit = new.add_contact({"at": datetime.now().replace(microsecond=0).isoformat(), "person_id": ids[1],
+                                   "note": "written before the rest came"})
+    neng.sync()
+    assert not new.history_pending()
+    assert _state(new) == _state(team.coord) or any(c.id == worker_edit.id for c in new.contacts(limit=100))
+    team.ceng.sync()
+    assert _state(new) == _state(team.coord)
 
 
 def test_a_device_takes_no_checkpoint_older_than_one_it_took(team: Team) -> None:
