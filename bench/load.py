@@ -173,7 +173,10 @@ def run_load(teams: list[list[RawDevice]], *, seconds: float, think: float, payl
     end = begin + seconds
     sizes = payload_sizes or [300]
     for dev in devices:  # open each keep-alive connection before the clock starts
-        dev.call("GET", "/v1/me")
+        try:
+            dev.call("GET", "/v1/me")
+        except requests.ConnectionError:  # a kept-alive connection the server closed meanwhile
+            dev.call("GET", "/v1/me")
 
     def record(kind: str, started: float, elapsed: float, error: str | None) -> None:
         if started < measure_from:
