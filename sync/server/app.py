@@ -666,13 +666,15 @@ def create_app(
                 f"A push may hold at most {MAX_PUSH_BYTES} bytes of sealed payload: split it.",
                 {"field": "ops", "max_bytes": MAX_PUSH_BYTES},
             )
-        raw_sig = body.get("sig")
+        raw_sig, raw_sig2 = body.get("sig"), body.get("sig2")
         sig = _decode(raw_sig, "sig", size=64) if raw_sig else None
+        sig2 = _decode(raw_sig2, "sig2", size=64) if raw_sig2 else None
         with db.transaction(write=True) as session:
             device = _authenticate(session, token)
             seen(session, device)
             result = crud.push_ops(
-                session, team_id=device.team_id, device_id=device.id, ops=ops, now=clock(), sig=sig
+                session, team_id=device.team_id, device_id=device.id, ops=ops, now=clock(), sig=sig,
+                first=body.get("first"), sig2=sig2,
             )
             if result.accepted:
                 changed(session, device.team_id)
