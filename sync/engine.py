@@ -1243,6 +1243,8 @@ class SyncEngine:
                 else {"checkpoint_pending": manifest.checkpoint_id, "checkpoint_meta": json.dumps(meta)})
             taken = ws.adopt_checkpoint(rows, meta, values, index=index or None)
             log.info("checkpoint %s: first tier taken, %d rows", manifest.checkpoint_id, taken)
+            if progress:
+                progress("usable", taken, total)  # the device can be used from here on
             if done:
                 shutil.rmtree(staging, ignore_errors=True)
                 return taken
