@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -69,22 +69,50 @@ class Team:
             return db.execute("SELECT id, seq, parts FROM checkpoint WHERE complete ORDER BY seq").fetchall()
 
 
-@pytest.fixture
-def team(tmp_path: Path) -> Iterator[Team]:
-    (tmp_path / "server").mkdir()
-    with ServerProcess(workdir=tmp_path / "server") as server:
-        coord = Workspace(tmp_path / "coord", fast_kdf=True)
+@contextlib.contextmanager
+def _team(tmp: Path, part_bytes: int = 2000) -> Iterator[Team]:
+    """A server process and a coordinator's device in a new team (small parts: a few rows a part,
+    so that there are parts to swap, cut and count)."""
+    (tmp / "server").mkdir()
+    with ServerProcess(workdir=tmp / "server") as server:
+        coord = Workspace(tmp / "coord", fast_kdf=True)
         coord.init(PASS, worker_name="Kim")
         ceng = SyncEngine(coord)
-        ceng.CHECKPOINT_PART_BYTES = 2000  # a few rows a part: parts to swap, cut and count
+        ceng.CHECKPOINT_PART_BYTES = part_bytes
         ceng.join(server.url, create_team(server.db_url, "Vesterbro"))
-        t = Team(server, coord, ceng, tmp_path, [(ceng, coord)])
+        t = Team(server, coord, ceng, tmp, [(ceng, coord)])
         try:
             yield t
         finally:
             for engine, ws in reversed(t.opened):
                 engine.close()
                 ws.close()
+
+
+@pytest.fixture
+def team(tmp_path: Path) -> Iterator[Team]:
+    with _team(tmp_path) as t:
+        yield t
+
+
+@contextlib.contextmanager
+def _cut(where: Callable[[int, list[int]], bool]) -> Iterator[list[int]]:
+    """Checkpoint parts fetched meanwhile (their numbers, yielded), the transfer cut (Offline)
+    at the first part `where(n, fetched so far)` says."""
+    fetched: list[int] = []
+    real = SyncClient.checkpoint_part
+
+    def fetch(self: SyncClient, checkpoint_id: str, n: int) -> bytes:
+        if where(n, fetched):
+            raise Offline("cut")
+        fetched.append(n)
+        return real(self, checkpoint_id, n)
+
+    SyncClient.checkpoint_part = fetch  # type: ignore[method-assign]
+    try:
+        yield fetched
+    finally:
+        SyncClient.checkpoint_part = real  # type: ignore[method-assign]
 
 
 def _seed(ws: Workspace, persons: int = 6, contacts: int = 4) -> list[str]:
@@ -239,21 +267,8 @@ def test_a_new_device_is_usable_after_the_first_tier_and_says_older_history_is_o
     tier = _tier(team, made.checkpoint_id)
     assert 1 < tier < made.parts
     new, neng = team.join("new")
-    fetched: list[int] = []
-    real = SyncClient.checkpoint_part
-
-    def first_tier_only(self: SyncClient, checkpoint_id: str, n: int) -> bytes:
-        if n > tier:
-            raise Offline("cut after the first tier")
-        fetched.append(n)
-        return real(self, checkpoint_id, n)
-
-    SyncClient.checkpoint_part = first_tier_only  # type: ignore[method-assign]
-    try:
-        with pytest.raises(Offline):
-            neng.sync()
-    finally:
-        SyncClient.checkpoint_part = real  # type: ignore[method-assign]
+    with _cut(lambda n, _fetched: n > tier), pytest.raises(Offline):  # cut after the first tier
+        neng.sync()
     # usable: every person, the recent contact; the older ones are on their way, and it says so
     assert sorted(x.alias for x in new.persons()) == [f"Person {n}" for n in range(4)]
     assert [c.id for c in new.contacts(limit=100)] == [recent.id]
@@ -287,33 +302,11 @@ def test_a_first_sync_cut_in_the_middle_resumes_from_the_parts_it_has(team: Team
     made = team.ceng.make_checkpoint(force=True)
     assert made is not None and made.parts >= 3
     new, neng = team.join("new")
-    fetched: list[int] = []
-    real = SyncClient.checkpoint_part
-
-    def cut_after_two(self: SyncClient, checkpoint_id: str, n: int) -> bytes:
-        if len(fetched) == 2:
-            raise Offline("cut")
-        fetched.append(n)
-        return real(self, checkpoint_id, n)
-
-    SyncClient.checkpoint_part = cut_after_two  # type: ignore[method-assign]
-    try:
-        with pytest.raises(Offline):
-            neng.sync()
-    finally:
-        SyncClient.checkpoint_part = real  # type: ignore[method-assign]
+    with _cut(lambda _n, fetched: len(fetched) == 2), pytest.raises(Offline):
+        neng.sync()
     assert new.persons() == [] and new.sync_value("cursor", "0") == "0"  # nothing half-taken
-    again: list[int] = []
-
-    def count(self: SyncClient, checkpoint_id: str, n: int) -> bytes:
-        again.append(n)
-        return real(self, checkpoint_id, n)
-
-    SyncClient.checkpoint_part = count  # type: ignore[method-assign]
-    try:
+    with _cut(lambda _n, _fetched: False) as again:
         assert neng.sync().from_checkpoint > 0
-    finally:
-        SyncClient.checkpoint_part = real  # type: ignore[method-assign]
     assert again == list(range(3, made.parts + 1))  # the two it had were not fetched again
     assert _state(new) == _state(team.coord)
 
@@ -362,69 +355,44 @@ def test_a_checkpoint_and_the_log_after_it_equal_the_whole_log(tmp_path_factory:
     """Whatever the team did (writes, edits and erasures on two devices, key rotations, checkpoints
     at any point, syncs in any order), a device that joins through the newest checkpoint, its first
     sync cut after any part and resumed, ends where a device that replays the whole log does."""
-    tmp = tmp_path_factory.mktemp("prop")
-    (tmp / "server").mkdir()
-    with ServerProcess(workdir=tmp / "server") as server:
-        coord = Workspace(tmp / "coord", fast_kdf=True)
-        coord.init(PASS, worker_name="Kim")
-        ceng = SyncEngine(coord)
-        ceng.CHECKPOINT_PART_BYTES = 1500
-        ceng.join(server.url, create_team(server.db_url, "Prop"))
-        t = Team(server, coord, ceng, tmp, [(ceng, coord)])
-        try:
-            worker, weng = t.join("worker")
-            weng.sync()
-            devices = [(coord, ceng), (worker, weng)]
-            written = 0
-            for kind, who, n in actions:
-                ws, engine = devices[who]
-                persons = [x.id for x in ws.persons()]
-                if kind == "write":
-                    for _ in range(n):
-                        person = ws.add_person({"alias": f"P{written}"})
-                        ws.add_contact({"at": "2026-11-30T10:00:00", "person_id": person.id, "note": f"n{written}"})
-                        written += 1
-                elif kind == "edit" and persons:
-                    ws.edit_person(persons[n % len(persons)], {"description": f"edit {n}"})
-                elif kind == "erase" and persons:
-                    ceng.sync()
-                    ceng.erase_person(persons[n % len(persons)])
-                elif kind == "rotate":
-                    gone, geng = t.join(f"gone{len(t.opened)}")
-                    geng.sync()
-                    ceng.revoke(gone.device_id)
-                elif kind == "checkpoint":
-                    ceng.sync()
-                    ceng.make_checkpoint(force=True)
-                else:
-                    engine.sync()
-            for _ in range(2):
-                for _ws, engine in devices:
-                    engine.sync()
-            new, neng = t.join("new")
-            fetched: list[int] = []
-            real = SyncClient.checkpoint_part
-
-            def cut_at(self: SyncClient, checkpoint_id: str, n: int) -> bytes:
-                if len(fetched) == cut:
-                    raise Offline("cut")
-                fetched.append(n)
-                return real(self, checkpoint_id, n)
-
-            SyncClient.checkpoint_part = cut_at  # type: ignore[method-assign]
-            try:
-                with contextlib.suppress(Offline):
-                    neng.sync()
-            finally:
-                SyncClient.checkpoint_part = real  # type: ignore[method-assign]
+    with _team(tmp_path_factory.mktemp("prop"), part_bytes=1500) as t:
+        coord, ceng = t.coord, t.ceng
+        worker, weng = t.join("worker")
+        weng.sync()
+        devices = [(coord, ceng), (worker, weng)]
+        written = 0
+        for kind, who, n in actions:
+            ws, engine = devices[who]
+            persons = [x.id for x in ws.persons()]
+            if kind == "write":
+                for _ in range(n):
+                    person = ws.add_person({"alias": f"P{written}"})
+                    ws.add_contact({"at": "2026-11-30T10:00:00", "person_id": person.id, "note": f"n{written}"})
+                    written += 1
+            elif kind == "edit" and persons:
+                ws.edit_person(persons[n % len(persons)], {"description": f"edit {n}"})
+            elif kind == "erase" and persons:
+                ceng.sync()
+                ceng.erase_person(persons[n % len(persons)])
+            elif kind == "rotate":
+                gone, geng = t.join(f"gone{len(t.opened)}")
+                geng.sync()
+                ceng.revoke(gone.device_id)
+            elif kind == "checkpoint":
+                ceng.sync()
+                ceng.make_checkpoint(force=True)
+            else:
+                engine.sync()
+        for _ in range(2):
+            for _ws, engine in devices:
+                engine.sync()
+        new, neng = t.join("new")
+        with _cut(lambda _n, fetched: len(fetched) == cut), contextlib.suppress(Offline):
             neng.sync()
-            replay, reng = t.join("replay")
-            reng._bootstrap = lambda progress=None: 0  # type: ignore[method-assign]
-            reng.sync()
-            assert _state(new) == _state(replay) == _state(coord)
-            assert new.erased_ids() >= coord.erased_ids()
-            assert [n for n in new.notices() if n.kind == "checkpoint_refused"] == []
-        finally:
-            for engine, ws in reversed(t.opened):
-                engine.close()
-                ws.close()
+        neng.sync()
+        replay, reng = t.join("replay")
+        reng._bootstrap = lambda progress=None: 0  # type: ignore[method-assign]
+        reng.sync()
+        assert _state(new) == _state(replay) == _state(coord)
+        assert new.erased_ids() >= coord.erased_ids()
+        assert [n for n in new.notices() if n.kind == "checkpoint_refused"] == []
