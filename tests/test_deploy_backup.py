@@ -3,10 +3,11 @@ runs, the database lost, scripts/restore-server.sh, the server started again, an
 devices (the `outreach` CLI) sync on without loss or duplication. On SQLite and, with
 OUTREACH_TEST_PG_URL, on PostgreSQL.
 
-What a restore cannot give back: ops acknowledged after the backup was taken. The server notices a
-device whose place in the log is past the restored log's end and says so in its log; the device
-keeps its records. That the devices send those ops again needs a change in sync/engine.py (see
-docs/DEPLOY.md, "Restore"): the second test holds what works today, not more.
+What a restore cannot give back: ops acknowledged after the backup was taken. The restore advances
+each team's log positions, so that devices which had read past the restored end see what is stored
+from then on; the devices keep their records; the server notices a device that pushes past what it
+holds and says so in its log. That the devices send the lost ops again needs a change in
+sync/engine.py (see docs/DEPLOY.md, "Restore"): the second test holds what works today, not more.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def test_backup_lost_database_restore_and_the_devices_sync_on(cli: Cli, server: 
     assert "past the log's end" not in server.log_path.read_text()
 
 
-def test_ops_acknowledged_after_the_backup_stay_on_the_devices_and_the_server_says_so(
+def test_after_a_restore_from_an_older_backup_the_team_works_on_and_the_server_says_what_it_lost(
     cli: Cli, server: ServerProcess, tmp_path: Path
 ) -> None:
     names = enroll_team(cli, server, workers=1)
@@ -136,11 +137,20 @@ def test_ops_acknowledged_after_the_backup_stay_on_the_devices_and_the_server_sa
     assert any(p["id"] == late for p in cli("coord", "person", "list"))
 
     _lose_the_database(server)
-    _script("restore-server.sh", server.db_url, backup)
+    assert "further" in _script("restore-server.sh", server.db_url, backup)
     server.start()
     _sync_all(cli, names, rounds=1)
-
     for name in names:  # the devices keep what the restored server lacks
         assert any(p["id"] == late for p in cli(name, "person", "list"))
-    # the server tells its operator which devices are ahead of its log (docs/DEPLOY.md, "Restore")
-    assert "past the log's end" in server.log_path.read_text()
+
+    # Both devices had read the log past its restored end; its positions were advanced, so what is
+    # stored now reaches them instead of hiding under positions they think they have read.
+    after = cli("coord", "person", "add", "--alias", "After the restore")["id"]
+    again = cli("worker1", "person", "add", "--alias", "Also after the restore")["id"]
+    _sync_all(cli, names)
+    for name in names:
+        ids = {p["id"] for p in cli(name, "person", "list")}
+        assert {after, again, late} <= ids
+    # The server tells its operator which device pushed ops it no longer holds (DEPLOY.md, "Restore").
+    log = server.log_path.read_text()
+    assert "acknowledged ops lost with a restore" in log

@@ -90,7 +90,7 @@ from sync.protocol import (
 )
 from sync.server import crud
 from sync.server.config import ServerSettings
-from sync.server.continuity import log_end
+from sync.server.continuity import held_through, log_end
 from sync.server.db import Database, has_teams, migrate, unreachable
 from sync.server.errors import STATUS, ApiError, EmptyDatabase
 from sync.server.keys import ServerKey, load_server_key
@@ -643,6 +643,8 @@ def create_app(
         # 422 naming the field.
         return await run_in_threadpool(store_push, await request.body(), token)
 
+    accounted: set[str] = set()  # devices whose sequence was checked against what the server holds
+
     def store_push(raw: bytes, token: str) -> Response:
         try:
             body = PUSH_REQUEST.validate_json(raw)
@@ -669,12 +671,20 @@ def create_app(
         raw_sig, raw_sig2 = body.get("sig"), body.get("sig2")
         sig = _decode(raw_sig, "sig", size=64) if raw_sig else None
         sig2 = _decode(raw_sig2, "sig2", size=64) if raw_sig2 else None
+        first = body.get("first")
         with db.transaction(write=True) as session:
             device = _authenticate(session, token)
             seen(session, device)
+            if first is not None and device.id not in accounted:  # once per device and process
+                accounted.add(device.id)
+                held = held_through(session, team_id=device.team_id, device_id=device.id)
+                if first > held + 1:
+                    log.warning("push team=%s device=%s accounts from its sequence %d, the server holds it "
+                                "through %d: acknowledged ops lost with a restore from an older backup? "
+                                "(docs/DEPLOY.md, Restore)", device.team_id, device.id, first, held)
             result = crud.push_ops(
                 session, team_id=device.team_id, device_id=device.id, ops=ops, now=clock(), sig=sig,
-                first=body.get("first"), sig2=sig2,
+                first=first, sig2=sig2,
             )
             if result.accepted:
                 changed(session, device.team_id)
