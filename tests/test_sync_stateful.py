@@ -11,19 +11,25 @@ Devices push 2 ops per request and pull 3 per page, so batching and paging happe
 
 Rules: persons created (in bursts), edited (reviewed fields such as alias, status and consent
 too) and deleted on any device; two devices editing one reviewed field concurrently; open
-conflicts resolved; a sync on any device under a fault plan (request lost, answer lost after the
-server committed, request delivered twice; devices 0 and 1 never retry, so a lost message
-surfaces as `Offline`, device 2 retries once); a sync during which the app dies: in the apply
-transaction of the n-th pulled page (before it, after the rows, at the cursor), in the n-th push
-acknowledgement, or at the k-th writing SQL statement wherever it falls; a save during which the
-app dies; restarts (the restarted app must show exactly what it showed before); once, a quiet
-round in the middle of a run.
+conflicts resolved; a person erased by the coordinator (a purge it signs: its ops leave the
+server, every device that pulls the purge, and the outboxes; later edits of it are dropped); a
+sync on any device under a fault plan (request lost, answer lost after the server committed,
+request delivered twice; devices 0 and 1 never retry, so a lost message surfaces as `Offline`,
+device 2 retries once); a sync during which the app dies: in the apply transaction of the n-th
+pulled page (before it, after the rows, at the cursor), in the n-th push acknowledgement, or at
+the k-th writing SQL statement wherever it falls; a save during which the app dies; restarts
+(the restarted app must show exactly what it showed before); once, a quiet round in the middle
+of a run.
 
-Checked after every step: the server holds each op id once and each (device, device_seq) once;
-every op a device wrote is either still in its outbox (a contiguous tail of its writes, holding
-nothing it recorded as acknowledged) or on the server under the same op id; the server holds no
-op a device did not write; no op was set aside; cursors never move back. After a successful sync
-the device's sealed records equal the merge of the server's whole log. After a quiet round (each
+Checked after every step: the server holds each op id once and each (device, device_seq) once,
+each in a push with its device's signed statement (protocol 1.2); every op a device wrote is
+either still in its outbox (a contiguous tail of its writes, but for writes of erased persons,
+holding nothing it recorded as acknowledged) or on the server under the same op id (or it was a
+write of an erased person); the server holds no op a device did not write; no op was set aside;
+cursors never move back; no device was told of a change that did not arrive (`missing_ops`) or
+of a revoked device's rewritten history (`history_differs`): an honest server withholds nothing,
+lost answers, retries and erasures included. After a successful sync the device's sealed records
+equal the merge of the server's whole log (erased persons left out). After a quiet round (each
 device syncs twice without faults; also at the end of every example): outboxes empty, cursors at
 the log's end, every device's records equal to the merge of the log and to an independent
 last-writer-wins model of it (so no acknowledged write is lost, none resurrected), and the same
@@ -32,7 +38,8 @@ open conflicts everywhere.
 A second machine (`HostileSyncMachine`, `test_sync_holds_against_a_hostile_server`) runs the same
 rules against a hostile server, on a team that also revoked a fourth device: forged keys, forged
 purges, forged roster entries, ops relayed in another device's name or from the revoked device,
-old pull pages replayed and answers reordered; see its docstring for what each must (not) do.
+ops and whole pushes withheld, old pull pages replayed and answers reordered; see its docstring
+for what each must (not) do.
 
 `OUTREACH_STATEFUL_EXAMPLES` overrides the number of examples (default 200),
 `OUTREACH_HOSTILE_EXAMPLES` that of the hostile machine (default 50); `pytest -s` prints what the
@@ -44,7 +51,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -80,7 +89,7 @@ from models.workspace import Workspace, decode_op, encode_op
 from sync.client import SyncClient
 from sync.engine import SyncEngine
 from sync.errors import KeyRefused, Offline, StaleEpoch, SyncError
-from sync.protocol import DeviceStatus, EnrollmentCode, Role, b64e, batch_message, op_digest
+from sync.protocol import DeviceStatus, EnrollmentCode, Role, b64e, batch_message, op_digest, unpack_entries
 from sync.server import Database, ServerSettings, create_app, crud
 from sync.server.keys import load_server_key
 
@@ -344,6 +353,22 @@ def _pages_used(log: list[Delivery], cursor: int) -> set[int]:
     return used
 
 
+MISSING = re.compile(r"(\d+) changes of this device did not arrive: (\d+(?:-\d+)?(?:, \d+(?:-\d+)?)*)")
+
+
+def named_sequences(detail: str) -> set[int]:
+    """The sequences a `missing_ops` notice names ("N changes of this device did not arrive: a-b,
+    c"), checked against its count."""
+    matched = MISSING.fullmatch(detail)
+    assert matched, f"a missing_ops notice that does not read as one: {detail!r}"
+    seqs: set[int] = set()
+    for part in matched[2].split(", "):
+        a, _, b = part.partition("-")
+        seqs |= set(range(int(a), int(b or a) + 1))
+    assert len(seqs) == int(matched[1]), f"a missing_ops notice whose count is not what it names: {detail!r}"
+    return seqs
+
+
 # ------------------------------------------------------------------------------ the machine
 
 
@@ -430,6 +455,7 @@ class SyncMachine(RuleBasedStateMachine):
         team.reset()
         event("examples")
         self.person_ids: list[str] = list(team.person_ids)  # in creation order: picks stay reproducible
+        self.erased: set[str] = set()  # persons the coordinator erased (a signed purge)
         self.opened: dict[str, Op] = {}  # op id -> opened server op (cache)
         # One logical wall clock for all devices, a millisecond per reading: stamps follow the order
         # of the steps. (With the real clock two devices writing in the same millisecond are
@@ -508,18 +534,56 @@ class SyncMachine(RuleBasedStateMachine):
 
     def _seen_by(self, dev: Device, ops: list[ServerOp], through: int | None = None) -> list[ServerOp]:
         """The ops whose merge a device must hold: every op it wrote (sent, queued, or dropped by
-        the server) and the other devices' ops on the server up to `through` (all when None)."""
+        the server) and the other devices' ops on the server up to `through` (all when None); of
+        persons only (not the audit events of erasures), and none of an erased person (a device
+        past the purge holds nothing of them)."""
         others = [o for o in ops if o.device_id != dev.device_id and (through is None or o.seq <= through)]
-        return others + [dev.sealed[seq] for seq in sorted(dev.sealed)]
+        return [o for o in others + [dev.sealed[seq] for seq in sorted(dev.sealed)]
+                if o.record_id not in self.erased and self._open_op(o).record_type == PERSON.value]
+
+    def _live(self, dev: Device, queued: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """Outbox entries (device seq, op id) but the writes of erased persons: those may leave the
+        outbox unsent (the device knows the server would drop them)."""
+        return [(seq, op_id) for seq, op_id in queued if dev.sealed[seq].record_id not in self.erased]
 
     def _withheld(self, dev: Device, seq: int) -> bool:
-        """Whether the server may have acknowledged this write of `dev` without storing it (it
-        drops the ops of a purged record: never here, where nothing is purged)."""
-        return False
+        """Whether the server may not hold this write of `dev` that left its outbox: a write of an
+        erased person (the purge deleted it, or the server acknowledged it without storing it)."""
+        if dev.sealed[seq].record_id not in self.erased:
+            return False
+        event("erased: a write of an erased person is not on the server")
+        return True
 
     def _check_set_aside(self, dev: Device) -> None:
         """Every op the devices write is authentic: none is ever set aside."""
         assert not dev.ws.store.set_aside_rows(), f"device {dev.index}: ops set aside"
+
+    def _unstated(self) -> set[str]:
+        """The op ids on the server that came in no push with a signed statement."""
+        with contextlib.closing(sqlite3.connect(f"file:{self.team.server_db}?mode=ro", uri=True)) as conn:
+            return {op_id for op_id, in conn.execute(
+                "SELECT op.op_id FROM op LEFT JOIN batch ON batch.id = op.batch_id WHERE batch.sig2 IS NULL")}
+
+    def _may_miss(self, device_id: str) -> set[int]:
+        """The sequences of `device_id` a device may be told did not arrive: an honest server
+        withholds nothing (and nothing is erased here)."""
+        return set()
+
+    def _check_alarms(self, dev: Device) -> None:
+        """No false alarm: every `missing_ops` notice names another device of the team and only
+        sequences of it that the server withheld (`_may_miss`); no `history_differs` notice (no
+        rule rewrites the history of a revoked device)."""
+        names = {d.device_id: f"device {d.index}" for d in self.devices}
+        for n in dev.ws.notices():
+            assert n.kind != "history_differs", f"device {dev.index}: a false alarm: {n.kind} {n.device_id} {n.detail}"
+            if n.kind != "missing_ops":
+                continue
+            assert n.device_id in names and n.device_id != dev.device_id, (
+                f"device {dev.index}: missing ops of {names.get(n.device_id or '', n.device_id)}: {n.detail}")
+            allowed = self._may_miss(n.device_id)
+            assert named_sequences(n.detail) <= allowed, (
+                f"device {dev.index}: a false alarm about {names[n.device_id]}: {n.detail!r}; "
+                f"withheld: {sorted(allowed)}")
 
     def _open_op(self, sop: ServerOp) -> Op:
         op = self.opened.get(sop.op_id)
@@ -788,7 +852,8 @@ class SyncMachine(RuleBasedStateMachine):
         # the killed transaction left nothing behind: the outbox lost only what was recorded as
         # acknowledged before, the cursor is that of the last page applied whole
         left = [(seq, op_id) for seq, op_id, _r, _e, _p in store.outbox_all()]
-        assert left == [(seq, op_id) for seq, op_id in outbox_before if seq > dev.acked]
+        kept = [(seq, op_id) for seq, op_id in outbox_before if seq > dev.acked]
+        assert self._live(dev, left) == self._live(dev, kept)
         assert ws.sync_value("cursor", "0") == cursor_applied[-1]
         self._restart(dev, crash=True)
 
@@ -809,8 +874,9 @@ class SyncMachine(RuleBasedStateMachine):
         event(f"kill anywhere in sync: {'fired' if switch.fired else 'not reached'}")
         if switch.fired:
             note(f"device {dev.index} sync killed at statement {at}: {switch.fired}")
-            left = [(seq, op_id) for seq, op_id, _r, _e, _p in dev.ws.store.outbox_all()]
-            assert left == before[len(before) - len(left):], "the outbox lost ops from its middle"
+            left = self._live(dev, [(seq, op_id) for seq, op_id, _r, _e, _p in dev.ws.store.outbox_all()])
+            live = self._live(dev, before)
+            assert left == live[len(live) - len(left):], "the outbox lost ops from its middle"
             self._restart(dev, crash=True)
 
     @rule(d=DEVICE, at=st.integers(0, 9), alias=ALIASES, fields=PERSON_FIELDS)
@@ -836,6 +902,26 @@ class SyncMachine(RuleBasedStateMachine):
         assert dev.ws.store.meta("device_seq") == seq_before
         assert max((r[0] for r in dev.ws.store.outbox_all()), default=0) <= max(dev.written, default=0)
 
+    ERASES = True  # (the hostile machine checks that no device erases anything)
+
+    @precondition(lambda self: self.ERASES and self._persons_on(self.devices[0]))
+    @rule(pick=PICK, then=st.lists(DEVICE, unique=True, max_size=N_DEVICES))
+    @step
+    def erase(self, pick: int, then: list[int]) -> None:
+        """The coordinator erases a person (`SyncEngine.erase_person`: a purge it signs): its ops
+        leave the server and every device that pulls the purge, edits of it still to come are
+        dropped by the server, and the erasure's audit event is the coordinator's next write."""
+        dev = self.devices[0]
+        persons = self._persons_on(dev)
+        pid = persons[pick % len(persons)]
+        assert dev.engine.erase_person(pid) == 1
+        self.erased.add(pid)
+        self._recorded_write(dev)
+        assert pid not in dev.ws.index.records[PERSON]
+        event("erased a person")
+        for d in then:
+            self._run_sync(self.devices[d], [])
+
     @rule(d=DEVICE, crash=st.booleans())
     @step
     def restart(self, d: int, crash: bool) -> None:
@@ -855,6 +941,11 @@ class SyncMachine(RuleBasedStateMachine):
         ops = self.server_ops()
         assert len({o.op_id for o in ops}) == len(ops), "an op id stored twice"
         assert len({(o.device_id, o.device_seq) for o in ops}) == len(ops), "a device sequence stored twice"
+        unstated = self._unstated()
+        for o in ops:  # every device here pushes with protocol 1.2 (the template's revoked one too)
+            assert o.op_id not in unstated, (
+                f"op {o.device_seq} of {o.device_id} is on the server without its device's signed statement "
+                "(PROTOCOL.md 1.2): no puller could tell if it were withheld")
         _, last_seq = self._log_end()
         for dev in self.devices:
             ws = dev.ws
@@ -863,8 +954,9 @@ class SyncMachine(RuleBasedStateMachine):
             for seq, op_id in outbox.items():
                 assert dev.written.get(seq) == op_id, f"device {dev.index}: outbox op {seq} was never written"
             first_queued = min(outbox, default=max(dev.written, default=0) + 1)
-            assert set(outbox) == {s for s in dev.written if s >= first_queued}, (
-                f"device {dev.index}: the outbox is not the tail of its writes")
+            assert not self._live(dev, [(s, op_id) for s, op_id in dev.written.items()
+                                        if s >= first_queued and s not in outbox]), (
+                f"device {dev.index}: the outbox is not the tail of its writes (but for writes of erased persons)")
             assert first_queued > dev.acked, f"device {dev.index}: an acknowledged op is still queued"
             for seq, op_id in dev.written.items():
                 if seq not in outbox and (seq in stored or not self._withheld(dev, seq)):
@@ -876,6 +968,7 @@ class SyncMachine(RuleBasedStateMachine):
             assert dev.cursor <= cursor <= last_seq, f"device {dev.index}: cursor {dev.cursor} -> {cursor}"
             dev.cursor = cursor
             self._check_set_aside(dev)
+            self._check_alarms(dev)
         self.busy = False
 
     # -------------------------------------------------------------- convergence
@@ -989,6 +1082,26 @@ class Relayed:
     kind: str  # the notice a device writes when it sets it aside
 
 
+@dataclass(frozen=True)
+class Withheld:
+    """An op of a team device that the server took out of its log after acknowledging it."""
+
+    op: ServerOp  # as the server held it (its place in the log: `op.seq`)
+    batch_id: int | None  # the push it came in
+    had: frozenset[int]  # the other devices that had pulled it before (their cursor was past its place)
+
+
+@dataclass(frozen=True)
+class DroppedStatement:
+    """The signed statement of a push the server took out of its log, with the push's ops."""
+
+    batch_id: int
+    device_id: str
+    first: int
+    last: int
+    seen: frozenset[int]  # the devices that had pulled past its place (they keep what it said)
+
+
 @dataclass
 class KeyForgery:
     """What the server changed in its key tables, to put back when it repents."""
@@ -1032,6 +1145,20 @@ class HostileSyncMachine(SyncMachine):
       before the revocation, replayed), and relays an op of the stranger (which makes devices read
       the list). No device takes an entry the coordinator did not sign, or an older one; a forged
       entry is noted (`roster_refused`).
+    - withhold (`withhold_op`, `withhold_push`): the server deletes from its log an op of a team
+      device that the device recorded as acknowledged, or a whole push of it, statement and ops
+      (`Attacker.withhold`, `Attacker.withhold_push`; it replays no old page that shows them),
+      maybe one the device has just sent. The model counts those writes as withheld, as the writes
+      a forged purge made the server drop: the writer keeps them (nothing acknowledged is lost on
+      it), a device that had pulled one keeps it, the others never see them. After each sync that
+      reaches the log's end (not on a replayed page), the device was told (`missing_ops`, naming
+      the writer device and the sequence) of every change of another device withheld from it that
+      the writer's statements account for: each op taken out of a push whose statement stayed,
+      each write a statement names that the server dropped, and each op of a push taken out whole
+      that lies between the first and the last sequence of the writer's statements it saw. Not a
+      device's first push: sequences before the first statement seen are not counted (PROTOCOL.md
+      1.2), a known gap (`test_a_withheld_first_push_is_named`, xfail); nor a last push until its
+      device pushes again (nobody can see that).
     - replay and reorder: a pull answered with an old page (one a device used before, starting at
       or before this device's cursor: an older start would leave a gap, which is withholding
       again), and answers whose lists (ops, purges, batches, keys) come in reverse order.
@@ -1039,15 +1166,21 @@ class HostileSyncMachine(SyncMachine):
     Checked after every step, on top of the base invariants: no device holds a forged key, another
     epoch, authority, role, roster entry or cut-off; no device erased anything; every device that
     pulled past a forged purge, a forged roster entry or a relayed op was told, and set the op
-    aside, and set aside nothing else; and a device with nothing left to fold holds exactly the
-    merge of what it wrote and of the other devices' ops up to its cursor (nothing applied twice
-    wrongly, nothing skipped, nothing relayed). After a quiet round: the base convergence checks,
-    but for writes the server withheld (they stay on the device that made them).
+    aside, and set aside nothing else; no false alarm: a `missing_ops` notice names another device
+    of the team and only sequences of it that the server withheld (took out, or dropped for a
+    forged purge; nothing is erased here), and no device has a `history_differs` notice (no rule
+    rewrites the revoked device's history); and a device with nothing left to fold holds exactly
+    the merge of what it wrote, of the other devices' ops up to its cursor and of the withheld ops
+    it had pulled before (nothing applied twice wrongly, nothing skipped, nothing relayed). After a
+    quiet round: the base convergence checks, but for writes the server withheld (they stay on the
+    device that made them, and on those that had pulled them).
 
     Not rules here (each has its own test in tests/test_hostile_server.py): a revoked device's
     new op re-using one of its sequence numbers at or below its cut-off, and the server answering
     `device_revoked` without the coordinator's signed revocation (nothing is erased).
     """
+
+    ERASES = False
 
     def __init__(self, team: Team) -> None:
         self.relayed: dict[str, Relayed] = {}  # op id -> an op the server relayed (before: `server_ops` reads it)
@@ -1076,6 +1209,9 @@ class HostileSyncMachine(SyncMachine):
         self.purged_ever: set[str] = set()  # record ids that ever had one
         self.withheld_seen: set[tuple[int, int]] = set()
         self.pages: dict[tuple[int, bytes], requests.Response] = {}  # (since, body) -> a pull answer used
+        self.withheld: dict[tuple[str, int], Withheld] = {}  # (device id, device seq) -> an op taken out
+        self.dropped_statements: list[DroppedStatement] = []  # those of the pushes taken out whole
+        self.dropped_ever: dict[str, set[int]] = {}  # device id -> sequences its statements named, never stored
         self.busy = False
 
     @staticmethod
@@ -1247,6 +1383,87 @@ class HostileSyncMachine(SyncMachine):
             db.executemany("DELETE FROM purge WHERE seq=?", [(seq,) for seq in self.forged_purges])
         self.forged_purges.clear()
 
+    @rule(writer=DEVICE, fresh=st.none() | ALIASES, pick=PICK, then=THEN)
+    @step
+    def withhold_op(self, writer: int, fresh: str | None, pick: int, then: list[int]) -> None:
+        """The server deletes from its log an op of a team device that the device recorded as
+        acknowledged (`Attacker.withhold`); its push's statement stays."""
+        self._withhold(writer, fresh, pick, False, then)
+
+    @rule(writer=DEVICE, fresh=st.none() | ALIASES, pick=PICK, then=THEN)
+    @step
+    def withhold_push(self, writer: int, fresh: str | None, pick: int, then: list[int]) -> None:
+        """The server deletes from its log a whole push of a team device that the device recorded
+        as acknowledged: its statement and its ops (`Attacker.withhold_push`)."""
+        self._withhold(writer, fresh, pick, True, then)
+
+    def _withhold(self, writer: int, fresh: str | None, pick: int, whole: bool, then: list[int]) -> None:
+        """Small picks take an op (a push) that another device has not pulled yet first, then one
+        of `writer`'s, the newest first. With `fresh`, `writer` first adds a person of that alias
+        and syncs (the server withholds what it was just sent)."""
+        if fresh is not None:
+            dev = self.devices[writer]
+            self.person_ids.append(dev.ws.add_person({"alias": fresh}).id)
+            self._recorded_write(dev)
+            self._run_sync(dev, [])
+        cursors = {d.index: int(d.ws.sync_value("cursor", "0") or 0) for d in self.devices}
+        held = {(o.device_id, o.device_seq): o for o in self.server_ops()}
+        by_id = {d.device_id: d for d in self.devices}
+
+        def rank(device_id: str, place: int) -> tuple[bool, bool, int]:
+            i = by_id[device_id].index
+            return all(c >= place for d, c in cursors.items() if d != i), i != writer, -place
+
+        with self._server() as db:
+            if whole:
+                pushes = sorted(
+                    (row for row in db.execute("SELECT id, device_id, pos, first_seq, last_seq FROM batch "
+                                               "WHERE sig2 IS NOT NULL").fetchall()
+                     if row[1] in by_id and row[4] <= by_id[row[1]].acked),
+                    key=lambda row: rank(row[1], row[2]))
+                if not pushes:
+                    event("attack: withheld, nothing to withhold")
+                    return
+                batch_id, device_id, pos, first, last = pushes[pick % len(pushes)]
+                dev = by_id[device_id]
+                seqs = [s for s, in db.execute("SELECT device_seq FROM op WHERE batch_id=?", (batch_id,))]
+                db.execute("DELETE FROM op WHERE batch_id=?", (batch_id,))
+                db.execute("DELETE FROM batch WHERE id=?", (batch_id,))
+                self.dropped_statements.append(DroppedStatement(
+                    batch_id, device_id, first, last, frozenset(i for i, c in cursors.items() if c >= pos)))
+                batches = {batch_id}
+                note(f"withheld device {dev.index}'s push at {pos} ({first}-{last}): ops {seqs}")
+            else:
+                ops = sorted((o for o in held.values()
+                              if o.device_id in by_id and o.device_seq <= by_id[o.device_id].acked),
+                             key=lambda o: rank(o.device_id, o.seq))
+                if not ops:
+                    event("attack: withheld, nothing to withhold")
+                    return
+                op = ops[pick % len(ops)]
+                dev = by_id[op.device_id]
+                seqs = [op.device_seq]
+                (batch_id,) = db.execute("SELECT batch_id FROM op WHERE device_id=? AND device_seq=?",
+                                         (dev.device_id, op.device_seq)).fetchone()
+                db.execute("DELETE FROM op WHERE device_id=? AND device_seq=?", (dev.device_id, op.device_seq))
+                batches = set()
+                note(f"withheld device {dev.index}'s op {op.device_seq} at {op.seq}")
+        owed = 0
+        for seq in seqs:
+            sop = held[(dev.device_id, seq)]
+            had = frozenset(i for i, c in cursors.items() if c >= sop.seq and i != dev.index)
+            self.withheld[(dev.device_id, seq)] = Withheld(sop, batch_id, had)
+            owed += len(self.devices) - 1 - len(had)
+        # an old page it replays later must not show them either (that would not be withholding)
+        gone = {held[(dev.device_id, seq)].op_id for seq in seqs}
+        for key in list(self.pages):
+            page = json.loads(key[1])
+            if gone & {o["op_id"] for o in page["ops"]} or batches & {b["id"] for b in page["batches"]}:
+                del self.pages[key]
+        event(f"attack: withheld {'a push' if whole else 'an op'}, {'owed to others' if owed else 'all had it'}")
+        for d in then:
+            self._run_sync(self.devices[d], [])
+
     @rule(d=DEVICE, plan=HOSTILE_PLAN, replays=REPLAYS)
     @step
     def hostile_sync(self, d: int, plan: list[tuple[Fault, str | None, int]], replays: list[tuple[int, int]]) -> None:
@@ -1380,6 +1597,8 @@ class HostileSyncMachine(SyncMachine):
         return outcome == "ok"
 
     def _withheld(self, dev: Device, seq: int) -> bool:
+        if (dev.device_id, seq) in self.withheld:
+            return True
         sop = dev.sealed[seq]
         assert sop.record_id in self.purged_ever, (
             f"device {dev.index}: op {seq} was acknowledged, the server does not hold it, and its record was never purged")
@@ -1389,6 +1608,91 @@ class HostileSyncMachine(SyncMachine):
             self.withheld_seen.add((dev.index, seq))
             event("withheld: a write of a falsely purged record")
         return True
+
+    def _seen_by(self, dev: Device, ops: list[ServerOp], through: int | None = None) -> list[ServerOp]:
+        """And the withheld ops of other devices that this device had pulled before."""
+        had = [w.op for w in self.withheld.values() if dev.index in w.had]
+        return super()._seen_by(dev, ops, through) + had
+
+    def _statements(self) -> dict[str, list[tuple[int, int, set[int]]]]:
+        """The signed statements in the server's log: device id -> (first, last, sequences named)."""
+        with contextlib.closing(sqlite3.connect(f"file:{self.team.server_db}?mode=ro", uri=True)) as conn:
+            rows = conn.execute("SELECT device_id, first_seq, last_seq, entries FROM batch WHERE sig2 IS NOT NULL "
+                                "ORDER BY pos").fetchall()
+        out: dict[str, list[tuple[int, int, set[int]]]] = {}
+        for device_id, first, last, entries in rows:
+            out.setdefault(device_id, []).append((first, last, {e[0] for e in unpack_entries(bytes(entries))}))
+        return out
+
+    def _note_dropped(self) -> dict[str, list[tuple[int, int, set[int]]]]:
+        """Remember every sequence a statement in the log names that the server does not hold: the
+        server withheld it (dropped as a write of a falsely purged record, or taken out)."""
+        statements = self._statements()
+        stored = {(o.device_id, o.device_seq) for o in SyncMachine.server_ops(self)}
+        for device_id, pushes in statements.items():
+            for _first, _last, named in pushes:
+                self.dropped_ever.setdefault(device_id, set()).update(
+                    seq for seq in named if (device_id, seq) not in stored)
+        return statements
+
+    def _may_miss(self, device_id: str) -> set[int]:
+        """What the server withheld of the device: the ops it took out (`_withhold`), and those it
+        dropped as writes of a falsely purged record (its statement names them)."""
+        return {seq for (d, seq) in self.withheld if d == device_id} | self.dropped_ever.get(device_id, set())
+
+    def _check_alarms(self, dev: Device) -> None:
+        self._note_dropped()
+        super()._check_alarms(dev)
+
+    def _check_caught_up(self, dev: Device) -> None:
+        super()._check_caught_up(dev)
+        self._check_told(dev)
+
+    def _check_told(self, dev: Device) -> None:
+        """A device caught up with the log was told (`missing_ops`, naming the writer device and the
+        sequence) of every change of another device that the server withheld from it:
+        - every op `_withhold` took out of a push whose statement is still in the log, unless this
+          device had pulled it before;
+        - every sequence a statement in the log names that the server never stored (a write of a
+          falsely purged record, dropped);
+        - every op `_withhold` took out with its whole push that this device had not pulled, when
+          it lies between the first and the last sequence that the writer's statements this device
+          saw account for (those in the log, and those taken out after it had pulled them).
+          KNOWN GAP, by PROTOCOL.md ("between its first and its last statement"): sequences before
+          the first statement of the writer seen are not counted, so a device's withheld *first*
+          push is never named (`test_a_withheld_first_push_is_named`, xfail); nor is a withheld
+          last push until its device pushes again (which no puller can see)."""
+        statements = self._note_dropped()
+        stored = {(o.device_id, o.device_seq) for o in SyncMachine.server_ops(self)}
+        dropped = {x.batch_id for x in self.dropped_statements}
+        told: dict[str | None, set[int]] = {}
+        for n in dev.ws.notices():
+            if n.kind == "missing_ops":
+                told.setdefault(n.device_id, set()).update(named_sequences(n.detail))
+        for other in self.devices:
+            if other is dev:
+                continue
+            writer = other.device_id
+            pushes = statements.get(writer, [])
+            mine = {seq: w for (d, seq), w in self.withheld.items() if d == writer and dev.index not in w.had}
+            owed = {
+                "an op taken out of its push": {seq for seq, w in mine.items() if w.batch_id not in dropped},
+                "a write dropped for a forged purge": {
+                    seq for _first, _last, named in pushes for seq in named
+                    if (writer, seq) not in stored and (writer, seq) not in self.withheld},
+            }
+            spans = [(first, last) for first, last, _named in pushes] + [
+                (x.first, x.last) for x in self.dropped_statements if x.device_id == writer and dev.index in x.seen]
+            if spans:
+                low, high = min(f for f, _l in spans), max(last for _f, last in spans)
+                owed["a push taken out whole"] = {seq for seq, w in mine.items()
+                                                  if w.batch_id in dropped and low <= seq <= high}
+            for what, seqs in owed.items():
+                missed = seqs - told.get(writer, set())
+                assert not missed, (f"device {dev.index}: device {other.index}'s changes {sorted(missed)} were withheld "
+                                    f"({what}), and it was not told (told: {sorted(told.get(writer, set()))})")
+                if seqs:
+                    event(f"told: {what}")
 
     def _check_set_aside(self, dev: Device) -> None:
         """Set aside: every relayed op this device pulled (but one naming this device: dropped as
@@ -1469,3 +1773,26 @@ def test_sync_converges_under_faults(team: Team) -> None:
 
 def test_sync_holds_against_a_hostile_server(team_after_a_revocation: Team) -> None:
     _run_machine(lambda: HostileSyncMachine(team_after_a_revocation), HOSTILE_EXAMPLES, 20)
+
+
+@pytest.mark.xfail(strict=True, reason="missed withholding: sync/gaps.py counts a device's sequence only from the "
+                   "first statement of it a puller saw (PROTOCOL.md 1.2, 'between its first and its last "
+                   "statement'), so a device's withheld first push is never named, though it signs from sequence 1")
+def test_a_withheld_first_push_is_named(team_after_a_revocation: Team) -> None:
+    """The machine's steps: device 1 (a worker that joined with this version, signing from its
+    first sequence) writes and syncs three times, a push each; the server withholds the first push
+    whole (statement and op), and the coordinator syncs. Sequence 1 of device 1 is neither received
+    nor erased, and sequences 2 and 3 are accounted for: the coordinator should be told."""
+    machine = HostileSyncMachine(team_after_a_revocation)
+    try:
+        for alias in ("Aksel", "Bent", "Carla"):
+            machine.create_persons(1, [(alias, {})])
+            machine.sync(1, [])
+        machine.withhold_push(writer=1, fresh=None, pick=2, then=[0])  # not pulled yet, newest first: 2 is the first
+        assert machine.dropped_statements[-1].first == 1
+        writer = machine.devices[1].device_id
+        told = set().union(*(named_sequences(n.detail) for n in machine.devices[0].ws.notices()
+                             if n.kind == "missing_ops" and n.device_id == writer))
+        assert 1 in told, "device 1's withheld first push was not named"
+    finally:
+        machine.teardown()
