@@ -829,6 +829,7 @@ class SyncScheduler:
         v.joined, v.pending_ops, v.device_status, v.role = st.joined, st.pending_ops, st.device_status, st.role
         v.last_success = datetime.fromtimestamp(st.last_success) if st.last_success else None
         v.first_sync = st.last_success is None
+        v.history_pending = st.history_pending
         if not st.last_error and not self._failures:  # (a failed health check is not persisted)
             v.error_key, v.error_params, v.offline_error = None, {}, False
         self._publish()
@@ -873,7 +874,8 @@ class SyncScheduler:
         if report is not None and self.view.role == "coordinator":
             await s.desk.refresh_device_names(force=report.admitted > 0)
         let_in = status_before != self.view.device_status  # e.g. pending -> active: screens say so
-        if let_in or (report is not None and (report.applied or report.purged or report.pulled)):
+        if let_in or (report is not None and (report.applied or report.purged or report.pulled
+                                              or report.from_checkpoint)):
             for hook in self.data_listeners:
                 hook()
         if self._again:
@@ -886,6 +888,10 @@ class SyncScheduler:
             loop.call_soon_threadsafe(self._progress, phase, done, total)
 
     def _progress(self, phase: str, done: int, total: int) -> None:
+        if phase == "usable":  # a checkpoint's first tier is in: the screens can show it now
+            self.view.history_pending = True
+            for hook in self.data_listeners:
+                hook()
         self.view.progress_count = done
         self.view.progress_phase, self.view.progress_total = phase, total
         self.view.progress = (done / total) if total else None

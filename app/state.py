@@ -322,6 +322,7 @@ class SyncView:
     progress_phase: str = ""  # "push", "pull" (sent or received so far) or "fold" (received, being put in place)
     progress_total: int = 0
     first_sync: bool = False
+    history_pending: bool = False  # usable from a checkpoint's first tier; the older history still coming
 
 
 @dataclass(frozen=True)
@@ -340,6 +341,8 @@ def chip_model(view: SyncView, now: datetime | None = None) -> ChipModel:
     if not view.joined:
         return ChipModel("idle", "sync.not_joined", {}, "CLOUD_OFF")
     if view.running:
+        if view.history_pending:
+            return ChipModel("busy", "sync.history_loading", {"n": n}, "DOWNLOADING")
         return ChipModel("busy", "sync.running", {"n": n}, "SYNC")
     if view.device_status == "pending" and view.error_key is None:
         return ChipModel("waiting", "sync.device_pending", {"n": n}, "HOURGLASS_TOP")
@@ -350,6 +353,8 @@ def chip_model(view: SyncView, now: datetime | None = None) -> ChipModel:
         return ChipModel("error", view.error_key, {**view.error_params, "n": n}, "ERROR_OUTLINE")
     if n:
         return ChipModel("waiting", "sync.waiting", {"n": n}, "CLOUD_UPLOAD")
+    if view.history_pending:  # not running, not offline: it comes at the next sync
+        return ChipModel("waiting", "sync.history_pending", {}, "DOWNLOADING")
     if view.last_success:
         minutes = int(((now or datetime.now()) - view.last_success).total_seconds() // 60)
         if minutes < 1:

@@ -88,6 +88,7 @@ class SyncStatus:
     last_success: float | None
     last_error: str | None
     server_url: str | None
+    history_pending: bool = False  # a checkpoint's first tier taken, the older history still on its way
 
 
 @dataclass
@@ -251,6 +252,7 @@ class SyncEngine:
             joined=self.joined, role=self.ws.setting("role"), device_status=self.ws.setting("device_status"),
             pending_ops=self.ws.pending_changes(), last_success=float(last) if last else None,
             last_error=self.ws.sync_value("last_error") or None, server_url=self.ws.setting("server_url"),
+            history_pending=self.ws.history_pending(),
         )
 
     def _team_id(self) -> str:

@@ -101,6 +101,10 @@ def test_place_form_checks() -> None:
     (SyncView(joined=True, last_success=NOW - timedelta(minutes=2)), "sync.synced_ago", "ok"),
     (SyncView(joined=True, last_success=NOW - timedelta(hours=2)), "sync.synced_at", "ok"),
     (SyncView(joined=True), "sync.never", "idle"),
+    # a first sync took a checkpoint's first tier: usable, and honest that older history is coming
+    (SyncView(joined=True, running=True, history_pending=True), "sync.history_loading", "busy"),
+    (SyncView(joined=True, history_pending=True, last_success=NOW), "sync.history_pending", "waiting"),
+    (SyncView(joined=True, history_pending=True, online=False), "sync.offline", "offline"),
 ])
 def test_the_chip_says_the_truth(view: SyncView, key: str, tone: str) -> None:
     model = chip_model(view, now=NOW)

@@ -282,7 +282,9 @@ class PeopleScreen(Screen):
             return
         rows, total = result
         self.count_text.value = t("people.count", n=total)
-        self.list.controls = [self._tile(r) for r in rows] or [empty_state(t("people.none"), "people-empty")]
+        # a first sync still bringing the older history: a person not found may yet come
+        none = t("people.none_yet") if self.services.sync.view.history_pending else t("people.none")
+        self.list.controls = [self._tile(r) for r in rows] or [empty_state(none, "people-empty")]
         if total > len(rows):
             self.more.content = secondary_button(t("people.show_more", n=total - len(rows)), self._show_more,
                                                  "people-more")
