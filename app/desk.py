@@ -24,7 +24,7 @@ from models import exports, reports, review
 from models.errors import InvalidInput, NotFound
 from models.vocab import AuditAction
 from sync import protocol as proto
-from sync.engine import RevokeReport
+from sync.engine import CheckpointReport, RevokeReport
 from sync.errors import ProofMismatch, SyncError
 
 from .i18n import Translator
@@ -230,6 +230,17 @@ class Desk:
                 self.ws.audit(AuditAction.CHANGE, None, None,
                               detail=f"device revoked: {device_id}; new key for {len(report.keyed)} devices")
             return report
+
+        return await self.s._network(run)
+
+    async def checkpoint(self) -> CheckpointReport | None:
+        """Sync, then write a checkpoint of the team's state (new devices start from it instead of
+        the whole log); None when there is nothing new since the last one, or changes still wait."""
+
+        def run() -> CheckpointReport | None:
+            self.engine.sync()  # takes the run lock itself, and the UI's lock inside it
+            with self.engine.exclusive(), self.s._lock:
+                return self.engine.make_checkpoint(force=True)
 
         return await self.s._network(run)
 

@@ -375,3 +375,18 @@ def test_a_contact_saved_in_the_app_records_the_devices_worker(desk: Services) -
     draft.new_person_alias = "Søren"
     cid = run(desk.save_contact(draft))
     assert desk.ws.get_contact(cid).workers == ["Kim"]
+
+
+def test_the_desk_writes_a_checkpoint_a_new_device_starts_from(team: tuple[Services, ServerProcess],
+                                                                tmp_path: Path) -> None:
+    s, server = team
+    for n in range(3):
+        s.ws.add_person({"alias": f"Person {n}"})
+    made = run(s.desk.checkpoint())
+    assert made is not None and made.seq > 0
+    assert run(s.desk.checkpoint()) is None  # nothing new since the last one
+    invite = run(s.desk.invite())
+    ws, eng = _worker(tmp_path, "new", server.url, invite.code)
+    run(s.desk.devices())  # lets it in
+    assert eng.sync().from_checkpoint >= 3
+    assert sorted(p.alias for p in ws.persons()) == [f"Person {n}" for n in range(3)]
