@@ -63,3 +63,60 @@ def test_retries_back_off_to_a_minute() -> None:
         scheduler._failures += 1
         delays.append(scheduler.retry_delay())
     assert delays == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0, 60.0]
+
+
+def test_a_first_sync_shows_the_first_tier_at_once_and_says_older_history_is_coming(tmp_path: Path) -> None:
+    """Issue 17: the app is usable after a checkpoint's first tier (its screens are refreshed
+    then, not at the end), and the chip says, until it is in, that older history is on its way."""
+    from datetime import datetime
+
+    from models.workspace import Workspace
+    from sync.client import SyncClient
+    from sync.engine import SyncEngine
+    from sync.errors import Offline
+
+    (tmp_path / "server").mkdir()
+    with ServerProcess(workdir=tmp_path / "server") as server:
+        coord = Workspace(tmp_path / "coord", fast_kdf=True)
+        coord.init("coordinator 1", worker_name="Kim")
+        ceng = SyncEngine(coord)
+        ceng.CHECKPOINT_PART_BYTES = 1500
+        ceng.join(server.url, create_team(server.db_url, "Vesterbro"))
+        person = coord.add_person({"alias": "Søren"})
+        for day in range(1, 6):  # older than 30 days: the older history
+            coord.add_contact({"at": f"2026-01-0{day}T20:00:00", "person_id": person.id, "note": f"winter {day}"})
+        coord.add_contact({"at": datetime.now().replace(microsecond=0).isoformat(), "person_id": person.id})
+        ceng.sync()
+        made = ceng.make_checkpoint(force=True)
+        assert made is not None
+        code = ceng.invite()
+        s = Services(AppConfig(data_dir=tmp_path / "device", fast_kdf=True, sync_debounce=0.1, sync_interval=3600,
+                               sync_retry=3600, sync_watch=3600))
+        shown: list[int] = []
+        real = SyncClient.checkpoint_part
+
+        def first_tier_only(self: SyncClient, checkpoint_id: str, n: int) -> bytes:
+            if s.ws.history_pending():  # the first tier is in: the link goes before the rest comes
+                raise Offline("cut after the first tier")
+            return real(self, checkpoint_id, n)
+
+        async def scenario() -> None:
+            await s.create_workspace(PIN, "Ali")
+            await s.join(server.url, code)
+            ceng.admit_pending()
+            s.sync.data_listeners.append(lambda: shown.append(len(s.ws.persons())))
+            SyncClient.checkpoint_part = first_tier_only  # type: ignore[method-assign]
+            try:
+                await s.sync.run_now()
+            finally:
+                SyncClient.checkpoint_part = real  # type: ignore[method-assign]
+            assert shown and shown[0] == 1  # the screens were told while the sync went on
+            assert s.sync.view.history_pending and len(s.ws.contacts(limit=100)) == 1
+            await s.sync.run_now()
+            assert not s.sync.view.history_pending and len(s.ws.contacts(limit=100)) == 6
+            assert chip_model(s.sync.view).tone == "ok"
+            await s.close()
+
+        run(scenario())
+        ceng.close()
+        coord.close()
