@@ -48,6 +48,12 @@ class Desk:
         self.asked.append(("revoke", device_id))
         return SimpleNamespace(epoch=3, keyed=[OTHER])
 
+    async def checkpoint(self) -> Any:
+        self.asked.append(("checkpoint", ""))
+        if self.fail:
+            raise InvalidInput("device", "not now")
+        return SimpleNamespace(size=2_500_000) if len(self.asked) == 1 else None
+
 
 def _screen(services: Services, desk: Desk) -> tuple[DevicesScreen, list[Any], list[tuple[str, bool]]]:
     dialogs: list[Any] = []
@@ -105,3 +111,26 @@ def test_a_device_action_that_fails_says_why_and_keeps_the_list(services: Servic
     _confirm(dialogs[0])
     assert len(toasts) == 1 and toasts[0][1] is True
     assert screen.loads == []  # type: ignore[attr-defined]
+
+
+def test_the_checkpoint_button_says_what_came_of_it(services: Services) -> None:
+    desk = Desk()
+    screen, _dialogs, toasts = _screen(services, desk)
+    run(screen._checkpoint())
+    run(screen._checkpoint())  # nothing new since
+    assert desk.asked == [("checkpoint", ""), ("checkpoint", "")]
+    assert toasts == [("Checkpoint written (2.5 MB): new devices start from it.", False),
+                      ("Nothing to write: nothing is new since the last checkpoint, or changes are still waiting "
+                       "to be sent.", False)]
+    screen, _dialogs, toasts = _screen(services, Desk(fail=True))
+    run(screen._checkpoint())
+    assert len(toasts) == 1 and toasts[0][1] is True
+    assert any(getattr(c, "identifier", "") == "devices-checkpoint" for c in _walk(screen.build()))
+
+
+def _walk(control: Any) -> Iterator[Any]:
+    yield control
+    for name in ("content", "controls"):
+        child = getattr(control, name, None)
+        for c in child if isinstance(child, list) else [child] if child is not None else []:
+            yield from _walk(c)

@@ -104,6 +104,10 @@ class DevicesScreen(DeskScreen):
             tid(self.list, "devices-list", container=True),
             section_title(t("devices.keys")),
             self.facts,
+            section_title(t("devices.checkpoint_title")),
+            muted(t("devices.checkpoint_hint"), size=13),
+            ft.Row([secondary_button(t("devices.checkpoint"), self._checkpoint, "devices-checkpoint",
+                                     icon=ft.Icons.SAVE_ALT)], wrap=True),
             ft.Container(height=24),
         ], wide=self.ctx.wide, max_width=900)
 
@@ -205,6 +209,16 @@ class DevicesScreen(DeskScreen):
     async def _refresh(self, e: Any = None) -> None:
         await self.load()
         self.update()
+
+    async def _checkpoint(self, e: Any = None) -> None:
+        """Sync, then write a checkpoint new devices start from (say what came of it)."""
+        made, problem = await self.ctx.attempt(self.services.desk.checkpoint())
+        if problem:
+            self.ctx.toast(self.ctx.words(problem), error=True)
+        elif made is None:
+            self.ctx.toast(self.t("devices.checkpoint_none"))
+        else:
+            self.ctx.toast(self.t("devices.checkpoint_done", mb=f"{made.size / 1e6:.1f}"))
 
     async def _invite(self, e: Any = None) -> None:
         if await invite_now(self.ctx):
