@@ -856,7 +856,8 @@ def explain(exc: BaseException, data_dir: Path | None) -> tuple[int, str]:
         return EXIT_DAMAGED, say("cli.error.tampered", kind=exc.kind, id=exc.record_id)
     if isinstance(exc, InvalidInput):
         return EXIT_ERROR, invalid_words(exc)
-    if type(exc).__name__ in ("Offline", "ServerFault"):  # passing: a script may simply try again
+    if type(exc).__name__ in ("Offline", "ServerFault", "ServerUnavailable", "ServerEmpty"):
+        # nothing is lost and nothing is wrong here: a script may simply try again
         return EXIT_OFFLINE, layer_words(exc)
     if isinstance(exc, (StoreError, *_sync_errors())):
         return EXIT_ERROR, layer_words(exc)

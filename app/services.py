@@ -53,7 +53,9 @@ from sync.errors import (
     ProofMismatch,
     Rejected,
     RevocationUnproven,
+    ServerEmpty,
     ServerFault,
+    ServerUnavailable,
     SyncError,
 )
 from sync.errors import Throttled as ServerThrottled
@@ -148,6 +150,8 @@ def explain(exc: BaseException) -> Problem:
         return Problem("errors.tampered")
     if isinstance(exc, StoreError):
         return Problem("errors.store")
+    if isinstance(exc, ServerUnavailable):
+        return Problem("errors.server_unavailable", {}, "server")
     if isinstance(exc, Offline):
         return Problem("errors.offline", {}, "server")
     if isinstance(exc, InsecureURL):
@@ -174,6 +178,8 @@ def explain(exc: BaseException) -> Problem:
         return Problem("errors.key_changed" if exc.changed else "errors.key_refused")
     if isinstance(exc, NotJoined):
         return Problem("sync.not_joined")
+    if isinstance(exc, ServerEmpty):
+        return Problem("errors.server_empty", {}, "server")
     if isinstance(exc, ServerFault):
         return Problem("errors.server_fault", {}, "server")
     if isinstance(exc, Rejected):

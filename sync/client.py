@@ -31,7 +31,9 @@ from .errors import (
     InsecureURL,
     Offline,
     Rejected,
+    ServerEmpty,
     ServerFault,
+    ServerUnavailable,
     StaleEpoch,
     Throttled,
 )
@@ -146,9 +148,14 @@ class SyncClient:
             self.bytes_received += wire or len(content)
             if resp.status_code >= 500:
                 log.info("%s %s: HTTP %d (attempt %d)", method, path, resp.status_code, attempt + 1)
+                unavailable = self._unavailable(resp)
+                if unavailable is not None and unavailable.get("reason") == "no_teams":
+                    raise ServerEmpty()  # the operator's to mend: asking again changes nothing
                 if attempt + 1 < attempts:
-                    self._pause(attempt)
+                    self._pause(attempt, _retry_after(resp) if unavailable is not None else None)
                     continue
+                if unavailable is not None:
+                    raise ServerUnavailable()
                 raise ServerFault(f"The server had a problem (HTTP {resp.status_code}). Try again later; "
                                   "your changes are kept on this device.")
             if resp.status_code >= 400:
@@ -170,9 +177,23 @@ class SyncClient:
             return EncodedBody(gzip.compress(raw, 1), True)
         return EncodedBody(raw, False)
 
-    def _pause(self, attempt: int) -> None:
+    RETRY_AFTER_MAX = 10.0  # seconds: a server's Retry-After is followed up to this, within one request
+
+    def _pause(self, attempt: int, retry_after: float | None = None) -> None:
+        if retry_after is not None:  # the server said when: no sooner (and not for ever)
+            self._sleep(min(retry_after, self.RETRY_AFTER_MAX))
+            return
         delay = self.backoff * (2 ** attempt)
         self._sleep(delay / 2 + random.uniform(0, delay / 2))  # "equal jitter"
+
+    @staticmethod
+    def _unavailable(resp: requests.Response) -> dict[str, object] | None:
+        """The detail of a `503 unavailable` answer (the server cannot reach its database), else None."""
+        try:
+            err = p.ErrorResponse.model_validate(json.loads(resp.content)).error
+        except (ValueError, ValidationError):
+            return None
+        return dict(err.detail) if err.code == p.ErrorCode.UNAVAILABLE else None
 
     @staticmethod
     def _rejection(resp: requests.Response) -> Rejected:
@@ -268,6 +289,13 @@ class SyncClient:
         body = p.PurgeRequest(record_ids=record_ids,
                               signatures=[p.b64e(s) for s in signatures] if signatures is not None else None)
         return self._request("POST", "/v1/purge", body=body, model=p.PurgeResponse)
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    try:
+        return max(0.0, float(resp.headers.get("Retry-After", "")))
+    except ValueError:
+        return None
 
 
 def _parse(model: type[T], content: bytes, path: str) -> T:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "SyncError", "Offline", "InsecureURL", "ServerFault", "NotJoined", "ProofMismatch", "KeyRefused",
+    "SyncError", "Offline", "ServerUnavailable", "InsecureURL", "ServerFault", "ServerEmpty", "NotJoined", "ProofMismatch", "KeyRefused",
     "RevocationUnproven", "DeviceRetired", "WouldStrand", "Rejected",
     "DeviceRevoked", "DevicePending", "StaleEpoch", "CodeInvalid", "Throttled",
 ]
@@ -43,12 +43,29 @@ class Offline(SyncError):
                                     "and will be sent when the connection is back.")
 
 
+class ServerUnavailable(Offline):
+    """The server answers, but cannot reach its database for now (503 `unavailable`)."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or "The server cannot reach its database for now. Your changes are kept on "
+                                    "this device and will be sent when it is back.")
+
+
 class InsecureURL(SyncError):
     pass
 
 
 class ServerFault(SyncError):
     pass
+
+
+class ServerEmpty(ServerFault):
+    """The server's database holds no team: it was started on a new, empty one (503 `unavailable`,
+    `detail.reason = no_teams`). Its operator has to look; nothing here is lost."""
+
+    def __init__(self) -> None:
+        super().__init__("The server's database has no teams: it may have been started on a new, empty database. "
+                         "Tell whoever runs the server; your changes are kept on this device.")
 
 
 class NotJoined(SyncError):

@@ -162,6 +162,8 @@ def test_a_refused_op_is_set_aside_and_the_queue_goes_on(tmp_path: Path) -> None
                          "last_seq": 9}
         if req.path_url.startswith("/v1/roster"):  # a worker looks whether it was asked to retire
             return 200, {"entries": []}
+        if req.path_url.startswith("/v1/checkpoints"):  # a first sync looks for a checkpoint
+            return 200, {"checkpoints": []}
         return 200, {"ops": [], "purges": [], "next": 0, "more": False, "current_epoch": 1}
 
     session = requests.Session()

@@ -14,8 +14,16 @@ import pytest
 from clihelpers import cli_runner, ok
 
 from sync.client import SyncClient
-from sync.errors import Offline, ServerFault
+from sync.errors import Offline, ServerEmpty, ServerFault, ServerUnavailable
 from sync.protocol import EnrollmentCode
+
+
+def _unavailable(detail: str) -> bytes:
+    body = ('{"error":{"code":"unavailable","message":"The database cannot be reached for now.","detail":'
+            + detail + "}}").encode()
+    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
 
 ANSWERS = {
     # headers promise 4,000 bytes, 12 come, then the connection closes
@@ -23,6 +31,9 @@ ANSWERS = {
     "reset": b"",  # closed at once without a word
     "proxy": (b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: 39\r\n\r\n"
               b"<html><h1>502 Bad Gateway</h1></html>\r\n"),
+    # the server is there, its database is not (for now), or it is a new, empty one
+    "unavailable": _unavailable('{"retry_after":1}'),
+    "empty": _unavailable('{"reason":"no_teams"}'),
 }
 
 
@@ -63,9 +74,33 @@ def misbehaving(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
 def test_the_client_turns_every_transport_error_into_offline_or_server_fault(misbehaving: tuple[str, str]) -> None:
     kind, url = misbehaving
     client = SyncClient(url, retries=0)
-    expected = ServerFault if kind == "proxy" else Offline
-    with pytest.raises(expected):
+    expected = {"proxy": ServerFault, "unavailable": ServerUnavailable, "empty": ServerEmpty}.get(kind, Offline)
+    with pytest.raises(expected) as raised:
         client.health()
+    assert type(raised.value) is expected
+
+
+def test_a_server_without_its_database_is_asked_again_when_it_says_so() -> None:
+    answers = iter([_unavailable('{"retry_after":1}')] * 2)
+    waits: list[float] = []
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        for answer in answers:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client = SyncClient(f"http://127.0.0.1:{server.getsockname()[1]}", retries=1)
+    client._sleep = waits.append  # type: ignore[method-assign]
+    with pytest.raises(ServerUnavailable):
+        client.health()
+    thread.join(timeout=5)
+    server.close()
+    assert waits == [1.0]  # the server's Retry-After, not the client's own backoff
 
 
 def test_the_cli_says_it_in_one_line_with_an_exit_code_of_its_own(
