@@ -456,6 +456,7 @@ class SyncMachine(RuleBasedStateMachine):
         event("examples")
         self.person_ids: list[str] = list(team.person_ids)  # in creation order: picks stay reproducible
         self.erased: set[str] = set()  # persons the coordinator erased (a signed purge)
+        self.erased_seen: set[tuple[int, int]] = set()  # (device, seq): its write of one, not on the server
         self.opened: dict[str, Op] = {}  # op id -> opened server op (cache)
         # One logical wall clock for all devices, a millisecond per reading: stamps follow the order
         # of the steps. (With the real clock two devices writing in the same millisecond are
@@ -551,7 +552,9 @@ class SyncMachine(RuleBasedStateMachine):
         erased person (the purge deleted it, or the server acknowledged it without storing it)."""
         if dev.sealed[seq].record_id not in self.erased:
             return False
-        event("erased: a write of an erased person is not on the server")
+        if (dev.index, seq) not in self.erased_seen:
+            self.erased_seen.add((dev.index, seq))
+            event("erased: a write of an erased person, not on the server")
         return True
 
     def _check_set_aside(self, dev: Device) -> None:
