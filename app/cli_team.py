@@ -249,6 +249,7 @@ def cmd_sync(args: argparse.Namespace, out: Any) -> int:
     received = report.applied + report.set_aside
     out.emit({**report.__dict__, "received": received}, say("cli.sync.done", sent=report.pushed, received=received)
              + (say("cli.sync.from_checkpoint", n=report.from_checkpoint) if report.from_checkpoint else "")
+             + (say("cli.sync.resent", n=report.resent) if report.resent else "")
              + (say("cli.sync.set_aside", n=report.set_aside) if report.set_aside else "")
              + (say("cli.sync.admitted", n=report.admitted) if report.admitted else "")
              + (say("cli.sync.rejected", n=report.rejected) if report.rejected else ""))

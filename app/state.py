@@ -483,7 +483,7 @@ class JoinOutcome:
 # (docs/SECURITY.md); each has words of its own (`notice.<kind>`), any other kind is said generally
 NOTICE_KINDS = ("key_refused", "purge_refused", "erased_edit", "erased_late", "audit_refused", "future_op", "unknown_device",
                 "unsigned_op", "revoked_write", "roster_refused", "revocation_unproven", "missing_ops",
-                "history_differs", "checkpoint_refused")
+                "history_differs", "checkpoint_refused", "lost_on_server")
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,17 @@ def _m0006_notices(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m0007_sent(db: sqlite_utils.Database) -> None:
+    """The ops the server acknowledged, kept a while: a server restored from an older backup has
+    lost some of them, and the device sends those again."""
+    db.table("sent").create(
+        {"device_seq": int, "op_id": str, "record_id": str, "key_epoch": int, "payload": bytes, "at": float},
+        pk="device_seq", not_null={"op_id", "record_id", "key_epoch", "payload", "at"},
+    )
+    db.table("sent").create_index(["record_id"], index_name="ix_sent_record_id")
+    db.table("sent").create_index(["at"], index_name="ix_sent_at")
+
+
 MIGRATIONS: list[tuple[str, Step]] = [
     ("0001_initial", _m0001_initial),
     ("0002_sync", _m0002_sync),
@@ -84,6 +95,7 @@ MIGRATIONS: list[tuple[str, Step]] = [
     ("0004_inbox", _m0004_inbox),
     ("0005_dirty", _m0005_dirty),
     ("0006_notices", _m0006_notices),
+    ("0007_sent", _m0007_sent),
 ]
 
 

@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -276,8 +277,26 @@ class Store:
             "UPDATE outbox SET key_epoch=?, payload=? WHERE device_seq=?", (key_epoch, payload, device_seq)
         )
 
-    def ack_outbox(self, through_seq: int) -> int:
+    SENT_KEEP = 14 * 24 * 3600.0  # seconds an acknowledged op is kept (`sent`): longer than a backup is old
+
+    def ack_outbox(self, through_seq: int, at: float | None = None) -> int:
+        """Move the ops the server acknowledged from the outbox to `sent` (kept `SENT_KEEP`)."""
+        now = time.time() if at is None else at
+        self._q("INSERT OR REPLACE INTO sent (device_seq, op_id, record_id, key_epoch, payload, at) "
+                "SELECT device_seq, op_id, record_id, key_epoch, payload, ? FROM outbox WHERE device_seq <= ?",
+                (now, through_seq))
+        self._q("DELETE FROM sent WHERE at < ?", (now - self.SENT_KEEP,))
         return self._q("DELETE FROM outbox WHERE device_seq <= ?", (through_seq,)).rowcount
+
+    def resend(self, after_seq: int) -> tuple[int, int]:
+        """Put the acknowledged ops after `after_seq` back in the outbox (the server lost them):
+        (ops queued again, the lowest sequence among them, or 0)."""
+        low = self._q("SELECT min(device_seq) FROM sent WHERE device_seq > ?", (after_seq,)).fetchone()[0]
+        n = self._q("INSERT OR IGNORE INTO outbox (device_seq, op_id, record_id, key_epoch, payload) "
+                    "SELECT device_seq, op_id, record_id, key_epoch, payload FROM sent WHERE device_seq > ?",
+                    (after_seq,)).rowcount
+        self._q("DELETE FROM sent WHERE device_seq > ?", (after_seq,))
+        return n, int(low or 0)
 
     def drop_outbox_seq(self, device_seq: int) -> None:
         self._q("DELETE FROM outbox WHERE device_seq=?", (device_seq,))
@@ -385,6 +404,7 @@ class Store:
         self._many("DELETE FROM reviewconflict WHERE record_id=?", ((r,) for r in ids))
         self._many("DELETE FROM setaside WHERE record_id=?", ((r,) for r in ids))
         self.drop_outbox_for(ids)
+        self._many("DELETE FROM sent WHERE record_id=?", ((r,) for r in ids))  # never sent again either
         if ids:  # one pass over the inbox, however many ids
             self._q("DELETE FROM inbox WHERE record_id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
 

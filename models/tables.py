@@ -554,6 +554,19 @@ class Notice(SQLModel, table=True):
     detail: str = ""
 
 
+class Sent(SQLModel, table=True):
+    """An op the server acknowledged, kept `Store.SENT_KEEP` as it was pushed (sealed): a server
+    restored from an older backup lost some, and the device sends those again as they were."""
+
+    __tablename__ = "sent"
+    device_seq: int = Field(primary_key=True)
+    op_id: str = Field(max_length=32)
+    record_id: str = Field(max_length=32, index=True)
+    key_epoch: int
+    payload: bytes
+    at: float = Field(index=True)
+
+
 SEALED_TABLES: dict[RecordType, str] = {
     RecordType.PERSON: "person",
     RecordType.CONTACT: "contact",
@@ -563,7 +576,7 @@ SEALED_TABLES: dict[RecordType, str] = {
 }
 
 LOCAL_TABLES = ("keyring", "meta", "outbox", "syncstate", "reviewconflict", "setaside", "erased", "snapshot",
-                "inbox", "dirty", "notice")
+                "inbox", "dirty", "notice", "sent")
 
 # type -> (Create, Update, Public)
 FAMILIES: dict[RecordType, tuple[type[SQLModel], type[SQLModel] | None, type[SQLModel]]] = {

@@ -1257,6 +1257,24 @@ class Workspace:
             if through_seq > self.pushed_through():
                 self.store.set_sync_state("pushed_through", through_seq)
 
+    def resend_lost(self, held_through: int) -> tuple[int, int]:
+        """The server holds this device's sequence only up to `held_through`, below what it
+        acknowledged (it was restored from an older backup): queue the acknowledged ops after it
+        again, as they were (same ids, same sequence numbers), and account for the sequence from
+        there. Returns (ops queued again, sequences lost for good: acknowledged longer ago than
+        `Store.SENT_KEEP`, or before this version kept them)."""
+        store = self.store
+        with store.atomic():
+            acked = self.pushed_through()
+            if held_through >= acked:
+                return 0, 0
+            n, low = store.resend(held_through)
+            store.set_sync_state("pushed_through", held_through)
+        lost = (low or acked + 1) - held_through - 1
+        log.warning("the server lost changes %d-%d of this device: %d sent again, %d gone for good",
+                    held_through + 1, acked, n, lost)
+        return n, lost
+
     def pushed_through(self) -> int:
         """The highest sequence of this device the server acknowledged (0: none yet)."""
         return int(self.store.sync_state("pushed_through", "0") or 0)

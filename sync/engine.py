@@ -104,6 +104,7 @@ class SyncReport:
     rejected: int = 0
     pending: bool = False
     from_checkpoint: int = 0  # rows a new device took from a checkpoint instead of replaying the log
+    resent: int = 0  # acknowledged ops sent again: the server had lost them (a restore from an older backup)
     checkpoint: CheckpointReport | None = None  # one this coordinator wrote
 
 
@@ -215,6 +216,7 @@ class SyncEngine:
         self._client: SyncClient | None = None
         self._run_lock = threading.Lock()  # one sync run at a time per device
         self._roster_tried: set[str] = set()  # devices the server's roster was read for in this pull
+        self._held_through: int | None = None  # the last pull page's word on what the server holds of this device
 
     # ------------------------------------------------------------------ plumbing
     def client(self, url: str | None = None, token: str | None = None) -> SyncClient:
@@ -1072,6 +1074,13 @@ class SyncEngine:
         report.from_checkpoint = self._bootstrap(progress)
         pulled = self.pull(progress, wait=wait)
         report.pulled, report.applied, report.set_aside, report.purged = pulled
+        if self._held_through is not None and self._held_through < ws.pushed_through():
+            # the server lost ops it had acknowledged (restored from an older backup): send them again
+            report.resent, lost = ws.resend_lost(self._held_through)
+            ws.add_notice("lost_on_server", None, ws.device_id,
+                          f"the server had lost {report.resent + lost} changes of this device: {report.resent} sent "
+                          f"again" + (f", {lost} could not be (too old)" if lost else ""))
+            report.pushed += self.push(progress)
         report.erased_late = self.purge_late()
         if self.is_coordinator:
             report.retired = self.finish_retirements()
@@ -1379,6 +1388,7 @@ class SyncEngine:
         client = self.client()
         cursor = int(self.ws.sync_value("cursor", "0") or 0)
         pulled = purged = 0
+        self._held_through = None
         limit = self.pull_limit
         self._roster_tried = set()
         checked: dict[int, frozenset[tuple[str, bytes]]] = {}  # batches of this pull: id -> digests its device signed
@@ -1394,6 +1404,7 @@ class SyncEngine:
             while True:
                 since, request = ahead.popleft()
                 page = client.parse_pull(request.result())  # here: the fetching threads do I/O only
+                self._held_through = page.held_through
                 if page.next < cursor:
                     raise Offline("The server's cursor went backwards; not applied.")
                 if page.more:

@@ -568,6 +568,10 @@ class PullResponse(_Msg):
     more: bool
     current_epoch: _Positive
     batches: list[BatchOut] = Field(default_factory=list)  # 1.1: the signed pushes the page's ops came in
+    # 1.2: the highest sequence of the pulling device the server holds (its ops, and what its signed
+    # statements covered): lower than what the server acknowledged to it means the server lost ops
+    # (a restore from an older backup), which the device sends again
+    held_through: _Count | None = None
 
 
 def encode_pull(ops: Iterable[tuple[int, str, str, int, str, int, bytes] | tuple[int, str, str, int, str, int, bytes,
@@ -576,7 +580,8 @@ def encode_pull(ops: Iterable[tuple[int, str, str, int, str, int, bytes] | tuple
                 next_: int, more: bool, current_epoch: int,
                 batches: Iterable[tuple[int, str, bytes, bytes]
                                   | tuple[int, str, bytes, bytes, int | None, int | None, int | None, bytes | None,
-                                          bytes | None]] = ()) -> bytes:
+                                          bytes | None]] = (),
+                held_through: int | None = None) -> bytes:
     """The JSON of `PullResponse` for ops given as (seq, op id, device id, device seq, record id,
     key epoch, sealed payload) and purges as (seq, record id[, signature]): byte for byte what
     `PullResponse(...).model_dump_json()` gives, without a model per op. The server's own log
@@ -598,7 +603,7 @@ def encode_pull(ops: Iterable[tuple[int, str, str, int, str, int, bytes] | tuple
     ]
     return (f'{{"ops":[{",".join(op_parts)}],"purges":[{",".join(purge_parts)}],"next":{next_:d},'
             f'"more":{"true" if more else "false"},"current_epoch":{current_epoch:d},'
-            f'"batches":[{",".join(batch_parts)}]}}').encode("ascii")
+            f'"batches":[{",".join(batch_parts)}],"held_through":{_json_opt(held_through)}}}').encode("ascii")
 
 
 def _json_opt(value: int | bytes | None) -> str:

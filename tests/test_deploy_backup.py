@@ -151,6 +151,17 @@ def test_after_a_restore_from_an_older_backup_the_team_works_on_and_the_server_s
     for name in names:
         ids = {p["id"] for p in cli(name, "person", "list")}
         assert {after, again, late} <= ids
-    # The server tells its operator which device pushed ops it no longer holds (DEPLOY.md, "Restore").
-    log = server.log_path.read_text()
-    assert "acknowledged ops lost with a restore" in log
+    # The worker learnt from its first pull that the server held its sequence only up to before
+    # the backup's end, and sent the acknowledged ops after it again, as they were: the server holds
+    # them anew (no device pushed past what it holds, so the operator's warning never fired), a
+    # device that joins now (it never saw them) has them, and the worker says what happened.
+    assert "acknowledged ops lost with a restore" not in server.log_path.read_text()
+    invite = cli("coord", "invite")["code"]
+    cli("newcomer", "init", "--worker", "Newcomer")
+    cli("newcomer", "join", server.url, invite)
+    cli("coord", "sync")
+    cli("newcomer", "sync")
+    assert late in {p["id"] for p in cli("newcomer", "person", "list")}
+    told = [n for n in cli("worker1", "notices") if n["kind"] == "lost_on_server"]
+    assert len(told) == 1 and "sent again" in told[0]["detail"]
+    assert [n for n in cli("newcomer", "notices") if n["kind"] == "missing_ops"] == []

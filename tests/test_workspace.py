@@ -9,8 +9,10 @@ import json
 import logging
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +30,7 @@ from models.errors import (
     WrongPassphrase,
 )
 from models.merge import Op
-from models.store import DB_NAME
+from models.store import DB_NAME, Store
 from models.vocab import RecordType
 from models.workspace import RemoteOp, Workspace, encode_op
 
@@ -729,3 +731,29 @@ def test_a_colleagues_record_is_not_set_aside_because_a_clock_is_off(
     a._write(RecordType.CONTACT, far, {"at": "9999-12-31T00:00:00", "person_id": pid})
     assert [rid for rid, _err in b.apply_remote(remote_ops(a)).set_aside] and far not in b.index.records[
         RecordType.CONTACT]  # fixed bounds still hold: a contact dated 9999 is set aside
+
+
+def test_acknowledged_ops_are_kept_a_while_to_be_sent_again_if_the_server_lost_them(tmp_path: Path) -> None:
+    """A server restored from an older backup lost ops it had acknowledged: the device still has
+    them (`sent`, for `Store.SENT_KEEP`) and queues them again as they were; an erased record's
+    ops are not kept, and ops older than that are gone for good (said)."""
+    ws = Workspace(tmp_path / "dev", fast_kdf=True)
+    ws.init("passphrase-1")
+    for n in range(3):
+        ws.add_person({"alias": f"P{n}"})
+    erased = ws.add_person({"alias": "Erased"})
+    queued = [(seq, op_id) for seq, op_id, _r, _e, _p in ws.store.outbox_all()]
+    ws.ack(queued[-1][0])
+    assert ws.outbox_count() == 0 and ws.pushed_through() == queued[-1][0]
+    with ws.store.atomic():
+        ws.store.mark_erased([erased.id], 0.0)
+    n, lost = ws.resend_lost(queued[0][0])  # the server holds only the first
+    assert (n, lost) == (len(queued) - 2, 0)  # all after it, but the erased person's
+    assert [(seq, op_id) for seq, op_id, _r, _e, _p in ws.store.outbox_all()] == queued[1:-1]
+    assert ws.pushed_through() == queued[0][0]
+    assert ws.resend_lost(queued[0][0]) == (0, 0)  # once: the server's word is now what was acknowledged
+    # ops acknowledged longer ago than kept are gone for good, and counted
+    ws.ack(queued[-1][0])
+    ws.store.ack_outbox(0, at=time.time() + Store.SENT_KEEP + 1)  # prunes what is older than kept
+    assert ws.resend_lost(0) == (0, queued[-1][0])
+    ws.close()

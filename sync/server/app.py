@@ -296,7 +296,8 @@ def _accepts_gzip(header: str) -> bool:
 def _pull_response(page: crud.PullPage, gzip_ok: bool) -> Response:
     """A pull page as a finished response. Built without validation: every value came from the
     database, validated when pushed (`encode_pull` writes what `PullResponse` would)."""
-    body = encode_pull(page.ops, page.purges, page.next, page.more, page.current_epoch, page.batches)
+    body = encode_pull(page.ops, page.purges, page.next, page.more, page.current_epoch, page.batches,
+                       page.held_through)
     if gzip_ok and len(body) >= GZIP_MINIMUM:
         return Response(_pull_gzip.compress(body, PULL_GZIP_LEVEL, mtime=0), media_type="application/json",
                         headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
@@ -718,7 +719,8 @@ def create_app(
         with db.transaction() as session:
             device = _authenticate(session, token)
             page = crud.pull_log(
-                session, team_id=device.team_id, since=since, limit=limit, max_bytes=MAX_PULL_BYTES
+                session, team_id=device.team_id, since=since, limit=limit, max_bytes=MAX_PULL_BYTES,
+                device_id=device.id,
             )
             if since and not (page.ops or page.purges or page.batches) and device.id not in behind:
                 end = log_end(session, team_id=device.team_id)

@@ -32,6 +32,7 @@ from sync.protocol import (
     pack_entries,
     unpack_entries,
 )
+from sync.server.continuity import held_through
 from sync.server.errors import ApiError
 from sync.server.keys import ServerKey
 from sync.server.tables import (
@@ -718,9 +719,11 @@ class PullPage:
     # id, device id, signature, digests; from 1.2: place, first, last, statement signature, absent entries
     batches: Sequence[tuple[int, str, bytes, bytes, int | None, int | None, int | None, bytes | None,
                             bytes | None]] = ()
+    held_through: int | None = None  # of the pulling device (`continuity.held_through`)
 
 
-def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_bytes: int) -> PullPage:
+def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_bytes: int,
+             device_id: str | None = None) -> PullPage:
     """The log entries (ops, purges, and batches that have a place of their own) after `since`, in
     order: at most `limit` entries and about `max_bytes` of payload (always at least one entry),
     with the batches a puller needs to check them: those placed on the page and those the page's
@@ -728,6 +731,7 @@ def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_byte
     plain tuples: SQLAlchemy's row processing of a page of a thousand ops cost a third of a
     pull's server time (measured)."""
     _next_seq, current_epoch = _log_head(session, team_id=team_id)
+    held = held_through(session, team_id=team_id, device_id=device_id) if device_id is not None else None
     connection = session.connection()
     mark = _PLACEHOLDER[connection.dialect.paramstyle]
     columns = "id, device_id, sig, digests, pos, first_seq, last_seq, sig2, entries"
@@ -754,7 +758,7 @@ def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_byte
     op_seqs = {op[0] for op in ops}
     own = [b for b in placed if b[4] not in op_seqs]  # batches with a place of their own
     if not ops and not purges and not own:  # the common case of a long-poll: nothing new
-        return PullPage([], [], since, False, current_epoch, [])
+        return PullPage([], [], since, False, current_epoch, [], held)
     entries = sorted([(op[0], len(op[6])) for op in ops] + [(purge[0], 0) for purge in purges]
                      + [(b[4], 0) for b in own])
     last = entries[0][0]
@@ -796,7 +800,7 @@ def pull_log(session: Session, *, team_id: str, since: int, limit: int, max_byte
                 e for e in unpack_entries(blob) if e[0] not in here)
         batches.append((b[0], b[1], bytes(b[2]), bytes(b[3]), b[4], b[5], b[6],
                         bytes(b[7]) if b[7] is not None else None, absent))
-    return PullPage(ops, purges, last, more, current_epoch, batches)
+    return PullPage(ops, purges, last, more, current_epoch, batches, held)
 
 
 def roster(session: Session, *, team_id: str) -> list[tuple[str, bytes]]:
