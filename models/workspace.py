@@ -1270,6 +1270,12 @@ class Workspace:
                 return 0, 0
             n, low = store.resend(held_through)
             store.set_sync_state("pushed_through", held_through)
+            vault, epoch = self._vault(), self.epoch
+            for seq, op_id, rid, e, payload in store.outbox_all():
+                if e < epoch:  # sent before a key rotation: the server takes the current epoch only
+                    body = vault.open_op(rid, e, vault.device_id, seq, op_id, payload)
+                    store.replace_outbox_payload(seq, epoch, vault.seal_op(rid, epoch, vault.device_id, seq, op_id,
+                                                                          body))
         lost = (low or acked + 1) - held_through - 1
         log.warning("the server lost changes %d-%d of this device: %d sent again, %d gone for good",
                     held_through + 1, acked, n, lost)

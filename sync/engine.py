@@ -1446,8 +1446,13 @@ class SyncEngine:
         or erased by a signed purge, or the server withheld it. Each device's withheld changes
         become a notice (ids and sequences only), as does a revoked device's history that is not
         the one its coordinator signed."""
-        erased = self.ws.erased_ids()
-        for missing in gaps.missing(erased.__contains__):
+        erased, roster = self.ws.erased_ids(), self.roster()
+
+        def from_start(device_id: str) -> bool:  # it signed from its first op: its sequence is owed from 1
+            entry = roster.get(device_id)
+            return entry is not None and entry.sign_vk is not None and entry.unsigned_through == 0
+
+        for missing in gaps.missing(erased.__contains__, from_start):
             log.warning("device %s: %d changes did not arrive (%s)", missing.device_id, missing.count,
                         missing.describe())
             self.ws.add_notice("missing_ops", None, missing.device_id,

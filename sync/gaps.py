@@ -191,12 +191,18 @@ class Gaps:
             for seq in [s for s, rid in state.pending.items() if rid in gone]:
                 del state.pending[seq]
 
-    def missing(self, erased: Callable[[str], bool] = lambda _r: False) -> list[Missing]:
+    def missing(self, erased: Callable[[str], bool] = lambda _r: False,
+                from_start: Callable[[str], bool] = lambda _d: False) -> list[Missing]:
         """What is owed, device by device: meaningful once this device is caught up with the log
-        (the ops of every statement it holds are then in, or erased, or withheld)."""
+        (the ops of every statement it holds are then in, or erased, or withheld). For a device
+        that signed from its first op (`from_start`), its sequence is owed from 1: a withheld first
+        push is a hole too (what this device received of it before it counted is in `have`)."""
         out = []
         for device_id, state in sorted(self.devices.items()):
-            holes = tuple(part for a, b in _holes(state.covered) for part in _without(a, b, state.have))
+            gaps = _holes(state.covered)
+            if state.covered and state.covered[0][0] > 1 and from_start(device_id):
+                gaps.insert(0, (1, state.covered[0][0] - 1))
+            holes = tuple(part for a, b in gaps for part in _without(a, b, state.have))
             ops = tuple(sorted((seq, rid) for seq, rid in state.pending.items()
                                if not erased(rid) and not _holds(state.have, seq)))
             if holes or ops:

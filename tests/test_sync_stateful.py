@@ -1161,9 +1161,9 @@ class HostileSyncMachine(SyncMachine):
       the writer device and the sequence) of every change of another device withheld from it that
       the writer's statements account for: each op taken out of a push whose statement stayed,
       each write a statement names that the server dropped, and each op of a push taken out whole
-      that lies between the first and the last sequence of the writer's statements it saw. Not a
-      device's first push: sequences before the first statement seen are not counted (PROTOCOL.md
-      1.2), a known gap (`test_a_withheld_first_push_is_named`, xfail).
+      that lies at or below the last sequence of the writer's statements it saw: a device that
+      signs from its first op owes its sequence from 1, so its withheld first push is named too
+      (`test_a_withheld_first_push_is_named`).
     - replay and reorder: a pull answered with an old page (one a device used before, starting at
       or before this device's cursor: an older start would leave a gap, which is withholding
       again), and answers whose lists (ops, purges, batches, keys) come in reverse order.
@@ -1673,11 +1673,10 @@ class HostileSyncMachine(SyncMachine):
         - every sequence a statement in the log names that the server never stored (a write of a
           falsely purged record, dropped);
         - every op `_withhold` took out with its whole push that this device had not pulled, when
-          it lies between the first and the last sequence that the writer's statements this device
-          saw account for (those in the log, and those taken out after it had pulled them).
-          KNOWN GAP, by PROTOCOL.md ("between its first and its last statement"): sequences before
-          the first statement of the writer seen are not counted, so a device's withheld *first*
-          push is never named (`test_a_withheld_first_push_is_named`, xfail)."""
+          it lies at or below the last sequence that the writer's statements this device saw
+          account for (those in the log, and those taken out after it had pulled them): every
+          device of the team signs from its first op, so its sequence is owed from 1 and a
+          withheld *first* push is named too (`test_a_withheld_first_push_is_named`)."""
         statements = self._note_dropped()
         stored = {(o.device_id, o.device_seq) for o in SyncMachine.server_ops(self)}
         dropped = {x.batch_id for x in self.dropped_statements}
@@ -1700,9 +1699,9 @@ class HostileSyncMachine(SyncMachine):
             spans = [(first, last) for first, last, _named in pushes] + [
                 (x.first, x.last) for x in self.dropped_statements if x.device_id == writer and dev.index in x.seen]
             if spans:
-                low, high = min(f for f, _l in spans), max(last for _f, last in spans)
+                high = max(last for _f, last in spans)
                 owed["a push taken out whole"] = {seq for seq, w in mine.items()
-                                                  if w.batch_id in dropped and low <= seq <= high}
+                                                  if w.batch_id in dropped and seq <= high}
             for what, seqs in owed.items():
                 missed = seqs - told.get(writer, set())
                 assert not missed, (f"device {dev.index}: device {other.index}'s changes {sorted(missed)} were withheld "
@@ -1791,9 +1790,6 @@ def test_sync_holds_against_a_hostile_server(team_after_a_revocation: Team) -> N
     _run_machine(lambda: HostileSyncMachine(team_after_a_revocation), HOSTILE_EXAMPLES, 20)
 
 
-@pytest.mark.xfail(strict=True, reason="missed withholding: sync/gaps.py counts a device's sequence only from the "
-                   "first statement of it a puller saw (PROTOCOL.md 1.2, 'between its first and its last "
-                   "statement'), so a device's withheld first push is never named, though it signs from sequence 1")
 def test_a_withheld_first_push_is_named(team_after_a_revocation: Team) -> None:
     """The machine's steps: device 1 (a worker that joined with this version, signing from its
     first sequence) writes and syncs three times, a push each; the server withholds the first push
@@ -1814,9 +1810,6 @@ def test_a_withheld_first_push_is_named(team_after_a_revocation: Team) -> None:
         machine.teardown()
 
 
-@pytest.mark.xfail(strict=True, reason="sync/engine.py + Workspace.resend_lost (351832a): acknowledged ops the server "
-                   "lost are queued again as they were, sealed under their old key epoch; after a revocation the "
-                   "push is StaleEpoch at every sync, and nothing this device writes goes out any more")
 def test_ops_the_server_lost_from_before_a_revocation_go_out_again(team_after_a_revocation: Team) -> None:
     """The server loses the coordinator's first push (its four persons, sealed under epoch 1, before
     the revocation that made epoch 2), as a restore from an older backup would: the coordinator's
