@@ -206,9 +206,9 @@ class _GuardedWorkspace(Workspace):
                                    cursor=cursor, values=values)
 
     def adopt_checkpoint(self, rows: Iterable[tuple[str, str, int, bytes]], meta: dict[str, Any],
-                         values: dict[str, str | int], *, index: bytes | None = None) -> int:
+                         values: dict[str, str | int], *, states: bytes | None = None) -> int:
         with self.ui_lock:
-            return super().adopt_checkpoint(rows, meta, values, index=index)
+            return super().adopt_checkpoint(rows, meta, values, states=states)
 
     def fold(self, max_ops: int | None = None) -> ApplyResult:
         with self.ui_lock:

@@ -1359,42 +1359,32 @@ class Workspace:
 
     STREET_DAYS = 30  # contacts this recent go in a checkpoint's first tier, with every person and place
 
-    def checkpoint_rows(self) -> tuple[list[tuple[str, str, int, bytes]], list[tuple[str, str, int, bytes]]]:
-        """Every sealed row as stored, (type, id, epoch, sealed), in two tiers: first what a worker
-        needs in the street (places, persons, follow-ups, and the contacts of the last
-        `STREET_DAYS` days, newest first), then the rest (older contacts, the audit trail)."""
-        store = self.store
+    def checkpoint_rows(self) -> tuple[bytes, list[tuple[str, str, int, bytes]]]:
+        """A checkpoint's two tiers. First what a worker needs in the street (places, persons, open
+        follow-ups, and the contacts of the last `STREET_DAYS` days, newest first) as the records'
+        merge states, compressed: a third of their sealed rows' bytes on a slow link, and the new
+        device seals them itself. Then every other row as stored, (type, id, epoch, sealed)."""
+        store, vault = self.store, self._vault()
         since = (datetime.fromtimestamp(self._now()) - timedelta(days=self.STREET_DAYS)).isoformat()
-        first: list[tuple[str, str, int, bytes]] = []
+        street: list[list[Any]] = []
         rest: list[tuple[str, str, int, bytes]] = []
         for rtype in self._CHECKPOINT_ORDER:
             rows = list(store.iter_rows(rtype))
+            table = self.index.records.get(rtype, {})
             if rtype is RecordType.CONTACT:
-                table = self.index.records.get(rtype, {})
-                dated = sorted(((str((table.get(r[0]) or {}).get("at") or ""), r) for r in rows), reverse=True)
-                first.extend((rtype.value, *r) for at, r in dated if at >= since)
-                rest.extend((rtype.value, *r) for at, r in dated if at < since)
-            else:
-                (rest if rtype is RecordType.AUDIT else first).extend((rtype.value, *r) for r in rows)
-        return first, rest
-
-    def checkpoint_index(self, ids: set[str] | None = None) -> bytes:
-        """The index as the unlock snapshot holds it (record ids by type, the records' values,
-        the derived texts and order), as compressed JSON: a device of the team loads it as it is.
-        With `ids`: the index of those records alone (a checkpoint's first tier)."""
-        ids_of: dict[str, list[str]] = {t.value: [] for t in RecordType}
-        for rid, rtype in self._types.items():
-            if ids is None or rid in ids:
-                ids_of[rtype.value].append(rid)
-        index = self.index
-        if ids is not None:
-            index = Index()
-            index.load({rtype: {rid: v for rid, v in table.items() if rid in ids}
-                        for rtype, table in self.index.records.items()})
-        body = {"v": self._SNAPSHOT_FORMAT, "t": ids_of,
-                "r": {rtype.value: table for rtype, table in index.records.items()},
-                "d": index.dump_derived()}
-        return zlib.compress(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"), 1)
+                rows = [r for _at, r in sorted(((str((table.get(r[0]) or {}).get("at") or ""), r) for r in rows),
+                                               reverse=True)]
+            for rid, epoch, blob in rows:
+                values = table.get(rid) or {}
+                first = rtype in (RecordType.PLACE, RecordType.PERSON) or (
+                    rtype is RecordType.FOLLOWUP and not values.get("done")) or (
+                    rtype is RecordType.CONTACT and str(values.get("at") or "") >= since)
+                if first:
+                    street.append([rtype.value, rid, vault.open_row(rtype.value, rid, epoch, blob)])
+                else:
+                    rest.append((rtype.value, rid, epoch, blob))
+        packed = json.dumps(street, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return zlib.compress(packed, 9), rest
 
     def history_pending(self) -> bool:
         """A first sync took a checkpoint's first tier (usable: persons, places, recent contacts)
@@ -1408,17 +1398,22 @@ class Workspace:
         return {"v": 1, "erased": sorted(self.store.erased_ids()), "seen": seen, "hlc": self.clock.last}
 
     def adopt_checkpoint(self, rows: Iterable[tuple[str, str, int, bytes]], meta: dict[str, Any],
-                         values: dict[str, str | int], *, index: bytes | None = None) -> int:
-        """Take a checkpoint tier's rows as they are, in one transaction with `values` (the cursor
-        and what goes with it), then load the index: the tier's own (`checkpoint_index`) when it
-        fits the rows and this device held no record before, else from the rows. A record this
+                         values: dict[str, str | int], *, states: bytes | None = None) -> int:
+        """Take a checkpoint tier in one transaction with `values` (the cursor and what goes with
+        it): its rows as they are, and its records' merge states (`states`, the first tier's,
+        sealed here under the current key), then load the index from the rows. A record this
         device holds already (written here before joining, or taken with the first tier) keeps its
         own row; its queued ops merge as usual. Returns the rows stored."""
-        store = self.store
+        store, vault = self.store, self._vault()
         held = set(self._types)
         with store.atomic():
             by_type: dict[RecordType, list[tuple[str, int, bytes]]] = {}
             erased = {str(r) for r in meta.get("erased") or []}
+            epoch_now = self.epoch
+            for rtype_value, rid, state in json.loads(zlib.decompress(states)) if states else []:
+                if rid not in held and rid not in erased:
+                    by_type.setdefault(RecordType(rtype_value), []).append(
+                        (rid, epoch_now, vault.seal_row(rtype_value, rid, epoch_now, state)))
             for rtype, rid, epoch, blob in rows:
                 if rid not in held and rid not in erased:
                     by_type.setdefault(RecordType(rtype), []).append((rid, epoch, blob))
@@ -1434,31 +1429,8 @@ class Workspace:
             for key, value in values.items():
                 store.set_sync_state(key, value)
             store.drop_snapshot()
-        if held or index is None or not self._take_index(index, by_type):
-            self._load()
+        self._load()
         return sum(len(v) for v in by_type.values())
-
-    def _take_index(self, blob: bytes, rows: dict[RecordType, list[tuple[str, int, bytes]]]) -> bool:
-        """Load a checkpoint's index, when it names exactly the rows taken; False: it does not."""
-        try:
-            body = json.loads(zlib.decompress(blob))
-            types: dict[str, RecordType] = {}
-            for t, ids in body["t"].items():
-                types.update(dict.fromkeys(ids, RecordType(t)))
-            if body.get("v") != self._SNAPSHOT_FORMAT or types.keys() != {
-                    rid for typed in rows.values() for rid, _e, _b in typed} or any(
-                    types[rid] is not rtype for rtype, typed in rows.items() for rid, _e, _b in typed):
-                return False
-            index = Index()
-            index.load({RecordType(t): table for t, table in body["r"].items()}, body["d"])
-        except (zlib.error, ValueError, KeyError, TypeError, AttributeError):
-            log.warning("a checkpoint's index could not be used; opening every record instead")
-            return False
-        self._types = types
-        self.damaged = []
-        self.index = index
-        self._snapshot_gen = -1
-        return True
 
     def fold(self, max_ops: int | None = None) -> ApplyResult:
         """Fold the oldest pulled ops (at most `max_ops`) into the rows through the merge, and

@@ -9,9 +9,9 @@ contacts newest first. Each part is sealed on its own (`Vault.seal_checkpoint_pa
 checkpoint, S, part number and epoch bound) and the manifest, signed by the team's authority,
 names each part's size and SHA-256: the server can withhold a checkpoint, never change one.
 
-Between the meta and the rows come the coordinator's index (its records' values and their search
-texts, as its unlock snapshot holds them), compressed and cut into parts: a new device loads it as
-it is instead of opening every row and folding every text again.
+The first tier (meta, then what a worker needs in the street) carries those records' merge states,
+compressed and cut into parts: a third of their sealed rows' bytes on a slow link; the new device
+seals them itself. The rest follows as sealed rows.
 
 Pure functions over bytes: no store, no network, no keys.
 """
@@ -25,12 +25,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PART_BYTES", "TYPES", "Manifest", "frame_meta", "frame_rows", "frame_index", "read_part", "split_rows",
+__all__ = ["PART_BYTES", "TYPES", "Manifest", "frame_meta", "frame_rows", "frame_states", "read_part", "split_rows",
            "manifest_body", "read_manifest", "CheckpointError", "Part"]
 
 PART_BYTES = 1_000_000  # rows per part, in bytes of sealed rows: well under the protocol's part limit
 TYPES = ("place", "person", "followup", "contact", "audit")  # the order rows go in, and their codes
-_META, _ROWS, _INDEX = b"M", b"R", b"I"
+_META, _ROWS, _STATES = b"M", b"R", b"S"
 _HEAD = 1 + 16 + 4 + 4  # type code, record id, key epoch, length
 
 Row = tuple[str, str, int, bytes]  # (record type, record id, key epoch, sealed row)
@@ -52,9 +52,9 @@ def frame_rows(rows: Iterable[Row]) -> bytes:
     return b"".join(out)
 
 
-def frame_index(index: bytes, part_bytes: int = PART_BYTES) -> list[bytes]:
-    """The compressed index cut into parts (their bytes joined in order are the index again)."""
-    return [_INDEX + index[at:at + part_bytes] for at in range(0, len(index), part_bytes)] or [_INDEX]
+def frame_states(states: bytes, part_bytes: int = PART_BYTES) -> list[bytes]:
+    """The compressed states cut into parts (their bytes joined in order are the states again)."""
+    return [_STATES + states[at:at + part_bytes] for at in range(0, len(states), part_bytes)] or [_STATES]
 
 
 def split_rows(rows: Iterable[Row], part_bytes: int = PART_BYTES) -> Iterator[list[Row]]:
@@ -73,11 +73,11 @@ def split_rows(rows: Iterable[Row], part_bytes: int = PART_BYTES) -> Iterator[li
 
 @dataclass(frozen=True)
 class Part:
-    """One part read: its kind ("meta", "index" or "rows") and what it holds."""
+    """One part read: its kind ("meta", "states" or "rows") and what it holds."""
 
     kind: str
     meta: dict[str, Any] | None = None
-    index: bytes = b""  # a slice of the compressed index
+    states: bytes = b""  # a slice of the compressed states
     rows: tuple[Row, ...] = ()
 
 
@@ -92,8 +92,8 @@ def read_part(data: bytes) -> Part:
         if not isinstance(meta, dict):
             raise CheckpointError("a malformed checkpoint meta part")
         return Part("meta", meta=meta)
-    if kind == _INDEX:
-        return Part("index", index=data[1:])
+    if kind == _STATES:
+        return Part("states", states=data[1:])
     if kind != _ROWS:
         raise CheckpointError("not a checkpoint part")
     rows: list[Row] = []

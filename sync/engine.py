@@ -19,6 +19,7 @@ import shutil
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -48,9 +49,9 @@ from .checkpoint import (
     PART_BYTES,
     CheckpointError,
     Manifest,
-    frame_index,
     frame_meta,
     frame_rows,
+    frame_states,
     manifest_body,
     read_manifest,
     read_part,
@@ -840,6 +841,7 @@ class SyncEngine:
         pinned = self._pinned()
         pinned.pop(device_id, None)
         self._set_json_secret("pinned", pinned)
+        self.ws.set_sync_values(checkpoint_due=1)  # a checkpoint under the new key epoch
         return RevokeReport(epoch, tuple(w.device_id for w in wraps if w.device_id is not None))
 
     # ------------------------------------------------------------------ retire
@@ -927,6 +929,7 @@ class SyncEngine:
         self.client().purge(ids, [vault.sign_purge(team, rid) for rid in ids])
         self.ws.erase_local(ids)
         self.ws.audit(AuditAction.ERASE, RecordType.PERSON, person_id, detail=f"{len(ids)} records")
+        self.ws.set_sync_values(checkpoint_due=1)  # the server dropped the checkpoints that held them
         return len(ids)
 
     # ------------------------------------------------------------------ keys
@@ -1106,15 +1109,18 @@ class SyncEngine:
 
     def make_checkpoint(self, *, force: bool = False) -> CheckpointReport | None:
         """Coordinator: write a checkpoint of the team's state up to this device's cursor, when the
-        log moved `CHECKPOINT_EVERY` entries since the last one (or `force`), and the rows are
-        exactly the fold of the log up to the cursor (`Workspace.checkpoint_ready`); else None."""
+        log moved `CHECKPOINT_EVERY` entries since the last one, or an erasure dropped the last one
+        or a revocation made a new key epoch (`checkpoint_due`), or `force`; and only when the rows
+        are exactly the fold of the log up to the cursor (`Workspace.checkpoint_ready`). Else None."""
         if not self.can_sign():
             raise SyncError("Only a coordinator's device writes checkpoints.")
         ws, vault = self.ws, self.ws.vault
         assert vault is not None
         cursor = int(ws.sync_value("cursor", "0") or 0)
         last = int(ws.sync_value("checkpoint_made", "0") or 0)
-        if cursor == 0 or cursor == last or (not force and cursor - last < self.CHECKPOINT_EVERY):
+        due = last > 0 and ws.sync_value("checkpoint_due") == "1"  # keep a team's checkpoint fresh
+        if cursor == 0 or (cursor == last and not due) or (not force and not due
+                                                            and cursor - last < self.CHECKPOINT_EVERY):
             return None
         if not ws.checkpoint_ready():
             return None
@@ -1122,9 +1128,8 @@ class SyncEngine:
         checkpoint_id = uuid.uuid4().hex
         size = self.CHECKPOINT_PART_BYTES
         street, rest = ws.checkpoint_rows()
-        # the first tier: what makes a new device usable in the street, with its own index; then the rest
-        datas = [frame_meta(ws.checkpoint_meta()), *frame_index(ws.checkpoint_index({r[1] for r in street}), size),
-                 *(frame_rows(group) for group in split_rows(street, size))]
+        # the first tier: what makes a new device usable in the street; then the rest
+        datas = [frame_meta(ws.checkpoint_meta()), *frame_states(street, size)]
         tier = len(datas)
         datas += [frame_rows(group) for group in split_rows(rest, size)]
         sealed = [vault.seal_checkpoint_part(team, checkpoint_id, cursor, n, epoch, data)
@@ -1136,7 +1141,7 @@ class SyncEngine:
                                              manifest=p.b64e(manifest)))
         for n, blob in enumerate(sealed, 1):
             client.put_checkpoint_part(checkpoint_id, n, blob)
-        ws.set_sync_values(checkpoint_made=cursor)
+        ws.set_sync_values(checkpoint_made=cursor, checkpoint_due=0)
         log.info("checkpoint %s written: log position %d, %d parts, %d bytes", checkpoint_id, cursor, len(sealed),
                  sum(map(len, sealed)))
         return CheckpointReport(checkpoint_id, cursor, len(sealed), sum(map(len, sealed)))
@@ -1205,13 +1210,13 @@ class SyncEngine:
 
     def _open_parts(self, manifest: Manifest, first: int, last: int) -> tuple[dict[str, Any] | None, bytes,
                                                                               list[tuple[str, str, int, bytes]]]:
-        """(meta, index, rows) of parts `first`..`last`, every one checked and opened."""
+        """(meta, states, rows) of parts `first`..`last`, every one checked and opened."""
         vault = self.ws.vault
         assert vault is not None
         staging = self._staging(manifest.checkpoint_id)
         meta: dict[str, Any] | None = None
         rows: list[tuple[str, str, int, bytes]] = []
-        index: list[bytes] = []
+        states: list[bytes] = []
         for n in range(first, last + 1):
             blob = (staging / f"{n}.part").read_bytes()
             manifest.check(n, blob)
@@ -1223,12 +1228,12 @@ class SyncEngine:
             part = read_part(data)
             if (n == 1) != (part.kind == "meta"):
                 raise CheckpointError("part 1 is the checkpoint's meta, and only part 1")
-            if part.kind == "index" and (rows or n > manifest.tier):
-                raise CheckpointError("an index comes first in the first tier, before its rows")
+            if (part.kind == "states") != (1 < n <= manifest.tier):
+                raise CheckpointError("the first tier holds the meta and the street's states, and only it")
             meta = part.meta if part.meta is not None else meta
-            index.append(part.index)
+            states.append(part.states)
             rows.extend(part.rows)
-        return meta, b"".join(index), rows
+        return meta, b"".join(states), rows
 
     def _take_checkpoint(self, client: SyncClient, manifest: Manifest, progress: Progress | None, *,
                          first_taken: bool = False) -> int:
@@ -1245,14 +1250,17 @@ class SyncEngine:
         taken = 0
         if not first_taken:
             self._fetch_parts(client, manifest, 1, tier, progress)
-            meta, index, rows = self._open_parts(manifest, 1, tier)
+            meta, states, rows = self._open_parts(manifest, 1, tier)
             if meta is None:
                 raise CheckpointError("a checkpoint without its meta part")
             done = tier == total
             values: dict[str, str | int] = (
                 {"cursor": manifest.seq, "checkpoint_floor": manifest.seq} if done
                 else {"checkpoint_pending": manifest.checkpoint_id, "checkpoint_meta": json.dumps(meta)})
-            taken = ws.adopt_checkpoint(rows, meta, values, index=index or None)
+            try:
+                taken = ws.adopt_checkpoint(rows, meta, values, states=states or None)
+            except (zlib.error, ValueError, TypeError) as exc:  # signed, yet not well formed: a bug, never taken
+                raise CheckpointError(f"the first tier is not well formed: {exc}") from None
             log.info("checkpoint %s: first tier taken, %d rows", manifest.checkpoint_id, taken)
             if progress:
                 progress("usable", taken, total)  # the device can be used from here on
@@ -1260,7 +1268,7 @@ class SyncEngine:
                 shutil.rmtree(staging, ignore_errors=True)
                 return taken
         self._fetch_parts(client, manifest, tier + 1, total, progress)
-        _meta, _index, rows = self._open_parts(manifest, tier + 1, total)
+        _meta, _states, rows = self._open_parts(manifest, tier + 1, total)
         meta = json.loads(ws.sync_value("checkpoint_meta") or "{}")
         taken += ws.adopt_checkpoint(rows, meta, {"cursor": manifest.seq, "checkpoint_floor": manifest.seq,
                                                   "checkpoint_pending": "", "checkpoint_meta": ""})
@@ -1293,6 +1301,7 @@ class SyncEngine:
             for person_id, n in sorted(Counter(late.values()).items()):
                 ws.audit(AuditAction.ERASE, RecordType.PERSON, person_id, detail=f"{n} records removed late")
             ws.forget_late_erased(ids)
+            ws.set_sync_values(checkpoint_due=1)
         return len(ids)
 
     PURGE_CHUNK = 5000

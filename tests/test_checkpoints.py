@@ -151,9 +151,8 @@ def test_a_new_device_takes_a_checkpoint_and_then_the_log_after_it(team: Team) -
 
     new._load = load  # type: ignore[method-assign]
     report = neng.sync()
-    # the first tier's index was taken as it is (no row opened one by one); the rows were all
-    # opened once, when the older history was in
-    assert opened == [False]
+    # the index was loaded twice: from the first tier's records (usable), then from every row
+    assert opened == [True, False]
     assert report.from_checkpoint >= 6 * 5  # persons and contacts came as rows, not ops
     assert report.pulled < report.from_checkpoint  # only the tail was replayed
     assert _state(new) == _state(team.coord)
@@ -199,13 +198,12 @@ def test_an_erasure_drops_every_checkpoint_that_holds_the_record(team: Team) -> 
     assert team.ceng.make_checkpoint(force=True) is not None
     assert team.ceng.erase_person(ids[0]) >= 1
     assert team.checkpoints() == []  # the server dropped it with the erasure
-    new, neng = team.join("new")
-    report = neng.sync()
-    assert report.from_checkpoint == 0  # none left: the log
-    assert "Person 0" not in [x.alias for x in new.persons()]
-    # the coordinator writes a fresh one, without the erased person
-    made = team.ceng.make_checkpoint(force=True)
-    assert made is not None
+    client = SyncClient(team.server.url, token=(team.coord.secret("token") or b"").decode())
+    assert client.checkpoints().checkpoints == []  # and lists none: a device joining now replays the log
+    client.close()
+    # the coordinator's next sync writes a fresh one by itself, without the erased person
+    made = team.ceng.sync().checkpoint
+    assert made is not None and team.checkpoints() == [(made.checkpoint_id, made.seq, made.parts)]
     fresh, feng = team.join("fresh")
     assert feng.sync().from_checkpoint > 0
     assert "Person 0" not in [x.alias for x in fresh.persons()]
@@ -301,14 +299,24 @@ def test_a_first_sync_cut_in_the_middle_resumes_from_the_parts_it_has(team: Team
     team.ceng.sync()
     made = team.ceng.make_checkpoint(force=True)
     assert made is not None and made.parts >= 3
+    tier = _tier(team, made.checkpoint_id)
+    assert made.parts >= tier + 2
     new, neng = team.join("new")
-    with _cut(lambda _n, fetched: len(fetched) == 2), pytest.raises(Offline):
+    # cut in the first tier: nothing taken
+    with _cut(lambda _n, fetched: len(fetched) == tier - 1), pytest.raises(Offline):
         neng.sync()
-    assert new.persons() == [] and new.sync_value("cursor", "0") == "0"  # nothing half-taken
+    assert new.persons() == [] and new.sync_value("cursor", "0") == "0" and not new.history_pending()
+    # cut in the older history: the first tier taken whole, the rest not at all, no log yet
+    with _cut(lambda n, _fetched: n == tier + 2) as fetched, pytest.raises(Offline):
+        neng.sync()
+    assert fetched == list(range(tier, tier + 2))  # the parts it had were not fetched again
+    assert new.history_pending() and new.sync_value("cursor", "0") == "0"
+    recent = [c.id for c in new.contacts(limit=100)]  # the last 30 days' contacts only
+    assert len(new.persons()) == 8 and 0 < len(recent) < len(team.coord.contacts(limit=100))
     with _cut(lambda _n, _fetched: False) as again:
         assert neng.sync().from_checkpoint > 0
-    assert again == list(range(3, made.parts + 1))  # the two it had were not fetched again
-    assert _state(new) == _state(team.coord)
+    assert again == list(range(tier + 2, made.parts + 1))
+    assert not new.history_pending() and _state(new) == _state(team.coord)
 
 
 def test_a_revoked_device_cannot_open_a_checkpoint_made_after_its_revocation(team: Team) -> None:
@@ -316,10 +324,11 @@ def test_a_revoked_device_cannot_open_a_checkpoint_made_after_its_revocation(tea
     geng.sync()
     _seed(team.coord, persons=2, contacts=1)
     team.ceng.sync()
+    before = team.ceng.make_checkpoint(force=True)
+    assert before is not None
     epoch = team.ceng.revoke(gone.device_id)
-    team.ceng.sync()
-    made = team.ceng.make_checkpoint(force=True)
-    assert made is not None
+    made = team.ceng.sync().checkpoint  # a new key epoch: a checkpoint under it, without being asked
+    assert made is not None and made.checkpoint_id != before.checkpoint_id
     with team.db() as db:
         (blob,) = db.execute("SELECT blob FROM checkpoint_part WHERE checkpoint_id=? AND n=1",
                              (made.checkpoint_id,)).fetchone()
