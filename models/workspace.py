@@ -1395,6 +1395,9 @@ class Workspace:
         """What a device keeps beside its rows that a new device needs: erased ids (a late op of
         one is dropped), the highest sequence seen of each device, the hybrid clock."""
         seen = {key[5:]: int(value) for key, value in self.store.sync_states("seen:")}
+        # this device's own ops are in the log up to what the server acknowledged (a checkpoint is
+        # written with nothing left to send): a device starting from it has them too
+        seen[self.device_id] = max(seen.get(self.device_id, 0), self.pushed_through())
         return {"v": 1, "erased": sorted(self.store.erased_ids()), "seen": seen, "hlc": self.clock.last}
 
     def adopt_checkpoint(self, rows: Iterable[tuple[str, str, int, bytes]], meta: dict[str, Any],

@@ -157,6 +157,9 @@ def test_a_new_device_takes_a_checkpoint_and_then_the_log_after_it(team: Team) -
     assert report.pulled < report.from_checkpoint  # only the tail was replayed
     assert _state(new) == _state(team.coord)
     assert any(x.id == late.id for x in new.persons())
+    # the coordinator's pushes after the checkpoint account from where its own ops in it end: no
+    # sequence of it is taken for withheld (the checkpoint says how far each device's ops go)
+    assert [n.detail for n in new.notices() if n.kind == "missing_ops"] == []
     # the same as a device that replays the whole log
     replay, reng = team.join("replay")
     reng._bootstrap = lambda progress=None: 0  # type: ignore[method-assign]
