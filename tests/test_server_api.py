@@ -983,7 +983,8 @@ def test_the_largest_64_bit_integer_is_stored_and_read_back(h: Harness) -> None:
     assert h.push(coord, [op(top)])["acked_through"] == top
     assert h.pull(coord)["ops"][0]["device_seq"] == top
     assert h.pull(coord, since=top) == {
-        "ops": [], "purges": [], "next": top, "more": False, "current_epoch": 1, "batches": []
+        "ops": [], "purges": [], "next": top, "more": False, "current_epoch": 1, "batches": [],
+        "held_through": top,  # the puller's own sequence, as far as the server holds it
     }
 
 
