@@ -157,9 +157,11 @@ class Gaps:
                 state.have = [[1, highest]]
         return state
 
-    def statement(self, st: Statement, *, erased: Callable[[str], bool] = lambda _r: False,
-                  seen: Callable[[str], int] = lambda _d: 0, limit: int | None = None) -> int:
-        """Take a verified statement. Returns its number in the device's history (1 for the first),
+    def statement(self, st: Statement, *, seen: Callable[[str], int] = lambda _d: 0,
+                  limit: int | None = None) -> int:
+        """Take a verified statement (an erased record's op it names is owed too, until a signed
+        purge or `missing`'s look at the erased ids explains it). Returns its number in the
+        device's history (1 for the first),
         0 when it was counted before (the same push, shown again on a later page), or -1, taking
         nothing, when the history already holds `limit` statements (a revoked device's, after
         the history its coordinator signed)."""
@@ -168,7 +170,7 @@ class Gaps:
             return -1
         state.covered = _add(state.covered, st.first, st.last)
         for seq, rid in st.entries:
-            if not _holds(state.have, seq) and not erased(rid):
+            if not _holds(state.have, seq):
                 state.pending[seq] = rid
         if st.pos <= state.pos:
             return 0
