@@ -8,6 +8,13 @@ The human-readable specification is `sync/PROTOCOL.md`; a test keeps the two in 
 Every request carries the header ``Outreach-Protocol: <major>.<minor>``. A server answers an unknown
 major version with 400 and the error code ``unsupported_protocol`` listing what it supports.
 Errors always have the body ``{"error": {"code": ..., "message": ..., "detail": ...}}``.
+
+One module by design, though it is longer than 500 lines: it is the contract of the wire, and both
+ends must import exactly the same one (evolu's `Protocol.ts` is the model). Split in two, each end
+could come to import only its half and the halves drift apart; kept whole, a reader holds the
+protocol in one file beside `PROTOCOL.md`, in the order of that page (versions and limits, errors,
+roles, encodings and the enrollment code, then the messages of each route: enrolment, devices and
+keys, push and its signed statement, pull, purge, roster, checkpoints).
 """
 
 from __future__ import annotations

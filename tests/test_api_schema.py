@@ -112,7 +112,7 @@ def test_keys_for_devices_name_their_device_in_the_document(served: tuple[TestCl
 
 
 def test_keys_upload_takes_wrapped_keys_that_name_their_device() -> None:
-    """The clients build `KeysUpload` from `WrappedKey`s (sync/engine.py): still works, and one
+    """The clients build `KeysUpload` from `WrappedKey`s (sync/engine/): still works, and one
     without its device fails where the server would refuse it. Recovery keys have no device."""
     device = "a" * 32
     upload = p.KeysUpload(epoch=1, keys=[p.WrappedKey(epoch=1, device_id=device, wrapped="AAAA")])

@@ -238,7 +238,7 @@ def test_encode_pull_is_the_pull_response_json(more: bool) -> None:
 
 
 def test_the_server_gzips_a_pull_only_for_a_client_that_takes_it() -> None:
-    from sync.server.app import _accepts_gzip
+    from sync.server.routes.log import _accepts_gzip
 
     assert _accepts_gzip("gzip, deflate") and _accepts_gzip("br;q=1.0, GZIP;q=0.5") and _accepts_gzip("*")
     assert not _accepts_gzip("") and not _accepts_gzip("identity") and not _accepts_gzip("gzip;q=0")

@@ -7,7 +7,7 @@ What a restore cannot give back: ops acknowledged after the backup was taken. Th
 each team's log positions, so that devices which had read past the restored end see what is stored
 from then on; the devices keep their records; the server notices a device that pushes past what it
 holds and says so in its log. That the devices send the lost ops again needs a change in
-sync/engine.py (see docs/DEPLOY.md, "Restore"): the second test holds what works today, not more.
+sync/engine/ (see docs/DEPLOY.md, "Restore"): the second test holds what works today, not more.
 """
 
 from __future__ import annotations

@@ -38,12 +38,10 @@ import secrets
 import stat
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from sync.server.config import ServerSettings
-
-__all__ = ["ServerKey", "ServerKeyError", "KEY_BYTES", "parse_key_text", "check_key_file", "load_server_key"]
+__all__ = ["ServerKey", "ServerKeyError", "KEY_BYTES", "KeySettings", "parse_key_text", "check_key_file",
+           "load_server_key"]
 
 KEY_BYTES = 32  # at least: `openssl rand -hex 32`
 _MIN_DISTINCT = 16  # of 32 random bytes about 30 differ; a repeated pattern has few
@@ -151,7 +149,26 @@ def _create_key_file(path: Path) -> None:
         os.unlink(temp)
 
 
-def load_server_key(settings: ServerSettings) -> ServerKey:
+class _Secret(Protocol):
+    def get_secret_value(self) -> str: ...
+
+
+class KeySettings(Protocol):
+    """What `load_server_key` reads of the server's settings (`config.ServerSettings`, which
+    imports this module to check a key: named here by its shape, so that the two never import
+    each other)."""
+
+    @property
+    def server_key(self) -> _Secret | None: ...
+    @property
+    def server_key_file(self) -> Path | None: ...
+    @property
+    def server_key_path(self) -> Path | None: ...
+    @property
+    def in_memory(self) -> bool: ...
+
+
+def load_server_key(settings: KeySettings) -> ServerKey:
     """The key the settings name: given, in a file, beside the SQLite file (made on first start),
     or for an in-memory database a fresh one (its codes die with it)."""
     if settings.server_key is not None:

@@ -6,7 +6,7 @@ wrapped keys). The only free text is the team name (chosen by the operator) and 
 (shown to the coordinator). Secrets are stored only as digests: tokens and the recovery lookup as
 SHA-256 hex (256 and 160 random bits), code lookups as HMAC-SHA256 hex under the server key
 (`keys.py`; rows of older servers as SHA-256, named by `lookup_scheme`), and the founding code's
-secret sealed under the server key while the code is open. This module must never hold SQL statements or business rules (see `crud.py`)
+secret sealed under the server key while the code is open. This module must never hold SQL statements or business rules (see `crud/`)
 and never create tables: the schema is built by the named migrations in `db.py`, and a test checks
 that the two agree.
 """
