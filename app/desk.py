@@ -20,9 +20,9 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models import exports, reports, review
+from models.domain.vocab import AuditAction
 from models.errors import InvalidInput, NotFound
-from models.vocab import AuditAction
+from models.usecases import exports, reports, review
 from sync import protocol as proto
 from sync.engine import CheckpointReport, RevokeReport
 from sync.errors import ProofMismatch, SyncError

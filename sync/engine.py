@@ -29,7 +29,7 @@ from typing import Any, NoReturn
 
 import requests
 
-from models.vault import (
+from models.storage.vault import (
     Grant,
     GrantError,
     RecoveryCode,
@@ -889,7 +889,7 @@ class SyncEngine:
     def _hand_over(self) -> None:
         """Retired: push everything (with a last audit event saying so), then clear this device.
         A push that fails leaves everything here for the next try."""
-        from models.vocab import AuditAction
+        from models.domain.vocab import AuditAction
 
         ws = self.ws
         ws.audit(AuditAction.CHANGE, None, None, detail=self.HANDED_OVER + ws.device_id)
@@ -904,7 +904,7 @@ class SyncEngine:
     def finish_retirements(self) -> int:
         """Coordinator: revoke each retiring device whose hand-over event has arrived. Returns
         how many were revoked."""
-        from models.vocab import RecordType
+        from models.domain.vocab import RecordType
 
         waiting = self.retiring()
         if not waiting:
@@ -919,7 +919,7 @@ class SyncEngine:
     def erase_person(self, person_id: str) -> int:
         """Coordinator: purge a person and their contacts and follow-ups on the server and here;
         leaves an audit record of the erasure that holds no personal data. Returns records erased."""
-        from models.vocab import AuditAction, RecordType
+        from models.domain.vocab import AuditAction, RecordType
 
         self._ensure_authority()
         ids = self.ws.person_record_ids(person_id)
@@ -1290,7 +1290,7 @@ class SyncEngine:
         if not self.is_coordinator or vault is None or not vault.can_sign:
             ws.forget_late_erased(late)
             return 0
-        from models.vocab import AuditAction, RecordType
+        from models.domain.vocab import AuditAction, RecordType
 
         team = self._team_id()
         ids = sorted(late)

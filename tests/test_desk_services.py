@@ -22,7 +22,7 @@ from test_ui_services import PIN, run
 from app.desk import FingerprintMismatch
 from app.services import AppConfig, Problem, Services, explain
 from models.errors import InvalidInput, StoreError
-from models.exports import DanishExcel
+from models.usecases.exports import DanishExcel
 from models.workspace import Workspace
 from sync.engine import SyncEngine
 from sync.errors import DeviceRevoked

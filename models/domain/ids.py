@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from .errors import NotFound, StoreError
+from ..errors import NotFound, StoreError
 
 __all__ = ["short_ids", "resolve", "Ambiguous", "MIN_DEVICE_DIGITS", "MIN_PREFIX", "MIN_TYPED"]
 

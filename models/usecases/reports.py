@@ -42,11 +42,11 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .errors import InvalidInput, VaultLocked
-from .vocab import ContactKind, HomelessCategory, RecordType, Status
+from ..domain.vocab import ContactKind, HomelessCategory, RecordType, Status
+from ..errors import InvalidInput, VaultLocked
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from ..workspace import Workspace
 
 __all__ = [
     "CATEGORY_NONE",

@@ -31,7 +31,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidInput
+from ..domain.vocab import AuditAction, HomelessCategory, RecordType, Status
+from ..errors import InvalidInput
 from .reports import (
     CATEGORIES,
     CATEGORY_NONE,
@@ -51,10 +52,9 @@ from .reports import (
     to_date,
     to_datetime,
 )
-from .vocab import AuditAction, HomelessCategory, RecordType, Status
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from ..workspace import Workspace
 
 __all__ = [
     "Translate",

@@ -20,15 +20,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import InvalidInput
+from ..domain.index import fold
+from ..domain.tables import FAMILIES, AuditEventPublic, PersonUpdate
+from ..domain.vocab import VOCABULARIES, AuditAction, Consent, RecordType
+from ..errors import InvalidInput
 from .exports import Translate, fmt_date, fmt_datetime, stable_names
-from .index import fold
 from .reports import _require_unlocked, add_months, facts, to_date, to_datetime
-from .tables import FAMILIES, AuditEventPublic, PersonUpdate
-from .vocab import VOCABULARIES, AuditAction, Consent, RecordType
 
 if TYPE_CHECKING:
-    from .workspace import Workspace
+    from ..workspace import Workspace
 
 __all__ = [
     "ConflictItem",
