@@ -388,7 +388,7 @@ def test_every_text_key_asked_for_is_listed_for_the_translations(ws: Workspace) 
 def test_the_fast_edit_distance_agrees_with_the_textbook_table() -> None:
     import random
 
-    from models.usecases.review import _edit_ratio
+    from models.usecases.duplicates import _edit_ratio
 
     def table(a: str, b: str) -> float:
         prev = list(range(len(b) + 1))
