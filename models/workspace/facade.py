@@ -92,8 +92,7 @@ class Workspace:
         a passphrase stand between an attacker and the records, and the attacker guesses
         offline, without the wrong-try counter: the passphrase must resist that
         (`OFFLINE_GUESSES`). What the app and the CLI ask for on a laptop or in the browser."""
-        self.data_dir = Path(data_dir)
-        s = self._s = Session(self.data_dir, now, pepper=pepper, fast_kdf=fast_kdf,
+        s = self._s = Session(Path(data_dir), now, pepper=pepper, fast_kdf=fast_kdf,
                               guard_offline=guard_offline and not pepper)
         self._w = Writer(s)
         self._loading = Loading(s, self._w)
@@ -109,6 +108,10 @@ class Workspace:
         self._checkpoints = Checkpoints(s, self._loading, self._outbox)
 
     # ------------------------------------------------------------ the shared state
+    @property
+    def data_dir(self) -> Path:
+        return self._s.data_dir
+
     @property
     def db_path(self) -> Path:
         return self._s.db_path
