@@ -31,11 +31,9 @@ from weakref import WeakKeyDictionary
 
 from pydantic import ValidationError
 
-from models.demo import populate
-from models.errors import InvalidInput, NotFound, StoreError, TamperedRecord
-from models.ids import Ambiguous, resolve, short_ids
-from models.tables import CONTROL_CHARACTERS
-from models.vocab import (
+from models.domain.ids import Ambiguous, resolve, short_ids
+from models.domain.tables import CONTROL_CHARACTERS
+from models.domain.vocab import (
     Consent,
     ContactKind,
     Ethos,
@@ -48,6 +46,8 @@ from models.vocab import (
     Service,
     Status,
 )
+from models.errors import InvalidInput, NotFound, StoreError, TamperedRecord
+from models.usecases.demo import populate
 from models.workspace import Workspace
 
 from .config import resolve_data_dir
@@ -376,7 +376,7 @@ _SHORTS: WeakKeyDictionary[Workspace, dict[str, dict[str, str]]] = WeakKeyDictio
 
 
 def short(ws: Workspace, kind: str, rid: str | None) -> str:
-    """The short id printed for a record: unique among every record of its kind (models.ids)."""
+    """The short id printed for a record: unique among every record of its kind (models.domain.ids)."""
     if not rid:
         return "-"
     known = _SHORTS.setdefault(ws, {})
@@ -532,13 +532,13 @@ def cmd_person(args: argparse.Namespace, out: Output) -> int:
 
 
 def _rt(name: str) -> Any:
-    from models.vocab import RecordType
+    from models.domain.vocab import RecordType
 
     return RecordType(name)
 
 
 def _audit_read() -> Any:
-    from models.vocab import AuditAction
+    from models.domain.vocab import AuditAction
 
     return AuditAction.READ
 
@@ -651,7 +651,7 @@ def _device_names(ws: Workspace) -> dict[str, str]:
 
 
 def cmd_conflicts(args: argparse.Namespace, out: Output) -> int:
-    from models import review
+    from models.usecases import review
 
     ws = open_workspace(args)
     if getattr(args, "conflict_action", None) == "resolve":

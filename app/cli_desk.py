@@ -1,6 +1,6 @@
 """The coordinator's desk in the `outreach` CLI: overview and goal, exports, the aggregate report,
 the national count, duplicates and merge, retention review, access requests and the audit log.
-Thin: each command parses flags, calls `models.reports` / `models.exports` / `models.review`, and
+Thin: each command parses flags, calls `models.usecases.reports` / `models.usecases.exports` / `models.usecases.review`, and
 prints. Every export of personal data asks for confirmation (or --yes) and says where it goes.
 """
 
@@ -15,9 +15,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from models import exports, reports, review
+from models.domain.vocab import AuditAction, RecordType
 from models.errors import InvalidInput
-from models.vocab import AuditAction, RecordType
+from models.usecases import exports, reports, review
 
 from .cli import CliError, say
 from .i18n import Translator

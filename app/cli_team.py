@@ -140,7 +140,7 @@ def cmd_devices(args: argparse.Namespace, out: Any) -> int:
 def _set_confirms(eng: SyncEngine, on: bool) -> None:
     if eng.confirms_devices == on:
         return
-    from models.vocab import AuditAction
+    from models.domain.vocab import AuditAction
 
     eng.set_confirms_devices(on)
     eng.ws.audit(AuditAction.CHANGE, None, None,
@@ -165,7 +165,7 @@ def _listed_id(listing: p.DeviceList, text: str) -> str:
 def cmd_admit(args: argparse.Namespace, out: Any) -> int:
     """Coordinator: the fingerprint the joining device shows, compared with the key the server
     lists for it; when they match it is let in at once, when they differ it is not."""
-    from models.vocab import AuditAction
+    from models.domain.vocab import AuditAction
 
     from .cli import CliError
     from .state import typed_fingerprint
@@ -204,7 +204,7 @@ def cmd_admit(args: argparse.Namespace, out: Any) -> int:
 
 def cmd_revoke(args: argparse.Namespace, out: Any) -> int:
     """Coordinator: revoke a lost device at once (what it did not sync is lost: said so)."""
-    from models.vocab import AuditAction
+    from models.domain.vocab import AuditAction
 
     eng = _engine(args, desk=True)
     device_id = _listed_id(eng.devices(), args.device_id)
@@ -221,7 +221,7 @@ def cmd_revoke(args: argparse.Namespace, out: Any) -> int:
 
 def cmd_retire(args: argparse.Namespace, out: Any) -> int:
     """Coordinator: ask a device still in hand to hand over everything and leave (nothing lost)."""
-    from models.vocab import AuditAction
+    from models.domain.vocab import AuditAction
 
     from .cli import CliError
 

@@ -20,9 +20,9 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models import exports, reports, review
+from models.domain.vocab import AuditAction
 from models.errors import InvalidInput, NotFound
-from models.vocab import AuditAction
+from models.usecases import exports, reports, review
 from sync import protocol as proto
 from sync.engine import CheckpointReport, RevokeReport
 from sync.errors import ProofMismatch, SyncError
@@ -87,6 +87,7 @@ class Desk:
     def __init__(self, services: Services) -> None:
         self.s = services
         self._names_at = -1e9  # when the device names were last fetched (monotonic)
+        self._access: review.AccessRequest | None = None  # the access request shown, until saved
 
     @property
     def ws(self) -> Workspace:
@@ -373,8 +374,8 @@ class Desk:
         t = self._t()
 
         def run() -> str:
-            rep = review.access_request(self.ws, person_id)  # audited there
-            return review.access_text(rep, translate=t)
+            self._access = review.AccessRequest(self.ws, person_id, translate=t)  # gathered once: saved as shown
+            return self._access.show()  # audited
 
         return await self.s.call(run)
 
@@ -384,11 +385,14 @@ class Desk:
 
         def run() -> tuple[Path, Path]:
             target = self._folder(folder)
-            rep = review.access_request(self.ws, person_id)
+            shown, self._access = self._access, None  # the request the dialog shows: gathered once
+            rep = shown if shown and shown.person_id == person_id and shown.ws is self.ws and self.ws.unlocked \
+                else review.AccessRequest(self.ws, person_id, translate=t)
+            page, body = rep.files()  # audited
             stem = f"outreach-access-{person_id[:8]}-{date.today().isoformat()}"
             html_path, json_path = target / f"{stem}.html", target / f"{stem}.json"
-            exports.write_private(html_path, review.access_html(rep, translate=t).encode("utf-8"))
-            exports.write_private(json_path, review.access_json(rep).encode("utf-8"))
+            exports.write_private(html_path, page.encode("utf-8"))
+            exports.write_private(json_path, body.encode("utf-8"))
             return html_path, json_path
 
         return await self.s.call(run)

@@ -1,5 +1,5 @@
 """Translations: every word the app shows comes from `assets/i18n/<lang>.json`, Danish first,
-English second. Keys are flat (`today.new_contact`); the vocabulary of `models.vocab` lives under
+English second. Keys are flat (`today.new_contact`); the vocabulary of `models.domain.vocab` lives under
 `<vocabulary name>.<value>` (`service.sleeping_bag`). A missing key falls back to English, then to
 the key itself, so a gap shows up as a visible key instead of a crash.
 

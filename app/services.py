@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
+from models.domain.vocab import AuditAction, RecordType
 from models.errors import (
     InvalidInput,
     KeystoreUnavailable,
@@ -36,7 +37,6 @@ from models.errors import (
     WrongPassphrase,
 )
 from models.errors import Throttled as UnlockThrottled
-from models.vocab import AuditAction, RecordType
 from models.workspace import MIN_PASSPHRASE, ApplyResult, RemoteOp, Workspace, strong_offline
 from sync import protocol as proto
 from sync.client import check_url

@@ -424,7 +424,7 @@ class ConflictRow:
 
 @dataclass
 class PersonDetail:
-    person: Any  # models.tables.PersonPublic
+    person: Any  # models.domain.tables.PersonPublic
     usual_place_name: str | None
     contacts: list[ContactRow]
     follow_ups: list[FollowUpRow]
@@ -586,8 +586,8 @@ class Invite:
 
 @dataclass(frozen=True)
 class OverviewView:
-    overview: Any  # models.reports.Overview
-    series: dict[str, Any]  # SeriesKind value -> models.reports.MonthlySeries
+    overview: Any  # models.usecases.reports.Overview
+    series: dict[str, Any]  # SeriesKind value -> models.usecases.reports.MonthlySeries
     workers: list[str]  # the worker filter's choices (names as contacts record them, normalised)
     period: str
     worker: str | None
@@ -595,7 +595,7 @@ class OverviewView:
 
 @dataclass(frozen=True)
 class DeskConflict:
-    item: Any  # models.review.ConflictItem
+    item: Any  # models.usecases.review.ConflictItem
     key: str  # record id and field: stable across a redraw
 
 

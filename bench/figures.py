@@ -2,7 +2,7 @@
 production KDF) with real `SyncEngine`s talking HTTP to a real `outreach-server` process.
 
 The data set is generated once per run: device A fills itself through the service layer
-(`models.demo.populate`, every record sealed and queued like a real one) and pushes its outbox;
+(`models.usecases.demo.populate`, every record sealed and queued like a real one) and pushes its outbox;
 device B joins with an invite (the real enrollment flow: code, proof, admission by A) and pulls
 everything. That generation cost is reported on its own (`generate.*`).
 """
@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from models.demo import DemoGenerator, populate
 from models.errors import NotFound
-from models.vault import KdfParams
+from models.storage.vault import KdfParams
+from models.usecases.demo import DemoGenerator, populate
 from models.workspace import Workspace
 from sync.engine import SyncEngine
 
@@ -299,7 +299,7 @@ class DeviceRun:
         b.engine.close()
         b.ws.close()
         script = ("import os, sys; from datetime import datetime; from pathlib import Path; "
-                  "from models.workspace import Workspace; from models.demo import DemoGenerator; "
+                  "from models.workspace import Workspace; from models.usecases.demo import DemoGenerator; "
                   "ws = Workspace(Path(sys.argv[1])); ws.unlock(sys.argv[2]); "
                   "ws.add_contact(DemoGenerator(5).contact(datetime(2026, 1, 5, 21, 0), [], [])); os._exit(0)")
         subprocess.run([sys.executable, "-c", script, str(b.path), PASS], cwd=REPO_ROOT, check=True,

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from models.vault import make_proof, verify_proof
+from models.storage.vault import make_proof, verify_proof
 from sync.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, EnrollmentCode, b64d, b64e
 
 from .procs import cpu_seconds, create_team_db

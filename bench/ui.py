@@ -53,7 +53,7 @@ def _free_port() -> int:
 def _seed(app_dir: Path, persons: int, contacts: int) -> dict[str, list[str]]:
     """The device (production KDF) with the demo data; returns each query's expected result ids,
     as the service layer's search gives them (the same call the app makes)."""
-    from models.demo import populate
+    from models.usecases.demo import populate
     from models.workspace import Workspace
 
     ws = Workspace(app_dir)

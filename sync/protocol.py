@@ -249,7 +249,7 @@ def enrollment_proof_ok(
     secret: bytes, public_key: bytes, signing_key: bytes | None, device_id: str, proof: bytes
 ) -> bool:
     """Whether `proof` is a joining device's ``HMAC-SHA256(secret, public key ‖ signing key ‖ device
-    id)`` (no signing key from a 1.0 device), as `models.vault.make_proof` makes it. The server
+    id)`` (no signing key from a 1.0 device), as `models.storage.vault.make_proof` makes it. The server
     checks it for the founding code only, whose secret its own CLI made; a coordinator's device
     checks the others."""
     message = public_key + (signing_key or b"") + device_id.encode("ascii")

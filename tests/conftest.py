@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from models.errors import StoreError
-from models.vault import KdfParams, Vault
+from models.storage.vault import KdfParams, Vault
 from models.workspace import RemoteOp, Workspace
 
 PASSPHRASE = "correct horse battery"

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from models.review import access_request, audit_log, merge_persons
-from models.vocab import AuditAction, RecordType
+from models.domain.vocab import AuditAction, RecordType
+from models.usecases.review import access_request, audit_log, merge_persons
 from models.workspace import Workspace
 
 

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serverproc import ServerProcess, create_team
 
-from models.vault import KdfParams, SealError, Vault, open_statement
+from models.storage.vault import KdfParams, SealError, Vault, open_statement
 from models.workspace import Workspace
 from sync import protocol as p
 from sync.client import SyncClient
@@ -143,13 +143,13 @@ def test_a_new_device_takes_a_checkpoint_and_then_the_log_after_it(team: Team) -
     team.ceng.sync()
     new, neng = team.join("new")
     opened: list[bool] = []
-    real_load = new._load
+    real_load = new._loading.load
 
     def load() -> None:
         opened.append(new.history_pending())
         real_load()
 
-    new._load = load  # type: ignore[method-assign]
+    new._loading.load = load  # type: ignore[method-assign]
     report = neng.sync()
     # the index was loaded twice: from the first tier's records (usable), then from every row
     assert opened == [True, False]

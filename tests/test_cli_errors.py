@@ -67,7 +67,7 @@ def test_a_damaged_store_is_named_with_what_to_do(run: Run, tmp_path: Path) -> N
 
 def test_a_full_disk_is_one_line_and_nothing_half_written(run: Run, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from models import store
+    from models.storage import store
 
     assert run("init")[0] == 0
     real = store.Store.__init__
@@ -91,7 +91,7 @@ def test_a_full_disk_is_one_line_and_nothing_half_written(run: Run, tmp_path: Pa
 
 
 def test_a_full_disk_while_exporting(run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from models import exports
+    from models.usecases import exports
 
     assert run("init")[0] == 0
 
@@ -126,7 +126,7 @@ def test_a_read_only_data_folder(run: Run, tmp_path: Path, monkeypatch: pytest.M
     else:  # root writes anywhere: the folder's refusals, as the OS gives them to others
         import logging
 
-        from models import store
+        from models.storage import store
 
         def refuse_log(self: Any) -> Any:
             raise PermissionError(errno.EACCES, "Permission denied", self.baseFilename)

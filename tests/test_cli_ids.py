@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from clihelpers import Run, cli_runner, ok
 
-from models.ids import Ambiguous, resolve, short_ids
+from models.domain.ids import Ambiguous, resolve, short_ids
 
 
 @pytest.fixture

@@ -66,7 +66,7 @@ def test_notes_keep_line_breaks_and_tabs(run: Run) -> None:
 
 def test_what_is_already_stored_is_escaped_on_output(run: Run, tmp_path: Path) -> None:
     """A record written by an older version, or synced from a device that did not check."""
-    from models.vocab import RecordType
+    from models.domain.vocab import RecordType
     from models.workspace import Workspace
 
     assert run("init")[0] == 0

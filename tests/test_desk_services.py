@@ -22,7 +22,7 @@ from test_ui_services import PIN, run
 from app.desk import FingerprintMismatch
 from app.services import AppConfig, Problem, Services, explain
 from models.errors import InvalidInput, StoreError
-from models.exports import DanishExcel
+from models.usecases.exports import DanishExcel
 from models.workspace import Workspace
 from sync.engine import SyncEngine
 from sync.errors import DeviceRevoked
@@ -311,6 +311,30 @@ def test_retention_keep_access_files_and_audit(desk: Services, tmp_path: Path) -
 
 
 # ==================================================================================== files
+def test_an_access_request_builds_its_report_once(desk: Services, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dialog's document and the files saved from it are one report, gathered once (each use audited)."""
+    import models.usecases.access as access
+
+    ws = desk.ws
+    pid = ws.add_person({"alias": "Ny"}).id
+    ws.add_contact({"person_id": pid, "at": datetime.now().isoformat(), "note": "kaffe"})
+    built: list[str] = []
+    build = access.access_report
+
+    def counted(ws: Workspace, person_id: str) -> access.AccessReport:
+        built.append(person_id)
+        return build(ws, person_id)
+
+    monkeypatch.setattr(access, "access_report", counted)
+    text = run(desk.desk.access_text(pid))
+    html_path, json_path = run(desk.desk.access_files(pid, str(tmp_path / "out")))
+    assert built == [pid]
+    assert "kaffe" in text and "kaffe" in json_path.read_text(encoding="utf-8")
+    assert "kaffe" in html_path.read_text(encoding="utf-8")
+    assert len([e for e in ws.audit_events() if e.action.value == "export" and e.target_id == pid]) == 2
+
+
 def test_exports_read_back_in_the_danish_dialect_and_say_where_they_go(desk: Services, tmp_path: Path) -> None:
     ws = desk.ws
     pid = ws.add_person({"alias": "Æblemand", "category": "street"}).id

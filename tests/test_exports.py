@@ -1,4 +1,4 @@
-"""Exports (`models.exports`): CSV for Danish Excel read back with the csv module in the same
+"""Exports (`models.usecases.exports`): CSV for Danish Excel read back with the csv module in the same
 dialect (`;`, UTF-8 with BOM, dd-mm-yyyy, decimal comma, translated values) cell by cell; every
 personal export audited with counts only; the warning facts; the aggregate report holds no personal
 string (canary); the national count of one ISO week counts each person once."""
@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
+from models.domain.vocab import AuditAction, RecordType
 from models.errors import InvalidInput, NotFound
-from models.exports import (
+from models.usecases.exports import (
     COUNT_UNKNOWN,
     CSV_ENCODING,
     DanishExcel,
@@ -34,7 +35,6 @@ from models.exports import (
     stable_names,
     write_export,
 )
-from models.vocab import AuditAction, RecordType
 from models.workspace import Workspace
 
 MakeWorkspace = Callable[..., Workspace]
@@ -312,8 +312,8 @@ def test_count_category_from_the_weeks_last_living_situation(ws: Workspace) -> N
 
 
 def test_every_text_key_asked_for_is_listed_for_the_translations(ws: Workspace) -> None:
-    from models.exports import TEXT_KEYS
-    from models.vocab import VOCABULARIES
+    from models.domain.vocab import VOCABULARIES
+    from models.usecases.exports import TEXT_KEYS
 
     asked: set[str] = set()
 

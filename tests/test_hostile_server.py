@@ -46,10 +46,10 @@ import pytest
 from conftest import FakeClock
 from serverproc import ServerProcess, create_team
 
-from models.clock import HLC
-from models.merge import Op
-from models.vault import KdfParams, SealError, Vault
-from models.vocab import AuditAction, RecordType
+from models.domain.clock import HLC
+from models.domain.merge import Op
+from models.domain.vocab import AuditAction, RecordType
+from models.storage.vault import KdfParams, SealError, Vault
 from models.workspace import Workspace, encode_op
 from sync import protocol as p
 from sync.engine import SyncEngine

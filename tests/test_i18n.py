@@ -13,7 +13,7 @@ import pytest
 from app.i18n import I18N_DIR, LANGUAGES, Translator
 from app.services import _SPECIFIC_INVALID
 from app.state import NOTICE_KINDS
-from models.vocab import VOCABULARIES
+from models.domain.vocab import VOCABULARIES
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from test_sync_stateful import PASSPHRASE, Team, enrolled_team
 
-from models.review import merge_persons
-from models.vocab import AuditAction, RecordType
+from models.domain.vocab import AuditAction, RecordType
+from models.usecases.review import merge_persons
 from models.workspace import Workspace
 from sync.engine import SyncEngine
 

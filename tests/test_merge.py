@@ -1,4 +1,4 @@
-"""The merge rules (`models.merge`), as properties over generated op sets of one record and as
+"""The merge rules (`models.domain.merge`), as properties over generated op sets of one record and as
 examples. The reference functions below are written from the rule in merge.py's docstring, not
 from its code: last writer wins per field by `(HLC, device id)`; deletes are absorbing; reviewed
 fields keep a conflict for every pair of writes from different devices that did not see each other
@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from models.merge import ZERO, FieldWrite, Op, RecordState, Stamp, apply_op, new_state
-from models.tables import REVIEWED_FIELDS
-from models.vocab import RecordType
+from models.domain.merge import ZERO, FieldWrite, Op, RecordState, Stamp, apply_op, new_state
+from models.domain.tables import REVIEWED_FIELDS
+from models.domain.vocab import RecordType
 
 RID = "0f" * 16
 REVIEWED = REVIEWED_FIELDS[RecordType.PERSON]

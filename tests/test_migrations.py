@@ -1,6 +1,6 @@
-"""Schema migrations (`models.migrations`) of the local SQLite file: older files are brought up to
+"""Schema migrations (`models.storage.migrations`) of the local SQLite file: older files are brought up to
 date with their data intact, newer ones are refused, a failing step leaves nothing behind, and
-the migrated schema is exactly what `models.tables` declares."""
+the migrated schema is exactly what `models.domain.tables` declares."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import pytest
 import sqlite_utils
 from sqlmodel import SQLModel
 
-import models.migrations as migrations_mod
-import models.tables as tables_mod
+import models.domain.tables as tables_mod
+import models.storage.migrations as migrations_mod
+from models.domain.vocab import RecordType
 from models.errors import MigrationError
-from models.migrations import MIGRATIONS, applied, migrate
-from models.store import Store
-from models.vocab import RecordType
+from models.storage.migrations import MIGRATIONS, applied, migrate
+from models.storage.store import Store
 
 LATEST = [name for name, _ in MIGRATIONS]
 
@@ -161,7 +161,7 @@ def _affinity(declared: str) -> str:
 
 
 def _model_tables() -> dict[str, object]:
-    """The tables declared in `models.tables` (SQLModel's metadata may hold others)."""
+    """The tables declared in `models.domain.tables` (SQLModel's metadata may hold others)."""
     declared = {
         obj.__tablename__
         for obj in vars(tables_mod).values()

@@ -15,7 +15,7 @@ from keyring.backends import fail
 
 from app.keystore import desktop_pepper
 from models.errors import KeystoreUnavailable, WeakPassphrase, WrongPassphrase
-from models.vault import KdfParams
+from models.storage.vault import KdfParams
 from models.workspace import Workspace, strong_offline
 
 PIN = "246810"
@@ -114,7 +114,7 @@ def test_a_store_made_without_a_keystore_gains_it_when_one_is_there(tmp_path: Pa
 
 
 def test_the_scrypt_fallback_costs_at_least_2_to_the_17() -> None:
-    import models.vault as vault
+    import models.storage.vault as vault
 
     real = vault.argon2_available
     vault.argon2_available = lambda: False  # type: ignore[assignment]

@@ -1,4 +1,4 @@
-"""The coordinator's overview figures (`models.reports`), each checked against hand-built data:
+"""The coordinator's overview figures (`models.usecases.reports`), each checked against hand-built data:
 persons by status and category, persons met per ISO week / month / year (a person once, `not_found`
 and anonymous contacts not met), new persons, housed and days to housed, the goal setting, the
 monthly series (contacts, persons met, housed, homeless at month end, by category) and the worker
@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from models.domain.vocab import RecordType
 from models.errors import InvalidInput, VaultLocked
-from models.reports import (
+from models.usecases.reports import (
     CATEGORY_NONE,
     DEFAULT_BASELINE,
     DEFAULT_TARGET,
@@ -26,7 +27,6 @@ from models.reports import (
     period_figures,
     set_goal,
 )
-from models.vocab import RecordType
 from models.workspace import Workspace
 
 MakeWorkspace = Callable[..., Workspace]

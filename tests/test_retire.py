@@ -14,7 +14,7 @@ import pytest
 from test_late_data import devices, server_records
 from test_sync_stateful import Team, enrolled_team
 
-from models.vocab import RecordType
+from models.domain.vocab import RecordType
 from sync.errors import DeviceRetired
 
 

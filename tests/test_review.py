@@ -1,4 +1,4 @@
-"""Review and data protection (`models.review`): conflicts listed with both values and resolved as
+"""Review and data protection (`models.usecases.review`): conflicts listed with both values and resolved as
 synced changes; duplicate persons suggested (Danish-aware, scored, explained) and merged (contacts
 and follow-ups re-pointed, fields completed, the dropped one tombstoned, audited, and the same on a
 second device after sync); the retention review's 24-month boundary and keep decisions; the access
@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from models.domain.vocab import AuditAction, RecordType
 from models.errors import InvalidInput, NotFound
-from models.review import (
+from models.usecases.review import (
     RETENTION_KEEP,
     access_html,
     access_json,
@@ -31,7 +32,6 @@ from models.review import (
     resolve_conflict,
     retention_review,
 )
-from models.vocab import AuditAction, RecordType
 from models.workspace import RemoteOp, Workspace
 
 MakeWorkspace = Callable[..., Workspace]
@@ -359,8 +359,8 @@ def test_audit_log_filters_by_person_worker_action_and_day(ws: Workspace) -> Non
 
 
 def test_every_text_key_asked_for_is_listed_for_the_translations(ws: Workspace) -> None:
-    from models.review import TEXT_KEYS
-    from models.vocab import VOCABULARIES
+    from models.domain.vocab import VOCABULARIES
+    from models.usecases.review import TEXT_KEYS
 
     asked: set[str] = set()
 
@@ -388,7 +388,7 @@ def test_every_text_key_asked_for_is_listed_for_the_translations(ws: Workspace) 
 def test_the_fast_edit_distance_agrees_with_the_textbook_table() -> None:
     import random
 
-    from models.review import _edit_ratio
+    from models.usecases.duplicates import _edit_ratio
 
     def table(a: str, b: str) -> float:
         prev = list(range(len(b) + 1))

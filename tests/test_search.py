@@ -1,4 +1,4 @@
-"""Text search: `models.index.fold` and `TextIndex` (case, accents, Danish spelling, AND of words,
+"""Text search: `models.domain.index.fold` and `TextIndex` (case, accents, Danish spelling, AND of words,
 the incremental index and its rebuild), and `Workspace.search` over persons, contacts and places."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.index import TextIndex, fold, query_forms
-from models.vocab import RecordType
+from models.domain.index import TextIndex, fold, query_forms
+from models.domain.vocab import RecordType
 from models.workspace import RemoteOp, Workspace
 
 MakeWorkspace = Callable[..., Workspace]

@@ -22,7 +22,7 @@ from serverproc import pg_schema
 from sqlalchemy import event, text
 from sqlmodel import select
 
-from models.vault import make_proof
+from models.storage.vault import make_proof
 from sync.protocol import PROTOCOL_HEADER, EnrollmentCode, b64e
 from sync.server import ServerSettings, create_app, crud
 from sync.server.db import Database, migrate
@@ -92,7 +92,7 @@ def op(
 
 def join_body(lookup: str, name: str = "Phone", *, secret: str | None = None, signing: bool = False) -> dict[str, Any]:
     """A `JoinRequest`; its proof is `HMAC(secret, public key [‖ signing key] ‖ device id)` as the
-    client's vault makes it (`models.vault.make_proof`), or random bytes without a secret."""
+    client's vault makes it (`models.storage.vault.make_proof`), or random bytes without a secret."""
     public_key, signing_key, device_id = os.urandom(32), os.urandom(32), _hex()
     signed = public_key + signing_key if signing else public_key
     proof = make_proof(secret.encode("ascii"), signed, device_id) if secret is not None else os.urandom(32)

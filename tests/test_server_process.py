@@ -18,7 +18,7 @@ import pytest
 import requests
 from serverproc import REPO_ROOT, SERVER_KEY, ServerProcess, create_team, create_team_info, pg_schema
 
-from models.vault import make_proof
+from models.storage.vault import make_proof
 from sync.protocol import PROTOCOL_HEADER, EnrollmentCode, b64e
 
 pytestmark = pytest.mark.e2e

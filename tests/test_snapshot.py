@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import damage_on_disk
 
-from models.vocab import RecordType
+from models.domain.vocab import RecordType
 from models.workspace import Workspace
+from models.workspace.loading import Loading
 
 PASS = "passphrase-1"
 
@@ -31,7 +32,7 @@ def _fresh(tmp_path: Path) -> Workspace:
 def _unlock(tmp_path: Path, *, snapshot: bool) -> Workspace:
     ws = Workspace(tmp_path / "dev", fast_kdf=True)
     if not snapshot:
-        ws._load_snapshot = lambda: False  # type: ignore[method-assign]
+        ws._loading.load_snapshot = lambda: False  # type: ignore[method-assign]
     ws.unlock(PASS)
     return ws
 
@@ -110,7 +111,7 @@ def test_the_snapshot_keeps_the_folded_texts_and_the_order(tmp_path: Path) -> No
 def test_a_snapshot_of_another_format_is_not_used(tmp_path: Path) -> None:
     ws = _fresh(tmp_path)
     expected = _records(ws)
-    ws._SNAPSHOT_FORMAT = 1  # type: ignore[misc]  # as an older version wrote it
+    ws._loading.FORMAT = 1  # type: ignore[misc]  # as an older version wrote it
     ws.close()
     ws = _unlock(tmp_path, snapshot=True)
     assert ws._snapshot_gen == -1
@@ -119,7 +120,7 @@ def test_a_snapshot_of_another_format_is_not_used(tmp_path: Path) -> None:
 
 
 def test_a_snapshot_in_many_parts_loads_what_a_full_load_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Workspace, "_SNAPSHOT_CHUNK", 2)  # every type in parts of two records
+    monkeypatch.setattr(Loading, "CHUNK", 2)  # every type in parts of two records
     ws = _fresh(tmp_path)
     for i in range(7):
         ws.add_contact({"at": f"2026-11-2{i}T21:00", "note": f"kontakt {i}"})
@@ -172,7 +173,7 @@ def test_after_a_kill_the_snapshot_and_the_rows_changed_since_are_what_a_full_lo
 
 
 def test_a_lock_leaves_a_few_changed_rows_to_the_next_unlock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Workspace, "_SNAPSHOT_DIRTY_MAX", 3)
+    monkeypatch.setattr(Loading, "DIRTY_MAX", 3)
     ws = _fresh(tmp_path)
     ws.close()
     ws = _unlock(tmp_path, snapshot=True)
@@ -205,7 +206,7 @@ def test_a_damaged_row_changed_since_the_snapshot_is_reported(tmp_path: Path) ->
 
 
 def test_too_much_changed_since_the_snapshot_means_a_full_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Workspace, "_SNAPSHOT_REFRESH_MAX", 2)
+    monkeypatch.setattr(Loading, "REFRESH_MAX", 2)
     ws = _fresh(tmp_path)
     ws.close()
     ws = _unlock(tmp_path, snapshot=True)
@@ -221,7 +222,7 @@ def test_the_row_check_waits_while_the_user_is_busy_and_stops_at_a_lock(tmp_path
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from models.errors import VaultLocked
 
-    monkeypatch.setattr(Workspace, "BUSY_WAIT", 0.0)
+    monkeypatch.setattr(Loading, "BUSY_WAIT", 0.0)
     ws = _fresh(tmp_path)
     pid = ws.persons()[0].id
     ws._forget()

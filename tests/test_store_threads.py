@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import damage_on_disk
 
+from models.domain.vocab import RecordType
 from models.errors import VaultLocked
-from models.store import Store
-from models.vocab import RecordType
+from models.storage.store import Store
 from models.workspace import Workspace
 
 PASS = "passphrase-1"

@@ -80,11 +80,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from models.clock import HLC, hlc_ms
-from models.merge import Op, RecordState, apply_op, new_state
-from models.tables import REVIEWED_FIELDS
-from models.vault import KdfParams, Vault
-from models.vocab import Consent, HomelessCategory, Need, RecordType, Status
+from models.domain.clock import HLC, hlc_ms
+from models.domain.merge import Op, RecordState, apply_op, new_state
+from models.domain.tables import REVIEWED_FIELDS
+from models.domain.vocab import Consent, HomelessCategory, Need, RecordType, Status
+from models.storage.vault import KdfParams, Vault
 from models.workspace import Workspace, decode_op, encode_op
 from sync.client import SyncClient
 from sync.engine import SyncEngine

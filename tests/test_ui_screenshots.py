@@ -24,7 +24,7 @@ from uihelpers import (  # noqa: F401
     seed_workspace,
 )
 
-from models.exports import DanishExcel
+from models.usecases.exports import DanishExcel
 
 pytestmark = pytest.mark.browser
 
@@ -91,8 +91,8 @@ def test_screenshot_of_the_first_run(tmp_path: Path, browser: Any, size: str) ->
 @pytest.fixture(scope="module")
 def desk_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AppProcess, Path]]:
     """A coordinator with the demo data in a team, one conflict waiting for review."""
-    from models.demo import populate
-    from models.reports import set_goal
+    from models.usecases.demo import populate
+    from models.usecases.reports import set_goal
     from models.workspace import Workspace
     from sync.engine import SyncEngine
 

@@ -1,4 +1,4 @@
-"""The vault (`models.vault`): sealing rows and ops with associated data that pins each blob to
+"""The vault (`models.storage.vault`): sealing rows and ops with associated data that pins each blob to
 its place, compression before sealing, wrapping team keys for devices, enrollment proofs, recovery
 codes and the passphrase KDF parameters."""
 
@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import models.vault as vault_mod
+import models.storage.vault as vault_mod
 from models.errors import VaultLocked
-from models.vault import (
+from models.storage.vault import (
     KdfParams,
     RecoveryCode,
     SealError,

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from models.domain.merge import Op
+from models.domain.vocab import RecordType
 from models.errors import (
     InvalidInput,
     NotFound,
@@ -29,9 +31,7 @@ from models.errors import (
     WeakPassphrase,
     WrongPassphrase,
 )
-from models.merge import Op
-from models.store import DB_NAME, Store
-from models.vocab import RecordType
+from models.storage.store import DB_NAME, Store
 from models.workspace import RemoteOp, Workspace, encode_op
 
 MakeWorkspace = Callable[..., Workspace]

@@ -164,7 +164,7 @@ def seed_workspace(data_dir: Path, *, pin: str = PIN, demo: tuple[int, int] | No
     optionally with demo data and `today` contacts of today (with follow-ups due)."""
     from datetime import date, datetime, timedelta
 
-    from models.demo import populate
+    from models.usecases.demo import populate
     from models.workspace import Workspace
 
     ws = Workspace(data_dir, fast_kdf=True)
@@ -192,7 +192,7 @@ def seed_member(data_dir: Path, server_url: str, code: str, *, pin: str = PIN, w
     """A device that joined a team (with the operator's code it is the coordinator; with an
     invite it waits until the coordinator syncs) before the app starts: fast KDF, optional demo
     data (queued to sync). Returns the device id."""
-    from models.demo import populate
+    from models.usecases.demo import populate
     from models.workspace import Workspace
     from sync.engine import SyncEngine
 

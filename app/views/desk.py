@@ -11,7 +11,7 @@ from typing import Any
 
 import flet as ft
 
-from models.vocab import HomelessCategory
+from models.domain.vocab import HomelessCategory
 
 from ..components.charts import CATEGORY_COLORS, bar_chart, goal_chart, legend, month_labels
 from ..components.ui import (

@@ -13,7 +13,7 @@ from typing import Any
 
 import flet as ft
 
-from models.vocab import ContactKind, Living, Referral, Service
+from models.domain.vocab import ContactKind, Living, Referral, Service
 
 from ..components.ui import (
     ErrorLine,

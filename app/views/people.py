@@ -13,7 +13,7 @@ from typing import Any
 
 import flet as ft
 
-from models.vocab import Consent, Ethos, Gender, HomelessCategory, Need, Status
+from models.domain.vocab import Consent, Ethos, Gender, HomelessCategory, Need, Status
 
 from ..components.rows import contact_tile, follow_up_tile, person_tile
 from ..components.ui import (

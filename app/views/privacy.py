@@ -13,7 +13,7 @@ from typing import Any
 
 import flet as ft
 
-from models.vocab import AuditAction
+from models.domain.vocab import AuditAction
 
 from ..components.ui import (
     ErrorLine,

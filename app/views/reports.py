@@ -12,7 +12,7 @@ from typing import Any
 
 import flet as ft
 
-from models.vocab import HomelessCategory
+from models.domain.vocab import HomelessCategory
 
 from ..components.ui import (
     dropdown,

@@ -11,7 +11,7 @@ from typing import Any
 
 import flet as ft
 
-from models.vocab import VOCABULARIES
+from models.domain.vocab import VOCABULARIES
 
 from ..components.ui import (
     banner,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 
-from models.vault import RecoveryCode
+from models.storage.vault import RecoveryCode
 from sync import protocol as p
 from sync.engine.context import EngineContext
 from sync.engine.keys import Keys

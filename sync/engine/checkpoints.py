@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from models.vault import GrantError, SealError, open_statement
+from models.storage.vault import GrantError, SealError, open_statement
 from sync import protocol as p
 from sync.checkpoint import (
     CheckpointError,

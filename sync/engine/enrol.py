@@ -13,7 +13,7 @@ import json
 import logging
 import platform
 
-from models.vault import RecoveryCode, SealError, fingerprint, make_proof, verify_proof
+from models.storage.vault import RecoveryCode, SealError, fingerprint, make_proof, verify_proof
 from sync import protocol as p
 from sync.engine.authority import Authority
 from sync.engine.context import EngineContext

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from models.vocab import AuditAction, RecordType
+from models.domain.vocab import AuditAction, RecordType
 from sync.engine.authority import Authority
 from sync.engine.context import EngineContext
 

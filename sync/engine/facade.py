@@ -21,7 +21,7 @@ from typing import Generic, TypeVar, overload
 
 import requests
 
-from models.vault import SealError, open_statement
+from models.storage.vault import SealError, open_statement
 from models.workspace import Workspace
 from sync import protocol as p
 from sync.checkpoint import PART_BYTES

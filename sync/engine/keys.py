@@ -14,7 +14,7 @@ import logging
 import time
 from typing import NoReturn
 
-from models.vault import Grant, RecoveryCode, SealError, Vault
+from models.storage.vault import Grant, RecoveryCode, SealError, Vault
 from sync import protocol as p
 from sync.engine.context import EngineContext
 from sync.errors import KeyRefused, ProofMismatch

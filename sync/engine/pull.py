@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from models.vault import verify_purge, verify_signature
+from models.storage.vault import verify_purge, verify_signature
 from models.workspace import RemoteOp
 from sync import protocol as p
 from sync.engine.context import EngineContext

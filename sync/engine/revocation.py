@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 
-from models.vocab import AuditAction, RecordType
+from models.domain.vocab import AuditAction, RecordType
 from sync import protocol as p
 from sync.engine.authority import Authority
 from sync.engine.context import EngineContext

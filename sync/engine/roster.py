@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.vault import GrantError, SealError, open_statement
+from models.storage.vault import GrantError, SealError, open_statement
 from sync import protocol as p
 from sync.engine.context import EngineContext
 

@@ -1,7 +1,7 @@
 """Short ids a person can read and type, and the record a typed id, prefix or name means.
 
 A record id is 32 hex digits: a random per-device prefix of 16 and a per-device counter of 16
-(`Workspace._new_id`), so the first eight digits are the same for every record a device made and
+(`workspace.writes.Writer.new_id`), so the first eight digits are the same for every record a device made and
 a prefix unique among them is nearly the whole id. The short id is therefore the device part cut
 to the shortest prefix that tells this device's records from other devices' (at least four
 digits), a dash, and the counter without its leading zeros: `2879-8b`. Ids of older versions
@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from .errors import NotFound, StoreError
+from ..errors import NotFound, StoreError
 
 __all__ = ["short_ids", "resolve", "Ambiguous", "MIN_DEVICE_DIGITS", "MIN_PREFIX", "MIN_TYPED"]
 

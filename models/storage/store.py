@@ -26,10 +26,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import MigrationError
+from ..domain.tables import SEALED_TABLES
+from ..domain.vocab import RecordType
+from ..errors import MigrationError
 from .migrations import migrate
-from .tables import SEALED_TABLES
-from .vocab import RecordType
 
 __all__ = ["Store", "StoreReader", "OutboxRow", "SetAsideRow", "InboxRow", "DB_NAME", "data_files"]
 

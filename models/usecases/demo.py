@@ -9,7 +9,7 @@ import random
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from .vocab import ContactKind, HomelessCategory, Living, Need, Referral, Service, Status
+from ..domain.vocab import ContactKind, HomelessCategory, Living, Need, Referral, Service, Status
 
 __all__ = ["DemoGenerator", "PLACES", "populate"]
 

@@ -2,7 +2,7 @@
 connection). Each step runs once, in order, inside one transaction with its record in `_migrations`;
 a file from a newer version is refused rather than guessed at. Steps are never edited once shipped:
 a change is a new step. `tests/test_migrations.py` builds a file at every older step, fills it and
-migrates it up, and checks that the result matches `models.tables`.
+migrates it up, and checks that the result matches `models.domain.tables`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import sqlite_utils
 
-from .errors import MigrationError
+from ..errors import MigrationError
 
 __all__ = ["MIGRATIONS", "migrate", "applied"]
 
