@@ -37,10 +37,9 @@ from pathlib import Path
 from models.errors import StoreError
 from models.workspace import Workspace
 
-from .config import resolve_data_dir
+from .config import AppConfig, resolve_data_dir
 from .files import keep_private
-from .services import AppConfig
-from .web import LOOPBACK, flet_would_serve_web, is_loopback, serve_web
+from .ui.web import LOOPBACK, flet_would_serve_web, is_loopback, serve_web
 
 __all__ = ["main", "serve", "LocalServer", "has_display"]
 
@@ -262,7 +261,7 @@ def serve(config: AppConfig, *, web: bool, port: int = 0, listen: str = LOOPBACK
     prints the address to open (with this launch's key) once it listens."""
     import flet as ft
 
-    from .main import build_main
+    from .ui.main import build_main  # flet loads only when the app starts, not for --help or the server
 
     if not web and flet_would_serve_web():
         raise RuntimeError("no display for a desktop window here: use --web")
