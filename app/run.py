@@ -8,7 +8,7 @@ It starts `outreach-server` on loopback with its SQLite file in DIR (`DIR/server
 screen, then runs the app on `DIR/app`: a desktop window where there is a display, else Flet's
 web mode in the browser (CanvasKit served from the installed flet-web package, no internet). Web
 mode listens on 127.0.0.1 only (another address only with `--listen ADDR`, with a warning) and
-answers only the address it prints, which carries a key made for this launch (see `app.web`).
+answers only the address it prints, which carries a key made for this launch (see `app.ui.web`).
 Everything it and the server write in DIR is the user's alone (umask 077, `app.files`). A server
 that stops on its own is reaped and started again, with a line in the terminal; it stops when the
 app does. The terminal shows only what the user needs: the address, the team code, where the data

@@ -1,7 +1,7 @@
 """The data commands of the `outreach` CLI: init and passwd, persons, contacts, places,
 follow-ups, search, conflicts and the demo data. Thin: each parses its flags, calls the workspace
 (or `models.review` for conflicts), and prints through `Output`; what they share with the team and
-desk commands is in `common` and `errors`. It never imports the network stack (`sync`).
+desk commands is in `common` and `errors`. It never imports the sync engine or client.
 """
 
 from __future__ import annotations

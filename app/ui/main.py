@@ -3,7 +3,7 @@ session (one window, or one browser tab in web mode). It only wires: the session
 (its own workspace: in web mode every browser session unlocks on its own), the context, the
 router, connectivity and the session's end. `flet build` runs this module directly: it keeps the
 data folder private (`app.files`) and, where Flet would turn the run into a web server (a Linux
-without a display), serves through the gate of `app.web` instead of Flet's open one.
+without a display), serves through the gate of `app.ui.web` instead of Flet's open one.
 """
 
 from __future__ import annotations
