@@ -6,7 +6,8 @@ guessing instead (`Workspace(guard_offline=True)`).
 
 The secret is made on first use and kept per data folder. It never leaves the keystore except
 into the KDF; nothing here logs it. Phones use their own keystore (`flet-secure-storage`, see
-`services.keystore_pepper`); this module is for the desktop and the local web mode only.
+`keystore_pepper`, given the app's `SecureStorage`); `desktop_pepper` is for the desktop and
+the local web mode.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-__all__ = ["desktop_pepper", "SERVICE"]
+__all__ = ["desktop_pepper", "keystore_pepper", "SERVICE"]
 
 log = logging.getLogger("outreach.keystore")
 
@@ -51,3 +52,13 @@ def desktop_pepper(data_dir: Path, *, backend: Any = None) -> bytes:
     except (KeyringError, ValueError) as exc:
         log.warning("the keystore could not be used (%s): the passphrase alone protects a copy", type(exc).__name__)
         return b""
+
+
+async def keystore_pepper(storage: Any, key: str = "outreach.pepper") -> bytes:
+    """The device keystore's secret mixed into the PIN's KDF on phones (flet-secure-storage):
+    a short PIN cannot be brute-forced from a copied data file without it. Made on first use."""
+    value = await storage.get(key)
+    if not value:
+        value = secrets.token_hex(32)
+        await storage.set(key, value)
+    return bytes.fromhex(str(value))

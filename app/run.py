@@ -8,7 +8,7 @@ It starts `outreach-server` on loopback with its SQLite file in DIR (`DIR/server
 screen, then runs the app on `DIR/app`: a desktop window where there is a display, else Flet's
 web mode in the browser (CanvasKit served from the installed flet-web package, no internet). Web
 mode listens on 127.0.0.1 only (another address only with `--listen ADDR`, with a warning) and
-answers only the address it prints, which carries a key made for this launch (see `app.web`).
+answers only the address it prints, which carries a key made for this launch (see `app.ui.web`).
 Everything it and the server write in DIR is the user's alone (umask 077, `app.files`). A server
 that stops on its own is reaped and started again, with a line in the terminal; it stops when the
 app does. The terminal shows only what the user needs: the address, the team code, where the data
@@ -37,10 +37,9 @@ from pathlib import Path
 from models.errors import StoreError
 from models.workspace import Workspace
 
-from .config import resolve_data_dir
+from .config import AppConfig, resolve_data_dir
 from .files import keep_private
-from .services import AppConfig
-from .web import LOOPBACK, flet_would_serve_web, is_loopback, serve_web
+from .ui.web import LOOPBACK, flet_would_serve_web, is_loopback, serve_web
 
 __all__ = ["main", "serve", "LocalServer", "has_display"]
 
@@ -262,7 +261,7 @@ def serve(config: AppConfig, *, web: bool, port: int = 0, listen: str = LOOPBACK
     prints the address to open (with this launch's key) once it listens."""
     import flet as ft
 
-    from .main import build_main
+    from .ui.main import build_main  # flet loads only when the app starts, not for --help or the server
 
     if not web and flet_would_serve_web():
         raise RuntimeError("no display for a desktop window here: use --web")

@@ -80,7 +80,7 @@ def _app(data_dir: Path) -> Iterator[str]:
     url = ""
     try:
         # the app prints its address, with the launch's key, once its socket listens; a page opened
-        # without that key gets nothing (app.web)
+        # without that key gets nothing (app.ui.web)
         deadline = time.monotonic() + 60
         while not url and time.monotonic() < deadline:
             if proc.poll() is not None:

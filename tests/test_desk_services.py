@@ -19,8 +19,8 @@ import pytest
 from serverproc import ServerProcess, create_team
 from test_ui_services import PIN, run
 
-from app.desk import FingerprintMismatch
 from app.services import AppConfig, Problem, Services, explain
+from app.services.problems import FingerprintMismatch
 from models.errors import InvalidInput, StoreError
 from models.usecases.exports import DanishExcel
 from models.workspace import Workspace

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.i18n import I18N_DIR, LANGUAGES, Translator
-from app.services import _SPECIFIC_INVALID
+from app.services.problems import _SPECIFIC_INVALID
 from app.state import NOTICE_KINDS
 from models.domain.vocab import VOCABULARIES
 
@@ -65,7 +65,7 @@ def test_vocab_lookup_uses_the_names_of_vocabularies() -> None:
 
 _KEY = re.compile(r"""["']((?:[a-z_]+)\.(?:[a-z_0-9]+))["']""")
 _NOT_KEYS = {"app.log", "outreach.app", "outreach.cli", "outreach.log", "outreach.pepper", "server.json",
-             "server.log", "server.out", "sync.server", "app.main", "app.run", "outreach.db"}
+             "server.log", "server.out", "sync.server", "app.ui.main", "app.run", "outreach.db"}
 
 
 def test_every_key_named_in_the_app_exists() -> None:

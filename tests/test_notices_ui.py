@@ -16,13 +16,13 @@ import flet as ft
 import pytest
 from test_ui_services import PIN, run
 
-from app.desk import FingerprintMismatch
 from app.i18n import Translator
 from app.services import AppConfig, Services
+from app.services.problems import FingerprintMismatch
 from app.state import NOTICE_KINDS, DeskDevice, DevicesView, NoticeRow
-from app.views.base import Ctx
-from app.views.devices import DevicesScreen
-from app.views.settings import SettingsScreen
+from app.ui.views.base import Ctx
+from app.ui.views.devices import DevicesScreen
+from app.ui.views.settings import SettingsScreen
 
 RECORD, DEVICE = "a" * 32, "b" * 32
 DETAIL = "an erasure without the coordinator's signature: ignored"

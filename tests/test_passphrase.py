@@ -133,8 +133,8 @@ def test_the_lock_screen_asks_an_old_short_pin_for_more(tmp_path: Path) -> None:
     from test_ui_services import run
 
     from app.services import AppConfig, Services
-    from app.views.base import Ctx
-    from app.views.lock import LockScreen
+    from app.ui.views.base import Ctx
+    from app.ui.views.lock import LockScreen
 
     old = Workspace(tmp_path / "laptop")  # the real KDF: what an earlier version made
     old.init(PIN)

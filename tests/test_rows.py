@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from app.components.rows import contact_tile, follow_up_tile, person_tile, place_tile
 from app.i18n import Translator
 from app.state import ContactRow, FollowUpRow, PersonRow, PlaceRow
+from app.ui.components.rows import contact_tile, follow_up_tile, person_tile, place_tile
 
 PREFIX = "9f1c2b3a4d5e6f70"  # one device's record prefix
 A, B = PREFIX + "0000000000000001", PREFIX + "0000000000000002"
@@ -37,7 +37,7 @@ def test_a_chosen_chip_is_said_by_more_than_a_pale_fill() -> None:
     """WCAG 1.4.11 (issue 16): a check mark, also on a chip with an icon of its own, and a border."""
     import flet as ft
 
-    from app.components.ui import choice_chip
+    from app.ui.components.ui import choice_chip
 
     chosen = choice_chip("Halmtorvet", True, None, "place-chip-x", icon=ft.Icons.PLACE_OUTLINED).content
     other = choice_chip("Nørreport", False, None, "place-chip-y", icon=ft.Icons.PLACE_OUTLINED).content

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from uihelpers import LAPTOP, PHONE, PIN, UI, AppProcess, T, browser, seed_workspace  # noqa: F401
 
-from app.components.toast import TOAST_SECONDS
+from app.ui.components.toast import TOAST_SECONDS
 
 pytestmark = pytest.mark.browser
 

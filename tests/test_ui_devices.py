@@ -17,8 +17,8 @@ from test_ui_services import PIN, run
 
 from app.services import AppConfig, Services
 from app.state import DeskDevice
-from app.views.base import Ctx
-from app.views.devices import DevicesScreen
+from app.ui.views.base import Ctx
+from app.ui.views.devices import DevicesScreen
 from models.errors import InvalidInput
 
 DEVICE, OTHER = "b" * 32, "c" * 32

@@ -214,7 +214,7 @@ def test_a_row_damaged_on_disk_is_taken_off_the_screens_after_unlock(tmp_path: P
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Unlock trusts the sealed snapshot for speed; the rows themselves are opened in the
     background a moment later, and one that fails its check leaves the lists."""
-    import app.services as services_module
+    import app.services.session as services_module
 
     monkeypatch.setattr(services_module, "VERIFY_AFTER", 0.0)
     s = Services(AppConfig(data_dir=tmp_path / "device", fast_kdf=True))

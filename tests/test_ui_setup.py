@@ -16,8 +16,8 @@ import pytest
 from test_ui_services import run
 
 from app.services import AppConfig, Services
-from app.views.base import Ctx
-from app.views.setup import SetupScreen
+from app.ui.views.base import Ctx
+from app.ui.views.setup import SetupScreen
 
 SERVER = "http://127.0.0.1:8700"
 

@@ -7,7 +7,6 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from app.router import match
 from app.state import (
     PERIOD_CHOICES,
     ContactDraft,
@@ -21,11 +20,12 @@ from app.state import (
     parse_when,
     period_bounds,
 )
-from app.views.lock import LockScreen
-from app.views.new_contact import NewContactScreen
-from app.views.people import PersonEditScreen
-from app.views.shell import destinations
-from app.views.today import TodayScreen
+from app.ui.router import match
+from app.ui.views.lock import LockScreen
+from app.ui.views.new_contact import NewContactScreen
+from app.ui.views.people import PersonEditScreen
+from app.ui.views.shell import destinations
+from app.ui.views.today import TodayScreen
 
 NOW = datetime(2026, 11, 25, 21, 14)
 
