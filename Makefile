@@ -29,6 +29,7 @@ server: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check app models sync bench tests
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
