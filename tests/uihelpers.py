@@ -245,6 +245,9 @@ class UI:
         self.context = browser.new_context(viewport={"width": size[0], "height": size[1]})
         self.page = self.context.new_page()
         self.page.set_default_timeout(timeout * 1000)
+        throttle = float(os.environ.get("OUTREACH_TEST_CPU_THROTTLE") or 0)
+        if throttle > 1:  # e.g. 4: a slow phone, or a loaded machine, to bring out a wait that only flakes there
+            self.context.new_cdp_session(self.page).send("Emulation.setCPUThrottlingRate", {"rate": throttle})
         parts = urllib.parse.urlsplit(url)
         self.url = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "/", "", ""))
         self.query = parts.query

@@ -123,6 +123,7 @@ class Router:
         self.shell: Shell | None = None
         self.route = ""  # what is shown
         self.url = ctx.page.route or "/"  # what the browser's address bar says
+        self._asked = 0  # routes the address bar asked for so far (a newer one makes an older one moot)
         self.after_unlock = "/today"
         self._last_activity = time.monotonic()
         self._guard: asyncio.Task[None] | None = None
@@ -165,16 +166,22 @@ class Router:
     async def _on_route_change(self, e: ft.RouteChangeEvent) -> None:
         self.touch()
         self.url = e.route
+        self._asked += 1
         await self.show(e.route)
 
     async def show(self, route: str) -> None:
+        asked = self._asked
         async with self._rendering:
+            if self._asked != asked:
+                return  # a tap asked for another screen while this one waited: that one is shown next
             target = await self._resolve(route)
             await self._render(target)
-            if target != self.url:
+            if target != self.url and self._asked == asked:
                 # keep the address bar true to what is shown; otherwise going back to the address
                 # it still shows would look like no change to Flet and be dropped. Not awaited: a
-                # client that went away would never answer.
+                # client that went away would never answer. Not when the address bar asked for
+                # another screen meanwhile (a desk tab tapped while the overview loaded): sending it
+                # back here took the worker back to the screen they had left.
                 self.url = target
                 self.page.navigate(target)
 

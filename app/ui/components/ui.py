@@ -41,10 +41,16 @@ def tid(control: ft.Control, identifier: str, label: str | None = None, *, butto
     """Give a control a stable identifier for tests (the web's `flt-semantics-identifier`) and,
     when it has no words of its own, a label for screen readers. `container=True` for a list of
     rows that have identifiers of their own: without it Flutter may merge the wrapper's node away
-    once the rows are there (the devices list lost its identifier so, now and then, after loading)."""
+    once the rows are there (the devices list lost its identifier so, now and then, after loading).
+    Such a list's content sits in a node of its own under the identified one, so that the identified
+    node stays a plain group whatever it holds: its content merged into it would change its role
+    (a loading ring is a "loading spinner", rows make a group), and Flutter's web engine builds a new
+    element for a new role without the identifier (the devices list lost it so whenever the ring
+    was drawn before the rows came)."""
     # an `expand` must sit on the Row's or Column's direct child: the wrapper takes it over (only
     # a true one: an explicit `expand=False` breaks a wrapping Row in Flet 1.0)
-    return ft.Semantics(content=control, identifier=identifier, label=label, button=button, container=container,
+    content = ft.Semantics(content=control, container=True) if container else control
+    return ft.Semantics(content=content, identifier=identifier, label=label, button=button, container=container,
                         expand=getattr(control, "expand", None) or None)
 
 
