@@ -8,7 +8,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from app.router import Router
+from app.ui.router import Router
 
 
 class FakePage:
