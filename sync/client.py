@@ -255,15 +255,18 @@ class SyncClient:
             ops=ops, sig=p.b64e(sig) if sig is not None else None)
         return self._request("POST", "/v1/push", body=body, model=p.PushResponse)
 
-    def pull(self, since: int, limit: int = 1000, wait: float = 0.0) -> p.PullResponse:
-        return self.parse_pull(self.pull_body(since, limit, wait))
+    def pull(self, since: int, limit: int = 1000, wait: float = 0.0, nonce: str | None = None) -> p.PullResponse:
+        return self.parse_pull(self.pull_body(since, limit, wait, nonce))
 
-    def pull_body(self, since: int, limit: int = 1000, wait: float = 0.0) -> bytes:
+    def pull_body(self, since: int, limit: int = 1000, wait: float = 0.0, nonce: str | None = None) -> bytes:
         """A pull page's JSON as the server sent it (unzipped), not yet checked: `parse_pull`
-        checks it. Apart, so that a thread fetching the next page meanwhile does I/O only."""
+        checks it. Apart, so that a thread fetching the next page meanwhile does I/O only. A
+        1.3 server echoes `nonce` (`p.new_nonce()`) in the page."""
         params: dict[str, Any] = {"since": since, "limit": limit}
         if wait > 0:
             params["wait"] = wait
+        if nonce is not None:
+            params["nonce"] = nonce
         return self._request("GET", "/v1/pull", params=params, model=None, timeout=self.timeout[1] + wait)
 
     @staticmethod

@@ -43,6 +43,8 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "MAX_INT",
     "B64_PATTERN",
+    "NONCE_PATTERN",
+    "new_nonce",
     "ErrorCode",
     "ErrorBody",
     "ErrorResponse",
@@ -103,7 +105,7 @@ __all__ = [
 ]
 
 PROTOCOL_HEADER = "Outreach-Protocol"
-PROTOCOL_VERSION = "1.2"
+PROTOCOL_VERSION = "1.3"
 SUPPORTED_MAJORS = (1,)
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # a push of 256 KB sealed payloads, base64 and JSON, fits well
@@ -271,6 +273,15 @@ _Key32 = Annotated[str, Field(min_length=43, max_length=43, pattern=r"^[A-Za-z0-
 _Sig64 = Annotated[str, Field(min_length=86, max_length=86, pattern=r"^[A-Za-z0-9_-]{86}$")]  # a signature
 _Count = Annotated[int, Field(ge=0, le=MAX_INT)]  # a sequence, cursor, count or id
 _Positive = Annotated[int, Field(ge=1, le=MAX_INT)]  # a key epoch or a device sequence: both start at 1
+# 1.3: a pull's nonce (16 random bytes, `b64e`), which the page echoes (`PullResponse.nonce`)
+NONCE_PATTERN = r"^[A-Za-z0-9_-]{22}$"
+_NONCE = re.compile(NONCE_PATTERN)
+_Nonce = Annotated[str, Field(min_length=22, max_length=22, pattern=NONCE_PATTERN)]
+
+
+def new_nonce() -> str:
+    """A fresh nonce for one pull request (`PullResponse.nonce`)."""
+    return b64e(secrets.token_bytes(16))
 
 
 class _Msg(BaseModel):
@@ -579,6 +590,9 @@ class PullResponse(_Msg):
     # statements covered): lower than what the server acknowledged to it means the server lost ops
     # (a restore from an older backup), which the device sends again
     held_through: _Count | None = None
+    # 1.3: the request's `nonce`, echoed: this page answers that request, and its `held_through`
+    # is the server's word now on the device that sent it (a device takes it from no other page)
+    nonce: _Nonce | None = None
 
 
 def encode_pull(ops: Iterable[tuple[int, str, str, int, str, int, bytes] | tuple[int, str, str, int, str, int, bytes,
@@ -588,11 +602,14 @@ def encode_pull(ops: Iterable[tuple[int, str, str, int, str, int, bytes] | tuple
                 batches: Iterable[tuple[int, str, bytes, bytes]
                                   | tuple[int, str, bytes, bytes, int | None, int | None, int | None, bytes | None,
                                           bytes | None]] = (),
-                held_through: int | None = None) -> bytes:
+                held_through: int | None = None, nonce: str | None = None) -> bytes:
     """The JSON of `PullResponse` for ops given as (seq, op id, device id, device seq, record id,
     key epoch, sealed payload) and purges as (seq, record id[, signature]): byte for byte what
     `PullResponse(...).model_dump_json()` gives, without a model per op. The server's own log
-    rows: ids were checked to be hex when pushed, payloads are `b64e` output."""
+    rows: ids were checked to be hex when pushed, payloads are `b64e` output; `nonce` is checked
+    here (it comes from the request)."""
+    if nonce is not None and not _NONCE.fullmatch(nonce):
+        raise ValueError("not a nonce")
     op_parts = [
         f'{{"seq":{op[0]:d},"op_id":"{op[1]}","device_id":"{op[2]}","device_seq":{op[3]:d},"record_id":"{op[4]}",'
         f'"key_epoch":{op[5]:d},"payload":"{b64e(op[6])}","batch":'
@@ -608,9 +625,11 @@ def encode_pull(ops: Iterable[tuple[int, str, str, int, str, int, bytes] | tuple
         + (f'"{b64e(purge[2])}"' if len(purge) > 2 and purge[2] is not None else "null") + "}"  # type: ignore[misc]
         for purge in purges
     ]
+    echo = "null" if nonce is None else f'"{nonce}"'
     return (f'{{"ops":[{",".join(op_parts)}],"purges":[{",".join(purge_parts)}],"next":{next_:d},'
             f'"more":{"true" if more else "false"},"current_epoch":{current_epoch:d},'
-            f'"batches":[{",".join(batch_parts)}],"held_through":{_json_opt(held_through)}}}').encode("ascii")
+            f'"batches":[{",".join(batch_parts)}],"held_through":{_json_opt(held_through)},'
+            f'"nonce":{echo}}}').encode("ascii")
 
 
 def _json_opt(value: int | bytes | None) -> str:

@@ -233,6 +233,12 @@ def test_encode_pull_is_the_pull_response_json(more: bool) -> None:
              for s, o, d, ds, r, e, x in ops],
         purges=[p.PurgeOut(seq=s, record_id=r) for s, r in purges], next=5, more=more, current_epoch=2)
     assert p.encode_pull(ops, purges, 5, more, 2) == model.model_dump_json().encode()
+    nonce = p.new_nonce()
+    echoed = model.model_copy(update={"held_through": 7, "nonce": nonce})
+    assert p.encode_pull(ops, purges, 5, more, 2, held_through=7, nonce=nonce) == echoed.model_dump_json().encode()
+    assert p.PullResponse.model_validate_json(echoed.model_dump_json()) == echoed
+    with pytest.raises(ValueError):
+        p.encode_pull(ops, purges, 5, more, 2, nonce='x","held_through":0,"y":"')
     assert p.PullResponse.model_validate_json(p.encode_pull([], [], 0, False, 1)) == p.PullResponse(
         ops=[], next=0, more=False, current_epoch=1)
 

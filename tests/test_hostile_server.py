@@ -25,6 +25,7 @@ was lost. After every attack no canary string is in any server file.
                                     test_a_withheld_push_leaves_a_hole_that_is_named
                                     test_an_erased_change_is_not_taken_for_a_withheld_one
       a revoked device's history    test_a_revoked_devices_history_is_the_one_its_coordinator_signed
+      a replayed page               test_a_replayed_pull_page_does_not_make_a_device_send_again
     migration from 1f0389c          test_a_team_of_the_previous_version_moves_to_signed_authority
 """
 
@@ -448,6 +449,57 @@ def test_an_erased_change_is_not_taken_for_a_withheld_one(team: Team) -> None:
         assert [n for n in ws.notices() if n.kind == "missing_ops"] == []
     leng.close()
     late.close()
+
+
+def _lost_on_server(ws: Workspace) -> list[str]:
+    return [n.detail for n in ws.notices() if n.kind == "lost_on_server"]
+
+
+def test_a_replayed_pull_page_does_not_make_a_device_send_again(team: Team) -> None:
+    """A pull page says how far the server holds the puller's sequence (`held_through`). A page
+    replayed (the device's own from before its later pushes, or another device's) is not the
+    server's word on what it holds now: the device sends nothing again and says nothing was lost.
+    A server that really lost acknowledged ops (here: the last push taken out, as a restore from
+    an older backup looks) still gets them again, with the notice."""
+    last: dict[str, bytes] = {}
+    replay: list[bytes] = []
+
+    def recording(name: str, engine: SyncEngine) -> None:
+        client = engine.client()
+        real = client.pull_body
+
+        def pull_body(*args: Any, **kwargs: Any) -> bytes:
+            if name == "worker" and replay:
+                return replay.pop()  # the answer to this request is an old page
+            last[name] = real(*args, **kwargs)
+            return last[name]
+
+        client.pull_body = pull_body  # type: ignore[method-assign]
+
+    recording("worker", team.weng)
+    recording("coord", team.ceng)
+    team.worker.add_person({"alias": "First"})
+    team.weng.sync()
+    own = last["worker"]  # the worker's own page, before its next pushes
+    team.ceng.sync()
+    other = last["coord"]  # the coordinator's page: of the coordinator's sequence
+    for n, old in enumerate((own, other)):
+        while team.worker.pushed_through() + team.worker.outbox_count() <= json.loads(old)["held_through"] + 2:
+            team.worker.add_person({"alias": f"Round {n}"})
+        team.worker.add_person({"alias": f"Round {n}"})
+        replay.append(old)
+        report = team.weng.sync()
+        assert not replay and json.loads(old)["held_through"] < team.worker.pushed_through()
+        assert report.resent == 0 and team.worker.outbox_count() == 0
+        assert _lost_on_server(team.worker) == []
+    report = team.weng.sync()  # honest again: nothing to send
+    assert report.resent == 0 and report.pushed == 0 and _lost_on_server(team.worker) == []
+    # the server loses the worker's last push (a restore from an older backup): sent again
+    team.attacker.withhold_push(team.attacker.batches(team.worker.device_id)[-1][0])
+    report = team.weng.sync()
+    assert report.resent > 0 and len(_lost_on_server(team.worker)) == 1
+    team.ceng.sync()
+    assert _aliases(team.coord) == _aliases(team.worker)
 
 
 def test_a_revoked_devices_history_is_the_one_its_coordinator_signed(team: Team) -> None:

@@ -161,9 +161,9 @@ def test_a_gap_in_the_log_makes_the_guessed_page_wrong_and_nothing_is_lost(tmp_p
         seen: list[int] = []
         real = weng.client().pull_body
 
-        def spy(since: int, limit: int = 1000, wait: float = 0.0) -> bytes:
+        def spy(since: int, limit: int = 1000, wait: float = 0.0, nonce: str | None = None) -> bytes:
             seen.append(since)
-            return real(since, limit, wait)
+            return real(since, limit, wait, nonce)
 
         used = [0]
         parse = weng.client().parse_pull

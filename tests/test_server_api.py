@@ -23,7 +23,7 @@ from sqlalchemy import event, text
 from sqlmodel import select
 
 from models.storage.vault import make_proof
-from sync.protocol import PROTOCOL_HEADER, EnrollmentCode, b64e
+from sync.protocol import PROTOCOL_HEADER, EnrollmentCode, b64e, new_nonce
 from sync.server import ServerSettings, create_app, crud
 from sync.server.db import Database, migrate
 from sync.server.keys import ServerKey
@@ -189,10 +189,11 @@ class Harness:
         assert response.status_code == expect, response.text
         return response.json()
 
-    def pull(self, device: Dev, since: int = 0, limit: int = 1000, wait: float = 0) -> Any:
-        response = self.call(
-            "GET", "/v1/pull", device.token, params={"since": since, "limit": limit, "wait": wait}
-        )
+    def pull(self, device: Dev, since: int = 0, limit: int = 1000, wait: float = 0, nonce: str | None = None) -> Any:
+        params: dict[str, Any] = {"since": since, "limit": limit, "wait": wait}
+        if nonce is not None:
+            params["nonce"] = nonce
+        response = self.call("GET", "/v1/pull", device.token, params=params)
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -985,7 +986,23 @@ def test_the_largest_64_bit_integer_is_stored_and_read_back(h: Harness) -> None:
     assert h.pull(coord, since=top) == {
         "ops": [], "purges": [], "next": top, "more": False, "current_epoch": 1, "batches": [],
         "held_through": top,  # the puller's own sequence, as far as the server holds it
+        "nonce": None,  # none asked for: none echoed
     }
+
+
+def test_a_pull_page_echoes_its_requests_nonce(h: Harness) -> None:
+    """1.3: the page answers the request that sent `nonce`, so that the puller takes its
+    `held_through` from no other page (a replayed one, or another device's)."""
+    coord = h.found()
+    h.push(coord, [op(1), op(2)])
+    nonce = new_nonce()
+    page = h.pull(coord, nonce=nonce)
+    assert page["nonce"] == nonce and page["held_through"] == 2 and len(page["ops"]) == 2
+    assert h.pull(coord, since=2, nonce=nonce)["nonce"] == nonce  # also on an empty page
+    for bad in ("short", nonce + "A", nonce[:-1] + "=", nonce[:-1] + '"'):
+        response = h.call("GET", "/v1/pull", coord.token, params={"nonce": bad})
+        assert response.status_code == 422, (bad, response.text)
+        assert error_of(response)["detail"]["field"] == "nonce"
 
 
 @pytest.mark.parametrize("path", ["/v1/push", "/v1/keys", "/v1/join", "/v1/invites", "/v1/purge"])

@@ -1825,6 +1825,45 @@ def test_ops_the_server_lost_from_before_a_revocation_go_out_again(team_after_a_
         for _ in range(2):
             dev.engine.sync()  # StaleEpoch, each time
         assert dev.ws.outbox_count() == 0
+        assert [n.kind for n in dev.ws.notices()].count("lost_on_server") == 1  # sent again, and said so
     finally:
         machine.busy = True  # no final round: the server lost acknowledged ops, outside the model
+        machine.teardown()
+
+
+def test_a_replayed_page_makes_no_device_send_again(team_after_a_revocation: Team) -> None:
+    """Found by the machine: device 0, all acknowledged, syncs; the server answers its pull with
+    an old page (another device's, or its own from before later pushes), whose `held_through` is
+    lower than what device 0 has acknowledged. It is not an answer to this request (1.3: the nonce):
+    device 0 queues nothing again and says nothing was lost."""
+    machine = HostileSyncMachine(team_after_a_revocation)
+    try:
+        machine.restart(crash=False, d=0)
+        machine.create_persons(d=0, people=[("Aksel", {})])
+        machine.create_persons(d=0, people=[("Aksel", {})])
+        machine.sync_killed_anywhere(at=0, d=0, plan=[])
+        machine.create_persons(d=0, people=[("Aksel", {})])
+        machine.quiet_round()
+        machine.hostile_sync(d=0, plan=[(Fault.DROP_REQUEST, "/v1/push", 0)], replays=[(0, 0)])
+        machine.logs_agree()  # no acknowledged op queued again
+        assert "lost_on_server" not in [n.kind for n in machine.devices[0].ws.notices()]
+    finally:
+        machine.teardown()
+
+
+def test_a_replayed_page_does_not_undo_a_withheld_push(team_after_a_revocation: Team) -> None:
+    """Found by the machine: the server withholds device 0's push (5-6) whole; device 0's next
+    pull is answered with an old page whose `held_through` is lower than what it acknowledged. Had
+    device 0 believed it, it would have sent the withheld push again, and the other devices would
+    not be told of a hole the server made (here: device 2, in the quiet round)."""
+    machine = HostileSyncMachine(team_after_a_revocation)
+    try:
+        machine.create_killed(alias="Aksel", at=0, d=0, fields={})
+        machine.create_persons(d=0, people=[("Aksel", {})])
+        machine.create_persons(d=0, people=[("Aksel", {"alias": "Aksel"})])
+        machine.withhold_push(fresh="Aksel", pick=0, then=[], writer=0)
+        machine.sync_killed_in_pull(d=0, nth=1, plan=[], point="receive_start")
+        machine.hostile_sync(d=0, plan=[], replays=[(0, 0)])
+        machine.quiet_round()  # every device caught up was told of the withheld push
+    finally:
         machine.teardown()

@@ -325,7 +325,7 @@ class SyncEngine:
         report.from_checkpoint = self._bootstrap(progress)
         pulled = self.pull(progress, wait=wait)
         report.pulled, report.applied, report.set_aside, report.purged = pulled
-        held = self._pull.held_through
+        held = self._pull.held_through  # from a fresh answer to this device's own pull only (1.3: its nonce)
         if held is not None and held < ws.pushed_through():
             # the server lost ops it had acknowledged (restored from an older backup): send them again
             report.resent, lost = ws.resend_lost(held)

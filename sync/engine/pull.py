@@ -37,7 +37,9 @@ class Pull:
         self.roster = roster
         self.keys = keys
         self.roster_tried: set[str] = set()  # devices the server's roster was read for in this pull
-        self.held_through: int | None = None  # the last pull page's word on what the server holds of this device
+        # the server's word on what it holds of this device: from the last page of this pull that
+        # echoed its request's nonce (a fresh answer to this device), else None
+        self.held_through: int | None = None
 
     def pull(self, progress: Progress | None = None, *, wait: float = 0.0,
              fold: bool = True) -> tuple[int, int, int, int]:
@@ -55,28 +57,38 @@ class Pull:
         self.roster_tried = set()
         checked: dict[int, frozenset[tuple[str, bytes]]] = {}  # batches of this pull: id -> digests its device signed
         gaps = Gaps.from_json(ctx.ws.sync_value("gaps"), since=cursor) if ctx.authority_vk() is not None else None
+
+        def fetch(pool: ThreadPoolExecutor, since: int, wait: float = 0.0) -> tuple[int, str, Future[bytes]]:
+            nonce = p.new_nonce()
+            return since, nonce, pool.submit(client.pull_body, since, limit, wait, nonce)
+
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="outreach-pull") as pool:
-            # (since, page) requests in flight, oldest first. A page's `since` is the last one's
+            # (since, nonce, page) requests in flight, oldest first. A page's `since` is the last one's
             # `next`, known only once it is read; while a full page of `limit` entries is being
             # stored, the one after the next is asked for on the guess that the log has no gap
             # there (a purge leaves one). A guessed page is used only if its `since` turns out to
             # be the cursor it was meant to follow; else it is dropped and asked for again.
-            ahead: deque[tuple[int, Future[bytes]]] = deque(
-                [(cursor, pool.submit(client.pull_body, cursor, limit, wait))])
+            # Each request has a nonce of its own, which a 1.3 server echoes (`fetch`).
+            ahead: deque[tuple[int, str, Future[bytes]]] = deque([fetch(pool, cursor, wait)])
             while True:
-                since, request = ahead.popleft()
+                since, nonce, request = ahead.popleft()
                 page = client.parse_pull(request.result())  # here: the fetching threads do I/O only
-                self.held_through = page.held_through
+                if page.nonce == nonce and page.held_through is not None:
+                    # Only a page that answers this request speaks of what the server holds of this
+                    # device now: an old page replayed (this device's own from before its later
+                    # pushes, or another device's, of that device's sequence) would make it send
+                    # acknowledged ops again and say the server lost them. A 1.2 server echoes
+                    # nothing: its word is not taken (as a 1.1 server's, which gives none).
+                    self.held_through = page.held_through
                 if page.next < cursor:
                     raise Offline("The server's cursor went backwards; not applied.")
                 if page.more:
                     while ahead and ahead[0][0] != page.next:  # a wrong guess
-                        ahead.popleft()[1].cancel()
+                        ahead.popleft()[2].cancel()
                     if not ahead:
-                        ahead.append((page.next, pool.submit(client.pull_body, page.next, limit, 0.0)))
+                        ahead.append(fetch(pool, page.next))
                     if len(ahead) == 1 and page.next - since == limit:
-                        guess = page.next + limit
-                        ahead.append((guess, pool.submit(client.pull_body, guess, limit, 0.0)))
+                        ahead.append(fetch(pool, page.next + limit))
                 if page.current_epoch > max(ctx.ws.vault.epochs if ctx.ws.vault else [0]):
                     self.keys.refresh()
                 ops = [RemoteOp(o.op_id, o.device_id, o.device_seq, o.record_id, o.key_epoch, p.b64d(o.payload))
@@ -95,7 +107,7 @@ class Pull:
                 if progress:
                     progress("pull", pulled, 0)
                 if not page.more:
-                    for _, extra in ahead:
+                    for _, _, extra in ahead:
                         extra.cancel()
                     break
         if gaps is not None:

@@ -26,6 +26,7 @@ from sync.protocol import (
     MAX_PULL_LIMIT,
     MAX_PUSH_BYTES,
     MAX_WAIT_SECONDS,
+    NONCE_PATTERN,
     PUSH_REQUEST,
     ErrorCode,
     PullResponse,
@@ -82,11 +83,12 @@ def _accepts_gzip(header: str) -> bool:
     return False
 
 
-def _pull_response(page: crud_log.PullPage, gzip_ok: bool) -> Response:
-    """A pull page as a finished response. Built without validation: every value came from the
-    database, validated when pushed (`encode_pull` writes what `PullResponse` would)."""
+def _pull_response(page: crud_log.PullPage, gzip_ok: bool, nonce: str | None = None) -> Response:
+    """A pull page as a finished response, echoing the request's `nonce` (1.3). Built without
+    validation: every value came from the database, validated when pushed, and the nonce was
+    validated as a query (`encode_pull` writes what `PullResponse` would)."""
     body = encode_pull(page.ops, page.purges, page.next, page.more, page.current_epoch, page.batches,
-                       page.held_through)
+                       page.held_through, nonce)
     if gzip_ok and len(body) >= GZIP_MINIMUM:
         return Response(_pull_gzip.compress(body, PULL_GZIP_LEVEL, mtime=0), media_type="application/json",
                         headers={"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
@@ -225,6 +227,7 @@ def add_routes(routes: APIRouter, server: Server) -> None:
         since: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
         limit: Annotated[int, Query(ge=1, le=MAX_PULL_LIMIT)] = 1000,
         wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS)] = 0.0,
+        nonce: Annotated[str | None, Query(min_length=22, max_length=22, pattern=NONCE_PATTERN)] = None,
     ) -> Response:
         # Long-poll: sleep until a push or purge of the team wakes us (through this process, or on
         # PostgreSQL through any process: `PgListener`), and re-read the database now and then anyway.
@@ -243,4 +246,5 @@ def add_routes(routes: APIRouter, server: Server) -> None:
                 break
             await watch.wait(device.team_id, after=tick, timeout=min(recheck_seconds(), remaining))
         # Encoded and compressed in the thread pool, not on the event loop that serves the others.
-        return await run_in_threadpool(_pull_response, page, _accepts_gzip(request.headers.get("accept-encoding", "")))
+        return await run_in_threadpool(_pull_response, page, _accepts_gzip(request.headers.get("accept-encoding", "")),
+                                       nonce)
