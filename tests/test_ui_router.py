@@ -5,18 +5,12 @@ loads, and the worker must end up where they tapped last, with the address bar s
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
+from test_ui_services import run  # asyncio.run in a thread of its own (Playwright may hold this one's loop)
+
 from app.ui.router import Router
-
-
-def _run(coro: Any) -> None:
-    """asyncio.run in a thread of its own: in the whole suite, Playwright's sync API may hold this
-    thread's event loop (asyncio.run would refuse)."""
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, coro).result()
 
 
 class FakePage:
@@ -66,7 +60,7 @@ def test_a_tab_tapped_while_the_overview_loads_is_where_the_worker_lands() -> No
         assert page.navigated == []  # the address bar is not sent back to the overview
         assert router.url == "/desk/reports"
 
-    _run(scenario())
+    run(scenario())
 
 
 def test_taps_queued_behind_a_loading_screen_show_only_the_last() -> None:
@@ -80,7 +74,7 @@ def test_taps_queued_behind_a_loading_screen_show_only_the_last() -> None:
         await asyncio.gather(overview, *later)
         assert shown == ["/desk", "/desk/review"] and page.navigated == []
 
-    _run(scenario())
+    run(scenario())
 
 
 def test_a_route_sent_elsewhere_still_sets_the_address_bar() -> None:
@@ -89,4 +83,4 @@ def test_a_route_sent_elsewhere_still_sets_the_address_bar() -> None:
         await router._on_route_change(_asked("/desk"))
         assert shown == ["/today"] and page.navigated == ["/today"] and router.url == "/today"
 
-    _run(scenario())
+    run(scenario())
